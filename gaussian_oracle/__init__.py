@@ -1,0 +1,5 @@
+"""Exact ground truth for information in diffusion models: closed forms only, float64, no training."""
+
+from ._estimate import Estimate as Estimate
+from ._joint import JointGaussian as JointGaussian, JointGaussianModel as JointGaussianModel
+from ._sde import VPSDE as VPSDE

@@ -1,0 +1,59 @@
+"""Input validation shared by the oracle: one clear `ValueError` per bad input, nothing coerced."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def as_float_array(value, name: str, ndim: int | None = None) -> np.ndarray:
+    """Return `value` as a float64 NumPy array, refusing anything that is not real and finite.
+
+    Integers and lower-precision floats are widened losslessly; complex, boolean, object and
+    string data are refused rather than coerced.
+    """
+    arr = np.asarray(value)
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{name} must hold real numbers (a float array); got dtype {arr.dtype}.")
+    arr = arr.astype(np.float64)
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional; got shape {arr.shape}.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite; it contains NaN or infinity.")
+    return arr
+
+
+def covariance(value, name: str, dim: int | None = None) -> np.ndarray:
+    """Validate a symmetric positive-definite matrix; return it as float64 (exactly symmetrised)."""
+    arr = as_float_array(value, name, ndim=2)
+    if arr.shape[0] != arr.shape[1]:
+        raise ValueError(f"{name} must be square; got shape {arr.shape}.")
+    if dim is not None and arr.shape[0] != dim:
+        raise ValueError(f"{name} must have shape ({dim}, {dim}); got {arr.shape}.")
+    scale = max(float(np.max(np.abs(arr))), np.finfo(np.float64).tiny)
+    asym = float(np.max(np.abs(arr - arr.T)))
+    if asym > 1e-10 * scale:
+        raise ValueError(f"{name} must be symmetric; max |C - C^T| = {asym:.3g} (scale {scale:.3g}).")
+    sym = 0.5 * (arr + arr.T)
+    try:
+        np.linalg.cholesky(sym)
+    except np.linalg.LinAlgError:
+        smallest = float(np.linalg.eigvalsh(sym)[0])
+        raise ValueError(
+            f"{name} must be positive definite; its smallest eigenvalue is {smallest:.3g}."
+        ) from None
+    return sym
+
+
+def positive_scalar(value, name: str) -> float:
+    arr = as_float_array(value, name)
+    if arr.ndim != 0:
+        raise ValueError(f"{name} must be a scalar; got shape {arr.shape}.")
+    if not arr > 0:
+        raise ValueError(f"{name} must be > 0; got {float(arr)}.")
+    return float(arr)
+
+
+def positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    return int(value)
