@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from . import _cfg
 from ._checks import as_float_array, covariance, positive_int, positive_scalar
 from ._precision import exact
 from ._sde import VPSDE
@@ -308,3 +309,12 @@ class JointGaussian(eqx.Module):
         x = jax.random.normal(key_x, (n, self.dim_x)) @ chol.T
         y = x @ jnp.asarray(self.A, dtype=float).T + self.sigma_eps * jax.random.normal(key_e, (n, self.dim_y))
         return x, y
+
+    # ------------------------------------------------------------------ classifier-free guidance (Eq. 59)
+    def cfg_sample(self, y: Float[Array, "n dim_y"], w: float, *, key: PRNGKeyArray, **options) -> Float[Array, "n dim_x"]:
+        """Integrate the guided probability-flow ODE (Eq. 59) from $x_T \\sim \\mathcal N(0, I)$; see `_cfg.cfg_sample`."""
+        return _cfg.cfg_sample(self, y, w, key=key, **options)
+
+    def cfg_mutual_information(self, w: float, s_end: float = 1e-3, **options) -> float:
+        """Exact $I(X_{CFG}; Y)$ of the guided flow stopped at `s_end`, in nats; see `_cfg.cfg_mutual_information`."""
+        return _cfg.cfg_mutual_information(self, w, s_end, **options)
