@@ -1,0 +1,188 @@
+"""Tier 2: every estimator applied to the exact e* recovers the oracle's closed form within 4 standard errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gaussian_oracle import JointGaussian
+from verify import (
+    GeometricGrid,
+    ImportanceSampler,
+    PiecewiseConstant,
+    UniformGrid,
+    mutual_information_difference,
+    mutual_information_minde,
+    neural_entropy,
+)
+
+N = 600  # data samples per estimate
+GRID = UniformGrid(n_times=100)
+
+
+def _determinism():
+    return JointGaussian.determinism(6, 3, 1.0, key=jax.random.key(1))
+
+
+def _flattening():
+    return JointGaussian.flattening(8, 4, 3, 1e-2, 0.5, key=jax.random.key(2))
+
+
+@pytest.fixture(scope="module", params=[_determinism, _flattening], ids=["determinism", "flattening"])
+def case(request):
+    joint = request.param()
+    x, y = joint.sample(N, key=jax.random.key(3))
+    model = joint.model()
+    pilot = neural_entropy(model, x[:64], y=y[:64], times=GeometricGrid(24, 1e-5), key=jax.random.key(4))
+    proposal = PiecewiseConstant.fit(pilot.times, pilot.rate, T=joint.sde.T, floor=0.1)
+    return joint, model, x, y, ImportanceSampler(proposal)
+
+
+@pytest.mark.parametrize("integrator", ["grid", "importance"])
+def test_neural_entropy_matches_total_entropy(case, integrator):
+    joint, model, x, _, sampler = case
+    times = GRID if integrator == "grid" else sampler
+    est = neural_entropy(model, x, times=times, key=jax.random.key(10))
+    exact = joint.total_entropy_curve(joint.sde.T)
+    assert est.within(exact, 4.0), (est, exact)
+    assert est.n_evals == N * (100 if integrator == "grid" else 1)
+    assert est.flags == ()
+    # Finite T: S_tot(T) is below the T -> inf value by KL(p_T || p_eq) > 0.
+    assert exact < joint.total_entropy()
+
+
+@pytest.mark.parametrize("integrator", ["grid", "importance"])
+def test_conditional_neural_entropy(case, integrator):
+    joint, model, x, y, sampler = case
+    times = GRID if integrator == "grid" else sampler
+    est = neural_entropy(model, x, y=y, times=times, key=jax.random.key(11))
+    assert est.within(joint.conditional_total_entropy_curve(joint.sde.T), 4.0), est
+
+
+def test_rate_and_cumulative_curves(case):
+    joint, model, x, _, _ = case
+    est = neural_entropy(model, x, times=GRID, key=jax.random.key(12))
+    np.testing.assert_allclose(est.times, (np.arange(100) + 0.5) / 100 * joint.sde.T)
+    z_rate = (est.rate - joint.entropy_rate(est.times)) / est.rate_stderr
+    assert np.max(np.abs(z_rate)) < 4.0
+    # Independent noise at each time: the z's of the rate are close to i.i.d. standard normal.
+    assert 0.6 < np.mean(z_rate**2) < 1.5
+    # The running integral is a quadrature of the rate: its Monte Carlo part is checked against the same
+    # quadrature of the exact rate, and the quadrature's own (deterministic) bias separately, below 1 % of S_tot(T).
+    quadrature = GRID.cumulative_weights(joint.sde) @ joint.entropy_rate(est.times)
+    z_cum = (est.cumulative - quadrature) / est.cumulative_stderr
+    assert np.max(np.abs(z_cum)) < 4.0
+    bias = np.abs(quadrature - joint.total_entropy_curve(est.times))
+    assert np.max(bias) < 0.01 * joint.total_entropy_curve(joint.sde.T)
+    assert est.cumulative[-1] < est.value  # the last half-cell is not in the running integral at the last node
+
+
+@pytest.mark.parametrize("estimator", [mutual_information_minde, mutual_information_difference])
+@pytest.mark.parametrize("integrator", ["grid", "importance"])
+def test_mutual_information(case, estimator, integrator):
+    joint, model, x, y, sampler = case
+    times = GRID if integrator == "grid" else sampler
+    est = estimator(model, x, y, times=times, key=jax.random.key(13))
+    exact = joint.mutual_information_curve(joint.sde.T)
+    assert est.within(exact, 4.0), (est, exact)
+    assert est.n_evals == 2 * N * (100 if integrator == "grid" else 1)
+    # At T = 1 with beta_max = 20, I(X_T; Y) is negligible next to the Monte Carlo error.
+    assert abs(joint.mutual_information() - exact) < 0.05 * est.stderr
+    if integrator == "grid":
+        # With exact scores both integrands have the MINDE rate as their mean at every s.
+        z = (est.rate - joint.mutual_information_rate(est.times)) / est.rate_stderr
+        assert np.max(np.abs(z)) < 4.0
+
+
+@pytest.mark.parametrize("estimator", [neural_entropy, mutual_information_minde])
+def test_importance_sampling_needs_fewer_evaluations(case, estimator):
+    """Evaluations to reach a target stderr scale as n_evals * stderr^2; importance sampling must need fewer."""
+    joint, model, x, y, sampler = case
+    args = (model, x) if estimator is neural_entropy else (model, x, y)
+    grid = estimator(*args, times=GRID, key=jax.random.key(19))
+    imp = estimator(*args, times=sampler, key=jax.random.key(20))
+    target = 0.01
+    needed_grid = grid.n_evals * (grid.stderr / target) ** 2
+    needed_imp = imp.n_evals * (imp.stderr / target) ** 2
+    assert needed_imp < needed_grid, (needed_imp, needed_grid)
+
+
+def test_chunking_and_separate_unconditional_model_do_not_change_the_result():
+    """Per-sample keys make results independent of chunk_size; passing the same model as unconditional is a no-op."""
+    joint = _determinism()
+    x, y = joint.sample(N, key=jax.random.key(3))
+    model = joint.model()
+    a = mutual_information_minde(model, x, y, times=GRID, chunk_size=N, key=jax.random.key(21))
+    b = mutual_information_minde(model, x, y, times=GRID, chunk_size=N // 3 + 1, key=jax.random.key(21))
+    np.testing.assert_allclose(a.value, b.value, rtol=1e-10)
+    np.testing.assert_allclose(a.stderr, b.stderr, rtol=1e-8)
+    np.testing.assert_allclose(a.rate, b.rate, rtol=1e-10)
+    c = mutual_information_minde(model, x, y, times=GRID, unconditional_model=model, key=jax.random.key(21))
+    np.testing.assert_allclose(a.value, c.value, rtol=1e-12)
+
+
+def test_trapezoid_grid_and_its_cumulative(case):
+    joint, model, x, _, _ = case
+    est = neural_entropy(model, x, times=UniformGrid(n_times=100, trapezoid=True), key=jax.random.key(22))
+    assert est.within(joint.total_entropy_curve(joint.sde.T), 4.0)
+    np.testing.assert_allclose(est.cumulative[-1], est.value, rtol=1e-12)
+    assert est.cumulative[0] == 0.0
+
+
+def test_grid_quadrature_converges_at_second_order():
+    """Deterministic part of the grid's error, on the exact rate: log error against log n has slope -2."""
+    joint = _determinism()
+    exact = joint.total_entropy_curve(joint.sde.T)
+    ns = np.array([25, 50, 100, 200])
+    for grid in (UniformGrid, lambda n: UniformGrid(n + 1, trapezoid=True)):
+        rules = [grid(int(n)).nodes_weights(joint.sde) for n in ns]
+        rates = np.split(joint.entropy_rate(np.concatenate([nodes for nodes, _ in rules])), np.cumsum(ns)[:-1] + (
+            np.arange(1, len(ns)) if grid is not UniformGrid else 0))
+        errors = [abs(weights @ rate - exact) for (_, weights), rate in zip(rules, rates)]
+        slope = np.polyfit(np.log(ns), np.log(errors), 1)[0]
+        assert abs(slope + 2.0) < 0.1, slope
+
+
+def test_grid_s_min_bias_is_the_missing_integral():
+    """Starting the grid at s_min drops int_0^{s_min}: the estimate matches S_tot(T) - S_tot(s_min), not S_tot(T)."""
+    joint = JointGaussian.flattening(6, 3, 2, 1e-3, 0.5, key=jax.random.key(5))
+    x, _ = joint.sample(N, key=jax.random.key(6))
+    s_min = 0.05
+    est = neural_entropy(joint.model(), x, times=UniformGrid(n_times=100, s_min=s_min), key=jax.random.key(7))
+    full, part = joint.total_entropy_curve(joint.sde.T), joint.total_entropy_curve(s_min)
+    assert est.within(full - part, 4.0)
+    assert not est.within(full, 4.0)
+
+
+def test_proposal_density_and_sampling(key):
+    q = PiecewiseConstant.fit(np.array([0.01, 0.1, 0.5, 0.9]), np.array([10.0, 3.0, 1.0, 0.0]), T=1.0, floor=0.2)
+    edges = np.asarray(q.edges)
+    np.testing.assert_allclose(edges, [0.0, 0.055, 0.3, 0.7, 1.0])
+    assert np.all(np.asarray(q.probs) > 0)
+    np.testing.assert_allclose(float(jnp.sum(q.probs)), 1.0)
+    s = q.sample((20000,), key=key)
+    assert float(s.min()) >= 0.0 and float(s.max()) <= 1.0
+    counts = np.histogram(np.asarray(s), bins=edges)[0]
+    p = np.asarray(q.probs)
+    z = (counts - 20000 * p) / np.sqrt(20000 * p * (1 - p))
+    assert np.max(np.abs(z)) < 4.0
+    # int q ds = 1 on a fine grid; q = 0 outside [0, T].
+    grid = np.linspace(0, 1, 200001)
+    np.testing.assert_allclose(np.trapezoid(np.asarray(q.pdf(grid)), grid), 1.0, atol=1e-4)
+    assert float(q.pdf(1.5)) == 0.0
+    lu = PiecewiseConstant.log_uniform(1.0, s_min=1e-4, n_bins=8)
+    np.testing.assert_allclose(np.asarray(lu.probs), np.full(9, 1 / 9))
+
+
+def test_bad_inputs(case):
+    joint, model, x, y, _ = case
+    with pytest.raises(ValueError, match="time integrator"):
+        neural_entropy(model, x, times="uniform", key=jax.random.key(0))
+    with pytest.raises(ValueError, match="same number of rows"):
+        mutual_information_minde(model, x, y[:-1], key=jax.random.key(0))
+    with pytest.raises(ValueError, match="covers"):
+        neural_entropy(model, x, times=ImportanceSampler(PiecewiseConstant.uniform(2.0)), key=jax.random.key(0))
+    with pytest.raises(ValueError, match="s_min"):
+        neural_entropy(model, x, times=UniformGrid(s_min=1.0), key=jax.random.key(0))
+    with pytest.raises(ValueError, match="positive"):
+        PiecewiseConstant(np.array([0.0, 0.5, 1.0]), np.array([1.0, 0.0]))

@@ -1,0 +1,90 @@
+"""The validation harness discriminates: the Gaussian plug-in passes Gaussian tasks and is flagged on transformed ones."""
+
+import json
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from gaussian_oracle import Estimate, JointGaussian
+from verify import Task, default_tasks, gaussian_plugin_mi, validate
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    return default_tasks()
+
+
+@pytest.fixture(scope="module")
+def report(tasks):
+    return validate(gaussian_plugin_mi, tasks, n_samples=4000, key=jax.random.key(0))
+
+
+def test_default_tasks_span_the_range(tasks):
+    exact = np.array([t.mutual_information for t in tasks])
+    assert exact.min() < 0.2 and exact.max() > 50
+    assert len({t.name for t in tasks}) == len(tasks)
+    x, y = tasks[-1].sample(7, key=jax.random.key(1))
+    assert x.shape == (7, 10) and y.shape == (7, 5)
+
+
+def test_plugin_is_right_on_gaussian_tasks(report):
+    gaussian = [r for r in report.rows if r.task.startswith(("gauss", "flattening"))]
+    assert len(gaussian) == 6
+    for row in gaussian:
+        assert abs(row.z) < 4.0, row
+        assert not row.flagged
+
+
+def test_plugin_is_flagged_on_transformed_tasks(report):
+    transformed = [r for r in report.rows if not r.task.startswith(("gauss", "flattening"))]
+    assert len(transformed) == 3
+    for row in transformed:
+        assert row.flagged and abs(row.z) > 20, row
+    assert set(report.flagged) == {r.task for r in transformed}
+
+
+def test_transformed_task_keeps_its_mutual_information(tasks):
+    """The maps are invertible per component: the truth is the Gaussian's, and the data really are non-Gaussian."""
+    by_name = {t.name: t for t in tasks}
+    assert by_name["cube-y-5x3"].mutual_information == by_name["gauss-5x3"].mutual_information
+    x_g, y_g = by_name["gauss-5x3"].sample(2000, key=jax.random.key(2))
+    x_t, y_t = by_name["cube-y-5x3"].sample(2000, key=jax.random.key(2))
+    np.testing.assert_allclose(np.asarray(y_t), np.asarray(y_g) ** 3, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(x_t), np.asarray(x_g))
+
+
+def test_plugin_matches_closed_form_and_has_honest_stderr():
+    """Over independent data sets the plug-in's spread matches its reported stderr, and its mean the truth."""
+    joint = JointGaussian.determinism(3, 2, 0.7, key=jax.random.key(3))
+    keys = jax.random.split(jax.random.key(4), 40)
+    ests = [gaussian_plugin_mi(*joint.sample(500, key=k)) for k in keys]
+    values = np.array([e.value for e in ests])
+    stderr = np.mean([e.stderr for e in ests])
+    assert abs(values.mean() - joint.mutual_information()) < 4 * values.std(ddof=1) / math.sqrt(len(values))
+    # The sample std of 40 values has relative standard error 1/sqrt(2 * 39) = 0.11; allow 4 of them.
+    band = 4 / math.sqrt(2 * (len(values) - 1))
+    assert abs(values.std(ddof=1) / stderr - 1) < band
+
+
+def test_table_json_and_figure(report, tmp_path):
+    text = report.table()
+    assert "cube-y-5x3" in text and "<-- off" in text
+    payload = json.loads(report.to_json(tmp_path / "report.json"))
+    assert json.loads((tmp_path / "report.json").read_text()) == payload
+    assert [r["task"] for r in payload["rows"]] == [r.task for r in report.rows]
+    assert payload["flagged"] == list(report.flagged)
+    report.plot(tmp_path / "report.png")
+    head = (tmp_path / "report.png").read_bytes()[:8]
+    assert head == b"\x89PNG\r\n\x1a\n"
+
+
+def test_float_estimators_are_reported_without_z():
+    task = Task("toy", lambda n, *, key: (np.zeros((n, 1)), np.zeros((n, 1))), 1.0)
+    rep = validate(lambda x, y: 1.5, [task], n_samples=10, key=jax.random.key(5))
+    (row,) = rep.rows
+    assert row.estimate == 1.5 and math.isnan(row.z) and not row.flagged
+    assert json.loads(rep.to_json())["rows"][0]["z"] is None
+    rep2 = validate(lambda x, y: Estimate(1.5, 0.1), [task], n_samples=10, key=jax.random.key(5))
+    assert rep2.flagged == ("toy",) and rep2.rows[0].z == pytest.approx(5.0)
