@@ -358,3 +358,20 @@ def test_short_training_approaches_exact_model(key):
         err, ref = _excess(result.ema_model, joint, key=k_eval, conditional=conditional)
         # The zero network's error is `ref`; after training the error is a small fraction of it.
         assert err < 0.25 * ref, (conditional, err, ref)
+
+
+class _AtZero(L.AbstractTimeSampler):
+    """A time sampler that always returns s = 0, the draw that used to make the loss NaN."""
+
+    def __call__(self, sde, *, key):
+        return jnp.zeros(()), jnp.asarray(sde.T)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_loss_finite_at_time_zero(joint, dtype, key):
+    """Regression: a sampled s = 0 gave var = 0, an infinite kernel score and a NaN loss mid-training."""
+    model = joint.model()
+    x, _ = joint.sample(8, key=key)
+    for weighting in (L.Constant(), L.Likelihood(joint.sde)):
+        value = L.DEMLoss(weighting, _AtZero())(model, x.astype(dtype), key=key)
+        assert np.isfinite(value)
