@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import _cmd_oracle
+from . import _cmd_gaussian, _cmd_oracle
 
-COMMANDS = (_cmd_oracle,)
+COMMANDS = (_cmd_gaussian, _cmd_oracle)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "out", "") is None:
+        args.out = args.out_default
     try:
         args.func(args)
     except (ValueError, FileNotFoundError) as err:

@@ -54,7 +54,7 @@ def exact_curves(g: JointGaussian, times: np.ndarray) -> dict:
 
 def cfg_table(dim_x: int = 25, dims_y=(5, 10, 15), w=np.linspace(0.0, 20.0, 21), *, sigma_eps: float = 1.0,
               seed: int = 0, s_end: float = 1e-3) -> dict:
-    """Exact $I(X_{CFG}; Y)(w)$ for determinism instances, one row per $D_Y$ (the paper's Fig. 10, exact), in nats.
+    r"""Exact $I(X_{CFG}; Y)(w)$ for determinism instances, one row per $D_Y$ (the paper's Fig. 10, exact), in nats.
 
     Each row also holds the unguided $I(X;Y)$ (Eq. 49), $I(X_{s_end}; Y)$ and the flow started from the exact
     $p_T$ instead of $\mathcal N(0, I)$, so both truncation errors at w = 0 can be read off.

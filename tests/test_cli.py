@@ -1,0 +1,73 @@
+"""The `separability` CLI end to end on tiny settings: files written, results.json contract, exact values."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from gaussian_oracle import JointGaussian
+from verify._cli import main
+
+TINY = ["--steps", "200", "--n-train", "4000", "--n-eval", "200", "--n-times", "16", "--width", "32",
+        "--depth", "1", "--no-progress"]
+CONTRACT = {"experiment", "instance", "quantities", "versions", "device", "wall_time_s"}
+
+
+def test_oracle_report(tmp_path):
+    assert main(["oracle", "--out", str(tmp_path), "--dim-x", "6", "--dim-y", "3", "--n-times", "30", "--n-cfg", "3"]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert CONTRACT <= set(res)
+    g = JointGaussian.determinism(6, 3, 1.0, key=jax.random.key(0))
+    q = res["quantities"]
+    assert q["mutual_information"]["exact"] == pytest.approx(g.mutual_information(), rel=1e-12)
+    assert q["total_entropy"]["exact"] == pytest.approx(g.total_entropy(), rel=1e-12)
+    np.testing.assert_allclose(res["curves"]["entropy_rate"], g.entropy_rate(np.array(res["curves"]["times"])), rtol=1e-12)
+    assert [row["dim_y"] for row in res["cfg"]["rows"]] == [5, 10, 15]
+    for name in ("curves.png", "determinism_sweep.png", "flattening_sweep.png", "cfg.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
+
+
+def test_demo_contract_and_rebuildable_instance(tmp_path):
+    assert main(["demo", "--out", str(tmp_path), "--dim-x", "4", "--dim-y", "2", "--seed", "3", *TINY]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert CONTRACT <= set(res)
+    inst = res["instance"]
+    assert {"dim_x", "dim_y", "sigma_eps", "seed"} <= set(inst)
+    g = JointGaussian.determinism(inst["dim_x"], inst["dim_y"], inst["sigma_eps"], key=jax.random.key(inst["seed"]))
+    q = res["quantities"]
+    assert q["mutual_information"]["exact"] == pytest.approx(g.mutual_information(), rel=1e-12)
+    assert q["total_entropy"]["exact"] == pytest.approx(g.total_entropy(), rel=1e-12)
+    assert q["conditional_total_entropy"]["exact"] == pytest.approx(g.conditional_total_entropy(), rel=1e-12)
+    for block, estimators in (("mutual_information", ("minde", "difference")), ("total_entropy", ("neural",)),
+                              ("conditional_total_entropy", ("neural",))):
+        for est in estimators:
+            entry = q[block][est]
+            assert np.isfinite(entry["value"]) and entry["stderr"] > 0
+    assert (tmp_path / "rates.png").exists() and (tmp_path / "report.txt").exists()
+    assert (tmp_path / "checkpoints" / "conditional" / "checkpoint.eqx").exists()
+
+
+def test_gaussian_sweeps(tmp_path):
+    out = tmp_path / "flat"
+    args = ["gaussian", "--experiment", "flattening", "--out", str(out), "--dim-x", "5", "--dim-y", "2", "--k", "2",
+            "--lambda-delta", "0.1", "0.001", "--sigma-eps", "1.0", *TINY]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["values"] == [0.1, 0.001] and len(summary["points"]) == 2
+    for sub in ("lambda_delta=0.1", "lambda_delta=0.001"):
+        res = json.loads((out / sub / "results.json").read_text())
+        assert CONTRACT <= set(res) and res["instance"]["k"] == 2
+    assert (out / "sweep.png").exists()
+
+    out = tmp_path / "cfg"
+    assert main(["gaussian", "--experiment", "cfg", "--out", str(out), "--dim-x", "4", "--dim-y", "2", "--w", "2.0",
+                 "--sigma-eps", "1.0", *TINY]) == 0
+    res = json.loads((out / "results.json").read_text())
+    g = JointGaussian.determinism(4, 2, 1.0, key=jax.random.key(0))
+    assert res["quantities"]["mutual_information"]["exact"] == pytest.approx(g.cfg_mutual_information(2.0), rel=1e-10)
+
+
+def test_bad_arguments_give_one_clear_error(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--steps", "150", "--no-progress"]) == 2
+    assert "multiple of" in capsys.readouterr().err
