@@ -19,6 +19,7 @@ from ._mlp import (
     Pair as Pair,
     VectorCondition as VectorCondition,
 )
+from ._precondition import Preconditioned as Preconditioned
 from ._train import (
     TrainConfig as TrainConfig,
     TrainResult as TrainResult,

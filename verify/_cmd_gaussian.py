@@ -29,7 +29,7 @@ def _config(args) -> GaussianExperimentConfig:
     return GaussianExperimentConfig(
         n_train=args.n_train, n_eval=args.n_eval, width=args.width, depth=args.depth,
         separate_networks=not args.one_network, condition_dropout=args.condition_dropout, train=train,
-        n_times=args.n_times,
+        n_times=args.n_times, precondition=not args.plain,
     )
 
 
@@ -158,6 +158,8 @@ def _common(p: argparse.ArgumentParser, *, dim_x: int, dim_y: int, steps: int) -
     p.add_argument("--n-times", type=int, default=100, help="uniform time grid of the estimators (paper: 100)")
     p.add_argument("--one-network", action="store_true", help="one network with condition dropout instead of two")
     p.add_argument("--condition-dropout", type=float, default=0.2)
+    p.add_argument("--plain", action="store_true",
+                   help="plain MLPs as in the paper (default: covariance-preconditioned, see learned.Preconditioned)")
     p.add_argument("--no-progress", action="store_true")
 
 

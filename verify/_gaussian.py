@@ -40,6 +40,8 @@ class GaussianExperimentConfig:
       condition dropout `condition_dropout` gives both.
     - `train`: the optimiser settings of each network.
     - `n_times`: points of the uniform time grid (the paper's reference protocol uses 100 for Gaussians).
+    - `precondition`: wrap each network in `learned.Preconditioned` (whitened inputs and outputs from the
+      training data's covariance); `False` gives the plain MLP of the paper.
     """
 
     n_train: int = 200_000
@@ -50,6 +52,7 @@ class GaussianExperimentConfig:
     condition_dropout: float = 0.2
     train: learned.TrainConfig = DEFAULT_TRAIN
     n_times: int = 100
+    precondition: bool = True
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -73,16 +76,19 @@ def fit(
     def ckpt(name):
         return None if checkpoint_dir is None else Path(checkpoint_dir) / name
 
-    conditional = learned.EntropyMLP(
+    def wrap(network, condition=None):
+        return learned.Preconditioned.fit(network, x, condition) if config.precondition else network
+
+    conditional = wrap(learned.EntropyMLP(
         learned.MLPConfig(dim_x=dim_x, dim_y=dim_y, width=config.width, depth=config.depth), sde, key=k_init_c
-    ).standardise_condition(y)
+    ).standardise_condition(y), y if config.separate_networks else None)
     if not config.separate_networks:
         loss = learned.DEMLoss(weighting, times, condition_dropout=config.condition_dropout)
         return learned.train(conditional, x, y, config=config.train, loss=loss, checkpoint_dir=ckpt("joint"),
                              key=k_train_c).ema_model
-    unconditional = learned.EntropyMLP(
+    unconditional = wrap(learned.EntropyMLP(
         learned.MLPConfig(dim_x=dim_x, width=config.width, depth=config.depth), sde, key=k_init_u
-    )
+    ))
     loss = learned.DEMLoss(weighting, times)
     cond = learned.train(conditional, x, y, config=config.train, loss=loss, checkpoint_dir=ckpt("conditional"),
                          key=k_train_c).ema_model
