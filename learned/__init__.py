@@ -7,6 +7,7 @@ from ._loss import (
     DEMLoss as DEMLoss,
     ImportanceTime as ImportanceTime,
     Likelihood as Likelihood,
+    LogSNRTime as LogSNRTime,
     UniformTime as UniformTime,
     dem_loss as dem_loss,
     dem_residual as dem_residual,

@@ -125,12 +125,15 @@ def test_output_scaling_matches_gaussian_e_star_size():
 def test_time_samplers_unbiased(weighting, key):
     r"""$\mathbb E[f(s)/q(s)] = \int_0^T f$ for $f(s) = \cos(3s)$: exact density weights, so no bias."""
     n = 200_000
-    for sampler in [L.UniformTime(), L.ImportanceTime(SDE, weighting, num_bins=64)]:
+    s_min = 1e-5
+    for sampler, lower in [(L.UniformTime(), 0.0), (L.ImportanceTime(SDE, weighting, num_bins=64), 0.0),
+                           (L.LogSNRTime(s_min), s_min * SDE.T)]:
         s, inv_q = jax.vmap(lambda k: sampler(SDE, key=k))(jax.random.split(key, n))
-        assert jnp.all((s >= 0) & (s <= SDE.T))
+        assert jnp.all((s >= lower) & (s <= SDE.T))
         values = np.asarray(jnp.cos(3 * s) * inv_q)
         est, se = values.mean(), values.std() / np.sqrt(n)
-        assert abs(est - np.sin(3.0) / 3.0) < 4 * se, (type(sampler).__name__, est, se)
+        exact = (np.sin(3.0) - np.sin(3.0 * lower)) / 3.0  # LogSNRTime covers [s_min T, T]
+        assert abs(est - exact) < 4 * se, (type(sampler).__name__, est, se)
     with pytest.raises(ValueError, match="num_bins"):
         L.ImportanceTime(SDE, weighting, num_bins=0)
 

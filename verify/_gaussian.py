@@ -66,11 +66,11 @@ def fit(
     """Train the entropy-matching model(s) of `config` on pairs (x, y); returns one protocol model.
 
     The likelihood weighting $\\lambda = \\sigma^2/2$ is used, as in the paper's Gaussian experiments, with
-    times importance-sampled so each sample's gradient stays bounded near s = 0.
+    times drawn uniformly in log-SNR (`learned.LogSNRTime`), where the information lives.
     """
     dim_x, dim_y = x.shape[1], y.shape[1]
     weighting = learned.Likelihood(sde)
-    times = learned.ImportanceTime(sde, weighting)
+    times = learned.LogSNRTime()
     k_init_c, k_init_u, k_train_c, k_train_u = jax.random.split(key, 4)
 
     def ckpt(name):
