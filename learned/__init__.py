@@ -27,3 +27,26 @@ from ._train import (
     load_checkpoint as load_checkpoint,
     train as train,
 )
+from ._unet import (
+    EntropyUNet as EntropyUNet,
+    UNetConfig as UNetConfig,
+    parameter_count as parameter_count,
+    unet_forward_flops as unet_forward_flops,
+)
+from ._datasets import (
+    ImageData as ImageData,
+    load_cifar10 as load_cifar10,
+    load_digits as load_digits,
+    load_fashion_mnist as load_fashion_mnist,
+    load_mnist as load_mnist,
+    load_mnist5k as load_mnist5k,
+    load_tiny_imagenet as load_tiny_imagenet,
+    read_idx as read_idx,
+)
+from ._parallel import DataParallel as DataParallel
+from ._classifier import (
+    ClassifierConfig as ClassifierConfig,
+    ConvClassifier as ConvClassifier,
+    cross_entropy as cross_entropy,
+    train_classifier as train_classifier,
+)

@@ -23,3 +23,12 @@ from ._validate import (
     gaussian_plugin_mi as gaussian_plugin_mi,
     validate as validate,
 )
+from ._images import (
+    Bounds as Bounds,
+    ImageExperiment as ImageExperiment,
+    ImageInformation as ImageInformation,
+    cfg_samples as cfg_samples,
+    image_information as image_information,
+    information_bounds as information_bounds,
+    run_image_experiment as run_image_experiment,
+)

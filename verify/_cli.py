@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import _cmd_gaussian, _cmd_oracle
+from . import _cmd_gaussian, _cmd_images, _cmd_oracle
 
-COMMANDS = (_cmd_gaussian, _cmd_oracle)
+COMMANDS = (_cmd_gaussian, _cmd_oracle, _cmd_images)
 
 
 def build_parser() -> argparse.ArgumentParser:

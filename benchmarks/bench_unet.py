@@ -1,0 +1,141 @@
+"""Training throughput of the EntropyUNet (images/s) and its model-FLOPs utilisation, beside the reference Flax U-Net.
+
+Reference (DESIGN.md, measured on one H100): the paper's Flax U-Net at the CIFAR-10 configuration (ch 256, emb 1024,
+ch_mult (1, 1, 1), 2 res blocks, attention at 16 and 8 plus middle, 42.1M parameters), fp32 Adam, entropy-matching
+loss: 701 img/s at batch 32 and 2,200 img/s at batch 128. Goal: >= 3x, bfloat16 compute allowed.
+
+One timed unit is one jitted call of `learned._train._advance` — the exact training step `learned.train` runs (DEM
+loss with label dropout, Adam, EMA), `--steps-per-call` steps scanned, data resident on the device. Compile time is
+reported separately; the throughput is the minimum time over `--repeats` calls, with `jax.block_until_ready`.
+FLOPs are counted by hand (`learned.unet_forward_flops`; XLA's cost analysis misses cuDNN convolutions), a training
+step as 3x the forward pass; MFU = achieved FLOP/s / `--peak-tflops` (H100 SXM dense bf16: 989).
+
+GPU:  python benchmarks/bench_unet.py --batch-sizes 32,128 --dtypes float32,bfloat16
+      (writes benchmarks/results/unet_<device>.json)
+CPU smoke (proves the script runs; numbers are not the goal):
+      python benchmarks/bench_unet.py --smoke   (writes benchmarks/results/unet_cpu_smoke.json)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+import re
+import sys
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import learned
+from gaussian_oracle import VPSDE
+from learned import _train
+from verify._report import device, versions, write_json
+
+REFERENCE_IMG_S = {32: 701.0, 128: 2200.0}
+RESULTS = pathlib.Path(__file__).parent / "results"
+
+
+def _state(model, config):
+    optimizer = _train._optimizer(config)
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    return _train._State(jnp.asarray(0), model, model, opt_state, jax.random.key_data(jax.random.key(1))), optimizer
+
+
+def measure(unet: learned.UNetConfig, batch_size: int, steps_per_call: int, repeats: int, n_data: int,
+            unroll: int | bool, parallel: learned.DataParallel | None) -> dict:
+    """Compile time and the best-of-`repeats` images/s of `steps_per_call` training steps at `batch_size`."""
+    sde = VPSDE(0.1, 16.0, 1.0)
+    model = learned.EntropyUNet(unet, sde, key=jax.random.key(0))
+    config = learned.TrainConfig(steps=10**6, batch_size=batch_size, lr=2e-4, steps_per_call=steps_per_call,
+                                 checkpoint_every=steps_per_call, progress=False, unroll=unroll)
+    loss = learned.DEMLoss(condition_dropout=0.1)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.uniform(0, 1, (n_data, *unet.image_shape)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, unet.num_classes or 1, n_data), jnp.int32) if unet.num_classes else None
+    state, optimizer = _state(model, config)
+    if parallel is not None:
+        parallel.check_batch(batch_size)
+        x, y, state = parallel.replicate((x, y, state))
+    args = (loss, optimizer, config.ema_decay, steps_per_call, batch_size, parallel, unroll)
+
+    start = time.perf_counter()
+    state, values = _train._advance(state, x, y, *args)
+    jax.block_until_ready(values)
+    compile_s = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        state, values = _train._advance(state, x, y, *args)
+        jax.block_until_ready((state, values))
+        times.append(time.perf_counter() - start)
+    if not np.all(np.isfinite(np.asarray(values))):
+        raise FloatingPointError("the benchmark's training loss became non-finite")
+    best = min(times)
+    img_s = batch_size * steps_per_call / best
+    return {"batch_size": batch_size, "steps_per_call": steps_per_call, "compile_plus_first_call_s": compile_s,
+            "call_times_s": times, "best_call_s": best, "images_per_s": img_s,
+            "final_loss": float(np.asarray(values)[-1])}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch-sizes", default="32,128")
+    p.add_argument("--dtypes", default="float32,bfloat16", help="compute dtypes (parameters stay float32)")
+    p.add_argument("--steps-per-call", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--n-data", type=int, default=4096, help="resident synthetic images (content does not affect speed)")
+    p.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the device (H100 SXM: 989)")
+    p.add_argument("--unroll", action="store_true", help="fully unroll the scanned steps (helps on CPU)")
+    p.add_argument("--data-parallel", action="store_true", help="split batches over all jax.devices()")
+    p.add_argument("--smoke", action="store_true", help="tiny CPU configuration that only proves the script runs")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+
+    unet = learned.UNetConfig.cifar10_reference(dropout=0.0)
+    batch_sizes = tuple(int(b) for b in args.batch_sizes.split(","))
+    steps_per_call, repeats, n_data, unroll = args.steps_per_call, args.repeats, args.n_data, args.unroll
+    if args.smoke:
+        unet = dataclasses.replace(unet, channels=16, embed_dim=64, image_shape=(3, 16, 16), attention_resolutions=(8, 4))
+        batch_sizes, steps_per_call, repeats, n_data, unroll = (4, 8), 2, 2, 64, True
+    parallel = learned.DataParallel.over() if args.data_parallel else None
+    flops_fwd = learned.unet_forward_flops(unet)
+    params = learned.parameter_count(eqx.filter_eval_shape(learned.EntropyUNet, unet, VPSDE(), key=jax.random.key(0)))
+    rows = []
+    for dtype_name in args.dtypes.split(","):
+        cfg = dataclasses.replace(unet, compute_dtype=getattr(jnp, dtype_name))
+        for batch in batch_sizes:
+            row = {"compute_dtype": dtype_name, **measure(cfg, batch, steps_per_call, repeats, n_data, unroll, parallel)}
+            achieved = row["images_per_s"] * 3 * flops_fwd
+            row["model_tflops_per_s"] = achieved / 1e12
+            row["mfu"] = achieved / (args.peak_tflops * 1e12)
+            if not args.smoke and batch in REFERENCE_IMG_S:
+                row["reference_images_per_s"] = REFERENCE_IMG_S[batch]
+                row["speedup_vs_reference"] = row["images_per_s"] / REFERENCE_IMG_S[batch]
+            rows.append(row)
+            print(f"{dtype_name:>9} batch {batch:>4}: {row['images_per_s']:10.1f} img/s  "
+                  f"compile {row['compile_plus_first_call_s']:.1f} s  MFU {100 * row['mfu']:.2f} %"
+                  + (f"  ({row['speedup_vs_reference']:.2f}x reference)" if "speedup_vs_reference" in row else ""),
+                  flush=True)
+    kind = jax.devices()[0].device_kind
+    name = "unet_cpu_smoke" if args.smoke else "unet_" + re.sub(r"[^a-z0-9]+", "_", kind.lower()).strip("_")
+    out = pathlib.Path(args.out) if args.out else RESULTS / f"{name}.json"
+    write_json(out, {
+        "benchmark": "unet_training_throughput", "smoke": bool(args.smoke),
+        "note": ("CPU smoke configuration: proves the script runs; NOT a measurement of the GPU goal"
+                 if args.smoke else "reference: paper's Flax U-Net, fp32, one H100: 701 img/s (b32), 2200 img/s (b128)"),
+        "unet": {f.name: (getattr(unet, f.name) if not isinstance(getattr(unet, f.name), type) else getattr(unet, f.name).__name__)
+                 for f in dataclasses.fields(unet)},
+        "parameters": params, "forward_flops_per_image": flops_fwd, "train_flops_per_image": 3 * flops_fwd,
+        "peak_tflops": args.peak_tflops, "data_parallel_devices": parallel.num_devices if parallel else 1,
+        "rows": rows, "device": device(), "versions": versions(),
+    })
+    print(f"→ {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Image pipeline: bounds and flags, held-out cross-entropy, and the `separability images --quick` run end to end."""
+
+import json
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gaussian_oracle import Estimate
+from learned import load_digits
+from verify import Bounds, information_bounds
+from verify._cli import main
+
+
+class _Logits(eqx.Module):
+    """A stub classifier: fixed logits from the first pixel (label = round(pixel)) with a given confidence."""
+
+    confidence: float
+    num_classes: int = eqx.field(static=True)
+
+    def __call__(self, x, *, key=None):
+        label = jnp.round(x[0, 0, 0]).astype(jnp.int32)
+        return self.confidence * jax.nn.one_hot(label, self.num_classes)
+
+
+def test_bounds_flag_only_outside_by_two_stderr():
+    bounds = Bounds(upper=2.3, lower=2.0, lower_stderr=0.03, cross_entropy=0.3, accuracy=0.95)
+    assert bounds.check(Estimate(2.2, 0.05), "I").flags == ()
+    assert bounds.check(Estimate(2.38, 0.05), "I").flags == ()  # 1.6 stderr above H(Y): not flagged
+    above = bounds.check(Estimate(2.5, 0.05), "I").flags
+    assert len(above) == 1 and "above the upper bound" in above[0]
+    # below: the lower bound's own stderr counts too (combined sqrt(0.05^2 + 0.03^2) = 0.058)
+    assert bounds.check(Estimate(1.9, 0.05), "I").flags == ()
+    below = bounds.check(Estimate(1.85, 0.05), "I").flags
+    assert len(below) == 1 and "below the lower bound" in below[0]
+    d = bounds.to_dict()
+    assert d["upper"]["value"] == 2.3 and d["lower"]["value"] == 2.0 and d["lower"]["stderr"] == 0.03
+
+
+def test_information_bounds_from_held_out_cross_entropy():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 400)
+    x = np.zeros((400, 1, 2, 2), np.float32)
+    x[:, 0, 0, 0] = y
+    p = np.bincount(y, minlength=4) / 400
+    h_y = -(p * np.log(p)).sum()
+    sharp = information_bounds(_Logits(30.0, 4), x, y, 4)  # a perfect classifier: CE ~ 0, lower ~ H(Y)
+    assert sharp.upper == pytest.approx(h_y) and sharp.accuracy == 1.0
+    assert sharp.lower == pytest.approx(h_y, abs=1e-9)
+    blind = information_bounds(_Logits(0.0, 4), x, y, 4)  # uniform guesses: CE = log 4, lower = H(Y) - log 4 <= 0
+    assert blind.cross_entropy == pytest.approx(math.log(4)) and blind.lower == pytest.approx(h_y - math.log(4))
+    # a confident but sometimes wrong classifier: CE is the mean negative log-probability of the true label
+    x_wrong = x.copy()
+    x_wrong[:100, 0, 0, 0] = (y[:100] + 1) % 4
+    c = 2.0
+    wrong = information_bounds(_Logits(c, 4), x_wrong, y, 4)
+    nll_right = -(c - np.log(np.exp(c) + 3))
+    nll_wrong = -(0 - np.log(np.exp(c) + 3))
+    assert wrong.cross_entropy == pytest.approx(0.25 * nll_wrong + 0.75 * nll_right, rel=1e-6)
+    assert wrong.lower_stderr > 0
+
+
+def test_images_quick_end_to_end(tmp_path):
+    """The CI run: `separability images --quick` on scikit-learn's digits, CPU, a few minutes."""
+    out = tmp_path / "quick"
+    assert main(["images", "--quick", "--out", str(out), "--no-progress"]) == 0
+    payload = json.loads((out / "results.json").read_text())
+    for key in ("experiment", "instance", "quantities", "versions", "device", "wall_time_s"):
+        assert key in payload
+    assert payload["experiment"] == "images" and payload["instance"]["dataset"] == "digits"
+    q = payload["quantities"]
+    for name in ("neural_entropy", "conditional_neural_entropy"):
+        assert q[name]["value"] > 0 and q[name]["stderr"] > 0
+    bounds = q["bounds"]
+    upper, lower, lower_se = bounds["upper"]["value"], bounds["lower"]["value"], bounds["lower"]["stderr"]
+    held_out = load_digits().test_y[: payload["instance"]["n_eval"]]
+    p = np.bincount(held_out, minlength=10) / len(held_out)
+    assert upper == pytest.approx(-(p[p > 0] * np.log(p[p > 0])).sum())  # H(Y) of the evaluated test labels
+    assert bounds["lower"]["classifier_accuracy"] > 0.8 and 0 < lower < upper
+    flags = []
+    for name in ("minde", "difference"):
+        est = q["mutual_information"][name]
+        assert np.isfinite(est["value"]) and est["stderr"] > 0
+        outside = (est["value"] > upper + 2 * est["stderr"]
+                   or est["value"] < lower - 2 * math.hypot(est["stderr"], lower_se))
+        bound_flags = [f for f in est.get("flags", []) if "bound H(Y)" in f]
+        assert bool(bound_flags) == outside  # flagged exactly when outside [H(Y) - CE, H(Y)] by > 2 stderr
+        flags += est.get("flags", [])
+    assert q["flags"] == flags
+    # MINDE from the quick network is in the right ballpark: within 1 nat of the bounds
+    assert lower - 1.0 < q["mutual_information"]["minde"]["value"] < upper + 1.0
+    curves = payload["curves"]["neural_entropy"]
+    assert len(curves["times"]) == len(curves["rate"]) == payload["instance"]["times"]["n_times"]
+    for figure in payload["figures"].values():
+        assert (out / figure).stat().st_size > 1000
+    assert (out / "loss.csv").read_text().startswith("step,loss")

@@ -1,0 +1,361 @@
+r"""Information in image diffusion models: $S_{NN}$ and its rate curve (Figs. 3, 16), $I(X;Y)$ with bounds, CFG samples.
+
+One conditional network trained with label dropout gives $e(x, s; y)$ and, through its null label, $e(x, s)$. From it:
+
+- $S_{NN}^X$ and $S_{NN}^{X|Y}$ (Eq. 11) with their rate curves on a time grid;
+- $I(X;Y)$ by MINDE (Eq. 13) and by the entropy difference (Eq. 46), each with a standard error;
+- the bounds every estimate is reported beside: $I(X;Y) \le H(Y)$ (plug-in entropy of the test labels) and
+  $I(X;Y) \ge H(Y) - H(Y|X) \ge H(Y) - CE$, with $CE$ the held-out cross-entropy of a separately trained classifier.
+  An estimate outside $[H(Y) - CE, H(Y)]$ by more than 2 combined standard errors is flagged.
+
+All information in nats per image (summed over pixels).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+import learned
+from gaussian_oracle import VPSDE, Estimate
+from learned import ClassifierConfig, DEMLoss, EntropyUNet, ImageData, TrainConfig, UNetConfig
+
+from ._estimators import mutual_information_difference, mutual_information_minde, neural_entropy
+from ._figures import plot_curves
+from ._report import device, versions, write_json
+from ._sampling import sample_probability_flow
+from ._time import AbstractGrid, AbstractTimeIntegrator, UniformGrid
+
+__all__ = ["ImageExperiment", "ImageInformation", "Bounds", "image_information", "information_bounds",
+           "cfg_samples", "run_image_experiment"]
+
+
+# ---------------------------------------------------------------------------------------------- bounds
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    r"""$H(Y) - CE \le I(X;Y) \le H(Y)$, in nats.
+
+    **Arguments:**
+
+    - `upper`: $H(Y)$, the plug-in entropy of the evaluation labels.
+    - `lower`: $H(Y) - CE$.
+    - `lower_stderr`: the standard error of $CE$ (so of the lower bound).
+    - `cross_entropy`, `accuracy`: the classifier's held-out cross-entropy and accuracy.
+    """
+
+    upper: float
+    lower: float
+    lower_stderr: float
+    cross_entropy: float
+    accuracy: float
+
+    def check(self, estimate: Estimate, name: str, n_sigma: float = 2.0) -> Estimate:
+        """`estimate` with a flag for each bound it misses by more than `n_sigma` combined standard errors."""
+        flags = list(estimate.flags)
+        se_lower = math.hypot(estimate.stderr, self.lower_stderr)
+        if estimate.value > self.upper + n_sigma * estimate.stderr:
+            flags.append(f"{name} = {estimate.value:.4g} ± {estimate.stderr:.2g} is above the upper bound "
+                         f"H(Y) = {self.upper:.4g} by more than {n_sigma} stderr")
+        if estimate.value < self.lower - n_sigma * se_lower:
+            flags.append(f"{name} = {estimate.value:.4g} ± {estimate.stderr:.2g} is below the lower bound "
+                         f"H(Y) - CE = {self.lower:.4g} ± {self.lower_stderr:.2g} by more than {n_sigma} stderr")
+        return dataclasses.replace(estimate, flags=tuple(flags))
+
+    def to_dict(self) -> dict:
+        return {"upper": {"value": self.upper, "stderr": 0.0, "definition": "H(Y), plug-in entropy of the test labels"},
+                "lower": {"value": self.lower, "stderr": self.lower_stderr,
+                          "definition": "H(Y) - CE, CE = held-out cross-entropy of a trained classifier",
+                          "cross_entropy": self.cross_entropy, "classifier_accuracy": self.accuracy}}
+
+
+def information_bounds(classifier, x: Float[Array, "batch channels height width"], y: Int[Array, " batch"],
+                       num_classes: int) -> Bounds:
+    r"""The bounds $[H(Y) - CE, H(Y)]$ on $I(X;Y)$ from held-out `(x, y)` and a trained `classifier`.
+
+    **Arguments:**
+
+    - `classifier`: logits for one image (e.g. `learned.ConvClassifier`), not trained on `(x, y)`.
+    - `x`, `y`: held-out images and labels.
+    - `num_classes`: number of labels.
+
+    **Returns:**
+
+    A `Bounds`.
+    """
+    y = np.asarray(y)
+    p = np.bincount(y, minlength=num_classes) / len(y)
+    p = p[p > 0]
+    h_y = float(-(p * np.log(p)).sum())
+    ce, ce_se, accuracy = learned.cross_entropy(classifier, x, y)
+    return Bounds(upper=h_y, lower=h_y - ce, lower_stderr=ce_se, cross_entropy=ce, accuracy=accuracy)
+
+
+# ---------------------------------------------------------------------------------------------- estimates
+@dataclasses.dataclass(frozen=True)
+class ImageInformation:
+    """Neural entropies and mutual information of one conditional image model, in nats per image."""
+
+    neural_entropy: Estimate
+    conditional_neural_entropy: Estimate
+    minde: Estimate
+    difference: Estimate
+    bounds: Bounds
+
+    def quantities(self) -> dict:
+        """The `quantities` block of results.json."""
+        return {
+            "neural_entropy": self.neural_entropy.to_dict(),
+            "conditional_neural_entropy": self.conditional_neural_entropy.to_dict(),
+            "mutual_information": {"minde": self.minde.to_dict(), "difference": self.difference.to_dict()},
+            "bounds": self.bounds.to_dict(),
+            "flags": [*self.minde.flags, *self.difference.flags],
+        }
+
+    def curves(self) -> dict:
+        out = {}
+        for name in ("neural_entropy", "conditional_neural_entropy", "minde", "difference"):
+            est = getattr(self, name)
+            if est.times is not None:
+                out[name] = {k: v for k, v in est.to_dict(curves=True).items() if k not in ("value", "stderr")}
+        return out
+
+
+def image_information(model, x: Float[Array, "batch channels height width"], y: Int[Array, " batch"], *,
+                      bounds: Bounds, times: AbstractTimeIntegrator = UniformGrid(n_times=500),
+                      chunk_size: int = 16, key: PRNGKeyArray) -> ImageInformation:
+    r"""$S_{NN}^X$, $S_{NN}^{X|Y}$ (Eq. 11), $I_{MINDE}$ (Eq. 13) and $I_{diff}$ (Eq. 46) from one conditional model.
+
+    The unconditional $e(x, s)$ is `model(x, s, None)` (the null label). Both mutual-information estimates are
+    checked against `bounds` and flagged when outside by more than 2 standard errors.
+
+    **Arguments:**
+
+    - `model`: a label-conditional protocol model (e.g. `learned.EntropyUNet` with `num_classes`).
+    - `x`, `y`: evaluation images and their labels (the paper: the first 1,000 test images).
+    - `bounds`: the `Bounds` from `information_bounds`.
+    - `times`: the time integrator (the paper's protocol: `UniformGrid(n_times=500)`).
+    - `chunk_size`: images per compiled call (times `n_times` network evaluations each on a grid).
+    - `key`: a PRNG key.
+
+    **Returns:**
+
+    An `ImageInformation`.
+    """
+    k_u, k_c, k_m, k_d = jax.random.split(key, 4)
+    kw = dict(times=times, chunk_size=chunk_size)
+    s_x = neural_entropy(model, x, **kw, key=k_u)
+    s_xy = neural_entropy(model, x, y=y, **kw, key=k_c)
+    minde = bounds.check(mutual_information_minde(model, x, y, **kw, key=k_m), "I_MINDE")
+    diff = bounds.check(mutual_information_difference(model, x, y, **kw, key=k_d), "I_diff")
+    return ImageInformation(s_x, s_xy, minde, diff, bounds)
+
+
+# ---------------------------------------------------------------------------------------------- samples
+def cfg_samples(model, num_classes: int, per_class: int, weights: tuple[float, ...], *, n_steps: int = 50,
+                s_end: float = 1e-3, key: PRNGKeyArray) -> dict[float, np.ndarray]:
+    r"""Guided probability-flow samples (Eq. 59) for every class and guidance weight $w$, from shared starting noise.
+
+    **Arguments:**
+
+    - `model`: a label-conditional protocol model; `model(x, s, None)` is the unconditional one.
+    - `num_classes`, `per_class`: labels `0..num_classes-1`, `per_class` images each.
+    - `weights`: guidance weights $w$ ($w = 0$: the conditional flow).
+    - `n_steps`: Heun steps from $s = T$ to `s_end`.
+    - `key`: PRNG key for the starting points $x_T \sim p_{eq}$.
+
+    **Returns:**
+
+    `{w: images}` with images of shape (num_classes, per_class, *image_shape).
+    """
+    shape = tuple(model.config.image_shape)
+    y = jnp.repeat(jnp.arange(num_classes), per_class)
+    x_T = jax.random.normal(key, (num_classes * per_class, *shape), jnp.float32)
+    dt0 = -(model.sde.T - s_end) / n_steps
+    out = {}
+    for w in weights:
+        x = sample_probability_flow(model, x_T, y=y, w=float(w), s_end=s_end, solver=diffrax.Heun(),
+                                    stepsize_controller=diffrax.ConstantStepSize(), dt0=dt0, max_steps=n_steps + 1)
+        out[float(w)] = np.asarray(x, np.float32).reshape(num_classes, per_class, *shape)
+    return out
+
+
+def plot_sample_grid(samples: dict[float, np.ndarray], path, *, pixel_range=(0.0, 1.0), title=None) -> Path:
+    """One panel per guidance weight: rows are classes, columns samples. Returns the PNG path."""
+    import matplotlib.pyplot as plt
+
+    lo, hi = pixel_range
+    fig, axes = plt.subplots(1, len(samples), figsize=(3.2 * len(samples), 3.4), squeeze=False)
+    for ax, (w, images) in zip(axes[0], samples.items()):
+        n_cls, per, c, h, wd = images.shape
+        tiles = np.clip((images - lo) / (hi - lo), 0, 1).transpose(0, 3, 1, 4, 2).reshape(n_cls * h, per * wd, c)
+        ax.imshow(tiles[..., 0] if c == 1 else tiles, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+        ax.set_title(f"CFG w = {w:g}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- experiment
+@dataclasses.dataclass(frozen=True)
+class ImageExperiment:
+    r"""Everything an image experiment needs besides the data (frozen).
+
+    **Arguments:**
+
+    - `unet`: the network's `UNetConfig` (its `image_shape` and `num_classes` must match the data).
+    - `train`: the `TrainConfig`.
+    - `classifier`: the bound classifier's `ClassifierConfig`.
+    - `sde`: the forward process (the paper: beta_min = 0.1, beta_max = 16, T = 1).
+    - `times`: the time integrator for the estimates (the paper: `UniformGrid(n_times=500)`).
+    - `condition_dropout`: label dropout during training (one network gives $e(x,s;y)$ and $e(x,s)$).
+    - `n_eval`: evaluate on the first `n_eval` test images (the paper: 1,000).
+    - `chunk_size`: images per compiled estimation call.
+    - `cfg_weights`: guidance weights of the sample grid; `per_class`, `sample_steps` its size and step count.
+    """
+
+    unet: UNetConfig
+    train: TrainConfig
+    classifier: ClassifierConfig
+    sde: VPSDE = VPSDE(beta_min=0.1, beta_max=16.0, T=1.0)
+    times: AbstractTimeIntegrator = UniformGrid(n_times=500)
+    condition_dropout: float = 0.1
+    n_eval: int = 1000
+    chunk_size: int = 16
+    cfg_weights: tuple[float, ...] = (0.0, 1.0, 3.0)
+    per_class: int = 4
+    sample_steps: int = 100
+
+
+def _plot_rates(info: ImageInformation, path: Path, title: str) -> Path | None:
+    s_x, s_xy, minde = info.neural_entropy, info.conditional_neural_entropy, info.minde
+    if s_x.times is None:
+        return None
+    return plot_curves(s_x.times, [
+        ("entropy rate (cf. Fig. 16)", "nats per unit s", [
+            {"label": "$S^X_{NN}$ rate", "y": s_x.rate, "stderr": s_x.rate_stderr},
+            {"label": "$S^{X|Y}_{NN}$ rate", "y": s_xy.rate, "stderr": s_xy.rate_stderr},
+        ]),
+        ("cumulative neural entropy", "nats", [
+            {"label": "$S^X_{NN}(s)$", "y": s_x.cumulative, "stderr": s_x.cumulative_stderr},
+            {"label": "$S^{X|Y}_{NN}(s)$", "y": s_xy.cumulative, "stderr": s_xy.cumulative_stderr},
+        ]),
+        ("MINDE integrand", "nats per unit s", [
+            {"label": "$I$ rate (MINDE)", "y": minde.rate, "stderr": minde.rate_stderr},
+        ]),
+    ], path, title=title, log_x=True)
+
+
+def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str | Path, *,
+                         checkpoint_dir: str | Path | None = None, parallel: learned.DataParallel | None = None,
+                         instance: dict | None = None, key: PRNGKeyArray) -> dict:
+    """Train the conditional U-Net and the bound classifier, estimate, plot, and write `out/results.json`.
+
+    **Arguments:**
+
+    - `data`: an `ImageData`.
+    - `experiment`: an `ImageExperiment`.
+    - `out`: output directory (results.json, loss.csv, rates.png, samples.png).
+    - `checkpoint_dir`: where the U-Net's training checkpoints go (resumed when present), or `None`.
+    - `parallel`: a `learned.DataParallel` for data-parallel training, or `None`.
+    - `instance`: extra entries for the `instance` block (e.g. the CLI's seed).
+    - `key`: PRNG key.
+
+    **Returns:**
+
+    The results payload (also written to `out/results.json`).
+    """
+    start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    unet_cfg = experiment.unet
+    if unet_cfg.image_shape != data.image_shape or unet_cfg.num_classes != data.num_classes:
+        raise ValueError(f"UNetConfig has image_shape {unet_cfg.image_shape}, num_classes {unet_cfg.num_classes}; "
+                         f"the data have {data.image_shape}, {data.num_classes}.")
+    k_init, k_train, k_cls, k_est, k_samp = jax.random.split(key, 5)
+    timings = {}
+
+    t0 = time.perf_counter()
+    model = EntropyUNet(unet_cfg, experiment.sde, key=k_init)
+    loss = DEMLoss(condition_dropout=experiment.condition_dropout)
+    result = learned.train(model, data.train_x, data.train_y, config=experiment.train, loss=loss,
+                           checkpoint_dir=checkpoint_dir, parallel=parallel, key=k_train)
+    timings["train_s"] = time.perf_counter() - t0
+    losses = np.asarray(result.losses)
+    np.savetxt(out / "loss.csv", np.column_stack([np.arange(len(losses)), losses]), delimiter=",",
+               header="step,loss", comments="", fmt=["%d", "%.6g"])
+
+    t0 = time.perf_counter()
+    classifier = learned.train_classifier(experiment.classifier, data.train_x, data.train_y, key=k_cls)
+    x_eval, y_eval = data.test_x[: experiment.n_eval], data.test_y[: experiment.n_eval]
+    bounds = information_bounds(classifier, x_eval, y_eval, data.num_classes)
+    timings["classifier_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    info = image_information(result.ema_model, jnp.asarray(x_eval), jnp.asarray(y_eval), bounds=bounds,
+                             times=experiment.times, chunk_size=experiment.chunk_size, key=k_est)
+    timings["estimation_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    figures = {}
+    rates = _plot_rates(info, out / "rates.png", f"{data.name}: neural entropy rates (EMA network)")
+    if rates is not None:
+        figures["rates"] = rates.name
+    samples = cfg_samples(result.ema_model, data.num_classes, experiment.per_class, experiment.cfg_weights,
+                          n_steps=experiment.sample_steps, key=k_samp)
+    figures["samples"] = plot_sample_grid(samples, out / "samples.png", pixel_range=data.pixel_range,
+                                          title=f"{data.name}: probability-flow samples, rows = labels").name
+    timings["sampling_s"] = time.perf_counter() - t0
+
+    times = experiment.times
+    payload = {
+        "experiment": "images",
+        "instance": {
+            "dataset": data.name, "image_shape": data.image_shape, "num_classes": data.num_classes,
+            "n_train": int(len(data.train_x)), "n_test": int(len(data.test_x)), "n_eval": int(len(x_eval)),
+            "pixel_range": data.pixel_range,
+            "sde": {"beta_min": experiment.sde.beta_min, "beta_max": experiment.sde.beta_max, "T": experiment.sde.T},
+            "unet": _config_dict(unet_cfg), "parameters": learned.parameter_count(model),
+            "train": _config_dict(experiment.train), "classifier": _config_dict(experiment.classifier),
+            "condition_dropout": experiment.condition_dropout,
+            "times": {"integrator": type(times).__name__, **{f.name: getattr(times, f.name) for f in dataclasses.fields(times)
+                                                              if not isinstance(getattr(times, f.name), eqx.Module)}},
+            **(instance or {}),
+        },
+        "quantities": info.quantities(),
+        "curves": info.curves(),
+        "training": {"final_loss_mean_last_10pct": float(np.mean(losses[-max(1, len(losses) // 10):])),
+                     "steps": int(len(losses)), "loss_log": "loss.csv"},
+        "cfg_weights": list(experiment.cfg_weights),
+        "figures": figures,
+        "timings_s": timings,
+        "units": "nats per image (summed over pixels); rates in nats per unit forward time s",
+        "versions": versions(),
+        "device": device(),
+        "wall_time_s": time.perf_counter() - start,
+    }
+    write_json(out / "results.json", payload)
+    return payload
+
+
+def _config_dict(config) -> dict:
+    out = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        out[field.name] = value if isinstance(value, (int, float, bool, str, tuple, type(None))) else str(getattr(value, "__name__", value))
+    return out
