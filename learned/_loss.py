@@ -119,12 +119,20 @@ class ImportanceTime(AbstractTimeSampler):
 
 
 class LogSNRTime(AbstractTimeSampler):
-    r"""Times uniform in log signal-to-noise ratio $ho(s) = \log(lpha/(1-lpha))$ over $[ho(T), ho(s_{min})]$.
+    r"""Times uniform in log signal-to-noise ratio $
+ho(s) = \log(lpha/(1-lpha))$ over $[
+ho(T), 
+ho(s_{min})]$.
 
-    Since $dho/ds = -eta/(1-lpha)$, the likelihood weighting reads $	frac{eta}{2}ds = 	frac{1-lpha}{2}|dho|$: the
-    error in any $S_{NN}$-type integral is $\int	frac{1-lpha}{2}\mathbb E\|e_	heta - e^*\|^2 dho$, and data with
-    variances $\lambda$ carry about $	frac12$ nat per unit $ho$ per direction wherever $\lambda < 1 - lpha < 1$.
-    Sampling uniformly in $ho$ spends training effort where that information lives (down to variances of
+    Since $d
+ho/ds = -eta/(1-lpha)$, the likelihood weighting reads $	frac{eta}{2}ds = 	frac{1-lpha}{2}|d
+ho|$: the
+    error in any $S_{NN}$-type integral is $\int	frac{1-lpha}{2}\mathbb E\|e_	heta - e^*\|^2 d
+ho$, and data with
+    variances $\lambda$ carry about $	frac12$ nat per unit $
+ho$ per direction wherever $\lambda < 1 - lpha < 1$.
+    Sampling uniformly in $
+ho$ spends training effort where that information lives (down to variances of
     about `s_min` $eta_{min}$) and keeps $\lambda/q = \mathrm{range}\cdot(1-lpha)/2$ bounded. Returns the exact
     $1/q(s) = \mathrm{range}\,(1-lpha)/eta$; times below `s_min` are not drawn, which leaves out
     $\int_0^{s_{min}}$ (about $s_{min}$ times the rate at 0).
@@ -160,21 +168,27 @@ S_FLOOR = 1e-12
 
 
 def dem_residual(
-    model, x: Float[Array, " dim_x"], s: Float[ArrayLike, ""], y=None, *, drop=None, key: PRNGKeyArray
+    model, x: Float[Array, " dim_x"], s: Float[ArrayLike, ""], y=None, *, drop=None, model_key: bool = False,
+    key: PRNGKeyArray,
 ) -> tuple[Float[Array, " dim_x"], Float[Array, " dim_x"]]:
     r"""The two parts of the DEM residual for one sample, $\tilde x_s = \mu x + \sqrt{1-\mu^2}\,\eta$.
 
     **Returns:**
 
+    With `model_key` the model is also called with `key=` (networks with dropout, e.g. `EntropyUNet`).
+
     `(d, k)` with $d = \nabla\log p_{eq}(\tilde x_s) + e_\theta(\tilde x_s, s; y) = e_\theta - \tilde x_s$ and
     $k = -\nabla\log p(\tilde x_s|x) = \eta/\sqrt{1-\mu^2}$; the residual of Eq. 40 is $d + k$.
     """
     sde = model.sde
-    eta = jax.random.normal(key, jnp.shape(x), jnp.result_type(x))
+    k_eta, k_model = jax.random.split(key)
+    eta = jax.random.normal(k_eta, jnp.shape(x), jnp.result_type(x))
     std = jnp.sqrt(sde.var(s))
     x_s = sde.mu(s) * x + std * eta
-    e = model(x_s, s, y) if drop is None else model(x_s, s, y, drop=drop)
-    return e - x_s, eta / std
+    kwargs = {} if drop is None else {"drop": drop}
+    if model_key:
+        kwargs["key"] = k_model
+    return model(x_s, s, y, **kwargs) - x_s, eta / std
 
 
 class DEMLoss(eqx.Module):
@@ -200,12 +214,14 @@ class DEMLoss(eqx.Module):
     - `condition_dropout`: probability of replacing y by the null condition per sample (models with a
       `drop` keyword, such as `EntropyMLP`), so one network learns $e(x, s; y)$ and $e(x, s)$.
     - `centred`: subtract the $\theta$-independent kernel-score term (see above); `False` gives Eq. 40 verbatim.
+    - `model_key`: pass a fresh `key=` to the model at every evaluation, for networks with dropout.
     """
 
     weighting: AbstractWeighting = Constant()
     time_sampler: AbstractTimeSampler = UniformTime()
     condition_dropout: float = eqx.field(static=True, default=0.0)
     centred: bool = eqx.field(static=True, default=True)
+    model_key: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
         if not isinstance(self.weighting, AbstractWeighting):
@@ -230,7 +246,7 @@ class DEMLoss(eqx.Module):
         drop = None
         if y is not None and self.condition_dropout > 0:
             drop = jax.random.bernoulli(k_drop, self.condition_dropout)
-        d, k = dem_residual(model, x, s, y, drop=drop, key=k_eta)
+        d, k = dem_residual(model, x, s, y, drop=drop, model_key=self.model_key, key=k_eta)
         value = jnp.sum(d * (d + 2.0 * k)) if self.centred else jnp.sum((d + k) ** 2)
         return self.weighting(s) * inv_q * value
 

@@ -378,3 +378,25 @@ def test_loss_finite_at_time_zero(joint, dtype, key):
     for weighting in (L.Constant(), L.Likelihood(joint.sde)):
         value = L.DEMLoss(weighting, _AtZero())(model, x.astype(dtype), key=key)
         assert np.isfinite(value)
+
+
+class _NeedsKey(eqx.Module):
+    """A protocol model with dropout-like noise: it must be given a key."""
+
+    sde: VPSDE
+
+    def __call__(self, x, s, y=None, *, key=None):
+        if key is None:
+            raise ValueError("this model needs key= (dropout)")
+        return 0.1 * jax.random.normal(key, x.shape, x.dtype)
+
+
+def test_model_key_reaches_networks_with_dropout(key):
+    """`DEMLoss(model_key=True)` hands each evaluation its own key (U-Net dropout trains only with it)."""
+    x = jnp.ones((4, 3))
+    model = _NeedsKey(SDE)
+    with pytest.raises(ValueError, match="needs key"):
+        L.DEMLoss()(model, x, key=key)
+    a = L.DEMLoss(model_key=True)(model, x, key=key)
+    b = L.DEMLoss(model_key=True)(model, x, key=jax.random.fold_in(key, 1))
+    assert np.isfinite(a) and a != b

@@ -292,7 +292,7 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
 
     t0 = time.perf_counter()
     model = EntropyUNet(unet_cfg, experiment.sde, key=k_init)
-    loss = DEMLoss(condition_dropout=experiment.condition_dropout)
+    loss = DEMLoss(condition_dropout=experiment.condition_dropout, model_key=unet_cfg.dropout > 0)
     result = learned.train(model, data.train_x, data.train_y, config=experiment.train, loss=loss,
                            checkpoint_dir=checkpoint_dir, parallel=parallel, key=k_train)
     timings["train_s"] = time.perf_counter() - t0
