@@ -10,12 +10,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
-import learned
 from gaussian_oracle import JointGaussian
 
 from ._figures import plot_curves
 from ._gaussian import DEFAULT_TRAIN, GaussianExperimentConfig, run_instance, summary_lines
-from ._report import device, versions, write_json
+from ._report import provenance, write_json
 
 
 def _config(args) -> GaussianExperimentConfig:
@@ -128,7 +127,7 @@ def run_gaussian(args) -> dict:
         summary = {
             "experiment": args.experiment, "parameter": label, "values": list(values),
             "points": [{"instance": p["instance"], "quantities": p["quantities"]} for p in points],
-            "versions": versions(), "device": device(), "wall_time_s": time.perf_counter() - start,
+            **provenance(start),
         }
         if args.experiment != "cfg":
             _sweep_figure(points, np.asarray(values), label, out / "sweep.png", log_x=log_x)

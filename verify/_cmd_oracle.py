@@ -12,7 +12,7 @@ import numpy as np
 from gaussian_oracle import JointGaussian
 
 from ._figures import plot_curves
-from ._report import device, versions, write_json
+from ._report import provenance, write_json
 
 SIGMA_SWEEP = (1.0, 0.6, 0.25)
 LAMBDA_SWEEP = tuple(10.0 ** np.arange(-6, 0.5, 0.5))
@@ -153,9 +153,7 @@ def run(args: argparse.Namespace) -> dict:
         "cfg": cfg,
         "figures": {k: str(Path(v).name) for k, v in figures.items()},
         "units": "nats; rates in nats per unit forward time s",
-        "versions": versions(),
-        "device": device(),
-        "wall_time_s": time.perf_counter() - start,
+        **provenance(start),
     }
     write_json(out / "results.json", payload)
     q = payload["quantities"]

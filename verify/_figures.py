@@ -39,11 +39,16 @@ def plot_curves(times, panels, path, *, title=None, xlabel="forward time s", log
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    return save_figure(fig, path, title=title)
+
+
+def save_figure(fig, path, *, title: str | None = None, dpi: int = 130) -> Path:
+    """Give `fig` its title, lay it out, write it as PNG (creating folders) and close it; returns the path."""
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path

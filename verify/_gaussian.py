@@ -10,7 +10,6 @@ from pathlib import Path
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import PRNGKeyArray
 
 import learned
@@ -18,7 +17,7 @@ from gaussian_oracle import Estimate, JointGaussian
 
 from ._estimators import mutual_information_difference, mutual_information_minde, neural_entropy
 from ._figures import plot_curves
-from ._report import device, versions, write_json
+from ._report import provenance, write_json
 from ._time import UniformGrid
 
 DEFAULT_TRAIN = learned.TrainConfig(
@@ -201,9 +200,7 @@ def run_instance(
         "config": config.to_dict(),
         "figures": [figure.name],
         "units": "nats",
-        "versions": versions(),
-        "device": device(),
-        "wall_time_s": time.perf_counter() - start,
+        **provenance(start),
     }
     write_json(out / "results.json", payload)
     return payload

@@ -30,10 +30,10 @@ from gaussian_oracle import VPSDE, Estimate
 from learned import ClassifierConfig, DEMLoss, EntropyUNet, ImageData, TrainConfig, UNetConfig
 
 from ._estimators import mutual_information_difference, mutual_information_minde, neural_entropy
-from ._figures import plot_curves
-from ._report import device, versions, write_json
+from ._figures import plot_curves, save_figure
+from ._report import provenance, write_json
 from ._sampling import sample_probability_flow
-from ._time import AbstractGrid, AbstractTimeIntegrator, UniformGrid
+from ._time import AbstractTimeIntegrator, UniformGrid
 
 __all__ = ["ImageExperiment", "ImageInformation", "Bounds", "image_information", "information_bounds",
            "cfg_samples", "run_image_experiment"]
@@ -201,14 +201,7 @@ def plot_sample_grid(samples: dict[float, np.ndarray], path, *, pixel_range=(0.0
         ax.set_title(f"CFG w = {w:g}")
         ax.set_xticks([])
         ax.set_yticks([])
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title=title)
 
 
 # ---------------------------------------------------------------------------------------------- experiment
@@ -345,9 +338,7 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
         "figures": figures,
         "timings_s": timings,
         "units": "nats per image (summed over pixels); rates in nats per unit forward time s",
-        "versions": versions(),
-        "device": device(),
-        "wall_time_s": time.perf_counter() - start,
+        **provenance(start),
     }
     write_json(out / "results.json", payload)
     return payload

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import tempfile
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -31,6 +32,12 @@ def device() -> str:
     d = jax.devices()[0]
     kind = getattr(d, "device_kind", d.platform)
     return f"{d.platform}:{kind} x{jax.device_count()} ({platform.processor() or platform.machine()}, {os.cpu_count()} cpus)"
+
+
+def provenance(start: float) -> dict:
+    """The closing keys of every results file: package `versions`, the `device`, and `wall_time_s` since `start`
+    (a `time.perf_counter()` reading)."""
+    return {"versions": versions(), "device": device(), "wall_time_s": time.perf_counter() - start}
 
 
 def _default(obj):
