@@ -44,6 +44,7 @@ def test_demo_contract_and_rebuildable_instance(tmp_path):
         for est in estimators:
             entry = q[block][est]
             assert np.isfinite(entry["value"]) and entry["stderr"] > 0
+    assert q["total_entropy"]["neural_log_grid"]["stderr"] > 0
     assert (tmp_path / "rates.png").exists() and (tmp_path / "report.txt").exists()
     assert (tmp_path / "checkpoints" / "conditional" / "checkpoint.eqx").exists()
 
