@@ -41,7 +41,7 @@ def provenance(start: float) -> dict:
 
 
 def _default(obj):
-    if isinstance(obj, (np.floating, np.integer)):
+    if isinstance(obj, np.generic):  # NumPy scalars: float64, int32, bool_, ...
         return obj.item()
     if isinstance(obj, (np.ndarray, jax.Array)):
         return np.asarray(obj).tolist()
