@@ -1,8 +1,8 @@
 """Tier 3: learned estimates against the oracle after the demo's training (slow: ~5-8 min on 2 CPU cores).
 
-Run with `pytest -m slow`. The tolerances are the issue's goals for S_NN (2 %) and I_diff (2 %); for I_MINDE
-the measured error at the default budget is 1.25 % (goal 1 %), so this asserts 2 % and the benchmark JSON
-records the exact figure.
+Run with `pytest -m slow`. The tolerances are the issue's goals: I_MINDE within 1 %, I_diff and both neural
+entropies within 2 % (measured at the default budget: -0.55 %, -0.58 %, -0.44 %, -0.56 %; see
+benchmarks/results/gaussian_cpu.json).
 """
 
 import jax
@@ -21,5 +21,5 @@ def test_demo_problem_learned_within_tolerance(tmp_path):
     q = payload["quantities"]
     assert abs(q["total_entropy"]["neural"]["relative_error"]) <= 0.02
     assert abs(q["conditional_total_entropy"]["neural"]["relative_error"]) <= 0.02
-    assert abs(q["mutual_information"]["minde"]["relative_error"]) <= 0.02
+    assert abs(q["mutual_information"]["minde"]["relative_error"]) <= 0.01
     assert abs(q["mutual_information"]["difference"]["relative_error"]) <= 0.02
