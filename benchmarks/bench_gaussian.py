@@ -22,8 +22,8 @@ import tempfile
 import jax
 
 from gaussian_oracle import JointGaussian
-from verify._gaussian import DEFAULT_TRAIN, GaussianExperimentConfig, run_instance
-from verify._report import device, versions, write_json
+from verify.experiments import DEFAULT_TRAIN, GaussianExperimentConfig, run_instance
+from verify import device, versions, write_json
 
 GOALS = {"minde": 0.01, "difference": 0.02, "neural": 0.02}
 

@@ -29,8 +29,7 @@ import numpy as np
 import learned
 from gaussian_oracle import VPSDE
 from verify import GeometricGrid, ImportanceSampler, PiecewiseConstant, UniformGrid, neural_entropy
-from verify._cmd_images import _preset, load_dataset
-from verify._report import device, versions, write_json
+from verify import device, versions, write_json
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 
@@ -67,8 +66,8 @@ def main(argv=None) -> int:
         args.n_images, args.n_times, args.n_is, args.n_pilot, args.chunk_size = 64, 20, 512, 16, 32
 
     keys = iter(jax.random.split(jax.random.key(args.seed), 8))
-    data = load_dataset(args.dataset, args.data_dir, (0.0, 1.0))
-    unet = _preset(args.dataset, data.image_shape, data.num_classes)
+    data = learned.load_dataset(args.dataset, args.data_dir, pixel_range=(0.0, 1.0))
+    unet = learned.DATASETS[args.dataset].unet_preset(data.num_classes)
     if args.smoke:
         unet = dataclasses.replace(unet, channels=16, embed_dim=64, num_groups=4)
     if args.bf16:

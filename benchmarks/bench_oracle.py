@@ -19,8 +19,8 @@ import jax
 import numpy as np
 
 from gaussian_oracle import JointGaussian
-from gaussian_oracle._cfg import cfg_mutual_information
-from verify._cmd_oracle import cfg_table
+from gaussian_oracle import cfg_mutual_information
+from verify.experiments import cfg_table
 
 
 REPEATS = 5
@@ -84,7 +84,7 @@ def main() -> None:
         "repeats": REPEATS,
         "curves": bench_curves(),
         "cfg": bench_cfg(),
-        "cfg_table": cfg_table(),  # verify._cmd_oracle.cfg_table: D_X=25, D_Y in {5,10,15}, w=0..20
+        "cfg_table": cfg_table(key=jax.random.key(0)),  # verify.experiments.cfg_table: D_X=25, D_Y in {5,10,15}, w=0..20
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")

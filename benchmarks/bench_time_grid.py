@@ -29,9 +29,9 @@ import jax.numpy as jnp
 import learned
 from gaussian_oracle import JointGaussian
 from verify import neural_entropy
-from verify._gaussian import DEFAULT_TRAIN
-from verify._report import provenance, write_json
-from verify._time import GeometricGrid, UniformGrid
+from verify.experiments import DEFAULT_TRAIN
+from verify import provenance, write_json
+from verify import GeometricGrid, UniformGrid
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ import numpy as np
 import learned
 from gaussian_oracle import VPSDE
 from learned import _train
-from verify._report import device, versions, write_json
+from verify import device, versions, write_json
 
 REFERENCE_IMG_S = {32: 701.0, 128: 2200.0}
 RESULTS = pathlib.Path(__file__).parent / "results"

@@ -23,8 +23,8 @@ import jax.numpy as jnp
 
 import verify
 from gaussian_oracle import VPSDE
-from verify._gaussian import DEFAULT_TRAIN, GaussianExperimentConfig, fit, measure
-from verify._report import provenance, write_json
+from verify.experiments import DEFAULT_TRAIN, GaussianExperimentConfig, fit, measure
+from verify import provenance, write_json
 
 
 def main() -> None:

@@ -46,6 +46,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ._checks import as_float_array, positive_int, positive_scalar
+from ._sde import VPSDE
 from ._precision import to_numpy64
 
 
@@ -76,10 +77,10 @@ def _check_tolerances(rtol, atol, max_steps) -> tuple[float, float, int]:
 
 # ---------------------------------------------------------------------------------------------- the linear flow
 class _Problem(eqx.Module):
-    """What the guided flow needs from a `JointGaussian` and its schedule, as float64 arrays.
+    """What the guided flow needs from a `JointGaussian`: its spectra and gain as float64 arrays, and its process.
 
-    Everything is traced under jit (nothing static but the shapes), so a new instance, schedule, `s_end` or
-    tolerance reuses the compiled solve.
+    The arrays are traced under jit and the `VPSDE` (Python floats) is static, so a new instance, `s_end` or
+    tolerance reuses the compiled solve; a new schedule compiles once more.
     """
 
     evecs_x: Float[Array, "dim_x dim_x"]
@@ -87,27 +88,18 @@ class _Problem(eqx.Module):
     evecs_c: Float[Array, "dim_x dim_x"]
     evals_c: Float[Array, " dim_x"]
     gain: Float[Array, "dim_x dim_y"]
-    beta_min: Float[Array, ""]
-    beta_max: Float[Array, ""]
-    T: Float[Array, ""]
+    sde: VPSDE
 
     @classmethod
     def of(cls, joint: JointGaussian) -> _Problem:
         f64 = lambda a: jnp.asarray(a, dtype=jnp.float64)  # noqa: E731
-        sde = joint.sde
         return cls(f64(joint._evecs_x), f64(joint._evals_x), f64(joint._evecs_c), f64(joint._evals_c),
-                   f64(joint._gain), f64(sde.beta_min), f64(sde.beta_max), f64(sde.T))
-
-    def beta(self, s):
-        return self.beta_min + (self.beta_max - self.beta_min) * s / self.T
-
-    def alpha(self, s):
-        return jnp.exp(-(self.beta_min * s + 0.5 * (self.beta_max - self.beta_min) * s**2 / self.T))
+                   f64(joint._gain), joint.sde)
 
 
 def _coefficients(problem: _Problem, w, s):
     r"""$G(s)$ and $h(s)$ of $dx/ds = G x + h y$ for the guided probability-flow ODE."""
-    alpha, beta = problem.alpha(s), problem.beta(s)
+    alpha, beta = problem.sde.alpha(s), problem.sde.beta(s)
     c = 1.0 + alpha * (problem.evals_c - 1.0)
     p = 1.0 + alpha * (problem.evals_x - 1.0)
     c_inv = (problem.evecs_c / c) @ problem.evecs_c.T
@@ -152,7 +144,7 @@ def _integrate(field, problem: _Problem, ws: Float[Array, " n_w"], s_end: Float[
 
     def one(w):
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(field), solver, t0=s_end, t1=problem.T, dt0=None, y0=y0, args=(problem, w),
+            diffrax.ODETerm(field), solver, t0=s_end, t1=problem.sde.T, dt0=None, y0=y0, args=(problem, w),
             stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), max_steps=max_steps,
             saveat=diffrax.SaveAt(t1=True),
         )
@@ -166,7 +158,8 @@ def _start(joint: JointGaussian, exact_start: bool):
     if not exact_start:
         return np.zeros_like(joint._gain), np.eye(joint.dim_x)
     sde = joint.sde
-    alpha_t = float(np.exp(-(sde.beta_min * sde.T + 0.5 * (sde.beta_max - sde.beta_min) * sde.T)))
+    with jax.enable_x64(True):
+        alpha_t = float(sde.alpha(np.float64(sde.T)))
     c_t = alpha_t * joint.sigma_x_given_y + (1.0 - alpha_t) * np.eye(joint.dim_x)
     return np.sqrt(alpha_t) * joint._gain, c_t
 
@@ -318,25 +311,6 @@ def cfg_mutual_information(
 
 
 # ---------------------------------------------------------------------------------------------- sampling
-def _guided_drift(s, x, args):
-    r"""$dx/ds = -\tfrac{\beta}{2}[x + (1+w)\nabla\log p_s(x|y) - w\nabla\log p_s(x)]$ for one sample."""
-    model, y, w = args
-    score = (1.0 + w) * model.score(x, s, y) - w * model.score(x, s)
-    return -0.5 * model.sde.beta(s) * (x + score)
-
-
-@eqx.filter_jit
-def _integrate_samples(model, x_t, y, w, s_end, solver, controller, dt0, max_steps):
-    def one(x0, y0):
-        sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(_guided_drift), solver, t0=model.sde.T, t1=s_end, dt0=dt0, y0=x0, args=(model, y0, w),
-            stepsize_controller=controller, max_steps=max_steps, saveat=diffrax.SaveAt(t1=True),
-        )
-        return sol.ys[0]
-
-    return jax.vmap(one)(x_t, y)
-
-
 def cfg_sample(
     joint: JointGaussian,
     y: Float[ArrayLike, "batch dim_y"],
@@ -344,19 +318,14 @@ def cfg_sample(
     *,
     key: PRNGKeyArray,
     s_end: float = 1e-3,
-    solver: diffrax.AbstractSolver = diffrax.Tsit5(),
-    rtol: float = 1e-6,
-    atol: float = 1e-6,
-    n_steps: int | None = None,
-    max_steps: int = 2**14,
+    **options,
 ) -> Float[Array, "batch dim_x"]:
-    r"""Samples of the guided probability-flow ODE (Eq. 59), one per row of `y`.
+    r"""Exact samples of the guided probability-flow ODE (Eq. 59), one per row of `y`.
 
-    Draws $x_T \sim \mathcal N(0, I)$ as `jax.random.normal(key, (batch, dim_x))` and integrates
-    $dx/ds = -\tfrac{\beta}{2}[x + (1+w)\nabla\log p_s(x|y) - w\nabla\log p_s(x)]$ (Eq. 15 in the probability-flow
-    ODE) from $s = T$ back to `s_end` with the exact scores of `joint.model()`, one diffrax solve per sample
-    (vmapped). The result is $\Phi x_T + \Psi y$ of `cfg_flow_map`, up to the solver's error. Runs in the
-    caller's default float dtype.
+    Draws $x_T \sim \mathcal N(0, I)$ as `jax.random.normal(key, (batch, dim_x))` and maps it through the exact flow
+    map of `cfg_flow_map`: $x(s_{end}) = \Phi x_T + \Psi y$. No sampler error beyond the flow map's solver
+    tolerance (relative 1e-10 by default); the numerical sampler for any model is `verify.sample_probability_flow`,
+    which reproduces this map with `joint.model()` (tested). Returned in the caller's default float dtype.
 
     **Arguments:**
 
@@ -365,10 +334,7 @@ def cfg_sample(
     - `w`: the guidance strength, a finite real scalar.
     - `key`: a JAX PRNG key for $x_T$.
     - `s_end`: the forward time at which the reverse flow stops, in $(0, T)$.
-    - `solver`: a diffrax solver.
-    - `rtol`, `atol`: tolerances of the adaptive PID controller (used when `n_steps` is None).
-    - `n_steps`: if given, take this many equal steps instead of adapting (a fixed-budget sampler).
-    - `max_steps`: the adaptive solver's step budget.
+    - `**options`: `solver`, `rtol`, `atol`, `max_steps` of `cfg_flow_map`.
 
     **Returns:**
 
@@ -377,24 +343,10 @@ def cfg_sample(
     w_arr = _check_w(w)
     if w_arr.ndim != 0:
         raise ValueError(f"cfg_sample takes a scalar w; got shape {w_arr.shape}.")
-    s_end = _check_s_end(joint, s_end)
     y_np = as_float_array(y, "y", ndim=2)
     if y_np.shape[1] != joint.dim_y or y_np.shape[0] < 1:
         raise ValueError(f"y must have shape (batch, {joint.dim_y}) with batch >= 1; got {y_np.shape}.")
-    if not isinstance(solver, diffrax.AbstractSolver):
-        raise ValueError(f"solver must be a diffrax solver instance such as diffrax.Tsit5(); got {solver!r}.")
-    rtol, atol, max_steps = _check_tolerances(rtol, atol, max_steps)
-    if n_steps is None:
-        dtype = jnp.asarray(0.0, dtype=float).dtype
-        controller = diffrax.PIDController(rtol=jnp.asarray(rtol, dtype), atol=jnp.asarray(atol, dtype))
-        dt0 = None
-    else:
-        n_steps = positive_int(n_steps, "n_steps")
-        controller, dt0 = diffrax.ConstantStepSize(), (s_end - joint.sde.T) / n_steps
-        max_steps = max(max_steps, n_steps)
-    model = joint.model()
-    y_arr = jnp.asarray(y_np, dtype=model.gain.dtype)
-    x_t = jax.random.normal(key, (y_np.shape[0], joint.dim_x), model.gain.dtype)
-    w_arr = jnp.asarray(float(w_arr), dtype=model.gain.dtype)
-    return _integrate_samples(model, x_t, y_arr, w_arr, jnp.asarray(s_end, model.gain.dtype), solver, controller, dt0,
-                              max_steps)
+    phi, psi = cfg_flow_map(joint, float(w_arr), s_end, **options)
+    dtype = jnp.asarray(0.0, dtype=float).dtype
+    x_t = jax.random.normal(key, (y_np.shape[0], joint.dim_x), dtype)
+    return jnp.asarray(np.asarray(x_t, np.float64) @ phi.T + y_np @ psi.T, dtype)

@@ -1,14 +1,16 @@
 """Equinox networks that learn the entropy-matching vector e_theta, and how to train them."""
 
+from gaussian_oracle import (
+    AbstractTimeDensity as AbstractTimeDensity,
+    LogSNRTime as LogSNRTime,
+    UniformTime as UniformTime,
+)
 from ._loss import (
-    AbstractTimeSampler as AbstractTimeSampler,
     AbstractWeighting as AbstractWeighting,
     Constant as Constant,
     DEMLoss as DEMLoss,
     ImportanceTime as ImportanceTime,
     Likelihood as Likelihood,
-    LogSNRTime as LogSNRTime,
-    UniformTime as UniformTime,
     dem_loss as dem_loss,
     dem_residual as dem_residual,
 )

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from gaussian_oracle import VPSDE
+from gaussian_oracle import VPSDE, AbstractTimeDensity, UniformTime
 
 
 # ---------------------------------------------------------------------------------------------- weightings
@@ -46,32 +46,15 @@ class Likelihood(AbstractWeighting):
         return 0.5 * self.sde.beta(s)
 
 
-# ---------------------------------------------------------------------------------------------- time samplers
-class AbstractTimeSampler(eqx.Module):
-    r"""Draws $s \in (0, T)$ with a density $q(s)$ and returns $(s, 1/q(s))$, so $\mathbb E[f(s)/q(s)] = \int_0^T f$."""
-
-    @abc.abstractmethod
-    def __call__(self, sde: VPSDE, *, key: PRNGKeyArray) -> tuple[Float[Array, ""], Float[Array, ""]]:
-        """One time `s` and its inverse density `1/q(s)`."""
-
-
-class UniformTime(AbstractTimeSampler):
-    r"""$s \sim \mathcal U(0, T)$, $1/q = T$: Eq. 40 as written."""
-
-    def __call__(self, sde, *, key):
-        s = jax.random.uniform(key, (), minval=0.0, maxval=sde.T)
-        return s, jnp.asarray(sde.T, s.dtype)
-
-
-class ImportanceTime(AbstractTimeSampler):
+# ---------------------------------------------------------------------------------------------- time densities
+class ImportanceTime(AbstractTimeDensity):
     r"""Importance sampling of s with $q(s) \propto \lambda(s)\sqrt{1 + 1/(1 - \alpha(s))}$.
 
     The stochastic gradient of Eq. 40 at time s has size $\propto \lambda(s)\|\nabla\log p_{eq} + e_\theta -
     \nabla\log p(\tilde x_s|x)\| \approx \lambda(s)\sqrt{D(1 + 1/(1-\alpha))}$, dominated by the kernel
     score near $s = 0$; sampling s in proportion to it keeps the weighted per-sample gradient bounded
     (it diverges like $s^{-1/2}$ under uniform sampling). The density is piecewise constant in
-    $u = \sqrt{s/T}$ on `num_bins` equal bins, and the returned $1/q(s)$ is that exact density's, so the
-    loss stays unbiased.
+    $u = \sqrt{s/T}$ on `num_bins` equal bins, and `pdf` is that exact density, so the loss stays unbiased.
 
     **Arguments:**
 
@@ -104,62 +87,32 @@ class ImportanceTime(AbstractTimeSampler):
         self.cdf = jnp.asarray(np.concatenate([[0.0], np.cumsum(mass)]))
         self.T = sde.T
 
-    def __call__(self, sde, *, key):
+    def _check(self, sde):
         if sde.T != self.T:
             raise ValueError(f"ImportanceTime was built for T = {self.T}; got an SDE with T = {sde.T}.")
+
+    def support(self, sde):
+        self._check(sde)
+        return 0.0, float(self.T)
+
+    def sample(self, sde, shape, *, key, dtype=float):
+        self._check(sde)
         num_bins = self.mass.shape[0]
-        c = jax.random.uniform(key, (), dtype=self.cdf.dtype)
+        c = jax.random.uniform(key, shape, dtype=self.cdf.dtype)
         k = jnp.clip(jnp.searchsorted(self.cdf, c, side="right") - 1, 0, num_bins - 1)
         frac = jnp.clip((c - self.cdf[k]) / self.mass[k], 0.0, 1.0)
         u = (k + frac) / num_bins
-        s = self.T * u**2
-        # q_s(s) = (mass_k * num_bins) / (2 T u)
-        inv_q = 2.0 * self.T * u / (self.mass[k] * num_bins)
-        return s, inv_q
+        return (self.T * u**2).astype(dtype)
 
-
-class LogSNRTime(AbstractTimeSampler):
-    r"""Times uniform in log signal-to-noise ratio $
-ho(s) = \log(lpha/(1-lpha))$ over $[
-ho(T), 
-ho(s_{min})]$.
-
-    Since $d
-ho/ds = -eta/(1-lpha)$, the likelihood weighting reads $	frac{eta}{2}ds = 	frac{1-lpha}{2}|d
-ho|$: the
-    error in any $S_{NN}$-type integral is $\int	frac{1-lpha}{2}\mathbb E\|e_	heta - e^*\|^2 d
-ho$, and data with
-    variances $\lambda$ carry about $	frac12$ nat per unit $
-ho$ per direction wherever $\lambda < 1 - lpha < 1$.
-    Sampling uniformly in $
-ho$ spends training effort where that information lives (down to variances of
-    about `s_min` $eta_{min}$) and keeps $\lambda/q = \mathrm{range}\cdot(1-lpha)/2$ bounded. Returns the exact
-    $1/q(s) = \mathrm{range}\,(1-lpha)/eta$; times below `s_min` are not drawn, which leaves out
-    $\int_0^{s_{min}}$ (about $s_{min}$ times the rate at 0).
-
-    **Arguments:**
-
-    - `s_min`: the smallest time drawn, as a fraction of T.
-    """
-
-    s_min: float = eqx.field(static=True, default=1e-5)
-
-    def __check_init__(self):
-        if not (isinstance(self.s_min, float) and 0.0 < self.s_min < 1.0):
-            raise ValueError(f"LogSNRTime.s_min must be a float in (0, 1); got {self.s_min!r}.")
-
-    def __call__(self, sde, *, key):
-        def rho(s):
-            return -jnp.log(sde.var(s)) - sde.int_beta(s)
-
-        hi, lo = rho(self.s_min * sde.T), rho(sde.T)
-        r = jax.random.uniform(key, (), minval=lo, maxval=hi)
-        # alpha = sigmoid(r): int_beta(s) = softplus(-r); invert the quadratic int_beta(s) = B.
-        big_b = jax.nn.softplus(-r)
-        slope = (sde.beta_max - sde.beta_min) / sde.T
-        s = 2.0 * big_b / (sde.beta_min + jnp.sqrt(sde.beta_min**2 + 2.0 * slope * big_b))
-        s = jnp.clip(s, self.s_min * sde.T, sde.T)
-        return s, (hi - lo) * sde.var(s) / sde.beta(s)
+    def pdf(self, sde, s):
+        r"""$q(s) = m_k n_{bins}/(2T u)$ with $u = \sqrt{s/T}$ in bin k."""
+        self._check(sde)
+        s = jnp.asarray(s)
+        num_bins = self.mass.shape[0]
+        u = jnp.sqrt(jnp.clip(s / self.T, 0.0, 1.0))
+        k = jnp.clip(jnp.floor(u * num_bins).astype(jnp.int32), 0, num_bins - 1)
+        density = self.mass[k].astype(s.dtype) * num_bins / (2.0 * self.T * u)
+        return jnp.where((s >= 0) & (s <= self.T), density, 0.0).astype(s.dtype)
 
 
 # ---------------------------------------------------------------------------------------------- the loss
@@ -218,7 +171,7 @@ class DEMLoss(eqx.Module):
     """
 
     weighting: AbstractWeighting = Constant()
-    time_sampler: AbstractTimeSampler = UniformTime()
+    time_sampler: AbstractTimeDensity = UniformTime()
     condition_dropout: float = eqx.field(static=True, default=0.0)
     centred: bool = eqx.field(static=True, default=True)
     model_key: bool = eqx.field(static=True, default=False)
@@ -226,8 +179,8 @@ class DEMLoss(eqx.Module):
     def __check_init__(self):
         if not isinstance(self.weighting, AbstractWeighting):
             raise ValueError(f"weighting must be an AbstractWeighting (Constant(), Likelihood(sde)); got {self.weighting!r}.")
-        if not isinstance(self.time_sampler, AbstractTimeSampler):
-            raise ValueError(f"time_sampler must be an AbstractTimeSampler; got {self.time_sampler!r}.")
+        if not isinstance(self.time_sampler, AbstractTimeDensity):
+            raise ValueError(f"time_sampler must be an AbstractTimeDensity (e.g. UniformTime(), LogSNRTime(), ImportanceTime(sde, weighting)); got {self.time_sampler!r}.")
         p = self.condition_dropout
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
             raise ValueError(f"condition_dropout must be a number in [0, 1); got {p!r}.")
@@ -291,7 +244,7 @@ def dem_loss(
     y: Float[Array, "batch dim_y"] | None = None,
     *,
     weighting: AbstractWeighting = Constant(),
-    time_sampler: AbstractTimeSampler = UniformTime(),
+    time_sampler: AbstractTimeDensity = UniformTime(),
     condition_dropout: float = 0.0,
     centred: bool = True,
     key: PRNGKeyArray,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gaussian_oracle import JointGaussian
-from verify._cli import main
+from verify.cli import main
 
 TINY = ["--steps", "200", "--n-train", "4000", "--n-eval", "200", "--n-times", "16", "--width", "32",
         "--depth", "1", "--no-progress"]
@@ -69,6 +69,43 @@ def test_gaussian_sweeps(tmp_path):
     assert res["quantities"]["mutual_information"]["exact"] == pytest.approx(g.cfg_mutual_information(2.0), rel=1e-10)
 
 
-def test_bad_arguments_give_one_clear_error(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--steps", "150", "--no-progress"]) == 2
-    assert "multiple of" in capsys.readouterr().err
+@pytest.mark.parametrize("argv, message", [
+    (["oracle", "--n-times", "0"], "--n-times: must be a positive integer"),
+    (["oracle", "--n-times", "2"], "n_times must be an integer >= 3"),
+    (["oracle", "--n-cfg", "1"], "n_cfg must be 0"),
+    (["oracle", "--n-cfg", "-1"], "--n-cfg: must be an integer >= 0"),
+    (["demo", "--steps", "0"], "--steps: must be a positive integer"),
+    (["demo", "--n-eval", "1"], "--n-eval: must be at least 2"),
+    (["demo", "--lr", "nan"], "--lr: must be a finite number > 0"),
+    (["gaussian", "--experiment", "cfg", "--w", "inf"], "--w: must be a finite number"),
+    (["images", "--n-eval", "0"], "--n-eval: must be at least 2"),
+    (["images", "--pixel-range", "1,0"], "--pixel-range: must be two numbers"),
+    (["images", "--dataset", "mnist"], "needs --data-dir"),
+])
+def test_bad_arguments_fail_before_any_work(tmp_path, capsys, argv, message):
+    """Each bad flag gives one line naming it, before anything is trained or written."""
+    out = tmp_path / "out"
+    argv = [argv[0], "--out", str(out), *argv[1:]]
+    try:
+        status = main(argv)
+    except SystemExit as exit_:  # argparse's own errors exit with status 2
+        status = exit_.code
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_steps_need_not_be_a_multiple_of_the_scan_length(tmp_path):
+    assert main(["demo", "--out", str(tmp_path), "--dim-x", "3", "--dim-y", "1", *TINY[2:], "--steps", "30"]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["config"]["train"]["steps"] == 30
+
+
+def test_help_lists_the_registered_experiments(capsys):
+    from verify.experiments import EXPERIMENTS
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for name, experiment in EXPERIMENTS.items():
+        assert name in text and experiment.description[:30] in text

@@ -5,6 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gaussian_oracle import VPSDE
+
 from gaussian_oracle import JointGaussian
 from verify import (
     GeometricGrid,
@@ -160,7 +162,8 @@ def test_proposal_density_and_sampling(key):
     np.testing.assert_allclose(edges, [0.0, 0.055, 0.3, 0.7, 1.0])
     assert np.all(np.asarray(q.probs) > 0)
     np.testing.assert_allclose(float(jnp.sum(q.probs)), 1.0)
-    s = q.sample((20000,), key=key)
+    sde = VPSDE()
+    s = q.sample(sde, (20000,), key=key)
     assert float(s.min()) >= 0.0 and float(s.max()) <= 1.0
     counts = np.histogram(np.asarray(s), bins=edges)[0]
     p = np.asarray(q.probs)
@@ -168,8 +171,10 @@ def test_proposal_density_and_sampling(key):
     assert np.max(np.abs(z)) < 4.0
     # int q ds = 1 on a fine grid; q = 0 outside [0, T].
     grid = np.linspace(0, 1, 200001)
-    np.testing.assert_allclose(np.trapezoid(np.asarray(q.pdf(grid)), grid), 1.0, atol=1e-4)
-    assert float(q.pdf(1.5)) == 0.0
+    np.testing.assert_allclose(np.trapezoid(np.asarray(q.pdf(sde, grid)), grid), 1.0, atol=1e-4)
+    assert float(q.pdf(sde, 1.5)) == 0.0
+    s_one, inv_q = q(sde, key=key)  # the training interface: one time and its weight 1/q(s)
+    assert float(inv_q) == pytest.approx(1.0 / float(q.pdf(sde, s_one)))
     lu = PiecewiseConstant.log_uniform(1.0, s_min=1e-4, n_bins=8)
     np.testing.assert_allclose(np.asarray(lu.probs), np.full(9, 1 / 9))
 
@@ -186,3 +191,25 @@ def test_bad_inputs(case):
         neural_entropy(model, x, times=UniformGrid(s_min=1.0), key=jax.random.key(0))
     with pytest.raises(ValueError, match="positive"):
         PiecewiseConstant(np.array([0.0, 0.5, 1.0]), np.array([1.0, 0.0]))
+
+
+def test_non_finite_data_named_by_input_and_rows(case):
+    """NaN or infinity in x or y: one error naming the input and the offending rows (not 'stderr must be >= 0')."""
+    joint, model, x, y, _ = case
+    x_bad = np.array(x)
+    x_bad[[3, 17]] = np.nan
+    with pytest.raises(ValueError, match=r"x must be finite; 2 of its \d+ rows hold NaN or infinity \(rows 3, 17\)"):
+        neural_entropy(model, x_bad, key=jax.random.key(0))
+    y_bad = np.array(y)
+    y_bad[5, 0] = np.inf
+    with pytest.raises(ValueError, match=r"y must be finite; 1 of its \d+ rows .*\(rows 5\)"):
+        mutual_information_minde(model, x, y_bad, key=jax.random.key(0))
+
+
+@pytest.mark.parametrize("bad_key", [0, 1.5, np.uint32(3), "key"])
+def test_integer_seed_instead_of_key_is_refused(case, bad_key):
+    joint, model, x, y, _ = case
+    with pytest.raises(ValueError, match=r"key must be a single JAX PRNG key, e.g. jax.random.key\(0\)"):
+        neural_entropy(model, x, key=bad_key)
+    with pytest.raises(ValueError, match="JAX PRNG key"):
+        mutual_information_difference(model, x, y, key=bad_key)

@@ -11,8 +11,8 @@ import pytest
 
 from gaussian_oracle import Estimate
 from learned import load_digits
-from verify import Bounds, information_bounds
-from verify._cli import main
+from verify.cli import main
+from verify.experiments import Bounds, information_bounds
 
 
 class _Logits(eqx.Module):
@@ -47,16 +47,16 @@ def test_information_bounds_from_held_out_cross_entropy():
     x[:, 0, 0, 0] = y
     p = np.bincount(y, minlength=4) / 400
     h_y = -(p * np.log(p)).sum()
-    sharp = information_bounds(_Logits(30.0, 4), x, y, 4)  # a perfect classifier: CE ~ 0, lower ~ H(Y)
+    sharp = information_bounds(_Logits(30.0, 4), x, y, label_entropy=h_y)  # a perfect classifier: CE ~ 0, lower ~ H(Y)
     assert sharp.upper == pytest.approx(h_y) and sharp.accuracy == 1.0
     assert sharp.lower == pytest.approx(h_y, abs=1e-9)
-    blind = information_bounds(_Logits(0.0, 4), x, y, 4)  # uniform guesses: CE = log 4, lower = H(Y) - log 4 <= 0
+    blind = information_bounds(_Logits(0.0, 4), x, y, label_entropy=h_y)  # uniform guesses: CE = log 4, lower = H(Y) - log 4 <= 0
     assert blind.cross_entropy == pytest.approx(math.log(4)) and blind.lower == pytest.approx(h_y - math.log(4))
     # a confident but sometimes wrong classifier: CE is the mean negative log-probability of the true label
     x_wrong = x.copy()
     x_wrong[:100, 0, 0, 0] = (y[:100] + 1) % 4
     c = 2.0
-    wrong = information_bounds(_Logits(c, 4), x_wrong, y, 4)
+    wrong = information_bounds(_Logits(c, 4), x_wrong, y, label_entropy=h_y)
     nll_right = -(c - np.log(np.exp(c) + 3))
     nll_wrong = -(0 - np.log(np.exp(c) + 3))
     assert wrong.cross_entropy == pytest.approx(0.25 * nll_wrong + 0.75 * nll_right, rel=1e-6)
@@ -76,9 +76,11 @@ def test_images_quick_end_to_end(tmp_path):
         assert q[name]["value"] > 0 and q[name]["stderr"] > 0
     bounds = q["bounds"]
     upper, lower, lower_se = bounds["upper"]["value"], bounds["lower"]["value"], bounds["lower"]["stderr"]
-    held_out = load_digits().test_y[: payload["instance"]["n_eval"]]
-    p = np.bincount(held_out, minlength=10) / len(held_out)
-    assert upper == pytest.approx(-(p[p > 0] * np.log(p[p > 0])).sum())  # H(Y) of the evaluated test labels
+    digits = load_digits()
+    labels = np.concatenate([digits.train_y, digits.test_y])
+    p = np.bincount(labels, minlength=10) / len(labels)
+    assert upper == pytest.approx(-(p[p > 0] * np.log(p[p > 0])).sum())  # H(Y) of all 1,797 labels, not a subset
+    assert "1797 labels" in bounds["upper"]["definition"]
     assert bounds["lower"]["classifier_accuracy"] > 0.8 and 0 < lower < upper
     flags = []
     for name in ("minde", "difference"):

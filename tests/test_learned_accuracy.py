@@ -9,7 +9,7 @@ import jax
 import pytest
 
 from gaussian_oracle import JointGaussian
-from verify._gaussian import GaussianExperimentConfig, run_instance
+from verify.experiments import GaussianExperimentConfig, run_instance
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from verify._report import provenance, write_json
+from verify import provenance, write_json
 
 
 def test_numpy_and_jax_values_serialise(tmp_path):
@@ -24,3 +24,13 @@ def test_failed_write_leaves_no_partial_file(tmp_path):
         write_json(path, {"bad": object()})
     assert json.loads(path.read_text()) == {"old": 1}
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_results_are_strict_json_and_readable_by_all(tmp_path):
+    """NaN and infinity become null (json.loads with strict parsing accepts the file); the mode is not 0600."""
+    path = write_json(tmp_path / "r.json", {"nan": float("nan"), "inf": np.float64(np.inf), "arr": np.array([1.0, np.nan])})
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    data = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict JSON constant {name}"))
+    assert data == {"nan": None, "inf": None, "arr": [1.0, None]}
+    assert path.stat().st_mode & 0o044  # group/other may read

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import tempfile
@@ -40,25 +41,41 @@ def provenance(start: float) -> dict:
     return {"versions": versions(), "device": device(), "wall_time_s": time.perf_counter() - start}
 
 
-def _default(obj):
-    if isinstance(obj, np.generic):  # NumPy scalars: float64, int32, bool_, ...
-        return obj.item()
+def to_json_value(obj):
+    """`obj` as plain JSON values: NumPy/JAX arrays and scalars to lists and numbers, objects with `to_dict` through
+    it, paths to strings, and NaN or infinity to `null` (strict JSON, which every parser reads)."""
+    if isinstance(obj, dict):
+        return {str(k): to_json_value(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_json_value(v) for v in obj]
     if isinstance(obj, (np.ndarray, jax.Array)):
-        return np.asarray(obj).tolist()
+        return to_json_value(np.asarray(obj).tolist())
+    if isinstance(obj, np.generic):  # NumPy scalars: float64, int32, bool_, ...
+        return to_json_value(obj.item())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
     if hasattr(obj, "to_dict"):
-        return obj.to_dict()
+        return to_json_value(obj.to_dict())
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
 
 
 def write_json(path: str | os.PathLike, payload: dict) -> Path:
-    """Write `payload` as indented JSON atomically (temp file + rename): a crash never leaves half a file."""
+    """Write `payload` as indented, strict JSON (NaN and infinity as `null`) atomically: a temporary file, then a
+    rename, so a crash never leaves half a file. The file is readable by all (mode 0666 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(to_json_value(payload), indent=2, allow_nan=False) + "\n"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2, default=_default, allow_nan=True)
-            fh.write("\n")
+            fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

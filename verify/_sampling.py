@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from gaussian_oracle import check_key
+
 __all__ = ["sample_reverse_sde", "sample_probability_flow"]
 
 
@@ -74,7 +76,7 @@ def sample_reverse_sde(model, x_T: Float[Array, "batch *shape"], *, y: Float[Arr
     if not isinstance(n_steps, int) or n_steps < 1:
         raise ValueError(f"n_steps must be a positive int; got {n_steps!r}.")
     x_T, y = _check(model, x_T, y, s_end)
-    return _euler_maruyama(model, x_T, y, float(s_end), n_steps, key)
+    return _euler_maruyama(model, x_T, y, float(s_end), n_steps, check_key(key))
 
 
 class _GuidedFlow(eqx.Module):

@@ -18,7 +18,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 from scipy.special import digamma
 
-from gaussian_oracle import Estimate, JointGaussian
+from gaussian_oracle import Estimate, JointGaussian, check_key
 
 __all__ = ["Task", "ValidationRow", "ValidationReport", "validate", "default_tasks", "gaussian_plugin_mi"]
 
@@ -191,16 +191,14 @@ class ValidationReport:
 
     def plot(self, path, *, title: str = "MI estimate vs truth") -> None:
         """Write a log-log PNG of estimate against exact MI, with error bars ($\\pm 2$ stderr) and the line y = x."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from ._figures import new_figure, save_figure
 
         exact = np.array([r.exact for r in self.rows])
         est = np.array([r.estimate for r in self.rows])
         err = np.nan_to_num(np.array([2 * r.stderr for r in self.rows]))
         flagged = np.array([r.flagged for r in self.rows])
-        fig, ax = plt.subplots(figsize=(5.5, 5))
+        fig, axes = new_figure(figsize=(5.5, 5))
+        ax = axes[0, 0]
         positive = est > 0
         lo = 0.5 * min(exact.min(), est[positive].min() if positive.any() else exact.min())
         hi = 2 * max(exact.max(), est.max())
@@ -215,9 +213,7 @@ class ValidationReport:
         ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="exact I(X;Y) [nats]",
                ylabel="estimate [nats]", title=title)
         ax.legend(loc="upper left", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path, dpi=130)
-        plt.close(fig)
+        save_figure(fig, path)
 
 
 def validate(estimator: Callable, tasks=None, *, n_samples: int = 5000, n_sigma: float = 4.0,
@@ -237,6 +233,7 @@ def validate(estimator: Callable, tasks=None, *, n_samples: int = 5000, n_sigma:
 
     A `ValidationReport`.
     """
+    key = check_key(key)
     tasks = default_tasks() if tasks is None else tuple(tasks)
     rows = []
     for i, task in enumerate(tasks):

@@ -1,9 +1,10 @@
-"""`separability oracle`: the exact report — closed-form values, curves and figures, no training."""
+"""The exact report: closed-form values, curves and figures of joint-Gaussian instances, no training."""
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import jax
@@ -11,8 +12,8 @@ import numpy as np
 
 from gaussian_oracle import JointGaussian
 
-from ._figures import plot_curves
-from ._report import provenance, write_json
+from .._figures import new_figure, plot_curves, save_figure
+from .._report import provenance, write_json
 
 SIGMA_SWEEP = (1.0, 0.6, 0.25)
 LAMBDA_SWEEP = tuple(10.0 ** np.arange(-6, 0.5, 0.5))
@@ -53,7 +54,7 @@ def exact_curves(g: JointGaussian, times: np.ndarray) -> dict:
 
 
 def cfg_table(dim_x: int = 25, dims_y=(5, 10, 15), w=np.linspace(0.0, 20.0, 21), *, sigma_eps: float = 1.0,
-              seed: int = 0, s_end: float = 1e-3) -> dict:
+              s_end: float = 1e-3, key) -> dict:
     r"""Exact $I(X_{CFG}; Y)(w)$ for determinism instances, one row per $D_Y$ (the paper's Fig. 10, exact), in nats.
 
     Each row also holds the unguided $I(X;Y)$ (Eq. 49), $I(X_{s_end}; Y)$ and the flow started from the exact
@@ -62,7 +63,7 @@ def cfg_table(dim_x: int = 25, dims_y=(5, 10, 15), w=np.linspace(0.0, 20.0, 21),
     w = np.asarray(w, dtype=np.float64)
     rows = []
     for dim_y in dims_y:
-        joint = JointGaussian.determinism(dim_x, dim_y, sigma_eps, key=jax.random.key(seed))
+        joint = JointGaussian.determinism(dim_x, dim_y, sigma_eps, key=key)
         rows.append({
             "dim_y": dim_y,
             "mutual_information": float(joint.mutual_information()),
@@ -70,15 +71,59 @@ def cfg_table(dim_x: int = 25, dims_y=(5, 10, 15), w=np.linspace(0.0, 20.0, 21),
             "cfg_mutual_information": joint.cfg_mutual_information(w, s_end).tolist(),
             "cfg_mutual_information_exact_start": joint.cfg_mutual_information(w, s_end, exact_start=True).tolist(),
         })
-    return {"dim_x": dim_x, "sigma_eps": sigma_eps, "key": seed, "s_end": s_end, "w": w.tolist(), "rows": rows,
+    return {"dim_x": dim_x, "sigma_eps": sigma_eps, "key": np.asarray(jax.random.key_data(key)).tolist(), "s_end": s_end, "w": w.tolist(), "rows": rows,
             "ground_truth": "exact (linear flow, no sampling); mutual_information is Eq. (49)"}
 
 
-def run(args: argparse.Namespace) -> dict:
+@dataclasses.dataclass(frozen=True)
+class OracleConfig:
+    """The exact report of one determinism instance and the paper's exact sweeps.
+
+    **Arguments:**
+
+    - `dim_x`, `dim_y`, `sigma_eps`: the determinism instance (Eq. 51).
+    - `n_times`: points of the curves' time grid (at least 3).
+    - `n_cfg`: CFG weights w on a uniform grid of [0, 20] (at least 2), or 0 to skip the CFG curve.
+    """
+
+    dim_x: int = 25
+    dim_y: int = 15
+    sigma_eps: float = 1.0
+    n_times: int = 400
+    n_cfg: int = 21
+
+    def __post_init__(self):
+        for name in ("dim_x", "dim_y"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+        if not (isinstance(self.sigma_eps, (int, float)) and np.isfinite(self.sigma_eps) and self.sigma_eps > 0):
+            raise ValueError(f"sigma_eps must be a finite number > 0; got {self.sigma_eps!r}.")
+        if isinstance(self.n_times, bool) or not isinstance(self.n_times, int) or self.n_times < 3:
+            raise ValueError(f"n_times must be an integer >= 3 (the time grid holds 0, a log part and a linear part); "
+                             f"got {self.n_times!r}.")
+        if isinstance(self.n_cfg, bool) or not isinstance(self.n_cfg, int) or self.n_cfg == 1 or self.n_cfg < 0:
+            raise ValueError(f"n_cfg must be 0 (skip the CFG curve) or an integer >= 2; got {self.n_cfg!r}.")
+
+
+def run(config: OracleConfig, out: str | Path, *, key, instance: Mapping | None = None) -> dict:
+    """Write the exact report of `config` to `out` (results.json and PNG figures); `key` builds the instance.
+
+    **Arguments:**
+
+    - `config`: an `OracleConfig`.
+    - `out`: the output folder.
+    - `key`: the instance key, as in `JointGaussian.determinism(..., key=key)`.
+    - `instance`: extra entries for the `instance` record (e.g. the CLI's seed).
+
+    **Returns:**
+
+    The results payload.
+    """
     start = time.perf_counter()
-    out = Path(args.out)
-    g = JointGaussian.determinism(args.dim_x, args.dim_y, args.sigma_eps, key=jax.random.key(args.seed))
-    times = time_grid(g.sde, args.n_times)
+    out = Path(out)
+    g = JointGaussian.determinism(config.dim_x, config.dim_y, config.sigma_eps, key=key)
+    times = time_grid(g.sde, config.n_times)
     curves = exact_curves(g, times)
     figures = {}
 
@@ -105,7 +150,7 @@ def run(args: argparse.Namespace) -> dict:
     sweep = {}
     rate_curves, cum_curves = [], []
     for sigma in SIGMA_SWEEP:
-        h = JointGaussian.determinism(args.dim_x, args.dim_y, sigma, key=jax.random.key(args.seed))
+        h = JointGaussian.determinism(config.dim_x, config.dim_y, sigma, key=key)
         sweep[str(sigma)] = exact_summary(h)
         rate_curves.append({"label": f"$\\sigma_\\epsilon$={sigma}", "y": h.conditional_entropy_rate(times), "exact": True})
         cum_curves.append({"label": f"$\\sigma_\\epsilon$={sigma}", "y": h.conditional_total_entropy_curve(times), "exact": True})
@@ -119,7 +164,7 @@ def run(args: argparse.Namespace) -> dict:
 
     flat = {"lambda_delta": np.array(LAMBDA_SWEEP), "total_entropy": [], "mutual_information": [], "total_correlation": []}
     for lam in LAMBDA_SWEEP:
-        h = JointGaussian.flattening(50, 8, 10, lam, 1.0, key=jax.random.key(args.seed))
+        h = JointGaussian.flattening(50, 8, 10, lam, 1.0, key=key)
         flat["total_entropy"].append(h.total_entropy())
         flat["mutual_information"].append(h.mutual_information())
         flat["total_correlation"].append(h.total_correlation())
@@ -136,16 +181,14 @@ def run(args: argparse.Namespace) -> dict:
     )
 
     cfg = None
-    if not args.skip_cfg:
-        from ._figures_cfg import plot_cfg_curve
-
-        cfg = cfg_table(25, seed=args.seed, w=np.linspace(0.0, 20.0, args.n_cfg))
+    if config.n_cfg:
+        cfg = cfg_table(config.dim_x, w=np.linspace(0.0, 20.0, config.n_cfg), key=key)
         figures["cfg"] = plot_cfg_curve(cfg, out / "cfg.png")
 
     payload = {
         "experiment": "oracle",
         "instance": {"family": "determinism", "dim_x": g.dim_x, "dim_y": g.dim_y, "sigma_eps": g.sigma_eps,
-                     "seed": args.seed, "eps": 1e-3, "sde": {"beta_min": g.sde.beta_min, "beta_max": g.sde.beta_max, "T": g.sde.T}},
+                     "eps": 1e-3, **(instance or {}), "sde": {"beta_min": g.sde.beta_min, "beta_max": g.sde.beta_max, "T": g.sde.T}},
         "quantities": exact_summary(g),
         "curves": curves,
         "determinism_sweep": sweep,
@@ -156,28 +199,53 @@ def run(args: argparse.Namespace) -> dict:
         **provenance(start),
     }
     write_json(out / "results.json", payload)
-    q = payload["quantities"]
-    print(f"exact oracle report → {out}/results.json")
-    print(f"  I(X;Y)        = {q['mutual_information']['exact']:.6f} nats")
-    print(f"  S_tot^X       = {q['total_entropy']['exact']:.6f} nats   (TC = {q['total_correlation']['exact']:.6f})")
-    print(f"  S_tot^(X|Y)   = {q['conditional_total_entropy']['exact']:.6f} nats")
-    if cfg is not None:
-        for row in cfg["rows"]:
-            picks = [0, len(cfg["w"]) // 4, len(cfg["w"]) // 2, len(cfg["w"]) - 1]
-            vals = ", ".join(f"w={cfg['w'][i]:g}: {row['cfg_mutual_information'][i]:.2f}" for i in picks)
-            print(f"  I_CFG D_Y={row['dim_y']:2d} (I={row['mutual_information']:.2f}): {vals}")
-    print(f"  figures: {', '.join(payload['figures'].values())}")
     return payload
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("oracle", help="exact closed-form report (JSON + PNG figures), no training")
-    p.add_argument("--out", default="out/oracle", help="output directory (default: out/oracle)")
-    p.add_argument("--dim-x", type=int, default=25)
-    p.add_argument("--dim-y", type=int, default=15)
-    p.add_argument("--sigma-eps", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0, help="instance = JointGaussian.determinism(..., key=jax.random.key(seed))")
-    p.add_argument("--n-times", type=int, default=400)
-    p.add_argument("--n-cfg", type=int, default=21, help="number of CFG weights w in [0, 20]")
-    p.add_argument("--skip-cfg", action="store_true", help="skip the CFG curve")
-    p.set_defaults(func=run)
+def plot_cfg_curve(table: dict, path) -> Path:
+    r"""Plot the exact $I(X_{CFG}; Y)(w)$, in nats, for each $D_Y$, with the unguided $I(X;Y)$ (Eq. 49) dashed.
+
+    The left panel is the paper's Fig. 10 with exact values instead of MINDE estimates; the right panel divides
+    by $I(X;Y)$ and shows the line $1 + w$ for comparison.
+
+    **Arguments:**
+
+    - `table`: the `cfg_table` entry of `benchmarks/results/oracle.json`: keys `w` (list), `dim_x`, and `rows`,
+      each row with `dim_y`, `mutual_information` and `cfg_mutual_information` (one value per `w`).
+    - `path`: where to write the PNG.
+
+    **Returns:**
+
+    The path written.
+    """
+    w = np.asarray(table["w"], dtype=float)
+    rows = sorted(table["rows"], key=lambda row: row["dim_y"])
+    if not rows:
+        raise ValueError("table['rows'] is empty; nothing to plot.")
+    from matplotlib import colormaps
+
+    colors = colormaps["viridis"](np.linspace(0.1, 0.8, len(rows)))
+    fig, axes = new_figure(1, 2, figsize=(10, 4))
+    ax, ax_ratio = axes[0]
+    for row, color in zip(rows, colors):
+        info = np.asarray(row["cfg_mutual_information"], dtype=float)
+        if info.shape != w.shape:
+            raise ValueError(f"row dim_y={row['dim_y']} has {info.size} values for {w.size} values of w.")
+        mi = float(row["mutual_information"])
+        ax.plot(w, info, "o-", color=color, ms=3.5, lw=1.6, label=f"$D_Y = {row['dim_y']}$")
+        ax.axhline(mi, color=color, ls="--", lw=1.0)
+        ax_ratio.plot(w, info / mi, "o-", color=color, ms=3.5, lw=1.6, label=f"$D_Y = {row['dim_y']}$")
+    ax_ratio.plot(w, 1.0 + w, ":", color="0.3", lw=1.2, label="$1 + w$")
+    ax.set_xlabel("guidance strength $w$")
+    ax.set_ylabel(r"$I(X_{\mathrm{CFG}}; Y)$  [nats]")
+    ax.set_title(f"Exact CFG information, $D_X = {table.get('dim_x', '?')}$ (dashed: $I(X;Y)$ at $w = 0$)",
+                 fontsize=10)
+    ax_ratio.set_xlabel("guidance strength $w$")
+    ax_ratio.set_ylabel(r"$I(X_{\mathrm{CFG}}; Y)\,/\,I(X;Y)$")
+    ax_ratio.set_title("Relative gain: close to $1 + w$, no saturation", fontsize=10)
+    for a in (ax, ax_ratio):
+        a.set_xlim(w.min(), w.max())
+        a.set_ylim(bottom=0)
+        a.grid(alpha=0.3)
+        a.legend(frameon=False, fontsize=9)
+    return save_figure(fig, path, dpi=150)

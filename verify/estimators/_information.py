@@ -3,26 +3,21 @@ r"""Information estimators over the model protocol: neural entropy (Eq. 11), MIN
 Each estimator is a pure function of a model (any `eqx.Module` with a field `sde` and `__call__(x, s, y=None)`),
 data samples, a time integrator (`UniformGrid`, `GeometricGrid` or `ImportanceSampler`) and a key. It returns
 an `Estimate` in nats whose stderr is the standard error of the mean of i.i.d. per-data-sample values
-(see `verify._time`), with `n_evals` the number of network evaluations spent.
+(see `verify.estimators`), with `n_evals` the number of network evaluations spent.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from gaussian_oracle import Estimate
+from gaussian_oracle import Estimate, check_key
 
-from ._time import AbstractGrid, AbstractTimeIntegrator, ImportanceSampler, UniformGrid, check_covers
+from ._integrators import AbstractTimeIntegrator, UniformGrid
 
 __all__ = ["neural_entropy", "mutual_information_minde", "mutual_information_difference"]
-
-Integrand = Callable[[Any, Any, Array, PRNGKeyArray], Array]
 
 
 # ---------------------------------------------------------------------------------------------- integrands
@@ -62,113 +57,40 @@ def _difference_integrand(models, datum, s, key):
     return 0.5 * models[0].sde.beta(s) * (jnp.sum(e_c**2) - jnp.sum(e_u**2))
 
 
-# ---------------------------------------------------------------------------------------------- engine
-@eqx.filter_jit
-def _grid_chunk(integrand, models, data, nodes, keys):
-    def one(datum, key):
-        return jax.vmap(lambda s, k: integrand(models, datum, s, k))(nodes, jax.random.split(key, nodes.shape[0]))
-
-    return jax.vmap(one)(data, keys)
-
-
-@eqx.filter_jit
-def _importance_chunk(integrand, models, data, sampler: ImportanceSampler, keys):
-    m = sampler.n_per_sample
-    dtype = jax.tree.leaves(data)[0].dtype
-
-    def one(datum, key):
-        key_s, key_n = jax.random.split(key)
-        s = sampler.proposal.sample((m,), key=key_s, dtype=dtype)
-        f = jax.vmap(lambda si, k: integrand(models, datum, si, k))(s, jax.random.split(key_n, m))
-        return jnp.mean(f / sampler.proposal.pdf(s))
-
-    return jax.vmap(one)(data, keys)
-
-
-class _Moments:
-    """Streaming mean and sum of squared deviations over rows (Chan et al.'s pairwise update), float64."""
-
-    def __init__(self):
-        self.n, self.mean, self.m2 = 0, 0.0, 0.0
-
-    def update(self, rows: np.ndarray) -> None:
-        rows = np.asarray(rows, dtype=np.float64)
-        nb = rows.shape[0]
-        mean_b = rows.mean(axis=0)
-        m2_b = ((rows - mean_b) ** 2).sum(axis=0)
-        total = self.n + nb
-        delta = mean_b - self.mean
-        self.mean = self.mean + delta * nb / total
-        self.m2 = self.m2 + m2_b + delta**2 * self.n * nb / total
-        self.n = total
-
-    def stderr(self) -> np.ndarray:
-        return np.sqrt(self.m2 / (self.n - 1) / self.n)
+# ---------------------------------------------------------------------------------------------- data checks
+def _check_finite(name: str, a: np.ndarray) -> None:
+    if np.issubdtype(a.dtype, np.inexact) and not np.all(np.isfinite(a)):
+        bad = np.flatnonzero(~np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1))
+        shown = ", ".join(str(i) for i in bad[:10]) + (", ..." if len(bad) > 10 else "")
+        raise ValueError(f"{name} must be finite; {len(bad)} of its {a.shape[0]} rows hold NaN or infinity "
+                         f"(rows {shown}).")
 
 
 def _check_data(x, y):
-    x = jnp.asarray(x)
-    if x.ndim < 2:
-        raise ValueError(f"x must hold a batch of samples, shape (batch, ...); got shape {x.shape}.")
-    if x.shape[0] < 2:
-        raise ValueError(f"need at least 2 data samples for a standard error; got {x.shape[0]}.")
-    if y is not None:
-        y = jnp.asarray(y)
-        if y.shape[0] != x.shape[0]:
-            raise ValueError(f"x and y must have the same number of rows; got {x.shape[0]} and {y.shape[0]}.")
-    return x, y
+    x_np = np.asarray(x)
+    if x_np.ndim < 2:
+        raise ValueError(f"x must hold a batch of samples, shape (batch, ...); got shape {x_np.shape}.")
+    if not (np.issubdtype(x_np.dtype, np.floating)):
+        raise ValueError(f"x must be a float array; got dtype {x_np.dtype}.")
+    if x_np.shape[0] < 2:
+        raise ValueError(f"need at least 2 data samples for a standard error; got {x_np.shape[0]}.")
+    _check_finite("x", x_np)
+    if y is None:
+        return jnp.asarray(x), None
+    y_np = np.asarray(y)
+    if y_np.ndim < 1 or y_np.shape[0] != x_np.shape[0]:
+        raise ValueError(f"x and y must have the same number of rows; got {x_np.shape[0]} and {y_np.shape[:1]}.")
+    _check_finite("y", y_np)
+    return jnp.asarray(x), jnp.asarray(y)
 
 
-def _integrate(integrand: Integrand, models: tuple, x, y, times: AbstractTimeIntegrator, evals_per_call: int,
+def _integrate(integrand, models: tuple, x, y, times: AbstractTimeIntegrator, evals_per_call: int,
                chunk_size: int, key: PRNGKeyArray) -> Estimate:
-    r"""Estimate $\int_0^T \mathbb E[f]\,ds$ with one i.i.d. value per data sample, chunked over the data."""
     if not isinstance(times, AbstractTimeIntegrator):
         raise ValueError(f"times must be a time integrator (UniformGrid(...), ImportanceSampler(...)); got {times!r}.")
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int; got {chunk_size!r}.")
     x, y = _check_data(x, y)
-    sde = models[0].sde
-    n = x.shape[0]
-    chunk = min(chunk_size, n)
-    n_pad = -n % chunk
-    pad = lambda a: None if a is None else jnp.concatenate([a, jnp.repeat(a[-1:], n_pad, axis=0)])  # noqa: E731
-    xp, yp = pad(x), pad(y)
-    # One key per data sample, independent of the chunking: results do not depend on chunk_size.
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n + n_pad))
-
-    if isinstance(times, AbstractGrid):
-        nodes64, weights = times.nodes_weights(sde)
-        cumw = times.cumulative_weights(sde)
-        nodes = jnp.asarray(nodes64, dtype=x.dtype)
-        rate, cumulative, total = _Moments(), _Moments(), _Moments()
-        for start in range(0, n + n_pad, chunk):
-            sl = slice(start, start + chunk)
-            data = (xp[sl], None if yp is None else yp[sl])
-            rows = np.asarray(_grid_chunk(integrand, models, data, nodes, keys[sl]), dtype=np.float64)
-            rows = rows[: max(0, min(chunk, n - start))]
-            if len(rows) == 0:
-                continue
-            rate.update(rows)
-            cumulative.update(rows @ cumw.T)
-            total.update(rows @ weights)
-        return Estimate(
-            value=total.mean, stderr=total.stderr(), times=nodes64, rate=rate.mean, rate_stderr=rate.stderr(),
-            cumulative=cumulative.mean, cumulative_stderr=cumulative.stderr(),
-            n_evals=int(n * len(nodes64) * evals_per_call),
-        )
-    if isinstance(times, ImportanceSampler):
-        check_covers(times.proposal, sde)
-        total = _Moments()
-        for start in range(0, n + n_pad, chunk):
-            sl = slice(start, start + chunk)
-            data = (xp[sl], None if yp is None else yp[sl])
-            vals = np.asarray(_importance_chunk(integrand, models, data, times, keys[sl]), dtype=np.float64)
-            vals = vals[: max(0, min(chunk, n - start))]
-            if len(vals):
-                total.update(vals)
-        return Estimate(value=total.mean, stderr=total.stderr(),
-                        n_evals=int(n * times.n_per_sample * evals_per_call))
-    raise ValueError(f"unsupported time integrator {type(times).__name__}.")
+    return times.integrate(integrand, models, x, y, sde=models[0].sde, evals_per_call=evals_per_call,
+                           chunk_size=chunk_size, key=check_key(key))
 
 
 # ---------------------------------------------------------------------------------------------- estimators

@@ -4,7 +4,7 @@ One conditional network trained with label dropout gives $e(x, s; y)$ and, throu
 
 - $S_{NN}^X$ and $S_{NN}^{X|Y}$ (Eq. 11) with their rate curves on a time grid;
 - $I(X;Y)$ by MINDE (Eq. 13) and by the entropy difference (Eq. 46), each with a standard error;
-- the bounds every estimate is reported beside: $I(X;Y) \le H(Y)$ (plug-in entropy of the test labels) and
+- the bounds every estimate is reported beside: $I(X;Y) \le H(Y)$ (plug-in entropy of all the data set's labels) and
   $I(X;Y) \ge H(Y) - H(Y|X) \ge H(Y) - CE$, with $CE$ the held-out cross-entropy of a separately trained classifier.
   An estimate outside $[H(Y) - CE, H(Y)]$ by more than 2 combined standard errors is flagged.
 
@@ -29,14 +29,19 @@ import learned
 from gaussian_oracle import VPSDE, Estimate
 from learned import ClassifierConfig, DEMLoss, EntropyUNet, ImageData, TrainConfig, UNetConfig
 
-from ._estimators import mutual_information_difference, mutual_information_minde, neural_entropy
-from ._figures import plot_curves, save_figure
-from ._report import provenance, write_json
-from ._sampling import sample_probability_flow
-from ._time import AbstractTimeIntegrator, UniformGrid
+from .._figures import new_figure, plot_curves, save_figure
+from .._report import provenance, write_json
+from .._sampling import sample_probability_flow
+from ..estimators import (
+    AbstractTimeIntegrator,
+    UniformGrid,
+    mutual_information_difference,
+    mutual_information_minde,
+    neural_entropy,
+)
 
 __all__ = ["ImageExperiment", "ImageInformation", "Bounds", "image_information", "information_bounds",
-           "cfg_samples", "run_image_experiment"]
+           "cfg_samples", "plot_sample_grid", "run", "run_image_experiment"]
 
 
 # ---------------------------------------------------------------------------------------------- bounds
@@ -46,10 +51,11 @@ class Bounds:
 
     **Arguments:**
 
-    - `upper`: $H(Y)$, the plug-in entropy of the evaluation labels.
+    - `upper`: $H(Y)$, the entropy of the label distribution.
     - `lower`: $H(Y) - CE$.
     - `lower_stderr`: the standard error of $CE$ (so of the lower bound).
     - `cross_entropy`, `accuracy`: the classifier's held-out cross-entropy and accuracy.
+    - `upper_definition`: how $H(Y)$ was computed (written to results.json).
     """
 
     upper: float
@@ -57,6 +63,7 @@ class Bounds:
     lower_stderr: float
     cross_entropy: float
     accuracy: float
+    upper_definition: str = "H(Y), entropy of the label distribution"
 
     def check(self, estimate: Estimate, name: str, n_sigma: float = 2.0) -> Estimate:
         """`estimate` with a flag for each bound it misses by more than `n_sigma` combined standard errors."""
@@ -71,32 +78,37 @@ class Bounds:
         return dataclasses.replace(estimate, flags=tuple(flags))
 
     def to_dict(self) -> dict:
-        return {"upper": {"value": self.upper, "stderr": 0.0, "definition": "H(Y), plug-in entropy of the test labels"},
+        return {"upper": {"value": self.upper, "stderr": 0.0, "definition": self.upper_definition},
                 "lower": {"value": self.lower, "stderr": self.lower_stderr,
                           "definition": "H(Y) - CE, CE = held-out cross-entropy of a trained classifier",
                           "cross_entropy": self.cross_entropy, "classifier_accuracy": self.accuracy}}
 
 
-def information_bounds(classifier, x: Float[Array, "batch channels height width"], y: Int[Array, " batch"],
-                       num_classes: int) -> Bounds:
-    r"""The bounds $[H(Y) - CE, H(Y)]$ on $I(X;Y)$ from held-out `(x, y)` and a trained `classifier`.
+def information_bounds(classifier, x: Float[Array, "batch channels height width"], y: Int[Array, " batch"], *,
+                       label_entropy: float, label_entropy_definition: str = "H(Y), entropy of the label distribution"
+                       ) -> Bounds:
+    r"""The bounds $[H(Y) - CE, H(Y)]$ on $I(X;Y)$ from held-out `(x, y)` and a trained `classifier`, in nats.
+
+    $H(Y)$ is the entropy of the data set's label distribution (`learned.ImageData.label_entropy()`, over all the
+    labels it ships), not the plug-in entropy of a small evaluation subset, which is biased low.
 
     **Arguments:**
 
     - `classifier`: logits for one image (e.g. `learned.ConvClassifier`), not trained on `(x, y)`.
     - `x`, `y`: held-out images and labels.
-    - `num_classes`: number of labels.
+    - `label_entropy`: $H(Y)$ in nats.
+    - `label_entropy_definition`: how $H(Y)$ was computed, for the report.
 
     **Returns:**
 
     A `Bounds`.
     """
-    y = np.asarray(y)
-    p = np.bincount(y, minlength=num_classes) / len(y)
-    p = p[p > 0]
-    h_y = float(-(p * np.log(p)).sum())
+    h_y = float(label_entropy)
+    if not (np.isfinite(h_y) and h_y >= 0):
+        raise ValueError(f"label_entropy must be a finite number >= 0 (nats); got {label_entropy!r}.")
     ce, ce_se, accuracy = learned.cross_entropy(classifier, x, y)
-    return Bounds(upper=h_y, lower=h_y - ce, lower_stderr=ce_se, cross_entropy=ce, accuracy=accuracy)
+    return Bounds(upper=h_y, lower=h_y - ce, lower_stderr=ce_se, cross_entropy=ce, accuracy=accuracy,
+                  upper_definition=label_entropy_definition)
 
 
 # ---------------------------------------------------------------------------------------------- estimates
@@ -189,18 +201,22 @@ def cfg_samples(model, num_classes: int, per_class: int, weights: tuple[float, .
 
 
 def plot_sample_grid(samples: dict[float, np.ndarray], path, *, pixel_range=(0.0, 1.0), title=None) -> Path:
-    """One panel per guidance weight: rows are classes, columns samples. Returns the PNG path."""
-    import matplotlib.pyplot as plt
-
+    """One panel per guidance weight: rows are class labels (named on the axis), columns samples. Returns the PNG path."""
     lo, hi = pixel_range
-    fig, axes = plt.subplots(1, len(samples), figsize=(3.2 * len(samples), 3.4), squeeze=False)
+    n_cls, per = next(iter(samples.values())).shape[:2]
+    # each tile about 0.35 inch, so 8 x 8 digits are visible and rows can be read
+    fig, axes = new_figure(1, len(samples), figsize=(max(2.5, 0.35 * per + 0.8) * len(samples), 0.35 * n_cls + 1.2))
     for ax, (w, images) in zip(axes[0], samples.items()):
         n_cls, per, c, h, wd = images.shape
-        tiles = np.clip((images - lo) / (hi - lo), 0, 1).transpose(0, 3, 1, 4, 2).reshape(n_cls * h, per * wd, c)
-        ax.imshow(tiles[..., 0] if c == 1 else tiles, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+        pad = np.ones((n_cls, per, c, h + 1, wd + 1), np.float32)  # a one-pixel white gutter between tiles
+        pad[:, :, :, :h, :wd] = np.clip((images - lo) / (hi - lo), 0, 1)
+        tiles = pad.transpose(0, 3, 1, 4, 2).reshape(n_cls * (h + 1), per * (wd + 1), c)
+        ax.imshow(tiles[..., 0] if c == 1 else tiles, cmap="gray" if c == 1 else None, vmin=0, vmax=1,
+                  interpolation="nearest")
         ax.set_title(f"CFG w = {w:g}")
+        ax.set_yticks((np.arange(n_cls) + 0.5) * (h + 1) - 0.5, [str(k) for k in range(n_cls)], fontsize=7)
+        ax.set_ylabel("label")
         ax.set_xticks([])
-        ax.set_yticks([])
     return save_figure(fig, path, title=title)
 
 
@@ -220,6 +236,11 @@ class ImageExperiment:
     - `n_eval`: evaluate on the first `n_eval` test images (the paper: 1,000).
     - `chunk_size`: images per compiled estimation call.
     - `cfg_weights`: guidance weights of the sample grid; `per_class`, `sample_steps` its size and step count.
+    - `dataset`, `data_dir`, `pixel_range`, `n_train`: the data set by its name in `learned.DATASETS`, where its
+      files are (when it needs them), the pixel scaling, and how many training images to use (`None`: all); used by
+      `run` when no data are passed.
+    - `checkpoint_dir`: where the U-Net's training checkpoints go, relative to the output folder (an absolute path
+      is used as it is), or `None` for none. The last checkpoint is the trained model, saved with the results.
     """
 
     unet: UNetConfig
@@ -233,6 +254,28 @@ class ImageExperiment:
     cfg_weights: tuple[float, ...] = (0.0, 1.0, 3.0)
     per_class: int = 4
     sample_steps: int = 100
+    dataset: str = "digits"
+    data_dir: str | None = None
+    pixel_range: tuple[float, float] = (0.0, 1.0)
+    n_train: int | None = None
+    checkpoint_dir: str | None = "checkpoints"
+
+    def __post_init__(self):
+        for name in ("n_eval", "chunk_size", "per_class", "sample_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ImageExperiment.{name} must be a positive integer; got {value!r}.")
+        if self.n_eval < 2:
+            raise ValueError(f"ImageExperiment.n_eval must be >= 2 (a standard error needs two images); got {self.n_eval}.")
+        if self.n_train is not None and (isinstance(self.n_train, bool) or not isinstance(self.n_train, int)
+                                         or self.n_train < 1):
+            raise ValueError(f"ImageExperiment.n_train must be a positive integer or None; got {self.n_train!r}.")
+        if not 0.0 <= self.condition_dropout < 1.0:
+            raise ValueError(f"ImageExperiment.condition_dropout must lie in [0, 1); got {self.condition_dropout!r}.")
+        if len(self.pixel_range) != 2 or not self.pixel_range[0] < self.pixel_range[1]:
+            raise ValueError(f"ImageExperiment.pixel_range must be (low, high) with low < high; got {self.pixel_range!r}.")
+        if not all(np.isfinite(w) for w in self.cfg_weights):
+            raise ValueError(f"ImageExperiment.cfg_weights must be finite; got {self.cfg_weights!r}.")
 
 
 def _plot_rates(info: ImageInformation, path: Path, title: str) -> Path | None:
@@ -252,6 +295,32 @@ def _plot_rates(info: ImageInformation, path: Path, title: str) -> Path | None:
             {"label": "$I$ rate (MINDE)", "y": minde.rate, "stderr": minde.rate_stderr},
         ]),
     ], path, title=title, log_x=True)
+
+
+def run(config: ImageExperiment, out: str | Path, *, key: PRNGKeyArray, data: ImageData | None = None,
+        parallel: learned.DataParallel | None = None, instance: dict | None = None) -> dict:
+    """Load `config.dataset` (unless `data` is given) and run `run_image_experiment` on it, with the U-Net's
+    checkpoints in `out / config.checkpoint_dir`.
+
+    **Arguments:**
+
+    - `config`: an `ImageExperiment`.
+    - `out`: output directory.
+    - `key`: PRNG key.
+    - `data`: the `ImageData`, if already loaded (then `dataset`, `data_dir`, `pixel_range`, `n_train` are unused).
+    - `parallel`: a `learned.DataParallel` for data-parallel training, or `None`.
+    - `instance`: extra entries for the `instance` block (e.g. the CLI's seed).
+
+    **Returns:**
+
+    The results payload (also written to `out/results.json`).
+    """
+    if data is None:
+        data = learned.load_dataset(config.dataset, config.data_dir, pixel_range=config.pixel_range)
+        if config.n_train is not None:
+            data = data.subset(n_train=config.n_train)
+    ckpt = None if config.checkpoint_dir is None else Path(out) / config.checkpoint_dir
+    return run_image_experiment(data, config, out, checkpoint_dir=ckpt, parallel=parallel, instance=instance, key=key)
 
 
 def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str | Path, *,
@@ -296,7 +365,10 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
     t0 = time.perf_counter()
     classifier = learned.train_classifier(experiment.classifier, data.train_x, data.train_y, key=k_cls)
     x_eval, y_eval = data.test_x[: experiment.n_eval], data.test_y[: experiment.n_eval]
-    bounds = information_bounds(classifier, x_eval, y_eval, data.num_classes)
+    bounds = information_bounds(
+        classifier, x_eval, y_eval, label_entropy=data.label_entropy(),
+        label_entropy_definition=f"H(Y), plug-in entropy of all {len(data.train_y) + len(data.test_y)} labels of "
+                                 f"{data.name} (train and test)")
     timings["classifier_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -336,6 +408,7 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
                      "steps": int(len(losses)), "loss_log": "loss.csv"},
         "cfg_weights": list(experiment.cfg_weights),
         "figures": figures,
+        "checkpoints": None if checkpoint_dir is None else str(checkpoint_dir),
         "timings_s": timings,
         "units": "nats per image (summed over pixels); rates in nats per unit forward time s",
         **provenance(start),

@@ -1,0 +1,95 @@
+"""Pieces every command shares: the seed, the output and checkpoint folders, comma-separated lists."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+
+class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Help that shows every option's default and keeps the description's line breaks."""
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value}")
+    return value
+
+
+def at_least_two(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (a standard error needs two samples); got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0; got {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number; got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1); got {text}")
+    return value
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers such as 1,2,2; got {text!r}") from None
+
+
+def float_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers such as 0,1,3; got {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"must be finite numbers; got {text!r}")
+    return values
+
+
+def add_seed(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--seed", type=int, default=0, help=f"integer seed; {what} uses jax.random.key(seed)")
+
+
+def add_output(p: argparse.ArgumentParser, default: str, *, checkpoints: bool) -> None:
+    p.add_argument("--out", default=default, help="output folder for results.json and the figures")
+    if checkpoints:
+        p.add_argument("--checkpoint-dir", default="checkpoints",
+                       help="where training checkpoints go, relative to --out (or an absolute path). A checkpoint "
+                            "records the configuration, data and key it was trained with: a matching one is resumed, "
+                            "a different one is refused with an error")
+        p.add_argument("--no-checkpoints", action="store_true", help="train without writing checkpoints")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def checkpoint_dir(args: argparse.Namespace) -> str | None:
+    return None if args.no_checkpoints else args.checkpoint_dir
+
+
+def describe_checkpoints(args: argparse.Namespace) -> str:
+    if args.no_checkpoints:
+        return "checkpoints: none (--no-checkpoints)"
+    return f"checkpoints: {Path(args.out) / args.checkpoint_dir}"

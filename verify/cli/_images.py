@@ -1,0 +1,171 @@
+"""`separability images`: train a conditional U-Net on an image data set; S_NN, I(X;Y) with bounds, rates, samples."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+import learned
+from learned import ClassifierConfig, TrainConfig
+
+from ..estimators import ImportanceSampler, PiecewiseConstant, UniformGrid
+from ..experiments import EXPERIMENTS, ImageExperiment
+from ._common import (
+    add_output,
+    add_seed,
+    at_least_two,
+    checkpoint_dir,
+    describe_checkpoints,
+    float_list,
+    int_list,
+    positive_float,
+    positive_int,
+    probability,
+)
+
+QUICK = "digits"
+"""The data set of `--quick`, the CPU smoke configuration tested in CI."""
+
+
+def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> ImageExperiment:
+    """Turn parsed arguments into an `ImageExperiment` (the data set's preset and the `--quick` settings first,
+    explicit flags override)."""
+    unet = learned.DATASETS[args.dataset].unet_preset(data.num_classes)
+    quick = args.quick
+    overrides = {}
+    if quick:
+        overrides.update(channels=16, embed_dim=64, num_groups=4)
+    for flag in ("channels", "embed_dim", "num_res_blocks", "dropout", "num_heads", "channel_mult",
+                 "attention_resolutions"):
+        if getattr(args, flag) is not None:
+            overrides[flag] = getattr(args, flag)
+    if args.min_std is not None:
+        overrides["min_std"] = None if args.min_std <= 0 else args.min_std
+    if args.bf16:
+        overrides["compute_dtype"] = jnp.bfloat16
+    unet = dataclasses.replace(unet, **overrides)
+
+    steps = args.steps if args.steps is not None else (500 if quick else 20_000)
+    per_call = min(args.steps_per_call if args.steps_per_call is not None else (5 if quick else 100), steps)
+    calls = -(-steps // per_call)
+    train = TrainConfig(
+        steps=steps, batch_size=args.batch_size if args.batch_size is not None else (64 if quick else 128),
+        lr=args.lr if args.lr is not None else (1e-3 if quick else 2e-4),
+        warmup_steps=min(args.warmup_steps if args.warmup_steps is not None else (50 if quick else 500), steps),
+        final_lr_fraction=0.1 if quick else 1.0, max_grad_norm=1.0,
+        ema_decay=args.ema_decay if args.ema_decay is not None else (0.99 if quick else 0.999),
+        # about ten checkpoints per run, so an interrupted run loses at most a tenth of its work
+        steps_per_call=per_call, checkpoint_every=per_call * max(1, calls // 10),
+        progress=not args.no_progress, unroll=True if (args.unroll or quick) else 1,
+    )
+    classifier = ClassifierConfig(
+        data.image_shape, data.num_classes, channels=(16, 32) if quick else (32, 64), hidden=64 if quick else 128,
+        steps=args.classifier_steps if args.classifier_steps is not None else (300 if quick else 3000))
+    n_times = args.n_times if args.n_times is not None else (32 if quick else 500)
+    sde = ImageExperiment.__dataclass_fields__["sde"].default
+    if args.importance:
+        times = ImportanceSampler(PiecewiseConstant.log_uniform(sde.T), n_per_sample=n_times)
+    else:
+        times = UniformGrid(n_times=n_times)
+    return ImageExperiment(
+        unet=unet, train=train, classifier=classifier, times=times,
+        n_eval=args.n_eval if args.n_eval is not None else (200 if quick else 1000),
+        chunk_size=args.chunk_size if args.chunk_size is not None else (32 if quick else 8),
+        cfg_weights=args.cfg_weights, per_class=args.per_class if args.per_class is not None else (2 if quick else 4),
+        sample_steps=args.sample_steps if args.sample_steps is not None else (16 if quick else 100),
+        dataset=args.dataset, data_dir=args.data_dir, pixel_range=args.pixel_range, n_train=args.n_train,
+        checkpoint_dir=checkpoint_dir(args),
+    )
+
+
+def _pixel_range(text: str) -> tuple[float, float]:
+    values = float_list(text)
+    if len(values) != 2 or not values[0] < values[1]:
+        raise argparse.ArgumentTypeError(f"must be two numbers 'low,high' with low < high; got {text!r}")
+    return values
+
+
+class ImagesCommand:
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        names = tuple(learned.DATASETS)
+        p.add_argument("--dataset", choices=names, default=QUICK,
+                       help="the data set: " + "; ".join(f"{n}: {s.description}" for n, s in learned.DATASETS.items()))
+        p.add_argument("--data-dir", default=None,
+                       help="where the data set's files are: " + "; ".join(
+                           f"{n}: {s.data_dir_help}" for n, s in learned.DATASETS.items() if s.data_dir_help))
+        add_output(p, "out/images", checkpoints=True)
+        p.add_argument("--quick", action="store_true",
+                       help=f"CPU smoke run on {QUICK} in a few minutes (tested in CI): 500 steps, 32 grid times, "
+                            "200 evaluation images")
+        add_seed(p, "initialisation, training and estimation")
+        p.add_argument("--pixel-range", type=_pixel_range, default=(0.0, 1.0),
+                       help="pixel scaling 'low,high' (0,1 as in the paper's code; or -1,1)")
+        p.add_argument("--n-train", type=positive_int, default=None, help="use only the first N training images")
+        g = p.add_argument_group("network (default: the data set's preset)")
+        g.add_argument("--channels", type=positive_int, default=None, help="base channel count")
+        g.add_argument("--channel-mult", type=int_list, default=None, help="channel multipliers per level, e.g. 1,2,2")
+        g.add_argument("--num-res-blocks", type=positive_int, default=None, help="residual blocks per level")
+        g.add_argument("--attention-resolutions", type=int_list, default=None, help="e.g. 16,8")
+        g.add_argument("--embed-dim", type=positive_int, default=None, help="time/label embedding width")
+        g.add_argument("--num-heads", type=positive_int, default=None, help="attention heads")
+        g.add_argument("--dropout", type=probability, default=None, help="dropout in the residual blocks")
+        g.add_argument("--min-std", type=float, default=None, help="output scaling sigma_min (<= 0: none)")
+        g.add_argument("--bf16", action="store_true", help="bfloat16 compute (parameters stay float32)")
+        g = p.add_argument_group("training (default: the preset; --quick: 500 steps)")
+        g.add_argument("--steps", type=positive_int, default=None, help="optimiser steps (default 20000)")
+        g.add_argument("--batch-size", type=positive_int, default=None, help="minibatch size (default 128)")
+        g.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default 2e-4)")
+        g.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default 500)")
+        g.add_argument("--ema-decay", type=probability, default=None, help="EMA decay (default 0.999)")
+        g.add_argument("--steps-per-call", type=positive_int, default=None,
+                       help="optimiser steps per jitted call (default 100; --quick 5)")
+        g.add_argument("--unroll", action="store_true", help="fully unroll the scanned steps (fast on CPU)")
+        g.add_argument("--data-parallel", action="store_true", help="split every batch over all jax.devices()")
+        g.add_argument("--classifier-steps", type=positive_int, default=None,
+                       help="steps of the bound classifier (default 3000; --quick 300)")
+        g = p.add_argument_group("estimation and samples")
+        g.add_argument("--n-times", type=positive_int, default=None, help="grid times (default 500; --quick 32)")
+        g.add_argument("--importance", action="store_true",
+                       help="log-uniform importance sampling in time instead of the grid (n-times draws per image)")
+        g.add_argument("--n-eval", type=at_least_two, default=None,
+                       help="evaluate on the first N test images (default 1000; --quick 200)")
+        g.add_argument("--chunk-size", type=positive_int, default=None,
+                       help="images per compiled estimation call (default 8; --quick 32)")
+        g.add_argument("--cfg-weights", type=float_list, default=(0.0, 1.0, 3.0), help="guidance weights of the sample grid")
+        g.add_argument("--per-class", type=positive_int, default=None, help="samples per class (default 4; --quick 2)")
+        g.add_argument("--sample-steps", type=positive_int, default=None,
+                       help="Heun steps of the sampler (default 100; --quick 16)")
+
+    def run(self, args: argparse.Namespace) -> dict:
+        start = time.perf_counter()
+        if args.quick and args.dataset != QUICK:
+            raise ValueError(f"--quick runs on --dataset {QUICK} only (the CPU smoke configuration).")
+        data = learned.load_dataset(args.dataset, args.data_dir, pixel_range=args.pixel_range)
+        if args.n_train is not None:
+            data = data.subset(n_train=args.n_train)
+        experiment = build_experiment(args, data)
+        parallel = learned.DataParallel.over() if args.data_parallel else None
+        print(f"separability images --dataset {data.name} → {args.out}  ({describe_checkpoints(args)})")
+        payload = EXPERIMENTS["images"].run(experiment, args.out, key=jax.random.key(args.seed), data=data,
+                                            parallel=parallel, instance={"seed": args.seed, "quick": bool(args.quick)})
+        q = payload["quantities"]
+        b = q["bounds"]
+        out = Path(args.out)
+        print(f"image report ({data.name}, {payload['instance']['parameters']:,} parameters) → {out}/results.json")
+        print(f"  S_NN^X        = {q['neural_entropy']['value']:.2f} ± {q['neural_entropy']['stderr']:.2f} nats")
+        print(f"  S_NN^(X|Y)    = {q['conditional_neural_entropy']['value']:.2f} ± "
+              f"{q['conditional_neural_entropy']['stderr']:.2f} nats")
+        for name in ("minde", "difference"):
+            est = q["mutual_information"][name]
+            print(f"  I(X;Y) {name:<10} = {est['value']:.3f} ± {est['stderr']:.3f} nats")
+        print(f"  bounds: H(Y) - CE = {b['lower']['value']:.3f} ± {b['lower']['stderr']:.3f} <= I <= H(Y) = "
+              f"{b['upper']['value']:.3f}  (classifier accuracy {b['lower']['classifier_accuracy']:.3f})")
+        for flag in q["flags"]:
+            print(f"  FLAG: {flag}")
+        print(f"  figures: {', '.join(payload['figures'].values())}; wall time {time.perf_counter() - start:.1f} s")
+        return payload

@@ -1,0 +1,484 @@
+"""Learned-versus-exact experiments on the joint Gaussian (appendix D): train, estimate, compare, report.
+
+The sweeps of the paper's Figs. 4 and 9-13 are families of instances (`Determinism`, `Flattening`, `CFG`, chosen
+by name from `GAUSSIAN_FAMILIES`); `run_sweep` trains and measures one instance per value, `run_demo` one
+determinism instance with a text report. Both return the results dict and write results.json and figures.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import PRNGKeyArray
+
+import learned
+from gaussian_oracle import Estimate, JointGaussian
+
+from .._figures import plot_curves
+from .._report import provenance, write_json
+from ..estimators import GeometricGrid, UniformGrid, mutual_information_difference, mutual_information_minde, neural_entropy
+
+DEFAULT_TRAIN = learned.TrainConfig(
+    steps=16_000, batch_size=256, lr=2e-3, warmup_steps=200, final_lr_fraction=0.02,
+    steps_per_call=200, checkpoint_every=2_000, ema_decay=0.999,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianExperimentConfig:
+    """How a learned model is fitted and measured on one joint-Gaussian instance.
+
+    **Arguments:**
+
+    - `n_train`: training pairs drawn from the instance (or from its CFG flow).
+    - `n_eval`: fresh pairs the estimators average over.
+    - `width`, `depth`: the MLP's size.
+    - `separate_networks`: two networks, X|Y and X, as the paper did; otherwise one network trained with
+      condition dropout `condition_dropout` gives both.
+    - `train`: the optimiser settings of each network.
+    - `n_times`: points of the uniform time grid (the paper's reference protocol uses 100 for Gaussians).
+    - `precondition`: wrap each network in `learned.Preconditioned` (whitened inputs and outputs from the
+      training data's covariance); `False` gives the plain MLP of the paper.
+    """
+
+    n_train: int = 200_000
+    n_eval: int = 2_000
+    width: int = 256
+    depth: int = 3
+    separate_networks: bool = True
+    condition_dropout: float = 0.2
+    train: learned.TrainConfig = DEFAULT_TRAIN
+    n_times: int = 100
+    precondition: bool = True
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["train"] = {k: v for k, v in dataclasses.asdict(self.train).items() if k != "progress"}
+        return out
+
+
+def fit(
+    x, y, sde, config: GaussianExperimentConfig, *, checkpoint_dir: Path | None = None, key: PRNGKeyArray
+) -> eqx.Module:
+    """Train the entropy-matching model(s) of `config` on pairs (x, y); returns one protocol model.
+
+    The likelihood weighting $\\lambda = \\sigma^2/2$ is used, as in the paper's Gaussian experiments, with
+    times drawn uniformly in log-SNR (`learned.LogSNRTime`), where the information lives.
+    """
+    dim_x, dim_y = x.shape[1], y.shape[1]
+    weighting = learned.Likelihood(sde)
+    times = learned.LogSNRTime()
+    k_init_c, k_init_u, k_train_c, k_train_u = jax.random.split(key, 4)
+
+    def ckpt(name):
+        return None if checkpoint_dir is None else Path(checkpoint_dir) / name
+
+    def wrap(network):
+        # Both networks are whitened by the covariance of x: the within-condition covariance (fit with y) was
+        # measured no better on the demo problem (I_MINDE -1.36 % vs -1.25 %).
+        return learned.Preconditioned.fit(network, x) if config.precondition else network
+
+    conditional = wrap(learned.EntropyMLP(
+        learned.MLPConfig(dim_x=dim_x, dim_y=dim_y, width=config.width, depth=config.depth), sde, key=k_init_c
+    ).standardise_condition(y))
+    if not config.separate_networks:
+        loss = learned.DEMLoss(weighting, times, condition_dropout=config.condition_dropout)
+        return learned.train(conditional, x, y, config=config.train, loss=loss, checkpoint_dir=ckpt("joint"),
+                             key=k_train_c).ema_model
+    unconditional = wrap(learned.EntropyMLP(
+        learned.MLPConfig(dim_x=dim_x, width=config.width, depth=config.depth), sde, key=k_init_u
+    ))
+    loss = learned.DEMLoss(weighting, times)
+    cond = learned.train(conditional, x, y, config=config.train, loss=loss, checkpoint_dir=ckpt("conditional"),
+                         key=k_train_c).ema_model
+    unc = learned.train(unconditional, x, None, config=config.train, loss=loss, checkpoint_dir=ckpt("unconditional"),
+                        key=k_train_u).ema_model
+    return learned.Pair(unc, cond)
+
+
+def measure(model, x, y, *, n_times: int, key: PRNGKeyArray) -> dict[str, Estimate]:
+    """S_NN, S_NN^{X|Y}, I_MINDE and I_diff of a protocol model on pairs (x, y) on the uniform time grid (the
+    paper's reference protocol), and both neural entropies again on a log-spaced grid down to s = 1e-8.
+
+    The uniform grid's first cell cannot resolve the log-singular rate near s = 0 of nearly flat data: under
+    flattening it loses 35 % of S_tot for the exact e* itself (`benchmarks/bench_time_grid.py`).
+    """
+    grid = UniformGrid(n_times=n_times)
+    log_grid = GeometricGrid(n_times=2 * n_times, s_min=1e-8)
+    k_s, k_c, k_m, k_d, k_sl, k_cl = jax.random.split(key, 6)
+    return {
+        "neural": neural_entropy(model, x, times=grid, key=k_s),
+        "conditional_neural": neural_entropy(model, x, y=y, times=grid, key=k_c),
+        "minde": mutual_information_minde(model, x, y, times=grid, key=k_m),
+        "difference": mutual_information_difference(model, x, y, times=grid, key=k_d),
+        "neural_log_grid": neural_entropy(model, x, times=log_grid, key=k_sl),
+        "conditional_neural_log_grid": neural_entropy(model, x, y=y, times=log_grid, key=k_cl),
+    }
+
+
+def _entry(exact: float, estimate: Estimate) -> dict:
+    out = estimate.to_dict()
+    out["relative_error"] = (estimate.value - exact) / exact if exact else None
+    out["z"] = estimate.z_score(exact)
+    return out
+
+
+def quantities(joint: JointGaussian, est: dict[str, Estimate]) -> dict:
+    """The results.json `quantities` block: exact values (T -> infinity closed forms) beside each estimate."""
+    T = joint.sde.T
+    mi, s_x, s_xy = joint.mutual_information(), joint.total_entropy(), joint.conditional_total_entropy()
+    return {
+        "mutual_information": {
+            "exact": mi, "exact_at_T": joint.mutual_information_curve(T),
+            "minde": _entry(mi, est["minde"]), "difference": _entry(mi, est["difference"]),
+        },
+        "total_entropy": {"exact": s_x, "exact_at_T": joint.total_entropy_curve(T), "neural": _entry(s_x, est["neural"]),
+                          "neural_log_grid": _entry(s_x, est["neural_log_grid"])},
+        "conditional_total_entropy": {
+            "exact": s_xy, "exact_at_T": joint.conditional_total_entropy_curve(T),
+            "neural": _entry(s_xy, est["conditional_neural"]),
+            "neural_log_grid": _entry(s_xy, est["conditional_neural_log_grid"]),
+        },
+    }
+
+
+def curves(joint: JointGaussian, est: dict[str, Estimate]) -> dict:
+    """Learned rate curves on the grid, each beside the exact rate at the same times."""
+    times = est["neural"].times
+    out = {"times": times}
+    for name, exact_rate in (("neural", joint.entropy_rate), ("conditional_neural", joint.conditional_entropy_rate),
+                             ("minde", joint.mutual_information_rate)):
+        e = est[name]
+        out[name] = {"rate": e.rate, "rate_stderr": e.rate_stderr, "exact_rate": exact_rate(times),
+                     "cumulative": e.cumulative, "cumulative_stderr": e.cumulative_stderr}
+    return out
+
+
+def plot_rates(curve: dict, path: Path, title: str) -> Path:
+    """Exact (dashed) and learned (solid, ±2 stderr band) rate curves of one instance."""
+    panels = []
+    for name, label in (("neural", "entropy rate  $S_{NN}^X$"), ("conditional_neural", "conditional  $S_{NN}^{X|Y}$"),
+                        ("minde", "MINDE integrand  $I(X;Y)$")):
+        c = curve[name]
+        panels.append((label, "nats per unit s", [
+            {"label": "exact", "y": c["exact_rate"], "exact": True, "color": "k"},
+            {"label": "learned", "y": c["rate"], "stderr": c["rate_stderr"], "color": "C0"},
+        ]))
+    return plot_curves(curve["times"], panels, path, title=title, log_x=True)
+
+
+def run_instance(
+    joint: JointGaussian,
+    instance: dict,
+    config: GaussianExperimentConfig,
+    out: Path,
+    *,
+    experiment: str,
+    sampler: Callable | None = None,
+    exact_override: dict | None = None,
+    checkpoint_dir: str | Path | None = "checkpoints",
+    key: PRNGKeyArray,
+) -> dict:
+    """Train on one instance, measure, and write `out/results.json` and `out/rates.png`.
+
+    `sampler(n, key=...) -> (x, y)` replaces `joint.sample` (the CFG experiment trains on guided samples);
+    `exact_override` then supplies the exact values those samples have. The networks' checkpoints go to
+    `out / checkpoint_dir` (an absolute path is used as it is; `None`: no checkpoints). A checkpoint records what
+    it was trained on, so a later run with another key, instance or configuration refuses it instead of
+    silently resuming (see `learned.train`).
+    """
+    start = time.perf_counter()
+    out = Path(out)
+    sample = sampler if sampler is not None else joint.sample
+    k_data, k_fit, k_eval_data, k_measure = jax.random.split(key, 4)
+    x, y = sample(config.n_train, key=k_data)
+    model = fit(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32), joint.sde, config,
+                checkpoint_dir=None if checkpoint_dir is None else out / checkpoint_dir, key=k_fit)
+    xe, ye = sample(config.n_eval, key=k_eval_data)
+    est = measure(model, jnp.asarray(xe, jnp.float32), jnp.asarray(ye, jnp.float32), n_times=config.n_times, key=k_measure)
+    q = quantities(joint, est)
+    if exact_override:
+        q = {"mutual_information": {**exact_override, "minde": _entry(exact_override["exact"], est["minde"]),
+                                    "difference": _entry(exact_override["exact"], est["difference"])},
+             "total_entropy": {"neural": est["neural"].to_dict(), "neural_log_grid": est["neural_log_grid"].to_dict()},
+             "conditional_total_entropy": {"neural": est["conditional_neural"].to_dict(),
+                                           "neural_log_grid": est["conditional_neural_log_grid"].to_dict()}}
+    curve = curves(joint, est)
+    figure = plot_rates(curve, out / "rates.png", title=f"{experiment}: " + ", ".join(f"{k}={v}" for k, v in instance.items()))
+    payload = {
+        "experiment": experiment,
+        "instance": instance,
+        "quantities": q,
+        "curves": curve if not exact_override else None,
+        "config": config.to_dict(),
+        "figures": [figure.name],
+        "checkpoints": None if checkpoint_dir is None else str(out / checkpoint_dir),
+        "units": "nats",
+        **provenance(start),
+    }
+    write_json(out / "results.json", payload)
+    return payload
+
+
+def summary_lines(payload: dict) -> list[str]:
+    """A short text report: each learned number beside its exact value."""
+    q = payload["quantities"]
+    rows = [
+        ("S_NN^X      (Eq. 11)", q["total_entropy"], "neural"),
+        ("S_NN^(X|Y)  (Eq. 11)", q["conditional_total_entropy"], "neural"),
+        ("S_NN^X      log grid", q["total_entropy"], "neural_log_grid"),
+        ("S_NN^(X|Y)  log grid", q["conditional_total_entropy"], "neural_log_grid"),
+        ("I_MINDE     (Eq. 13)", q["mutual_information"], "minde"),
+        ("I_diff      (Eq. 46)", q["mutual_information"], "difference"),
+    ]
+    lines = [f"{'quantity':22s} {'exact':>10s} {'learned':>10s} {'stderr':>8s} {'rel.err':>8s}"]
+    for label, block, key in rows:
+        e = block[key]
+        exact = block.get("exact")
+        rel = f"{100 * e['relative_error']:+7.2f}%" if e.get("relative_error") is not None else ""
+        exact_s = f"{exact:10.4f}" if exact is not None else f"{'':>10s}"
+        lines.append(f"{label:22s} {exact_s} {e['value']:10.4f} {e['stderr']:8.4f} {rel}")
+        for flag in e.get("flags", []):
+            lines.append(f"    FLAG: {flag}")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------- families
+@dataclasses.dataclass(frozen=True)
+class SweepPoint:
+    """One instance of a sweep: the swept `value`, the exact `joint`, its `instance` record, and optionally a
+    `sampler(n, *, key) -> (x, y)` replacing `joint.sample` with the `exact` values of what it samples."""
+
+    value: float
+    joint: JointGaussian
+    instance: dict
+    sampler: Callable | None = None
+    exact: dict | None = None
+
+
+class AbstractFamily(abc.ABC):
+    """A family of joint-Gaussian instances swept over one parameter (frozen dataclasses below)."""
+
+    parameter: str
+    log_x: bool = False
+
+    @abc.abstractmethod
+    def values(self) -> tuple[float, ...]:
+        """The swept values, in order."""
+
+    @abc.abstractmethod
+    def points(self, *, key: PRNGKeyArray) -> Iterator[SweepPoint]:
+        """The instances, built from `key` (the same key for every value, so only the parameter changes)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Determinism(AbstractFamily):
+    """$Y = AX + \\varepsilon$ with a random A, swept over the noise $\\sigma_\\varepsilon$ (Eq. 51; Figs. 4, 9, 11, 12)."""
+
+    dim_x: int = 25
+    dim_y: int = 15
+    sigma_eps: tuple[float, ...] = (1.0, 0.6, 0.25)
+    parameter = "sigma_eps"
+
+    def values(self):
+        return tuple(self.sigma_eps)
+
+    def points(self, *, key):
+        for sigma in self.sigma_eps:
+            joint = JointGaussian.determinism(self.dim_x, self.dim_y, sigma, key=key)
+            yield SweepPoint(sigma, joint, {"family": "determinism", "dim_x": self.dim_x, "dim_y": self.dim_y,
+                                            "sigma_eps": sigma, "eps": 1e-3})
+
+
+@dataclasses.dataclass(frozen=True)
+class Flattening(AbstractFamily):
+    """Data flattened onto k directions, swept over the small eigenvalue $\\lambda_\\delta$ (Eq. 52; Fig. 13)."""
+
+    dim_x: int = 25
+    dim_y: int = 15
+    k: int = 10
+    lambda_delta: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+    sigma_eps: float = 1.0
+    parameter = "lambda_delta"
+    log_x = True
+
+    def values(self):
+        return tuple(self.lambda_delta)
+
+    def points(self, *, key):
+        for lam in self.lambda_delta:
+            joint = JointGaussian.flattening(self.dim_x, self.dim_y, self.k, lam, self.sigma_eps, key=key)
+            yield SweepPoint(lam, joint, {"family": "flattening", "dim_x": self.dim_x, "dim_y": self.dim_y,
+                                          "sigma_eps": self.sigma_eps, "k": self.k, "lambda_delta": lam, "eps": 1e-6})
+
+
+@dataclasses.dataclass(frozen=True)
+class CFG(AbstractFamily):
+    """Networks trained on exact classifier-free-guided samples of a determinism instance, swept over $w$ (Fig. 10).
+
+    The samples are the exact guided probability-flow map (`JointGaussian.cfg_sample`), so the truth is the exact
+    $I(X_{CFG}; Y)(w)$.
+    """
+
+    dim_x: int = 25
+    dim_y: int = 15
+    sigma_eps: float = 1.0
+    w: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 6.0)
+    s_end: float = 1e-3
+    parameter = "w"
+
+    def values(self):
+        return tuple(self.w)
+
+    def points(self, *, key):
+        joint = JointGaussian.determinism(self.dim_x, self.dim_y, self.sigma_eps, key=key)
+        for w in self.w:
+            def sampler(n, *, key, w=w):
+                k_y, k_flow = jax.random.split(key)
+                _, y = joint.sample(n, key=k_y)
+                return joint.cfg_sample(y, w, key=k_flow, s_end=self.s_end), y
+
+            exact = {"exact": joint.cfg_mutual_information(w, self.s_end), "exact_unguided": joint.mutual_information()}
+            yield SweepPoint(w, joint, {"family": "determinism", "dim_x": self.dim_x, "dim_y": self.dim_y,
+                                        "sigma_eps": self.sigma_eps, "eps": 1e-3, "w": w, "s_end": self.s_end},
+                             sampler, exact)
+
+
+GAUSSIAN_FAMILIES: Mapping[str, type[AbstractFamily]] = MappingProxyType(
+    {"determinism": Determinism, "flattening": Flattening, "cfg": CFG})
+"""The sweep families by name (what `separability gaussian --experiment NAME` runs)."""
+
+
+# ---------------------------------------------------------------------------------------------- runs
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """A Gaussian sweep: the `family` (its instances and swept values), how each instance is fitted (`fit`), and
+    where each point's checkpoints go (`checkpoint_dir`, relative to the point's folder; an absolute path gets one
+    subfolder per point; `None`: none)."""
+
+    family: AbstractFamily
+    fit: GaussianExperimentConfig = GaussianExperimentConfig()
+    checkpoint_dir: str | None = "checkpoints"
+
+
+def _keys(key: PRNGKeyArray) -> tuple[PRNGKeyArray, PRNGKeyArray]:
+    """The instance key is `key` itself (so `jax.random.key(seed)` rebuilds the instance); training uses a fold of it."""
+    return key, jax.random.fold_in(key, 1)
+
+
+def _sweep_figure(points: list[dict], xs, xlabel: str, path: Path, *, log_x: bool, cfg: bool) -> Path:
+    def series(quantity, name):
+        blocks = [p["quantities"][quantity] for p in points]
+        return (np.array([b["exact"] for b in blocks]), np.array([b[name]["value"] for b in blocks]),
+                np.array([b[name]["stderr"] for b in blocks]))
+
+    specs = ((("$I(X_{CFG}; Y)$", "mutual_information", ("minde", "difference")),) if cfg else
+             (("$S^X$", "total_entropy", ("neural",)), ("$S^{X|Y}$", "conditional_total_entropy", ("neural",)),
+              ("$I(X;Y)$", "mutual_information", ("minde", "difference"))))
+    panels = []
+    for title, quantity, names in specs:
+        curves = []
+        for i, name in enumerate(names):
+            exact, value, se = series(quantity, name)
+            if i == 0:
+                curves.append({"label": "exact", "y": exact, "exact": True, "color": "k"})
+            curves.append({"label": name, "y": value, "stderr": se, "color": f"C{i}"})
+        panels.append((title, "nats", curves))
+    return plot_curves(xs, panels, path, xlabel=xlabel, log_x=log_x)
+
+
+def run_sweep(config: SweepConfig, out: str | Path, *, key: PRNGKeyArray, instance: Mapping | None = None,
+              on_point: Callable[[dict, Path], None] | None = None) -> dict:
+    """Train and measure every instance of `config.family`; write one results.json per point (in `out` itself for
+    a single point, else in `out/<parameter>=<value>/`), and for several points `out/summary.json` and `sweep.png`.
+
+    **Arguments:**
+
+    - `config`: a `SweepConfig`.
+    - `out`: the output folder.
+    - `key`: the instance key (`jax.random.key(seed)` rebuilds the instances); training uses `fold_in(key, 1)`.
+    - `instance`: extra entries for every point's `instance` record (e.g. the CLI's seed).
+    - `on_point`: called as `on_point(payload, folder)` after each point (the CLI prints a summary).
+
+    **Returns:**
+
+    `{"points": [payload, ...]}` (and `"summary"` for several points).
+    """
+    start = time.perf_counter()
+    out = Path(out)
+    family = config.family
+    instance_key, train_key = _keys(key)
+    values = family.values()
+    points = []
+    for point in family.points(key=instance_key):
+        sub = out if len(values) == 1 else out / f"{family.parameter}={point.value:g}"
+        experiment = "cfg" if isinstance(family, CFG) else point.instance["family"]
+        ckpt = config.checkpoint_dir
+        if ckpt is not None and Path(ckpt).is_absolute() and len(values) > 1:
+            ckpt = Path(ckpt) / sub.name
+        payload = run_instance(point.joint, {**point.instance, **(instance or {})}, config.fit, sub,
+                               experiment=experiment, sampler=point.sampler, exact_override=point.exact,
+                               checkpoint_dir=ckpt, key=train_key)
+        points.append(payload)
+        if on_point is not None:
+            on_point(payload, sub)
+    result: dict = {"points": points}
+    if len(points) > 1:
+        summary = {
+            "experiment": "cfg" if isinstance(family, CFG) else type(family).__name__.lower(),
+            "parameter": family.parameter, "values": list(values),
+            "points": [{"instance": p["instance"], "quantities": p["quantities"]} for p in points],
+            **provenance(start),
+        }
+        _sweep_figure(points, np.asarray(values), family.parameter, out / "sweep.png", log_x=family.log_x,
+                      cfg=isinstance(family, CFG))
+        write_json(out / "summary.json", summary)
+        result["summary"] = summary
+    return result
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """The main job: one determinism instance ($D_X = 25$, $D_Y = 15$, $\\sigma_\\varepsilon = 1$ by default)."""
+
+    dim_x: int = 25
+    dim_y: int = 15
+    sigma_eps: float = 1.0
+    fit: GaussianExperimentConfig = GaussianExperimentConfig()
+    checkpoint_dir: str | None = "checkpoints"
+
+
+def run_demo(config: DemoConfig, out: str | Path, *, key: PRNGKeyArray, instance: Mapping | None = None) -> dict:
+    """Train the two MLPs on one determinism instance and write results.json, rates.png and report.txt.
+
+    **Arguments:**
+
+    - `config`: a `DemoConfig`.
+    - `out`: the output folder.
+    - `key`: the instance key (`jax.random.key(seed)`); training uses `fold_in(key, 1)`.
+    - `instance`: extra entries for the `instance` record (e.g. the CLI's seed).
+
+    **Returns:**
+
+    The results payload.
+    """
+    out = Path(out)
+    family = Determinism(config.dim_x, config.dim_y, (config.sigma_eps,))
+    instance_key, train_key = _keys(key)
+    point = next(family.points(key=instance_key))
+    payload = run_instance(point.joint, {**point.instance, **(instance or {})}, config.fit, out, experiment="demo",
+                           checkpoint_dir=config.checkpoint_dir, key=train_key)
+    head = ", ".join(f"{k}={v}" for k, v in payload["instance"].items())
+    report = [f"separability demo: {head}", f"device {payload['device']}; wall time {payload['wall_time_s']:.0f} s",
+              ""] + summary_lines(payload)
+    (out / "report.txt").write_text("\n".join(report) + "\n")
+    return payload
