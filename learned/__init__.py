@@ -26,6 +26,7 @@ from ._precondition import Preconditioned as Preconditioned
 from ._train import (
     TrainConfig as TrainConfig,
     TrainResult as TrainResult,
+    TrainingLoss as TrainingLoss,
     load_checkpoint as load_checkpoint,
     train as train,
 )
@@ -48,6 +49,7 @@ from ._datasets import (
 from ._parallel import DataParallel as DataParallel
 from ._classifier import (
     ClassifierConfig as ClassifierConfig,
+    ClassifierLoss as ClassifierLoss,
     ConvClassifier as ConvClassifier,
     cross_entropy as cross_entropy,
     train_classifier as train_classifier,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import learned as L
-from gaussian_oracle import VPSDE, JointGaussian
+from gaussian_oracle import VPSDE, JointGaussian, PiecewiseConstant
 from verify.protocol import EntropyModel
 
 SDE = VPSDE()
@@ -127,7 +127,13 @@ def test_time_samplers_unbiased(weighting, key):
     n = 200_000
     s_min = 1e-5
     for sampler, lower in [(L.UniformTime(), 0.0), (L.ImportanceTime(SDE, weighting, num_bins=64), 0.0),
-                           (L.LogSNRTime(s_min), s_min * SDE.T)]:
+                           (L.LogSNRTime(s_min), s_min * SDE.T),
+                           (PiecewiseConstant.log_uniform(SDE.T, s_min=1e-4, n_bins=16), 0.0)]:
+        # the density integrates to one over its support (quadrature on a grid fine in log s; the mass left out
+        # below 1e-12 is at most of order sqrt(1e-12) for ImportanceTime's 1/sqrt(s) density)
+        grid = np.geomspace(max(lower, 1e-12), SDE.T, 400_001)
+        np.testing.assert_allclose(np.trapezoid(np.asarray(sampler.pdf(SDE, grid)), grid), 1.0, atol=2e-3)
+        assert sampler.support(SDE) == (lower, SDE.T) and sampler.covers(SDE) == (lower == 0.0)
         s, inv_q = jax.vmap(lambda k: sampler(SDE, key=k))(jax.random.split(key, n))
         assert jnp.all((s >= lower) & (s <= SDE.T))
         values = np.asarray(jnp.cos(3 * s) * inv_q)
@@ -242,80 +248,6 @@ def test_condition_dropout_uses_null(joint, key):
 
 
 # ---------------------------------------------------------------------------------------------- training
-def _leaves_equal(a, b):
-    la, lb = jax.tree.leaves(eqx.filter(a, eqx.is_array)), jax.tree.leaves(eqx.filter(b, eqx.is_array))
-    return len(la) == len(lb) and all(np.array_equal(np.asarray(p), np.asarray(q)) for p, q in zip(la, lb))
-
-
-def test_checkpoint_resume_is_bitwise(joint, key, tmp_path):
-    k_data, k_net, k_train = jax.random.split(key, 3)
-    x, y = joint.sample(2000, key=k_data)
-    net = _small(key=k_net).standardise_condition(y)
-    cfg = L.TrainConfig(steps=40, batch_size=64, steps_per_call=5, checkpoint_every=10, progress=False, lr=1e-3)
-    loss = L.DEMLoss(L.Likelihood(SDE), L.ImportanceTime(SDE, L.Likelihood(SDE)), 0.1)
-    straight = L.train(net, x, y, config=cfg, loss=loss, key=k_train)
-    assert straight.losses.shape == (40,) and np.all(np.isfinite(straight.losses))
-
-    class Killed(Exception):
-        pass
-
-    def kill_at(n, error):
-        def callback(step, values):
-            assert values.shape == (5,)
-            if step == n:
-                raise error
-
-        return callback
-
-    # A crash after step 35: the periodic checkpoint at step 30 is the last one; resume redoes 30..40.
-    with pytest.raises(Killed):
-        L.train(net, x, y, config=cfg, loss=loss, key=k_train, checkpoint_dir=tmp_path / "a", callback=kill_at(35, Killed()))
-    step, partial = L.load_checkpoint(tmp_path / "a", net, cfg, key=k_train)
-    assert step == 30 and partial.losses.shape == (30,)
-    resumed = L.train(net, x, y, config=cfg, loss=loss, key=k_train, checkpoint_dir=tmp_path / "a")
-    # Ctrl-C after step 15 checkpoints at 15 before re-raising.
-    with pytest.raises(KeyboardInterrupt):
-        L.train(net, x, y, config=cfg, loss=loss, key=k_train, checkpoint_dir=tmp_path / "b",
-                callback=kill_at(15, KeyboardInterrupt()))
-    assert L.load_checkpoint(tmp_path / "b", net, cfg, key=k_train)[0] == 15
-    interrupted = L.train(net, x, y, config=cfg, loss=loss, key=k_train, checkpoint_dir=tmp_path / "b")
-    for run in (resumed, interrupted):
-        assert np.array_equal(run.losses, straight.losses)
-        assert _leaves_equal(run.model, straight.model) and _leaves_equal(run.ema_model, straight.ema_model)
-    assert not _leaves_equal(straight.model, net)
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [L._train.CHECKPOINT_NAME]
-    # A finished run resumes to itself without training.
-    again = L.train(net, x, y, config=cfg, loss=loss, key=k_train, checkpoint_dir=tmp_path / "a",
-                    callback=kill_at(-1, AssertionError("no steps expected")))
-    assert _leaves_equal(again.ema_model, straight.ema_model)
-    # A checkpoint from another config is refused with a clear message.
-    with pytest.raises(ValueError, match="Cannot resume"):
-        L.train(net, x, y, config=L.TrainConfig(steps=50, batch_size=64, steps_per_call=5, checkpoint_every=10,
-                                                progress=False), loss=loss, key=k_train, checkpoint_dir=tmp_path / "a")
-
-
-def test_train_input_errors(joint, key, tmp_path):
-    x, y = joint.sample(2000, key=key)
-    net = _small(key=key)
-    cfg = L.TrainConfig(steps=40, batch_size=64, steps_per_call=5, checkpoint_every=10, progress=False, lr=1e-3)
-    with pytest.raises(ValueError, match="same number of rows"):
-        L.train(net, x, y[:500], config=cfg, key=key)
-    with pytest.raises(ValueError, match="finite"):
-        L.train(net, x.at[3, 1].set(jnp.nan), y, config=cfg, key=key)
-    with pytest.raises(ValueError, match="finite"):
-        L.train(net, x, y.at[0, 0].set(jnp.inf), config=cfg, key=key)
-    with pytest.raises(ValueError, match="multiple"):
-        L.TrainConfig(steps=10, steps_per_call=3, checkpoint_every=5)
-    with pytest.raises(ValueError, match="TrainConfig"):
-        L.train(net, x, y, config={"steps": 10}, key=key)
-    # Data so large that float32 overflows: the loss is non-finite; the last finite state is kept.
-    loss = L.DEMLoss(L.Likelihood(SDE), L.ImportanceTime(SDE, L.Likelihood(SDE)), 0.1)
-    with pytest.raises(FloatingPointError, match="non-finite at step 0"):
-        L.train(net, 1e25 * x, y, config=cfg, loss=loss, key=key, checkpoint_dir=tmp_path)
-    step, kept = L.load_checkpoint(tmp_path, net, cfg, key=key)
-    assert step == 0 and _leaves_equal(kept.model, net)
-
-
 @eqx.filter_jit
 def _excess_curves(model, exact, x, y, s, eta):
     def one(args):
@@ -363,11 +295,17 @@ def test_short_training_approaches_exact_model(key):
         assert err < 0.25 * ref, (conditional, err, ref)
 
 
-class _AtZero(L.AbstractTimeSampler):
-    """A time sampler that always returns s = 0, the draw that used to make the loss NaN."""
+class _AtZero(L.AbstractTimeDensity):
+    """A time density concentrated at s = 0 (weight 1/q = T), the draw that used to make the loss NaN."""
 
-    def __call__(self, sde, *, key):
-        return jnp.zeros(()), jnp.asarray(sde.T)
+    def support(self, sde):
+        return 0.0, 0.0
+
+    def sample(self, sde, shape, *, key, dtype=float):
+        return jnp.zeros(shape, dtype)
+
+    def pdf(self, sde, s):
+        return jnp.full(jnp.shape(s), 1.0 / sde.T)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])

@@ -1,0 +1,340 @@
+"""Tests for learned.train: exact resume, fingerprinted checkpoints, corrupt files, Ctrl-C, keys, the classifier."""
+
+import dataclasses
+import json
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import learned as L
+from gaussian_oracle import VPSDE, JointGaussian
+
+SDE = VPSDE()
+CFG = L.TrainConfig(steps=20, batch_size=32, steps_per_call=5, checkpoint_every=10, progress=False, lr=1e-3)
+
+
+@pytest.fixture(scope="module")
+def joint():
+    return JointGaussian.determinism(4, 2, 0.5, key=jax.random.key(7))
+
+
+def _small(dim_x=4, dim_y=2, *, key, width=32):
+    return L.EntropyMLP(L.MLPConfig(dim_x=dim_x, dim_y=dim_y, width=width, depth=1), SDE, key=key)
+
+
+def _leaves_equal(a, b):
+    la, lb = jax.tree.leaves(eqx.filter(a, eqx.is_array)), jax.tree.leaves(eqx.filter(b, eqx.is_array))
+    return len(la) == len(lb) and all(np.array_equal(np.asarray(p), np.asarray(q)) for p, q in zip(la, lb))
+
+
+def _problem(key, n=512):
+    """Small correlated (x, y) data, a network and a key: enough for a few training steps."""
+    k_y, k_x, k_net, k_train = jax.random.split(key, 4)
+    y = jax.random.normal(k_y, (n, 2))
+    x = 0.8 * jnp.concatenate([y, -y], axis=1) + 0.6 * jax.random.normal(k_x, (n, 4))
+    return np.asarray(x, np.float32), np.asarray(y, np.float32), _small(key=k_net, width=16), k_train
+
+
+def _interrupt_at(n):
+    def callback(step, values):
+        if step == n:
+            raise KeyboardInterrupt
+
+    return callback
+
+
+def _no_steps(step, values):
+    raise AssertionError("a finished checkpoint should be returned without training")
+
+
+# ---------------------------------------------------------------------------------------------- exact resume
+def test_checkpoint_resume_is_bitwise(joint, key, tmp_path):
+    k_data, k_net, k_train = jax.random.split(key, 3)
+    x, y = joint.sample(2000, key=k_data)
+    net = _small(key=k_net).standardise_condition(y)
+    cfg = L.TrainConfig(steps=40, batch_size=64, steps_per_call=5, checkpoint_every=10, progress=False, lr=1e-3)
+    loss = L.DEMLoss(L.Likelihood(SDE), L.ImportanceTime(SDE, L.Likelihood(SDE)), 0.1)
+    straight = L.train(net, x, y, config=cfg, loss=loss, key=k_train)
+    assert straight.losses.shape == (40,) and np.all(np.isfinite(straight.losses))
+
+    class Killed(Exception):
+        pass
+
+    def kill_at(n, error):
+        def callback(step, values):
+            assert values.shape == (5,)
+            if step == n:
+                raise error
+
+        return callback
+
+    # A crash after step 35: the periodic checkpoint at step 30 is the last one; resume redoes 30..40.
+    with pytest.raises(Killed):
+        L.train(net, x, y, config=cfg, loss=loss, key=k_train, checkpoint_dir=tmp_path / "a", callback=kill_at(35, Killed()))
+    step, partial = L.load_checkpoint(tmp_path / "a", net, cfg, key=k_train)
+    assert step == 30 and partial.losses.shape == (30,)
+    resumed = L.train(net, x, y, config=cfg, loss=loss, key=k_train, checkpoint_dir=tmp_path / "a")
+    # Ctrl-C after step 15 checkpoints at 15 before re-raising.
+    with pytest.raises(KeyboardInterrupt):
+        L.train(net, x, y, config=cfg, loss=loss, key=k_train, checkpoint_dir=tmp_path / "b",
+                callback=kill_at(15, KeyboardInterrupt()))
+    assert L.load_checkpoint(tmp_path / "b", net, cfg, key=k_train)[0] == 15
+    interrupted = L.train(net, x, y, config=cfg, loss=loss, key=k_train, checkpoint_dir=tmp_path / "b")
+    for run in (resumed, interrupted):
+        assert np.array_equal(run.losses, straight.losses)
+        assert _leaves_equal(run.model, straight.model) and _leaves_equal(run.ema_model, straight.ema_model)
+    assert not _leaves_equal(straight.model, net)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [L._train.CHECKPOINT_NAME, L._train.FINGERPRINT_NAME]
+    # A finished run resumes to itself without training.
+    again = L.train(net, x, y, config=cfg, loss=loss, key=k_train, checkpoint_dir=tmp_path / "a",
+                    callback=kill_at(-1, AssertionError("no steps expected")))
+    assert _leaves_equal(again.ema_model, straight.ema_model)
+    # A checkpoint from another config is refused with a clear message.
+    with pytest.raises(ValueError, match="Cannot resume") as error:
+        L.train(net, x, y, config=L.TrainConfig(steps=50, batch_size=64, steps_per_call=5, checkpoint_every=10,
+                                                progress=False), loss=loss, key=k_train, checkpoint_dir=tmp_path / "a")
+    assert "steps 40 in the checkpoint, 50 now" in str(error.value)
+
+
+def test_train_input_errors(joint, key, tmp_path):
+    x, y = joint.sample(2000, key=key)
+    net = _small(key=key)
+    cfg = L.TrainConfig(steps=40, batch_size=64, steps_per_call=5, checkpoint_every=10, progress=False, lr=1e-3)
+    with pytest.raises(ValueError, match="same number of rows"):
+        L.train(net, x, y[:500], config=cfg, key=key)
+    with pytest.raises(ValueError, match="finite"):
+        L.train(net, x.at[3, 1].set(jnp.nan), y, config=cfg, key=key)
+    with pytest.raises(ValueError, match="finite"):
+        L.train(net, x, y.at[0, 0].set(jnp.inf), config=cfg, key=key)
+    with pytest.raises(ValueError, match="multiple"):
+        L.TrainConfig(steps=10, steps_per_call=3, checkpoint_every=5)
+    with pytest.raises(ValueError, match="TrainConfig"):
+        L.train(net, x, y, config={"steps": 10}, key=key)
+    with pytest.raises(ValueError, match="weight_decay"):
+        L.TrainConfig(weight_decay=-1e-4)
+    with pytest.raises(ValueError, match="resume must be one of 'auto', 'overwrite', 'unchecked'"):
+        L.train(net, x, y, config=cfg, checkpoint_dir=tmp_path, resume="never", key=key)
+    with pytest.raises(ValueError, match="loss must be callable"):
+        L.train(net, x, y, config=cfg, loss="dem", key=key)
+    # Data so large that float32 overflows: the loss is non-finite; the last finite state is kept.
+    loss = L.DEMLoss(L.Likelihood(SDE), L.ImportanceTime(SDE, L.Likelihood(SDE)), 0.1)
+    with pytest.raises(FloatingPointError, match="non-finite at step 0"):
+        L.train(net, 1e25 * x, y, config=cfg, loss=loss, key=key, checkpoint_dir=tmp_path)
+    step, kept = L.load_checkpoint(tmp_path, net, cfg, key=key)
+    assert step == 0 and _leaves_equal(kept.model, net)
+
+
+# ---------------------------------------------------------------------------------------------- stale checkpoints
+def test_checkpoint_of_another_run_is_refused(key, tmp_path):
+    """Regression: a checkpoint was reused for another key, data, model or loss whenever the shapes matched."""
+    x, y, net, k_train = _problem(key)
+    loss = L.DEMLoss(condition_dropout=0.1)
+    folder = tmp_path / "run"
+    first = L.train(net, x, y, config=CFG, loss=loss, checkpoint_dir=folder, key=k_train)
+    recorded = json.loads((folder / L._train.FINGERPRINT_NAME).read_text())
+    assert recorded["config"]["steps"] == 20 and "progress" not in recorded["config"]
+    assert recorded["data_x"]["shape"] == [512, 4] and recorded["data_x"]["dtype"] == "float32"
+    assert recorded["model"]["type"] == "EntropyMLP" and recorded["loss"]["type"] == "DEMLoss"
+    assert recorded["written_by"]["separability"]
+
+    other_key = jax.random.fold_in(k_train, 1)
+    cases = {
+        "key": dict(key=other_key),
+        "data_x": dict(data_x=np.where(np.arange(512)[:, None] == 0, x + 1e-3, x)),
+        "data_y": dict(data_y=y[::-1]),
+        "model": dict(model=_small(key=jax.random.key(99), width=16)),
+        "loss": dict(loss=L.DEMLoss(condition_dropout=0.2)),
+    }
+    base = dict(model=net, data_x=x, data_y=y, loss=loss, key=k_train)
+    for item, change in cases.items():
+        args = {**base, **change}
+        with pytest.raises(ValueError, match=f"trained with a different {item} than this call") as error:
+            L.train(args["model"], args["data_x"], args["data_y"], config=CFG, loss=args["loss"], checkpoint_dir=folder,
+                    key=args["key"], callback=_no_steps)
+        message = str(error.value)
+        assert str(folder) in message and "resume=\"overwrite\"" in message and "new checkpoint_dir" in message
+    # A different seed changes the model's initial values, the data and the key together: all are named.
+    x2, y2, net2, k2 = _problem(jax.random.fold_in(key, 1))
+    with pytest.raises(ValueError, match="different model, data_x, data_y, key"):
+        L.train(net2, x2, y2, config=CFG, loss=loss, checkpoint_dir=folder, key=k2)
+    # The same data given as float64 is trained as the same float32: it still resumes.
+    same = L.train(net, x.astype(np.float64), y, config=CFG, loss=loss, checkpoint_dir=folder, key=k_train,
+                   callback=_no_steps)
+    assert _leaves_equal(same.ema_model, first.ema_model)
+    # Cosmetic fields (progress, checkpoint_every) do not block resuming.
+    cosmetic = dataclasses.replace(CFG, checkpoint_every=5, progress=True)
+    same = L.train(net, x, y, config=cosmetic, loss=loss, checkpoint_dir=folder, key=k_train, callback=_no_steps)
+    assert _leaves_equal(same.ema_model, first.ema_model)
+    # An unfinished checkpoint is refused the same way.
+    with pytest.raises(KeyboardInterrupt):
+        L.train(net, x, y, config=CFG, loss=loss, checkpoint_dir=tmp_path / "half", key=k_train,
+                callback=_interrupt_at(10))
+    with pytest.raises(ValueError, match="different key"):
+        L.train(net, x, y, config=CFG, loss=loss, checkpoint_dir=tmp_path / "half", key=other_key)
+
+
+def test_resume_modes(key, tmp_path):
+    x, y, net, k_train = _problem(key)
+    folder = tmp_path / "run"
+    L.train(net, x, y, config=CFG, checkpoint_dir=folder, key=k_train)
+    other_key = jax.random.fold_in(k_train, 1)
+    fresh = L.train(net, x, y, config=CFG, key=other_key)
+    # "overwrite": warn, delete, train afresh -- the same result as a run without checkpoints.
+    with pytest.warns(UserWarning, match="deleting the checkpoint"):
+        over = L.train(net, x, y, config=CFG, checkpoint_dir=folder, resume="overwrite", key=other_key)
+    assert np.array_equal(over.losses, fresh.losses) and _leaves_equal(over.ema_model, fresh.ema_model)
+    assert json.loads((folder / "checkpoint.json").read_text())["key"]["data"] == np.asarray(
+        jax.random.key_data(other_key)).tolist()
+    again = L.train(net, x, y, config=CFG, checkpoint_dir=folder, key=other_key, callback=_no_steps)
+    assert _leaves_equal(again.ema_model, fresh.ema_model)
+    # "unchecked": resume from a checkpoint of another key (with a warning) and adopt it.
+    with pytest.warns(UserWarning, match="differs from this call in key"):
+        taken = L.train(net, x, y, config=CFG, checkpoint_dir=folder, resume="unchecked", key=k_train, callback=_no_steps)
+    assert _leaves_equal(taken.ema_model, fresh.ema_model)
+    L.train(net, x, y, config=CFG, checkpoint_dir=folder, key=k_train, callback=_no_steps)
+    # A checkpoint without its fingerprint (an older version's) is refused under "auto", taken under "unchecked".
+    (folder / "checkpoint.json").unlink()
+    with pytest.raises(ValueError, match="has no checkpoint.json beside it"):
+        L.train(net, x, y, config=CFG, checkpoint_dir=folder, key=k_train)
+    with pytest.warns(UserWarning, match="fingerprint"):
+        L.train(net, x, y, config=CFG, checkpoint_dir=folder, resume="unchecked", key=k_train, callback=_no_steps)
+    (folder / "checkpoint.json").write_text('{"format": 1, "conf')
+    with pytest.raises(ValueError, match="checkpoint.json is corrupt"):
+        L.train(net, x, y, config=CFG, checkpoint_dir=folder, key=k_train)
+
+
+# ---------------------------------------------------------------------------------------------- corrupt files
+def test_corrupt_checkpoint_is_not_called_a_mismatch(key, tmp_path):
+    """Regression: a truncated or garbage checkpoint was reported as 'does not match this model and TrainConfig'."""
+    x, y, net, k_train = _problem(key)
+    folder = tmp_path / "run"
+    L.train(net, x, y, config=CFG, checkpoint_dir=folder, key=k_train)
+    path = folder / "checkpoint.eqx"
+    good = path.read_bytes()
+    for content, detail in [(good[: len(good) // 2], "truncated"), (b"\x00garbage" * 100, "not a valid array record"),
+                            (b"", "empty")]:
+        path.write_bytes(content)
+        for call in (lambda: L.train(net, x, y, config=CFG, checkpoint_dir=folder, key=k_train),
+                     lambda: L.load_checkpoint(folder, net, CFG, key=k_train)):
+            with pytest.raises(ValueError, match="corrupt or truncated") as error:
+                call()
+            message = str(error.value)
+            assert str(path) in message and f"{len(content):,} bytes" in message and detail in message
+            assert "does not match" not in message
+    # A complete checkpoint of another network is a mismatch, and the message says where.
+    path.write_bytes(good)
+    wider = _small(key=jax.random.key(1), width=24)
+    with pytest.raises(ValueError, match="does not match this model") as error:
+        L.load_checkpoint(folder, wider, CFG, key=k_train)
+    assert "float32[16" in str(error.value) and "float32[24" in str(error.value) and "corrupt or truncated" not in str(error.value)
+    with pytest.raises(ValueError, match="does not match this model"):
+        L.train(wider, x, y, config=CFG, checkpoint_dir=folder, resume="unchecked", key=k_train)
+
+
+# ---------------------------------------------------------------------------------------------- Ctrl-C
+def test_keyboard_interrupt_says_where_it_stopped(key, tmp_path, capsys):
+    """Regression: Ctrl-C gave a bare traceback; now one line on stderr says what was saved, then it re-raises."""
+    x, y, net, k_train = _problem(key)
+    with pytest.raises(KeyboardInterrupt):
+        L.train(net, x, y, config=CFG, checkpoint_dir=tmp_path, key=k_train, callback=_interrupt_at(10))
+    err = capsys.readouterr().err
+    assert "interrupted after step 10 of 20" in err and str(tmp_path / "checkpoint.eqx") in err
+    assert "Run the same call again" in err
+    with pytest.raises(KeyboardInterrupt):
+        L.train(net, x, y, config=CFG, key=k_train, callback=_interrupt_at(5))
+    err = capsys.readouterr().err
+    assert "interrupted after step 5 of 20" in err and "progress was not saved" in err and "checkpoint_dir" in err
+
+
+# ---------------------------------------------------------------------------------------------- keys
+def test_key_must_be_a_prng_key(key, tmp_path):
+    """Regression: key=0 failed deep inside jax with an unrelated message."""
+    x, y, net, _ = _problem(key)
+    cfg = L.TrainConfig(steps=5, batch_size=32, steps_per_call=5, checkpoint_every=5, progress=False)
+    for bad, said in [(0, "the int 0"), (np.float32(1.0), "dtype float32"), (jax.random.split(key, 3), "batch of 3 keys")]:
+        with pytest.raises(ValueError, match="key must be a JAX PRNG key made with jax.random.key") as error:
+            L.train(net, x, y, config=cfg, key=bad)
+        assert said in str(error.value)
+    with pytest.raises(ValueError, match=r"jax.random.key\(seed\)"):
+        L.train_classifier(L.ClassifierConfig((1, 8, 8), 3, steps=5), np.zeros((10, 1, 8, 8)), np.zeros(10, int), key=0)
+    # A legacy uint32[2] key still works, and is the same key as the typed one.
+    typed = L.train(net, x, y, config=cfg, key=jax.random.key(3))
+    legacy = L.train(net, x, y, config=cfg, key=jax.random.PRNGKey(3), checkpoint_dir=tmp_path)
+    assert np.array_equal(typed.losses, legacy.losses)
+    L.train(net, x, y, config=cfg, key=jax.random.key(3), checkpoint_dir=tmp_path, callback=_no_steps)
+
+
+# ---------------------------------------------------------------------------------------------- the loss contract
+def _zero_loss(model, x, y, *, key):
+    """A loss with zero gradient: only weight decay moves the parameters."""
+    return 0.0 * jnp.sum(x)
+
+
+def test_weight_decay_is_decoupled(key):
+    r"""With a zero gradient AdamW only decays: $\theta_n = \theta_0 (1 - \mathrm{lr}\,\lambda)^n$; Adam leaves it."""
+    x, _, net, k_train = _problem(key)
+    assert isinstance(L.DEMLoss(), L.TrainingLoss) and isinstance(L.ClassifierLoss(), L.TrainingLoss)
+    lr, wd, n = 1e-2, 0.5, 10
+    cfg = L.TrainConfig(steps=n, batch_size=8, lr=lr, steps_per_call=5, checkpoint_every=5, progress=False, weight_decay=wd)
+    decayed = L.train(net, x, config=cfg, loss=_zero_loss, key=k_train).model
+    kept = L.train(net, x, config=dataclasses.replace(cfg, weight_decay=0.0), loss=_zero_loss, key=k_train).model
+    for p0, p1, p2 in zip(*(jax.tree.leaves(eqx.filter(m, eqx.is_inexact_array)) for m in (net, decayed, kept))):
+        np.testing.assert_allclose(p1, np.asarray(p0) * (1 - lr * wd) ** n, rtol=1e-5, atol=1e-7)
+        assert np.array_equal(p2, p0)
+
+
+def test_single_unrolled_step_has_no_loop(key):
+    """Regression: `scan` of length 1 is a loop even with unroll=True (XLA CPU runs loop-carried convs ~30x slower)."""
+    x, y, net, k_train = _problem(key)
+    optimizer = L._train._optimizer(CFG)
+    state = L._train._State(jnp.asarray(0), net, net, optimizer.init(eqx.filter(net, eqx.is_inexact_array)),
+                            jax.random.key_data(k_train))
+    for num, unroll, loop in [(1, 1, False), (3, 3, False), (3, 1, True)]:
+        jaxpr, *_ = eqx.filter_make_jaxpr(L._train._advance)(state, jnp.asarray(x), jnp.asarray(y), _zero_loss,
+                                                              optimizer, 0.9, num, 8, None, unroll)
+        assert ("scan[" in str(jaxpr)) == loop, (num, unroll)
+    # TrainConfig(unroll=True) trains one step per call without a loop, to the same result as a scanned run.
+    unrolled = dataclasses.replace(CFG, steps=3, steps_per_call=1, checkpoint_every=1, unroll=True)
+    scanned = dataclasses.replace(CFG, steps=3, steps_per_call=3, checkpoint_every=3, unroll=1)
+    a, b = (L.train(net, x, y, config=c, key=k_train) for c in (unrolled, scanned))
+    np.testing.assert_allclose(a.losses, b.losses, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- the classifier
+def _digits_like(key, n, num_classes=3):
+    """Images whose class sets the brightness of one quadrant: easy to classify."""
+    k_y, k_x = jax.random.split(key)
+    y = np.asarray(jax.random.randint(k_y, (n,), 0, num_classes))
+    x = 0.3 * np.asarray(jax.random.normal(k_x, (n, 1, 8, 8)), np.float32)
+    for c in range(num_classes):
+        x[y == c, 0, (c // 2) * 4:(c // 2) * 4 + 4, (c % 2) * 4:(c % 2) * 4 + 4] += 1.0
+    return x, y
+
+
+def test_train_classifier_through_train(key):
+    """`train_classifier` is `train` with a `ClassifierLoss`: it learns, is reproducible and checks its inputs."""
+    k_data, k_test, k_train = jax.random.split(key, 3)
+    x, y = _digits_like(k_data, 300)
+    xt, yt = _digits_like(k_test, 200)
+    cfg = L.ClassifierConfig((1, 8, 8), 3, channels=(4, 8), hidden=16, steps=100, batch_size=32, lr=3e-3)
+    classifier = L.train_classifier(cfg, x, y, key=k_train)
+    assert isinstance(classifier, L.ConvClassifier)
+    ce, se, accuracy = L.cross_entropy(classifier, xt, yt)
+    assert accuracy > 0.9 and ce < 0.5 * np.log(3), (ce, accuracy)
+    again = L.train_classifier(cfg, x, y, key=k_train)
+    assert _leaves_equal(classifier, again)
+    # The wrapper is exactly `train` with AdamW, cosine decay to 0, no EMA and a few unrolled steps per call.
+    k_init, k_loop = jax.random.split(k_train)
+    direct = L.train(L.ConvClassifier(cfg, key=k_init), x, y, loss=L.ClassifierLoss(), key=k_loop, config=L.TrainConfig(
+        steps=100, batch_size=32, lr=3e-3, final_lr_fraction=0.0, weight_decay=cfg.weight_decay, ema_decay=0.0,
+        steps_per_call=5, checkpoint_every=5, progress=False, unroll=True))
+    assert _leaves_equal(direct.model, classifier)
+    with pytest.raises(ValueError, match=r"labels in \[0, 3\)"):
+        L.train_classifier(cfg, x, np.where(y == 2, 3, y), key=k_train)
+    with pytest.raises(ValueError, match="integer labels"):
+        L.train_classifier(cfg, x, y.astype(float), key=k_train)
+    with pytest.raises(ValueError, match="shape"):
+        L.train_classifier(cfg, x[:, :, :4], y, key=k_train)
