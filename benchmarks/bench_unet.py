@@ -4,9 +4,10 @@ Reference (DESIGN.md, measured on one H100): the paper's Flax U-Net at the CIFAR
 ch_mult (1, 1, 1), 2 res blocks, attention at 16 and 8 plus middle, 42.1M parameters), fp32 Adam, entropy-matching
 loss: 701 img/s at batch 32 and 2,200 img/s at batch 128. Goal: >= 3x, bfloat16 compute allowed.
 
-One timed unit is one jitted call of `learned._train._advance` — the exact training step `learned.train` runs (DEM
+One timed unit is one jitted call inside the public `learned.train` — the exact training step users run (DEM
 loss with label dropout, Adam, EMA), `--steps-per-call` steps scanned, data resident on the device. Compile time is
-reported separately; the throughput is the minimum time over `--repeats` calls, with `jax.block_until_ready`.
+reported separately; the throughput is the minimum time over `--repeats` calls (timed between the callbacks
+`learned.train` makes after each finished call).
 FLOPs are counted by hand (`learned.unet_forward_flops`; XLA's cost analysis misses cuDNN convolutions), a training
 step as 3x the forward pass; MFU = achieved FLOP/s / `--peak-tflops` (H100 SXM dense bf16: 989).
 
@@ -32,53 +33,46 @@ import numpy as np
 
 import learned
 from gaussian_oracle import VPSDE
-from learned import _train
 from verify import device, versions, write_json
 
 REFERENCE_IMG_S = {32: 701.0, 128: 2200.0}
 RESULTS = pathlib.Path(__file__).parent / "results"
 
 
-def _state(model, config):
-    optimizer = _train._optimizer(config)
-    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
-    return _train._State(jnp.asarray(0), model, model, opt_state, jax.random.key_data(jax.random.key(1))), optimizer
-
-
 def measure(unet: learned.UNetConfig, batch_size: int, steps_per_call: int, repeats: int, n_data: int,
             unroll: int | bool, parallel: learned.DataParallel | None) -> dict:
-    """Compile time and the best-of-`repeats` images/s of `steps_per_call` training steps at `batch_size`."""
+    """Compile time and the best-of-`repeats` images/s of `steps_per_call` training steps at `batch_size`.
+
+    Runs the public `learned.train` for `repeats + 1` jitted calls and times each call by the `callback` it makes
+    after every call (the losses it receives are already on the host, so each interval is a finished call); the
+    first interval holds the compilation.
+    """
     sde = VPSDE(0.1, 16.0, 1.0)
     model = learned.EntropyUNet(unet, sde, key=jax.random.key(0))
-    config = learned.TrainConfig(steps=10**6, batch_size=batch_size, lr=2e-4, steps_per_call=steps_per_call,
+    steps = steps_per_call * (repeats + 1)
+    config = learned.TrainConfig(steps=steps, batch_size=batch_size, lr=2e-4, steps_per_call=steps_per_call,
                                  checkpoint_every=steps_per_call, progress=False, unroll=unroll)
     loss = learned.DEMLoss(condition_dropout=0.1)
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.uniform(0, 1, (n_data, *unet.image_shape)), jnp.float32)
-    y = jnp.asarray(rng.integers(0, unet.num_classes or 1, n_data), jnp.int32) if unet.num_classes else None
-    state, optimizer = _state(model, config)
-    if parallel is not None:
-        parallel.check_batch(batch_size)
-        x, y, state = parallel.replicate((x, y, state))
-    args = (loss, optimizer, config.ema_decay, steps_per_call, batch_size, parallel, unroll)
+    x = np.asarray(rng.uniform(0, 1, (n_data, *unet.image_shape)), np.float32)
+    y = np.asarray(rng.integers(0, unet.num_classes or 1, n_data), np.int32) if unet.num_classes else None
+    stamps, last = [], []
+
+    def tick(step, values):
+        stamps.append(time.perf_counter())
+        last[:] = [values]
 
     start = time.perf_counter()
-    state, values = _train._advance(state, x, y, *args)
-    jax.block_until_ready(values)
-    compile_s = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        state, values = _train._advance(state, x, y, *args)
-        jax.block_until_ready((state, values))
-        times.append(time.perf_counter() - start)
-    if not np.all(np.isfinite(np.asarray(values))):
+    learned.train(model, x, y, config=config, loss=loss, parallel=parallel, callback=tick, key=jax.random.key(1))
+    compile_s = stamps[0] - start
+    times = list(np.diff(stamps))
+    if not np.all(np.isfinite(last[0])):
         raise FloatingPointError("the benchmark's training loss became non-finite")
     best = min(times)
     img_s = batch_size * steps_per_call / best
     return {"batch_size": batch_size, "steps_per_call": steps_per_call, "compile_plus_first_call_s": compile_s,
             "call_times_s": times, "best_call_s": best, "images_per_s": img_s,
-            "final_loss": float(np.asarray(values)[-1])}
+            "final_loss": float(np.asarray(last[0])[-1])}
 
 
 def main(argv=None) -> int:

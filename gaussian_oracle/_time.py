@@ -224,7 +224,8 @@ class PiecewiseConstant(AbstractTimeDensity):
         """Draw times $s \\sim q$: a bin by its probability, then uniformly inside it."""
         self._check(sde)
         key_bin, key_u = jax.random.split(key)
-        k = jax.random.categorical(key_bin, jnp.log(self.probs), shape=shape)
+        dtype = jnp.dtype(dtype) if dtype is not float else jnp.asarray(0.0).dtype
+        k = jax.random.categorical(key_bin, jnp.log(self.probs.astype(dtype)), shape=shape)
         u = jax.random.uniform(key_u, shape, dtype=dtype)
         lo, hi = self.edges[k].astype(dtype), self.edges[k + 1].astype(dtype)
         return lo + u * (hi - lo)

@@ -109,3 +109,22 @@ def test_help_lists_the_registered_experiments(capsys):
     text = capsys.readouterr().out
     for name, experiment in EXPERIMENTS.items():
         assert name in text and experiment.description[:30] in text
+
+
+def test_stale_checkpoints_are_refused_not_reused(tmp_path, capsys):
+    """Regression: `demo --seed 1` in the folder of a `--seed 0` run silently resumed the seed-0 networks (S_NN^X
+    +124.6 % off). Now it stops with an error naming the difference; `--restart` trains afresh; `--seed 0` resumes."""
+    small = ["--out", str(tmp_path), "--dim-x", "3", "--dim-y", "1", *TINY]
+    assert main(["demo", "--seed", "0", *small]) == 0
+    first = json.loads((tmp_path / "results.json").read_text())
+    capsys.readouterr()
+    assert main(["demo", "--seed", "1", *small]) == 2
+    err = capsys.readouterr().err
+    assert "Cannot resume" in err and "data_x" in err and "key" in err and "--restart" in err
+    assert json.loads((tmp_path / "results.json").read_text())["instance"]["seed"] == 0  # nothing overwritten
+    assert main(["demo", "--seed", "1", "--restart", *small]) == 0
+    fresh = json.loads((tmp_path / "results.json").read_text())
+    g = JointGaussian.determinism(3, 1, 1.0, key=jax.random.key(1))
+    assert fresh["instance"]["seed"] == 1
+    assert fresh["quantities"]["total_entropy"]["exact"] == pytest.approx(g.total_entropy(), rel=1e-12)
+    assert fresh["quantities"]["total_entropy"]["neural"]["value"] != first["quantities"]["total_entropy"]["neural"]["value"]

@@ -82,11 +82,17 @@ def add_output(p: argparse.ArgumentParser, default: str, *, checkpoints: bool) -
                             "records the configuration, data and key it was trained with: a matching one is resumed, "
                             "a different one is refused with an error")
         p.add_argument("--no-checkpoints", action="store_true", help="train without writing checkpoints")
+        p.add_argument("--restart", action="store_true",
+                       help="discard the checkpoints already in the checkpoint folder and train afresh")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def checkpoint_dir(args: argparse.Namespace) -> str | None:
     return None if args.no_checkpoints else args.checkpoint_dir
+
+
+def resume(args: argparse.Namespace) -> str:
+    return "overwrite" if args.restart else "auto"
 
 
 def describe_checkpoints(args: argparse.Namespace) -> str:

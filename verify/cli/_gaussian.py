@@ -20,6 +20,7 @@ from ._common import (
     positive_float,
     positive_int,
     probability,
+    resume,
 )
 
 
@@ -85,7 +86,7 @@ class DemoCommand:
         _add_fit(p)
 
     def run(self, args: argparse.Namespace) -> dict:
-        config = DemoConfig(args.dim_x, args.dim_y, args.sigma_eps, fit_config(args), checkpoint_dir(args))
+        config = DemoConfig(args.dim_x, args.dim_y, args.sigma_eps, fit_config(args), checkpoint_dir(args), resume(args))
         print(f"separability demo → {args.out}  ({describe_checkpoints(args)})")
         payload = run_demo(config, args.out, key=jax.random.key(args.seed), instance={"seed": args.seed})
         _print(payload, Path(args.out))
@@ -124,7 +125,7 @@ class GaussianCommand:
         return cls(**options)
 
     def run(self, args: argparse.Namespace) -> dict:
-        config = SweepConfig(self.family(args), fit_config(args), checkpoint_dir(args))
+        config = SweepConfig(self.family(args), fit_config(args), checkpoint_dir(args), resume(args))
         print(f"separability gaussian --experiment {args.experiment} → {args.out}  ({describe_checkpoints(args)})")
         result = run_sweep(config, args.out, key=jax.random.key(args.seed), instance={"seed": args.seed},
                            on_point=_print)

@@ -26,6 +26,7 @@ from ._common import (
     positive_float,
     positive_int,
     probability,
+    resume,
 )
 
 QUICK = "digits"
@@ -51,7 +52,11 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
     unet = dataclasses.replace(unet, **overrides)
 
     steps = args.steps if args.steps is not None else (500 if quick else 20_000)
-    per_call = min(args.steps_per_call if args.steps_per_call is not None else (5 if quick else 100), steps)
+    # XLA on a CPU runs convolutions with loop-carried weights ~30x slower inside a scan: there a few fully unrolled
+    # steps per call are fastest (and compile in seconds); on a GPU a long scan is.
+    on_cpu = jax.default_backend() == "cpu"
+    per_call = args.steps_per_call if args.steps_per_call is not None else (5 if quick else (2 if on_cpu else 100))
+    per_call = min(per_call, steps)
     calls = -(-steps // per_call)
     train = TrainConfig(
         steps=steps, batch_size=args.batch_size if args.batch_size is not None else (64 if quick else 128),
@@ -61,7 +66,7 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
         ema_decay=args.ema_decay if args.ema_decay is not None else (0.99 if quick else 0.999),
         # about ten checkpoints per run, so an interrupted run loses at most a tenth of its work
         steps_per_call=per_call, checkpoint_every=per_call * max(1, calls // 10),
-        progress=not args.no_progress, unroll=True if (args.unroll or quick) else 1,
+        progress=not args.no_progress, unroll=True if (args.unroll or quick or on_cpu) else 1,
     )
     classifier = ClassifierConfig(
         data.image_shape, data.num_classes, channels=(16, 32) if quick else (32, 64), hidden=64 if quick else 128,
@@ -79,7 +84,7 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
         cfg_weights=args.cfg_weights, per_class=args.per_class if args.per_class is not None else (2 if quick else 4),
         sample_steps=args.sample_steps if args.sample_steps is not None else (16 if quick else 100),
         dataset=args.dataset, data_dir=args.data_dir, pixel_range=args.pixel_range, n_train=args.n_train,
-        checkpoint_dir=checkpoint_dir(args),
+        checkpoint_dir=checkpoint_dir(args), resume=resume(args),
     )
 
 
@@ -123,8 +128,10 @@ class ImagesCommand:
         g.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default 500)")
         g.add_argument("--ema-decay", type=probability, default=None, help="EMA decay (default 0.999)")
         g.add_argument("--steps-per-call", type=positive_int, default=None,
-                       help="optimiser steps per jitted call (default 100; --quick 5)")
-        g.add_argument("--unroll", action="store_true", help="fully unroll the scanned steps (fast on CPU)")
+                       help="optimiser steps per jitted call (default: 100 scanned on a GPU; 2 unrolled on a CPU; "
+                            "--quick 5)")
+        g.add_argument("--unroll", action="store_true",
+                       help="fully unroll the steps of each call (the default on a CPU, where it is much faster)")
         g.add_argument("--data-parallel", action="store_true", help="split every batch over all jax.devices()")
         g.add_argument("--classifier-steps", type=positive_int, default=None,
                        help="steps of the bound classifier (default 3000; --quick 300)")
@@ -145,6 +152,9 @@ class ImagesCommand:
         start = time.perf_counter()
         if args.quick and args.dataset != QUICK:
             raise ValueError(f"--quick runs on --dataset {QUICK} only (the CPU smoke configuration).")
+        spec = learned.DATASETS[args.dataset]
+        if spec.needs_dir and args.data_dir is None:
+            raise ValueError(f"--dataset {args.dataset} needs --data-dir: {spec.data_dir_help}.")
         data = learned.load_dataset(args.dataset, args.data_dir, pixel_range=args.pixel_range)
         if args.n_train is not None:
             data = data.subset(n_train=args.n_train)

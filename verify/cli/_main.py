@@ -45,11 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         COMMANDS[args.command].run(args)
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
-        print(f"separability {args.command}: error: {err}", file=sys.stderr)
+        message = str(err)
+        if message.startswith("Cannot resume"):  # a checkpoint from another run, or a damaged one
+            message += ("\nOn the command line: --restart trains afresh in the same folder, --checkpoint-dir DIR "
+                        "chooses another, --no-checkpoints writes none.")
+        print(f"separability {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"separability {args.command}: interrupted. Checkpoints (if any) are kept; the same command resumes "
-              "from them.", file=sys.stderr)
+        print(f"separability {args.command}: interrupted (exit status 130).", file=sys.stderr)
         return 130
     return 0
 

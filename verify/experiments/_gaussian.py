@@ -67,12 +67,14 @@ class GaussianExperimentConfig:
 
 
 def fit(
-    x, y, sde, config: GaussianExperimentConfig, *, checkpoint_dir: Path | None = None, key: PRNGKeyArray
+    x, y, sde, config: GaussianExperimentConfig, *, checkpoint_dir: Path | None = None, resume: str = "auto",
+    key: PRNGKeyArray
 ) -> eqx.Module:
     """Train the entropy-matching model(s) of `config` on pairs (x, y); returns one protocol model.
 
     The likelihood weighting $\\lambda = \\sigma^2/2$ is used, as in the paper's Gaussian experiments, with
-    times drawn uniformly in log-SNR (`learned.LogSNRTime`), where the information lives.
+    times drawn uniformly in log-SNR (`learned.LogSNRTime`), where the information lives. Each network checkpoints
+    into its own subfolder of `checkpoint_dir` (if given); `resume` is passed to `learned.train`.
     """
     dim_x, dim_y = x.shape[1], y.shape[1]
     weighting = learned.Likelihood(sde)
@@ -93,15 +95,15 @@ def fit(
     if not config.separate_networks:
         loss = learned.DEMLoss(weighting, times, condition_dropout=config.condition_dropout)
         return learned.train(conditional, x, y, config=config.train, loss=loss, checkpoint_dir=ckpt("joint"),
-                             key=k_train_c).ema_model
+                             resume=resume, key=k_train_c).ema_model
     unconditional = wrap(learned.EntropyMLP(
         learned.MLPConfig(dim_x=dim_x, width=config.width, depth=config.depth), sde, key=k_init_u
     ))
     loss = learned.DEMLoss(weighting, times)
     cond = learned.train(conditional, x, y, config=config.train, loss=loss, checkpoint_dir=ckpt("conditional"),
-                         key=k_train_c).ema_model
+                         resume=resume, key=k_train_c).ema_model
     unc = learned.train(unconditional, x, None, config=config.train, loss=loss, checkpoint_dir=ckpt("unconditional"),
-                        key=k_train_u).ema_model
+                        resume=resume, key=k_train_u).ema_model
     return learned.Pair(unc, cond)
 
 
@@ -186,6 +188,7 @@ def run_instance(
     sampler: Callable | None = None,
     exact_override: dict | None = None,
     checkpoint_dir: str | Path | None = "checkpoints",
+    resume: str = "auto",
     key: PRNGKeyArray,
 ) -> dict:
     """Train on one instance, measure, and write `out/results.json` and `out/rates.png`.
@@ -194,7 +197,7 @@ def run_instance(
     `exact_override` then supplies the exact values those samples have. The networks' checkpoints go to
     `out / checkpoint_dir` (an absolute path is used as it is; `None`: no checkpoints). A checkpoint records what
     it was trained on, so a later run with another key, instance or configuration refuses it instead of
-    silently resuming (see `learned.train`).
+    silently resuming; `resume="overwrite"` trains afresh there (see `learned.train`).
     """
     start = time.perf_counter()
     out = Path(out)
@@ -202,7 +205,7 @@ def run_instance(
     k_data, k_fit, k_eval_data, k_measure = jax.random.split(key, 4)
     x, y = sample(config.n_train, key=k_data)
     model = fit(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32), joint.sde, config,
-                checkpoint_dir=None if checkpoint_dir is None else out / checkpoint_dir, key=k_fit)
+                checkpoint_dir=None if checkpoint_dir is None else out / checkpoint_dir, resume=resume, key=k_fit)
     xe, ye = sample(config.n_eval, key=k_eval_data)
     est = measure(model, jnp.asarray(xe, jnp.float32), jnp.asarray(ye, jnp.float32), n_times=config.n_times, key=k_measure)
     q = quantities(joint, est)
@@ -363,11 +366,13 @@ GAUSSIAN_FAMILIES: Mapping[str, type[AbstractFamily]] = MappingProxyType(
 class SweepConfig:
     """A Gaussian sweep: the `family` (its instances and swept values), how each instance is fitted (`fit`), and
     where each point's checkpoints go (`checkpoint_dir`, relative to the point's folder; an absolute path gets one
-    subfolder per point; `None`: none)."""
+    subfolder per point; `None`: none) and what to do with checkpoints already there (`resume`, as in
+    `learned.train`)."""
 
     family: AbstractFamily
     fit: GaussianExperimentConfig = GaussianExperimentConfig()
     checkpoint_dir: str | None = "checkpoints"
+    resume: str = "auto"
 
 
 def _keys(key: PRNGKeyArray) -> tuple[PRNGKeyArray, PRNGKeyArray]:
@@ -427,7 +432,7 @@ def run_sweep(config: SweepConfig, out: str | Path, *, key: PRNGKeyArray, instan
             ckpt = Path(ckpt) / sub.name
         payload = run_instance(point.joint, {**point.instance, **(instance or {})}, config.fit, sub,
                                experiment=experiment, sampler=point.sampler, exact_override=point.exact,
-                               checkpoint_dir=ckpt, key=train_key)
+                               checkpoint_dir=ckpt, resume=config.resume, key=train_key)
         points.append(payload)
         if on_point is not None:
             on_point(payload, sub)
@@ -455,6 +460,7 @@ class DemoConfig:
     sigma_eps: float = 1.0
     fit: GaussianExperimentConfig = GaussianExperimentConfig()
     checkpoint_dir: str | None = "checkpoints"
+    resume: str = "auto"
 
 
 def run_demo(config: DemoConfig, out: str | Path, *, key: PRNGKeyArray, instance: Mapping | None = None) -> dict:
@@ -476,7 +482,7 @@ def run_demo(config: DemoConfig, out: str | Path, *, key: PRNGKeyArray, instance
     instance_key, train_key = _keys(key)
     point = next(family.points(key=instance_key))
     payload = run_instance(point.joint, {**point.instance, **(instance or {})}, config.fit, out, experiment="demo",
-                           checkpoint_dir=config.checkpoint_dir, key=train_key)
+                           checkpoint_dir=config.checkpoint_dir, resume=config.resume, key=train_key)
     head = ", ".join(f"{k}={v}" for k, v in payload["instance"].items())
     report = [f"separability demo: {head}", f"device {payload['device']}; wall time {payload['wall_time_s']:.0f} s",
               ""] + summary_lines(payload)

@@ -241,6 +241,8 @@ class ImageExperiment:
       `run` when no data are passed.
     - `checkpoint_dir`: where the U-Net's training checkpoints go, relative to the output folder (an absolute path
       is used as it is), or `None` for none. The last checkpoint is the trained model, saved with the results.
+    - `resume`: what to do with a checkpoint already there (`learned.train`'s `resume`: "auto" resumes only the same
+      run, "overwrite" trains afresh).
     """
 
     unet: UNetConfig
@@ -259,6 +261,7 @@ class ImageExperiment:
     pixel_range: tuple[float, float] = (0.0, 1.0)
     n_train: int | None = None
     checkpoint_dir: str | None = "checkpoints"
+    resume: str = "auto"
 
     def __post_init__(self):
         for name in ("n_eval", "chunk_size", "per_class", "sample_steps"):
@@ -356,7 +359,7 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
     model = EntropyUNet(unet_cfg, experiment.sde, key=k_init)
     loss = DEMLoss(condition_dropout=experiment.condition_dropout, model_key=unet_cfg.dropout > 0)
     result = learned.train(model, data.train_x, data.train_y, config=experiment.train, loss=loss,
-                           checkpoint_dir=checkpoint_dir, parallel=parallel, key=k_train)
+                           checkpoint_dir=checkpoint_dir, resume=experiment.resume, parallel=parallel, key=k_train)
     timings["train_s"] = time.perf_counter() - t0
     losses = np.asarray(result.losses)
     np.savetxt(out / "loss.csv", np.column_stack([np.arange(len(losses)), losses]), delimiter=",",
