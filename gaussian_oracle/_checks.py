@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import equinox as eqx
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -57,3 +60,25 @@ def positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer; got {value!r}.")
     return int(value)
+
+
+def check_label(y, num_classes: int, unconditional: str = "y=None"):
+    """Check that `y` is one integer class label in `0..num_classes-1` and return it; never clipped.
+
+    Concrete labels raise a `ValueError` at once; traced ones (inside `jit` or `vmap`) are checked when the
+    computation runs, by `eqx.error_if` (an `EquinoxRuntimeError` with the same rule), so use the returned value.
+    `unconditional` says how callers ask for the unconditional model instead, for the messages.
+    """
+    dtype = jnp.result_type(y) if isinstance(y, jax.core.Tracer) else np.asarray(y).dtype
+    if dtype == bool or jnp.ndim(y) != 0 or not jnp.issubdtype(dtype, jnp.integer):
+        raise ValueError(
+            f"y must be one integer label (a scalar integer class label in 0..{num_classes - 1}; "
+            f"{unconditional} for the unconditional model); got shape {jnp.shape(y)}, dtype {dtype}."
+        )
+    rule = (f"y must lie in 0..{num_classes - 1} (num_classes={num_classes}); "
+            f"the unconditional model is reached only through {unconditional}")
+    if isinstance(y, jax.core.Tracer):
+        return eqx.error_if(y, (y < 0) | (y >= num_classes), f"unknown label: {rule}.")
+    if not 0 <= int(y) < num_classes:
+        raise ValueError(f"unknown label {int(y)}: {rule}.")
+    return y

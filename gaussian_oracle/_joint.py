@@ -28,7 +28,8 @@ class JointGaussianModel(eqx.Module):
     r"""The exact entropy-matching vector $e^*(x, s; y) = \nabla\log p_s(x|y) + x$ (Eq. 8) of a `JointGaussian`.
 
     Satisfies the model protocol: a field `sde` and `__call__(x, s, y=None)` for one sample. Arrays are
-    held in the caller's default float dtype, so it runs wherever a trained network would.
+    held in the caller's default float dtype, so it runs wherever a trained network would. Times outside
+    $[0, T]$ (NaN included) are refused by `VPSDE.check_time`, as by every protocol model.
     """
 
     sde: VPSDE
@@ -39,6 +40,7 @@ class JointGaussianModel(eqx.Module):
     gain: Float[Array, "dim_x dim_y"]
 
     def _check(self, x, s, y):
+        """Validate one sample's inputs; returns `s` (with the runtime time check attached when traced)."""
         dim_x, dim_y = self.gain.shape
         if jnp.shape(x) != (dim_x,):
             raise ValueError(f"x must have shape ({dim_x},) for one sample (vmap for batches); got {jnp.shape(x)}.")
@@ -46,10 +48,11 @@ class JointGaussianModel(eqx.Module):
             raise ValueError(f"s must be a scalar time; got shape {jnp.shape(s)}.")
         if y is not None and jnp.shape(y) != (dim_y,):
             raise ValueError(f"y must have shape ({dim_y},); got {jnp.shape(y)}.")
+        return self.sde.check_time(s)
 
     def score(self, x: Float[Array, " dim_x"], s: Float[ArrayLike, ""], y: Float[Array, " dim_y"] | None = None):
         r"""$\nabla_x\log p_s(x)$ (Eq. 58b), or $\nabla_x\log p_s(x|y)$ (Eq. 58a) when `y` is given."""
-        self._check(x, s, y)
+        s = self._check(x, s, y)
         alpha = self.sde.alpha(s)
         if y is None:
             d = 1.0 + alpha * (self.evals_x - 1.0)
@@ -60,7 +63,7 @@ class JointGaussianModel(eqx.Module):
 
     def __call__(self, x: Float[Array, " dim_x"], s: Float[ArrayLike, ""], y: Float[Array, " dim_y"] | None = None):
         r"""$e^*(x, s; y) = \nabla\log p_s(x|y) - \nabla\log p_{eq}(x)$, written without cancellation."""
-        self._check(x, s, y)
+        s = self._check(x, s, y)
         alpha = self.sde.alpha(s)
         if y is None:
             d = 1.0 + alpha * (self.evals_x - 1.0)
@@ -211,9 +214,23 @@ class JointGaussian(eqx.Module):
 
     @exact
     def total_correlation(self) -> float:
-        r"""$TC(X) = D_{KL}(p_d(x) \| \prod_k p_d(x_k)) = \tfrac12(\sum_k\log\Sigma_{kk} - \log|\Sigma_X|)$, in nats."""
-        var = jnp.diag(jnp.asarray(self.sigma_x))
-        return 0.5 * (jnp.sum(jnp.log(var)) - jnp.sum(jnp.log(self._evals_x)))
+        r"""$TC(X) = D_{KL}(p_d(x) \| \prod_k p_d(x_k)) = \tfrac12(\sum_k\log\Sigma_{kk} - \log|\Sigma_X|)$, in nats.
+
+        Computed in a form that is non-negative by construction, as the exact TC is: with the correlation matrix
+        $R = D^{-1/2}\Sigma_X D^{-1/2}$ ($D = \mathrm{diag}\,\Sigma_X$, so $R_{kk} = 1$) and its Cholesky factor
+        $R = LL^\top$, $TC = -\tfrac12\log|R| = -\sum_k\log L_{kk}$ and $L_{kk}^2 = 1 - \|\ell_k\|^2$ with $\ell_k$ the
+        strictly lower part of row k, so
+        $$TC = -\tfrac12\sum_k\log(1 - \|\ell_k\|^2).$$
+        Each term is the `log1p` of minus a sum of squares, hence $\ge 0$ in floating point too; the difference of
+        log-determinants above read $-2\times10^{-16}$ for an isotropic $\Sigma_X$ given as $U(cI)U^\top$. This form is
+        also accurate for weak correlations (about $\tfrac12\sum\rho^2$), and exactly 0 for a diagonal $\Sigma_X$.
+        """
+        sigma = jnp.asarray(self.sigma_x)
+        scale = 1.0 / jnp.sqrt(jnp.diag(sigma))
+        corr = sigma * scale[:, None] * scale[None, :]
+        corr = corr.at[jnp.diag_indices(corr.shape[0])].set(1.0)
+        lower = jnp.tril(jnp.linalg.cholesky(corr), k=-1)
+        return -0.5 * jnp.sum(jnp.log1p(-jnp.sum(lower**2, axis=1)))
 
     # ------------------------------------------------------------------ time-resolved curves (nats; rates nats per unit s)
     def _times(self, s):
@@ -312,7 +329,8 @@ class JointGaussian(eqx.Module):
 
     # ------------------------------------------------------------------ classifier-free guidance (Eq. 59)
     def cfg_sample(self, y: Float[Array, "n dim_y"], w: float, *, key: PRNGKeyArray, **options) -> Float[Array, "n dim_x"]:
-        """Integrate the guided probability-flow ODE (Eq. 59) from $x_T \\sim \\mathcal N(0, I)$; see `_cfg.cfg_sample`."""
+        """Exact samples of the guided probability-flow ODE (Eq. 59) from $x_T \\sim \\mathcal N(0, I)$ through its flow
+        map; see `gaussian_oracle.cfg_sample`."""
         return _cfg.cfg_sample(self, y, w, key=key, **options)
 
     def cfg_mutual_information(self, w: float, s_end: float = 1e-3, **options) -> float:

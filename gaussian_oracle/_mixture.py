@@ -21,7 +21,7 @@ import numpy as np
 from jax.scipy.special import entr
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from ._checks import as_float_array, covariance, positive_int, positive_scalar
+from ._checks import as_float_array, check_label, covariance, positive_int, positive_scalar
 from ._estimate import Estimate
 from ._precision import exact
 from ._sde import VPSDE
@@ -30,29 +30,13 @@ from ._sde import VPSDE
 _WEIGHT_TOL = 1e-10
 
 
-def _check_label(y, n_components: int):
-    """A scalar integer label in {0, ..., K-1}: ValueError when concrete, `eqx.error_if` when traced."""
-    if isinstance(y, (bool, np.bool_)) or jnp.ndim(y) != 0 or not jnp.issubdtype(jnp.result_type(y), jnp.integer):
-        raise ValueError(
-            f"y must be a scalar integer label in {{0, ..., {n_components - 1}}} (or None); got {y!r}."
-        )
-    try:
-        value = int(y)
-    except (jax.errors.TracerIntegerConversionError, jax.errors.ConcretizationTypeError):
-        return eqx.error_if(
-            y, (y < 0) | (y >= n_components), f"unknown label: y must lie in {{0, ..., {n_components - 1}}}."
-        )
-    if not 0 <= value < n_components:
-        raise ValueError(f"unknown label {value}: y must lie in {{0, ..., {n_components - 1}}}.")
-    return y
-
-
 class GaussianMixtureModel(eqx.Module):
     r"""The exact entropy-matching vector $e^*(x, s; y) = \nabla\log p_s(x|y) + x$ (Eq. 8) of a `GaussianMixture`.
 
     Satisfies the model protocol: a field `sde` and `__call__(x, s, y=None)` for one sample, with `y` an integer
     label or None. Arrays are held in the caller's default float dtype, so it runs wherever a trained network
-    would; `GaussianMixture`'s Monte Carlo estimates build it in float64.
+    would; `GaussianMixture`'s Monte Carlo estimates build it in float64. Times outside $[0, T]$ (NaN included)
+    and labels outside `0..n_components-1` are refused (`VPSDE.check_time`), as by every protocol model.
     """
 
     sde: VPSDE
@@ -66,12 +50,13 @@ class GaussianMixtureModel(eqx.Module):
         return self.log_weights.shape[0]
 
     def _check(self, x, s, y):
+        """Validate one sample's inputs; returns `(s, y)` (with runtime checks attached when traced)."""
         dim_x = self.means.shape[1]
         if jnp.shape(x) != (dim_x,):
             raise ValueError(f"x must have shape ({dim_x},) for one sample (vmap for batches); got {jnp.shape(x)}.")
         if jnp.ndim(s) != 0:
             raise ValueError(f"s must be a scalar time; got shape {jnp.shape(s)}.")
-        return None if y is None else _check_label(y, self.n_components)
+        return self.sde.check_time(s), None if y is None else check_label(y, self.n_components)
 
     def _components(self, x, s):
         r"""Per component: $\log\mathcal N_k(x)$ at time s, the score $-\Sigma_k(s)^{-1}(x - \mu m_k)$ and $e_k = $ score $+ x$."""
@@ -90,7 +75,7 @@ class GaussianMixtureModel(eqx.Module):
     def log_prob(self, x: Float[Array, " dim_x"], s: Float[ArrayLike, ""], y: Int[ArrayLike, ""] | None = None
                  ) -> Float[Array, ""]:
         r"""$\log p_s(x) = \log\sum_k w_k\mathcal N_k(x; s)$, or $\log p_s(x|y) = \log\mathcal N_y(x; s)$ when `y` is given."""
-        y = self._check(x, s, y)
+        s, y = self._check(x, s, y)
         log_n, _, _ = self._components(x, s)
         if y is None:
             return jax.nn.logsumexp(self.log_weights + log_n)
@@ -98,14 +83,14 @@ class GaussianMixtureModel(eqx.Module):
 
     def posterior(self, x: Float[Array, " dim_x"], s: Float[ArrayLike, ""]) -> Float[Array, " n_components"]:
         r"""Bayes' rule $p(y=k | x_s) = w_k\mathcal N_k(x; s) / \sum_j w_j\mathcal N_j(x; s)$, a softmax over k."""
-        self._check(x, s, None)
+        s, _ = self._check(x, s, None)
         log_n, _, _ = self._components(x, s)
         return jax.nn.softmax(self.log_weights + log_n)
 
     def score(self, x: Float[Array, " dim_x"], s: Float[ArrayLike, ""], y: Int[ArrayLike, ""] | None = None
               ) -> Float[Array, " dim_x"]:
         r"""$\nabla\log p_s(x) = \sum_k p(k|x_s)\nabla\log\mathcal N_k(x; s)$, or $\nabla\log p_s(x|y)$ when `y` is given."""
-        y = self._check(x, s, y)
+        s, y = self._check(x, s, y)
         log_n, score, _ = self._components(x, s)
         if y is None:
             return jax.nn.softmax(self.log_weights + log_n) @ score
@@ -114,7 +99,7 @@ class GaussianMixtureModel(eqx.Module):
     def __call__(self, x: Float[Array, " dim_x"], s: Float[ArrayLike, ""], y: Int[ArrayLike, ""] | None = None
                  ) -> Float[Array, " dim_x"]:
         r"""$e^*(x, s; y) = \nabla\log p_s(x|y) - \nabla\log p_{eq}(x)$; unconditionally $\sum_k p(k|x_s)e_k$."""
-        y = self._check(x, s, y)
+        s, y = self._check(x, s, y)
         log_n, _, e = self._components(x, s)
         if y is None:
             return jax.nn.softmax(self.log_weights + log_n) @ e

@@ -8,8 +8,6 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from ._checks import as_float_array
-
 
 class VPSDE(eqx.Module):
     r"""Variance-preserving SDE $d\tilde x_s = -\tfrac12\beta(s)\tilde x_s\,ds + \sqrt{\beta(s)}\,dB_s$.
@@ -18,6 +16,7 @@ class VPSDE(eqx.Module):
     is $p(\tilde x_s | x) = \mathcal N(\mu(s)x, (1 - \mu(s)^2) I)$ with
     $\mu(s) = \exp(-\tfrac12\int_0^s\beta)$, and the quasi-invariant state is $p_{eq} = \mathcal N(0, I)$.
     In the paper's notation (Eq. 54) $\alpha(s) = \mu(s)^2$. All methods are vectorised in `s`.
+    Forward times are $0 \le s \le T$: `check_time` states the rule and every protocol model enforces it with it.
 
     **Arguments:**
 
@@ -80,10 +79,50 @@ class VPSDE(eqx.Module):
         noise = jax.random.normal(key, x.shape, x.dtype)
         return self.mu(s) * x + jnp.sqrt(self.var(s)) * noise
 
-    def check_times(self, s, name: str = "s") -> np.ndarray:
-        """Validate concrete times (outside jit): finite and inside [0, T]. Returns float64 NumPy."""
-        arr = as_float_array(s, name)
-        if np.any(arr < 0) or np.any(arr > self.T):
-            bad = arr[(arr < 0) | (arr > self.T)].ravel()[0]
-            raise ValueError(f"{name} must lie in [0, T] = [0, {self.T}]; got {bad}.")
-        return arr
+    def check_time(self, s: Float[ArrayLike, "*s"], name: str = "s") -> Float[ArrayLike, "*s"]:
+        r"""Check that every time in `s` lies in $[0, T]$ and return `s`: the one time rule of every protocol model.
+
+        The rule: a forward time is a real number $0 \le s \le T$; anything else, NaN included, is refused, never
+        clipped or extrapolated. Every model of the protocol (the oracle's `JointGaussianModel` and
+        `GaussianMixtureModel`, `learned.EntropyMLP`, `learned.EntropyUNet`, `learned.Preconditioned`) calls this
+        method on its `s`, and the closed-form curves use it through `check_times`.
+
+        - Concrete `s` (Python numbers, NumPy arrays, JAX arrays outside a trace) raises a `ValueError` at once.
+        - Traced `s` (inside `jax.jit`, `jax.vmap`, `jax.grad`, `jax.lax.scan`) is checked when the computation runs,
+          by `eqx.error_if`, which raises an `EquinoxRuntimeError` carrying the same rule; the returned value carries
+          the check, so use it in place of `s`.
+
+        The comparison is made in the dtype of `s`, with $T$ rounded to it: a float32 grid that ends at
+        `float32(T)` is inside. Integer times are accepted; booleans, complex numbers and non-numeric data are not.
+
+        **Arguments:**
+
+        - `s`: a time or an array of times (any shape).
+        - `name`: the argument's name in error messages.
+
+        **Returns:**
+
+        `s` itself when concrete; for traced input, the same value with the runtime check attached.
+        """
+        dtype = jnp.result_type(s) if isinstance(s, jax.core.Tracer) else np.asarray(s).dtype
+        is_float = jnp.issubdtype(dtype, jnp.floating)
+        if dtype == bool or not (is_float or jnp.issubdtype(dtype, jnp.integer)):
+            raise ValueError(f"{name} must be a real time (a float or an integer); got dtype {dtype}.")
+        rule = f"{name} must lie in [0, T] = [0, {self.T}] (a forward time; NaN is refused)"
+        if isinstance(s, jax.core.Tracer):
+            end = jnp.asarray(self.T, dtype) if is_float else self.T
+            inside = (s >= 0) & (s <= end)  # False for NaN
+            return eqx.error_if(s, jnp.logical_not(inside), rule + ".")
+        arr = np.asarray(s)
+        end = np.asarray(self.T, dtype) if is_float else self.T
+        with np.errstate(invalid="ignore"):
+            inside = (arr >= 0) & (arr <= end)
+        if not np.all(inside):
+            raise ValueError(f"{rule}; got {arr[~inside].ravel()[0]}.")
+        return s
+
+    def check_times(self, s: Float[ArrayLike, "*s"], name: str = "s") -> np.ndarray:
+        """Concrete times for the closed-form curves: `check_time`'s rule, returned as float64 NumPy (outside jit)."""
+        if isinstance(s, jax.core.Tracer):
+            raise ValueError(f"{name} must be concrete here (the closed forms run outside jit); got a traced value.")
+        return np.asarray(self.check_time(s, name), dtype=np.float64)

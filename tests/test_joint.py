@@ -66,6 +66,24 @@ def test_total_correlation_and_marginals(g):
     np.testing.assert_allclose(g.marginal_kls(), marg, rtol=RTOL, atol=1e-14)
 
 
+def test_total_correlation_is_non_negative_in_floating_point():
+    """Regression: an isotropic Sigma_X given as U (cI) U^T read TC = -2.2e-16 (a difference of log-determinants)."""
+    from scipy.stats import ortho_group
+
+    for i in range(24):
+        dim = 2 + i % 3
+        u = ortho_group.rvs(dim, random_state=i)
+        sigma = (u * (0.5 + i / 100)) @ u.T
+        g = JointGaussian(0.5 * (sigma + sigma.T), np.ones((1, dim)), 1.0)
+        assert 0.0 <= g.total_correlation() < 1e-14
+        assert g.marginal_kls().sum() + g.total_correlation() == pytest.approx(g.total_entropy(), rel=1e-12, abs=1e-12)
+    assert JointGaussian(np.diag([0.5, 2.0, 3.0]), np.ones((1, 3)), 1.0).total_correlation() == 0.0
+    # weak correlation: TC = -log(1 - rho^2)/2 without cancellation
+    rho = 1e-9
+    g = JointGaussian(np.array([[1.0, rho], [rho, 1.0]]), np.ones((1, 2)), 1.0)
+    np.testing.assert_allclose(g.total_correlation(), -0.5 * np.log1p(-(rho**2)), rtol=1e-12)
+
+
 @params
 @pytest.mark.parametrize("s", [1e-4, 0.05, 0.3, 1.0])
 def test_curves_are_kl_differences(g, s):

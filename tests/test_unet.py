@@ -138,3 +138,71 @@ def test_flop_count_matches_xla_cost_analysis(key):
     analysed = analysed[0] if isinstance(analysed, list) else analysed
     ratio = analysed["flops"] / L.unet_forward_flops(cfg)
     assert 0.85 < ratio <= 1.0, ratio
+
+
+def _layers(model):
+    is_layer = lambda node: isinstance(node, (eqx.nn.Linear, eqx.nn.Conv2d))
+    return [node for node in jax.tree.leaves(model, is_leaf=is_layer) if is_layer(node)]
+
+
+def test_initialisation_is_equinox_default_with_zero_branches(key):
+    """Explicit per-layer initialisation: U(+-1/sqrt(fan-in)) for linear and conv layers, N(0, 1) embeddings,
+    GroupNorm (1, 0), and zero for the last layer of every residual branch, the output conv and the null latent."""
+    from scipy import stats
+
+    cfg = L.UNetConfig(image_shape=(2, 8, 8), channels=16, channel_mult=(1, 2), num_res_blocks=1,
+                       attention_resolutions=(4,), embed_dim=32, num_classes=40, dim_latent=4, num_groups=4)
+    model = L.EntropyUNet(cfg, SDE, key=key)
+    levels = (*model.down, *model.up)
+    blocks = [b for level in levels for b in level.blocks] + [model.middle[0], model.middle[2]]
+    attentions = [a for level in levels for a in level.attentions if a is not None] + [model.middle[1]]
+    zero = [b.conv2 for b in blocks] + [a.proj for a in attentions] + [model.conv_out]
+    assert len(blocks) == 8 and len(attentions) == 4
+    for layer in zero:
+        np.testing.assert_array_equal(layer.weight, 0.0)
+        np.testing.assert_array_equal(layer.bias, 0.0)
+    np.testing.assert_array_equal(model.latent_null, 0.0)
+    random = [layer for layer in _layers(model) if all(layer is not z for z in zero)]
+    assert len(random) == len(_layers(model)) - len(zero) > 20
+    scaled = []
+    for layer in random:
+        bound = 1.0 / np.sqrt(np.prod(layer.weight.shape[1:]))  # fan-in: in_features, or in_channels * kernel area
+        for p in (layer.weight, layer.bias):
+            assert p.dtype == jnp.float32 and np.abs(p).max() <= bound
+            scaled.append(np.ravel(p) / bound)
+    scaled = np.concatenate(scaled)
+    assert stats.kstest(scaled, stats.uniform(-1, 2).cdf).pvalue > 1e-3
+    labels = np.ravel(model.label_embed.weight)
+    assert model.label_embed.weight.shape == (41, 32)
+    assert stats.kstest(labels, stats.norm.cdf).pvalue > 1e-3
+    norms = [n for n in jax.tree.leaves(model, is_leaf=lambda n: isinstance(n, L._unet._GroupNorm))
+             if isinstance(n, L._unet._GroupNorm)]
+    assert len(norms) == 2 * len(blocks) + len(attentions) + 1
+    for norm in norms:
+        np.testing.assert_array_equal(norm.weight, 1.0)
+        np.testing.assert_array_equal(norm.bias, 0.0)
+    # every layer draws its own numbers, a key gives one network, another key another
+    firsts = [float(layer.weight.ravel()[0]) for layer in random]
+    assert len(set(firsts)) == len(firsts)
+    again, other = L.EntropyUNet(cfg, SDE, key=key), L.EntropyUNet(cfg, SDE, key=jax.random.fold_in(key, 1))
+    for a, b, c in zip(*(jax.tree.leaves(eqx.filter(m, eqx.is_array)) for m in (model, again, other))):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, c) for a, c in zip(jax.tree.leaves(eqx.filter(model, eqx.is_array)),
+                                                          jax.tree.leaves(eqx.filter(other, eqx.is_array))))
+    # building under eval_shape gives the same structure (parameter_count of a preset without allocating)
+    shape = eqx.filter_eval_shape(L.EntropyUNet, cfg, SDE, key=key)
+    assert jax.tree.structure(shape) == jax.tree.structure(model)
+    assert L.parameter_count(shape) == L.parameter_count(model)
+
+
+def test_unet_labels_are_not_clipped(key):
+    """Regression: label num_classes (or 100) was silently the last class, -1 the first (see test_model_inputs)."""
+    model = _randomised(L.EntropyUNet(TINY, SDE, key=key))
+    x = jnp.zeros(TINY.image_shape)
+    for bad in (3, 100, -1):
+        with pytest.raises(ValueError, match=r"unknown label .*0\.\.2 \(num_classes=3\)"):
+            model(x, 0.2, bad)
+    with pytest.raises(eqx.EquinoxRuntimeError, match="unknown label"):
+        _call(model, jnp.stack([x, x]), jnp.array([0.1, 0.2]), jnp.array([0, 3]))
+    with pytest.raises(ValueError, match=r"s must lie in \[0, T\]"):
+        model(x, 1.5, 0)
