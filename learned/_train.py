@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import importlib.metadata
-import json
 import math
 import os
 import pathlib
-import re
 import sys
-import warnings
 from collections.abc import Callable
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -21,17 +16,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, PyTree, UInt32
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, UInt32
 from tqdm.auto import tqdm
 
 from ._loss import DEMLoss
 from ._parallel import DataParallel
 
-CHECKPOINT_NAME = "checkpoint.eqx"
-FINGERPRINT_NAME = "checkpoint.json"
-RESUME_MODES = ("auto", "overwrite", "unchecked")
-_FINGERPRINT_FORMAT = 1
-_COSMETIC_FIELDS = ("progress", "checkpoint_every")  # TrainConfig fields that do not change the trained weights
+from ._checkpoint import (
+    CHECKPOINT_NAME,
+    RESUME_MODES,
+    _fingerprint,
+    _load,
+    _open_checkpoint,
+    _save,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,296 +197,6 @@ def _advance(state: _State, data_x, data_y, loss, optimizer, ema_decay, num_step
     params, ema_params, opt_state, key_data, step = carry
     new = _State(step, eqx.combine(params, static), eqx.combine(ema_params, static), opt_state, key_data)
     return new, values
-
-
-# ---------------------------------------------------------------------------------------------- checkpoint files
-def _write_atomic(path: pathlib.Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write `path` atomically: a temporary file in the same folder, fsync, then `os.replace`."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, mode) as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _save(path: pathlib.Path, state: _State, losses: np.ndarray) -> None:
-    _write_atomic(path, lambda f: eqx.tree_serialise_leaves(f, (state, losses)))
-
-
-class _Corrupt(Exception):
-    pass
-
-
-def _records(path: pathlib.Path) -> list[tuple[tuple[int, ...], np.dtype]]:
-    """Shape and dtype of every `.npy` record in an equinox leaf file, without loading the data.
-
-    Raises `_Corrupt` if the file is not a clean sequence of records (truncated, overwritten, not a checkpoint).
-    """
-    size = path.stat().st_size
-    if size == 0:
-        raise _Corrupt("the file is empty")
-    out = []
-    with open(path, "rb") as f:
-        while f.tell() < size:
-            start = f.tell()
-            try:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-                elif version == (2, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-                else:
-                    raise ValueError(f"unsupported .npy version {version}")
-            except Exception as error:
-                raise _Corrupt(f"entry {len(out)} at byte {start} is not a valid array record ({error})") from None
-            if dtype.hasobject:
-                raise _Corrupt(f"entry {len(out)} at byte {start} holds Python objects, not numbers")
-            end = f.tell() + dtype.itemsize * math.prod(shape)
-            if end > size:
-                raise _Corrupt(f"entry {len(out)} needs {end - size} more bytes than the file holds (truncated)")
-            f.seek(end)
-            out.append((tuple(shape), dtype))
-    return out
-
-
-def _expected_records(like: PyTree) -> list[tuple[str, tuple[int, ...], np.dtype | None]]:
-    """(path, shape, dtype) of the leaves `eqx.tree_serialise_leaves` writes; dtype `None` for Python scalars."""
-    out = []
-    for path, leaf in jax.tree_util.tree_flatten_with_path(like)[0]:
-        if isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
-            out.append((jax.tree_util.keystr(path), tuple(leaf.shape), np.dtype(leaf.dtype)))
-        elif eqx.is_array_like(leaf):  # a Python scalar: saved as a 0-d array whose dtype follows jax_enable_x64
-            out.append((jax.tree_util.keystr(path), (), None))
-    return out
-
-
-def _dtype_matches(disk: np.dtype, want: np.dtype | None) -> bool:
-    if want is None:
-        return True
-    return disk == want or disk.kind == "V" and disk.itemsize == want.itemsize  # bfloat16 is stored as raw bytes
-
-
-def _fmt(shape, dtype) -> str:
-    return f"{'scalar' if dtype is None else np.dtype(dtype).name}[{','.join(map(str, shape))}]"
-
-
-def _corrupt_message(path: pathlib.Path, detail: str, remedy: str) -> str:
-    size = path.stat().st_size if path.exists() else 0
-    return (f"Cannot read the checkpoint {path}: the file is corrupt or truncated ({size:,} bytes; {detail}). "
-            f"Something other than a completed save wrote it (a full disk, a copy cut short, another program), and "
-            f"the training state in it cannot be recovered. {remedy}")
-
-
-def _load(path: pathlib.Path, like: tuple[_State, np.ndarray], remedy: str) -> tuple[_State, np.ndarray]:
-    """Read a checkpoint into the structure of `like`, telling a corrupt file from one of a different model."""
-    try:
-        records = _records(path)
-    except _Corrupt as error:
-        raise ValueError(_corrupt_message(path, str(error), remedy)) from None
-    expected = _expected_records(like)
-    mismatch = None
-    for i, ((where, shape, dtype), (disk_shape, disk_dtype)) in enumerate(zip(expected, records)):
-        if shape != disk_shape or not _dtype_matches(disk_dtype, dtype):
-            where = "losses" if where == "[1]" else where.removeprefix("[0].")
-            mismatch = f"entry {i} ({where}) is {_fmt(disk_shape, disk_dtype)} in the file but {_fmt(shape, dtype)} here"
-            break
-    else:
-        if len(records) != len(expected):
-            mismatch = f"the file holds {len(records)} arrays, this model and config {len(expected)}"
-    if mismatch is not None:
-        raise ValueError(
-            f"Cannot resume from {path}: it does not match this model and TrainConfig (steps={like[1].shape[0]}): "
-            f"{mismatch}. It is a complete checkpoint of a different network or config; use a fresh checkpoint_dir "
-            "or the same model and config."
-        )
-    try:
-        with open(path, "rb") as f:
-            return eqx.tree_deserialise_leaves(f, like)
-    except Exception as error:  # the records looked sound but could not be read back
-        raise ValueError(_corrupt_message(path, f"{type(error).__name__}: {error}", remedy)) from error
-
-
-# ---------------------------------------------------------------------------------------------- fingerprints
-def _qualname(obj) -> str:
-    return f"{getattr(obj, '__module__', None) or '?'}.{getattr(obj, '__qualname__', None) or type(obj).__qualname__}"
-
-
-def _scrub(text: str) -> str:
-    """A repr without memory addresses (they change from one process to the next)."""
-    return re.sub(r" at 0x[0-9a-fA-F]+", "", text)
-
-
-def _feed(h, obj, depth: int = 0) -> None:
-    """Feed a canonical description of `obj` (structure, static fields and array bytes) into the hash `h`."""
-    if depth > 200:
-        h.update(b"<deep>")
-        return
-    if isinstance(obj, (jax.Array, np.ndarray, np.generic)):
-        if jax.dtypes.issubdtype(obj.dtype, jax.dtypes.prng_key):
-            h.update(f"key {jax.random.key_impl(obj)};".encode())
-            obj = jax.random.key_data(obj)
-        a = np.asarray(obj)
-        h.update(f"array {a.dtype.str} {a.shape};".encode())
-        h.update(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
-    elif obj is None or isinstance(obj, (bool, int, float, complex, str, bytes)):
-        h.update(f"{type(obj).__name__} {obj!r};".encode())
-    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):  # eqx.Module and frozen configs
-        h.update(f"{_qualname(type(obj))}(".encode())
-        for field in dataclasses.fields(obj):
-            h.update(f"{field.name}=".encode())
-            _feed(h, getattr(obj, field.name, None), depth + 1)
-        h.update(b")")
-    elif isinstance(obj, (tuple, list)):
-        h.update(f"{_qualname(type(obj))}[{len(obj)}](".encode())
-        for item in obj:
-            _feed(h, item, depth + 1)
-        h.update(b")")
-    elif isinstance(obj, dict):
-        h.update(f"dict[{len(obj)}](".encode())
-        for k in sorted(obj, key=repr):
-            _feed(h, k, depth + 1)
-            _feed(h, obj[k], depth + 1)
-        h.update(b")")
-    elif isinstance(obj, functools.partial):
-        h.update(b"partial(")
-        _feed(h, (obj.func, obj.args, obj.keywords), depth + 1)
-        h.update(b")")
-    elif callable(obj):  # functions, jitted functions, classes: by name
-        h.update(f"callable {_qualname(obj)};".encode())
-    else:
-        h.update(f"{_qualname(type(obj))} {_scrub(repr(obj))};".encode())
-
-
-def _sha256(obj) -> str:
-    h = hashlib.sha256()
-    _feed(h, obj)
-    return h.hexdigest()
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for name in ("separability", "jax", "jaxlib", "equinox", "optax", "numpy"):
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "unknown"
-    return out
-
-
-def _fingerprint(config: TrainConfig, loss, model, host_x: np.ndarray, host_y: np.ndarray | None,
-                 key_data: Array) -> dict:
-    """What a checkpoint was trained on: the config, loss, initial model, data and key (JSON-ready)."""
-    params = jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))
-    config_fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in _COSMETIC_FIELDS}
-
-    def data(a):
-        return None if a is None else {"shape": list(a.shape), "dtype": a.dtype.name, "sha256": _sha256(a)}
-
-    loss_repr = _scrub(repr(loss))
-    fingerprint = {
-        "format": _FINGERPRINT_FORMAT,
-        "written_by": _versions(),
-        "config": config_fields,
-        "loss": {"type": type(loss).__name__, "repr": loss_repr[:2000], "sha256": _sha256(loss)},
-        "model": {"type": type(model).__name__, "parameters": int(sum(p.size for p in params)), "sha256": _sha256(model)},
-        "data_x": data(host_x),
-        "data_y": data(host_y),
-        "key": {"impl": str(jax.random.key_impl(jax.random.wrap_key_data(key_data))),
-                "data": [int(v) for v in np.asarray(key_data).reshape(-1)]},
-    }
-    return json.loads(json.dumps(fingerprint))  # the form it takes on disk (tuples as lists)
-
-
-def _summary(item: str, entry: dict | None) -> str:
-    """One fingerprint item in words, for an error message."""
-    if entry is None:
-        return "None"
-    if item == "model":
-        return f"{entry.get('type')} with {entry.get('parameters')} parameters, initial values sha256 {str(entry.get('sha256'))[:12]}"
-    if item == "loss":
-        return f"{entry.get('type')} sha256 {str(entry.get('sha256'))[:12]}"
-    if item == "key":
-        return f"key data {entry.get('data')}"
-    return f"shape {tuple(entry.get('shape', ()))} {entry.get('dtype')} sha256 {str(entry.get('sha256'))[:12]}"
-
-
-def _differences(recorded: dict, current: dict) -> list[tuple[str, str]]:
-    """(item, description) for every item of the fingerprint that differs; package versions are not compared."""
-    out = []
-    old_cfg, new_cfg = recorded.get("config") or {}, current["config"]
-    changed = [n for n in sorted(set(old_cfg) | set(new_cfg)) if json.dumps(old_cfg.get(n)) != json.dumps(new_cfg.get(n))]
-    if changed:
-        out.append(("config", "config: " + "; ".join(
-            f"{n} {json.dumps(old_cfg.get(n))} in the checkpoint, {json.dumps(new_cfg.get(n))} now" for n in changed)))
-    for item in ("loss", "model", "data_x", "data_y", "key"):
-        old, new = recorded.get(item), current[item]
-        same = (old or {}).get("sha256") == new["sha256"] if item in ("loss", "model") else old == new
-        if not same:
-            out.append((item, f"{item}: {_summary(item, old)} in the checkpoint, {_summary(item, new)} now"))
-    return out
-
-
-def _remedy(folder: pathlib.Path) -> str:
-    return (f"Use a new checkpoint_dir, delete {folder}, or pass resume=\"overwrite\" to train afresh there "
-            "(or resume=\"unchecked\" to resume from it regardless).")
-
-
-def _read_fingerprint(folder: pathlib.Path) -> dict:
-    path = folder / FINGERPRINT_NAME
-    if not path.exists():
-        raise ValueError(
-            f"Cannot resume from {folder}: {CHECKPOINT_NAME} has no {FINGERPRINT_NAME} beside it (it was written by an "
-            "older version, or the file was removed), so nothing says which model, data, key, loss and config it was "
-            f"trained on. {_remedy(folder)}"
-        )
-    try:
-        recorded = json.loads(path.read_text())
-        if not isinstance(recorded, dict) or recorded.get("format") != _FINGERPRINT_FORMAT:
-            raise ValueError(f"not a format-{_FINGERPRINT_FORMAT} fingerprint")
-    except ValueError as error:  # json.JSONDecodeError is a ValueError; so is UnicodeDecodeError
-        raise ValueError(
-            f"Cannot resume from {folder}: {path} is corrupt ({path.stat().st_size:,} bytes; {error}), so the checkpoint "
-            f"beside it cannot be checked. {_remedy(folder)}"
-        ) from None
-    return recorded
-
-
-def _write_fingerprint(folder: pathlib.Path, fingerprint: dict) -> None:
-    _write_atomic(folder / FINGERPRINT_NAME, lambda f: json.dump(fingerprint, f, indent=1), mode="w")
-
-
-def _open_checkpoint(folder: pathlib.Path, fingerprint: dict, like: tuple[_State, np.ndarray], resume: str):
-    """The state to start from (fresh or resumed) after checking, writing or replacing the folder's fingerprint."""
-    path = folder / CHECKPOINT_NAME
-    if resume == "overwrite" or not path.exists():
-        if path.exists():
-            warnings.warn(f"resume=\"overwrite\": deleting the checkpoint in {folder} and training afresh from step 0.",
-                          stacklevel=3)
-            path.unlink()  # before the new fingerprint, so a stale checkpoint never sits beside it
-        _write_fingerprint(folder, fingerprint)
-        return like
-    if resume == "auto":
-        differences = _differences(_read_fingerprint(folder), fingerprint)
-        if differences:
-            names = ", ".join(name for name, _ in differences)
-            details = "".join(f"\n  - {text}" for _, text in differences)
-            raise ValueError(
-                f"Cannot resume from {folder}: its checkpoint was trained with a different {names} than this call."
-                f"{details}\nResuming would silently continue another run. {_remedy(folder)}"
-            )
-        return _load(path, like, f"Delete {path} (or pass resume=\"overwrite\") to train afresh.")
-    # "unchecked": resume from whatever is there, and record this call as its owner.
-    try:
-        differences = ", ".join(name for name, _ in _differences(_read_fingerprint(folder), fingerprint))
-        doubt = differences and f"although it differs from this call in {differences}"
-    except ValueError:
-        doubt = f"without checking it: its {FINGERPRINT_NAME} fingerprint is missing or unreadable"
-    loaded = _load(path, like, f"Delete {path} (or pass resume=\"overwrite\") to train afresh.")
-    if doubt:
-        warnings.warn(f"resume=\"unchecked\": resuming from {path} {doubt}.", stacklevel=3)
-    _write_fingerprint(folder, fingerprint)
-    return loaded
 
 
 # ---------------------------------------------------------------------------------------------- inputs

@@ -87,7 +87,7 @@ def test_checkpoint_resume_is_bitwise(joint, key, tmp_path):
         assert np.array_equal(run.losses, straight.losses)
         assert _leaves_equal(run.model, straight.model) and _leaves_equal(run.ema_model, straight.ema_model)
     assert not _leaves_equal(straight.model, net)
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [L._train.CHECKPOINT_NAME, L._train.FINGERPRINT_NAME]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["checkpoint.eqx", "checkpoint.json"]
     # A finished run resumes to itself without training.
     again = L.train(net, x, y, config=cfg, loss=loss, key=k_train, checkpoint_dir=tmp_path / "a",
                     callback=kill_at(-1, AssertionError("no steps expected")))
@@ -134,7 +134,7 @@ def test_checkpoint_of_another_run_is_refused(key, tmp_path):
     loss = L.DEMLoss(condition_dropout=0.1)
     folder = tmp_path / "run"
     first = L.train(net, x, y, config=CFG, loss=loss, checkpoint_dir=folder, key=k_train)
-    recorded = json.loads((folder / L._train.FINGERPRINT_NAME).read_text())
+    recorded = json.loads((folder / "checkpoint.json").read_text())
     assert recorded["config"]["steps"] == 20 and "progress" not in recorded["config"]
     assert recorded["data_x"]["shape"] == [512, 4] and recorded["data_x"]["dtype"] == "float32"
     assert recorded["model"]["type"] == "EntropyMLP" and recorded["loss"]["type"] == "DEMLoss"

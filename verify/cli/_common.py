@@ -11,25 +11,24 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionH
     """Help that shows every option's default and keeps the description's line breaks."""
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value}")
-    return value
+def _int_at_least(low: int, requirement: str):
+    """An argparse type: an integer >= `low`, refused with `requirement` in the message."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{requirement}; got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{requirement}; got {value}")
+        return value
+
+    return parse
 
 
-def at_least_two(text: str) -> int:
-    value = int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2 (a standard error needs two samples); got {value}")
-    return value
-
-
-def nonnegative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {value}")
-    return value
+positive_int = _int_at_least(1, "must be a positive integer")
+at_least_two = _int_at_least(2, "must be at least 2 (a standard error needs two samples)")
+nonnegative_int = _int_at_least(0, "must be an integer >= 0")
 
 
 def positive_float(text: str) -> float:
