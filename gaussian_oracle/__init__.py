@@ -6,7 +6,7 @@ from ._cfg import (
     cfg_mutual_information as cfg_mutual_information,
     cfg_sample as cfg_sample,
 )
-from ._estimate import Estimate as Estimate
+from ._estimate import Estimate as Estimate, mean_stderr as mean_stderr
 from ._keys import check_key as check_key
 from ._joint import JointGaussian as JointGaussian, JointGaussianModel as JointGaussianModel
 from ._mixture import GaussianMixture as GaussianMixture, GaussianMixtureModel as GaussianMixtureModel

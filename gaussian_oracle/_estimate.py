@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -13,6 +14,17 @@ def _jsonable(value):
         return None
     arr = np.asarray(value, dtype=np.float64)
     return float(arr) if arr.ndim == 0 else arr.tolist()
+
+
+def mean_stderr(values, axis: int = 0):
+    r"""The sample mean of i.i.d. values along `axis` and its standard error $\mathrm{std}_{ddof=1}/\sqrt n$.
+
+    The one Monte Carlo accumulator of the package: the oracle's kernels call it on JAX arrays inside jit, the
+    estimators on the NumPy float64 rows they gathered (each in its own array type, so float64 stays float64).
+    """
+    xp = np if isinstance(values, np.ndarray) else jnp
+    n = values.shape[axis]
+    return xp.mean(values, axis=axis), xp.std(values, axis=axis, ddof=1) / np.sqrt(n)
 
 
 @dataclasses.dataclass(frozen=True)

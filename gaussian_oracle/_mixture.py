@@ -22,7 +22,7 @@ from jax.scipy.special import entr
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from ._checks import as_float_array, check_label, covariance, positive_int, positive_scalar
-from ._estimate import Estimate
+from ._estimate import Estimate, mean_stderr
 from ._precision import exact
 from ._sde import VPSDE
 
@@ -130,10 +130,6 @@ class GaussianMixtureModel(eqx.Module):
 
 
 # -------------------------------------------------------------------- jitted Monte Carlo kernels (float64)
-def _mean_stderr(values):
-    return jnp.mean(values), jnp.std(values, ddof=1) / jnp.sqrt(values.shape[0])
-
-
 def _diffuse(model, x0, noise, s):
     return model.sde.mu(s) * x0 + jnp.sqrt(model.sde.var(s)) * noise
 
@@ -161,7 +157,7 @@ def _label_entropy_kernel(model, roots, key, n, times):
 
     def one_time(s):
         h, rate = jax.vmap(model._label_terms, (0, None))(_diffuse(model, x0, noise, s), s)
-        return jnp.stack([*_mean_stderr(h), *_mean_stderr(rate)])
+        return jnp.stack([*mean_stderr(h), *mean_stderr(rate)])
 
     return jax.lax.map(one_time, times)
 
@@ -173,16 +169,16 @@ def _total_entropy_kernel(model, roots, key, n, times):
 
     def one_time(s):
         log_ratio, rate = jax.vmap(model._entropy_terms, (0, None))(_diffuse(model, x0, noise, s), s)
-        return jnp.stack([*_mean_stderr(at_data - log_ratio), *_mean_stderr(rate)])
+        return jnp.stack([*mean_stderr(at_data - log_ratio), *mean_stderr(rate)])
 
-    return jnp.stack(_mean_stderr(at_data)), jax.lax.map(one_time, times)
+    return jnp.stack(mean_stderr(at_data)), jax.lax.map(one_time, times)
 
 
 @eqx.filter_jit
 def _posterior_entropy_at_data(model, roots, key, n):
     x0, _ = _paths(model, roots, key, n)
     h, _ = jax.vmap(model._label_terms, (0, None))(x0, jnp.zeros((), x0.dtype))
-    return jnp.stack(_mean_stderr(h))
+    return jnp.stack(mean_stderr(h))
 
 
 def _amount_curve(times: np.ndarray, stats: np.ndarray) -> Estimate:

@@ -27,6 +27,7 @@ from ._train import (
     TrainConfig as TrainConfig,
     TrainResult as TrainResult,
     TrainingLoss as TrainingLoss,
+    Validation as Validation,
     load_checkpoint as load_checkpoint,
     train as train,
 )

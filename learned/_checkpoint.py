@@ -27,7 +27,7 @@ import numpy as np
 from jaxtyping import Array, PyTree
 
 if TYPE_CHECKING:
-    from ._train import TrainConfig, _State
+    from ._train import TrainConfig
 
 CHECKPOINT_NAME = "checkpoint.eqx"
 FINGERPRINT_NAME = "checkpoint.json"
@@ -47,8 +47,9 @@ def _write_atomic(path: pathlib.Path, write: Callable[[Any], None], mode: str = 
     os.replace(tmp, path)
 
 
-def _save(path: pathlib.Path, state: _State, losses: np.ndarray) -> None:
-    _write_atomic(path, lambda f: eqx.tree_serialise_leaves(f, (state, losses)))
+def _save(path: pathlib.Path, record: tuple) -> None:
+    """Write the training record `(state, losses, validation)` atomically (`validation` may be `None`)."""
+    _write_atomic(path, lambda f: eqx.tree_serialise_leaves(f, record))
 
 
 class _Corrupt(Exception):
@@ -115,7 +116,7 @@ def _corrupt_message(path: pathlib.Path, detail: str, remedy: str) -> str:
             f"the training state in it cannot be recovered. {remedy}")
 
 
-def _load(path: pathlib.Path, like: tuple[_State, np.ndarray], remedy: str) -> tuple[_State, np.ndarray]:
+def _load(path: pathlib.Path, like: tuple, remedy: str) -> tuple:
     """Read a checkpoint into the structure of `like`, telling a corrupt file from one of a different model."""
     try:
         records = _records(path)
@@ -125,7 +126,7 @@ def _load(path: pathlib.Path, like: tuple[_State, np.ndarray], remedy: str) -> t
     mismatch = None
     for i, ((where, shape, dtype), (disk_shape, disk_dtype)) in enumerate(zip(expected, records)):
         if shape != disk_shape or not _dtype_matches(disk_dtype, dtype):
-            where = "losses" if where == "[1]" else where.removeprefix("[0].")
+            where = {"[1]": "losses"}.get(where, where.removeprefix("[0].").replace("[2].", "validation."))
             mismatch = f"entry {i} ({where}) is {_fmt(disk_shape, disk_dtype)} in the file but {_fmt(shape, dtype)} here"
             break
     else:
@@ -293,7 +294,7 @@ def _write_fingerprint(folder: pathlib.Path, fingerprint: dict) -> None:
     _write_atomic(folder / FINGERPRINT_NAME, lambda f: json.dump(fingerprint, f, indent=1), mode="w")
 
 
-def _open_checkpoint(folder: pathlib.Path, fingerprint: dict, like: tuple[_State, np.ndarray], resume: str):
+def _open_checkpoint(folder: pathlib.Path, fingerprint: dict, like: tuple, resume: str):
     """The state to start from (fresh or resumed) after checking, writing or replacing the folder's fingerprint."""
     path = folder / CHECKPOINT_NAME
     if resume == "overwrite" or not path.exists():

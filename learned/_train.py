@@ -54,6 +54,8 @@ class TrainConfig:
       networks train fastest there with a few `steps_per_call` fully unrolled; keep the default 1 on a GPU.
     - `weight_decay`: decoupled weight decay $\lambda$ (AdamW, `optax.adamw`: each step subtracts
       $\mathrm{lr}(t)\,\lambda\,\theta$); 0 is plain Adam.
+    - `validate_every`: steps between evaluations of the EMA model's loss on held-out data (`train`'s
+      `validation`), a multiple of `steps_per_call`; `None` for none.
     """
 
     steps: int = 10_000
@@ -68,6 +70,7 @@ class TrainConfig:
     progress: bool = True
     unroll: int | bool = 1
     weight_decay: float = 0.0
+    validate_every: int | None = None
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "steps_per_call", "checkpoint_every"):
@@ -93,6 +96,10 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.ema_decay must lie in [0, 1); got {self.ema_decay!r}.")
         if not (isinstance(self.unroll, bool) or isinstance(self.unroll, int) and self.unroll >= 1):
             raise ValueError(f"TrainConfig.unroll must be True, False or a positive integer; got {self.unroll!r}.")
+        v = self.validate_every
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1 or v % self.steps_per_call):
+            raise ValueError(f"TrainConfig.validate_every must be None or a positive multiple of steps_per_call "
+                             f"({self.steps_per_call}); got {v!r}.")
         wd = self.weight_decay
         if isinstance(wd, bool) or not (isinstance(wd, (int, float)) and math.isfinite(wd) and wd >= 0):
             raise ValueError(f"TrainConfig.weight_decay must be a finite number >= 0; got {wd!r}.")
@@ -125,12 +132,32 @@ class TrainingLoss(Protocol):
         """
 
 
+class Validation(eqx.Module):
+    """The held-out record of a run: the EMA model's loss on the validation data at `steps` (every
+    `validate_every` steps and at the end; NaN where not reached), and the EMA model at the lowest of them, an
+    early-stopping selection that does not stop training."""
+
+    steps: Int[np.ndarray, " n_checks"]
+    losses: Float[np.ndarray, " n_checks"]
+    best_model: eqx.Module
+    best_loss: Float[np.ndarray, ""]
+    best_step: Int[np.ndarray, ""]
+
+    @classmethod
+    def start(cls, model: eqx.Module, config: "TrainConfig") -> "Validation":
+        every = config.validate_every
+        steps = np.unique(np.minimum(every * np.arange(1, -(-config.steps // every) + 1), config.steps))
+        return cls(steps.astype(np.int64), np.full(len(steps), np.nan), model, np.asarray(np.inf), np.asarray(0, np.int64))
+
+
 class TrainResult(eqx.Module):
-    """What `train` returns: the last weights, their EMA (use this one for evaluation), the per-step losses."""
+    """What `train` returns: the last weights, their EMA (use this one for evaluation), the per-step losses, and,
+    when `train` was given `validation` data, the `Validation` record (held-out losses and the best EMA model)."""
 
     model: eqx.Module
     ema_model: eqx.Module
     losses: Float[np.ndarray, " steps"]
+    validation: Validation | None = None
 
 
 class _State(eqx.Module):
@@ -268,6 +295,7 @@ def train(
     resume: Literal["auto", "overwrite", "unchecked"] = "auto",
     callback: Callable[[int, np.ndarray], None] | None = None,
     parallel: DataParallel | None = None,
+    validation: tuple[ArrayLike, ArrayLike | None] | None = None,
     key: PRNGKeyArray,
 ) -> TrainResult:
     r"""Minimise `loss` over `model` with Adam (AdamW when `config.weight_decay > 0`), keeping an EMA of the weights.
@@ -302,11 +330,15 @@ def train(
     - `callback`: called as `callback(step, chunk_losses)` after every jitted call.
     - `parallel`: a `DataParallel` mesh: data and state are replicated on its devices and every minibatch is split
       across them (`batch_size` must divide evenly); `None` runs on the default device.
+    - `validation`: held-out `(x, y)` (`y` may be `None`), not used for training, with `config.validate_every`: the
+      EMA model's loss on them is measured every `validate_every` steps and at the end, with the same noise each
+      time (a fixed key), so the curve compares the network across steps; the EMA model at the lowest held-out loss
+      is kept. Both are checkpointed and returned as `TrainResult.validation`.
     - `key`: a PRNG key from `jax.random.key(seed)`, for batches and the loss's randomness (keyword-only, last).
 
     **Returns:**
 
-    A `TrainResult(model, ema_model, losses)`; `losses[i]` is the minibatch loss at step i.
+    A `TrainResult(model, ema_model, losses, validation)`; `losses[i]` is the minibatch loss at step i.
 
     **Raises:**
 
@@ -325,6 +357,21 @@ def train(
     key_data = _key_data(key)
     host_x, host_y = _check_data(data_x, data_y, _param_dtype(model))
     x, y = jnp.asarray(host_x), None if host_y is None else jnp.asarray(host_y)
+    if (validation is None) != (config.validate_every is None):
+        raise ValueError("validation data and TrainConfig.validate_every go together: pass both or neither; got "
+                         f"validation={'None' if validation is None else 'data'}, validate_every={config.validate_every}.")
+    record = None
+    if validation is not None:
+        if not (isinstance(validation, tuple) and len(validation) == 2):
+            raise ValueError("validation must be a pair (x_val, y_val), with y_val None for an unconditional model.")
+        if (validation[1] is None) != (data_y is None):
+            raise ValueError("validation's y must be None exactly when data_y is None.")
+        host_xv, host_yv = _check_data(validation[0], validation[1], _param_dtype(model))
+        if host_xv.shape[1:] != host_x.shape[1:]:
+            raise ValueError(f"validation x must have rows of shape {host_x.shape[1:]}; got {host_xv.shape[1:]}.")
+        xv, yv = jnp.asarray(host_xv), None if host_yv is None else jnp.asarray(host_yv)
+        val_key = jax.random.fold_in(jax.random.wrap_key_data(key_data), 0x76616C)  # fixed: the same noise each time
+        record = Validation.start(model, config)
     optimizer = _optimizer(config)
     params = eqx.filter(model, eqx.is_inexact_array)
     state = _State(np.asarray(0, np.int64), model, model, optimizer.init(params), key_data)
@@ -335,7 +382,7 @@ def train(
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / CHECKPOINT_NAME
         fingerprint = _fingerprint(config, loss, model, host_x, host_y, key_data)
-        state, losses = _open_checkpoint(folder, fingerprint, (state, losses), resume)
+        state, losses, record = _open_checkpoint(folder, fingerprint, (state, losses, record), resume)
     step = int(state.step)
     state = eqx.tree_at(lambda st: st.step, state, jnp.asarray(step))
     if parallel is not None:
@@ -351,7 +398,7 @@ def train(
             if not np.all(np.isfinite(values)):
                 first = step + int(np.argmax(~np.isfinite(values)))
                 if path is not None:
-                    _save(path, _host(state), losses)
+                    _save(path, (_host(state), losses, record))
                 where = f"; the last finite state (step {step}) is saved in {path}" if path is not None else ""
                 raise FloatingPointError(
                     f"The loss became non-finite at step {first} ({values[first - step]}){where}. "
@@ -359,8 +406,11 @@ def train(
                 )
             losses[step : step + num] = values
             state, step = new_state, step + num  # together: an interrupt sees both or neither
+            if record is not None and step in record.steps:
+                record = _validate(record, step, loss, state.ema_model, xv, yv, val_key)
+                bar.set_postfix(loss=f"{values.mean():.4g}", held_out=f"{float(record.losses[record.steps == step][0]):.4g}")
             if path is not None and (step % config.checkpoint_every == 0 or step == config.steps):
-                _save(path, _host(state), losses)
+                _save(path, (_host(state), losses, record))
             bar.update(num)
             bar.set_postfix(loss=f"{values.mean():.4g}")
             if callback is not None:
@@ -368,7 +418,7 @@ def train(
     except KeyboardInterrupt:
         done = int(state.step)
         if path is not None:
-            _save(path, _host(state), losses)
+            _save(path, (_host(state), losses, record))
             message = (f"Training interrupted after step {done} of {config.steps}: the state at step {done} is saved in "
                        f"{path}. Run the same call again (same model, data, loss, config and key) to resume from it.")
         else:
@@ -379,7 +429,32 @@ def train(
         raise
     finally:
         bar.close()
-    return TrainResult(state.model, state.ema_model, losses[:step])
+    return TrainResult(state.model, state.ema_model, losses[:step], record)
+
+
+_VALIDATION_CHUNK = 1024
+"""Validation rows per loss evaluation (bounds memory on large held-out sets)."""
+
+
+@eqx.filter_jit
+def _chunk_loss(loss, model, x, y, key):
+    return loss(model, x, y, key=key)
+
+
+def _validate(record: Validation, step: int, loss, model, xv, yv, key) -> Validation:
+    """`record` with the held-out loss at `step` (the row-weighted mean over chunks) and the best model updated."""
+    n = xv.shape[0]
+    total = 0.0
+    for i, start in enumerate(range(0, n, _VALIDATION_CHUNK)):
+        sl = slice(start, start + _VALIDATION_CHUNK)
+        rows = min(_VALIDATION_CHUNK, n - start)
+        total += rows * float(_chunk_loss(loss, model, xv[sl], None if yv is None else yv[sl], jax.random.fold_in(key, i)))
+    value = total / n
+    losses = record.losses.copy()
+    losses[np.flatnonzero(record.steps == step)[0]] = value
+    if value < float(record.best_loss):
+        return Validation(record.steps, losses, model, np.asarray(value), np.asarray(step, np.int64))
+    return Validation(record.steps, losses, record.best_model, record.best_loss, record.best_step)
 
 
 def _host(state: _State) -> _State:
@@ -414,7 +489,8 @@ def load_checkpoint(
     like = (
         _State(np.asarray(0, np.int64), model, model, optimizer.init(eqx.filter(model, eqx.is_inexact_array)), _key_data(key)),
         np.full(config.steps, np.nan, np.float64),
+        None if config.validate_every is None else Validation.start(model, config),
     )
-    state, losses = _load(path, like, "Its training must be redone.")
+    state, losses, record = _load(path, like, "Its training must be redone.")
     step = int(state.step)
-    return step, TrainResult(state.model, state.ema_model, losses[:step])
+    return step, TrainResult(state.model, state.ema_model, losses[:step], record)

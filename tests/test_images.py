@@ -94,6 +94,13 @@ def test_images_quick_end_to_end(tmp_path):
     assert q["flags"] == flags
     # MINDE from the quick network is in the right ballpark: within 1 nat of the bounds
     assert lower - 1.0 < q["mutual_information"]["minde"]["value"] < upper + 1.0
+    memo = q["memorisation"]  # training-image estimates beside the held-out ones
+    for name in ("neural_entropy", "minde"):
+        block = memo[name]
+        assert block["held_out_images"]["value"] == pytest.approx(q[name]["value"] if name != "minde"
+                                                                 else q["mutual_information"]["minde"]["value"])
+        assert block["gap"]["value"] == pytest.approx(block["training_images"]["value"] - block["held_out_images"]["value"])
+        assert block["gap"]["stderr"] > 0
     curves = payload["curves"]["neural_entropy"]
     assert len(curves["times"]) == len(curves["rate"]) == payload["instance"]["times"]["n_times"]
     for figure in payload["figures"].values():

@@ -338,3 +338,48 @@ def test_train_classifier_through_train(key):
         L.train_classifier(cfg, x, y.astype(float), key=k_train)
     with pytest.raises(ValueError, match="shape"):
         L.train_classifier(cfg, x[:, :, :4], y, key=k_train)
+
+
+# ---------------------------------------------------------------------------------------------- held-out validation
+def test_validation_curve_best_model_and_resume(key, tmp_path):
+    """The held-out loss is measured at every validate_every steps and at the end with one fixed key, the best EMA
+    model is the one at the lowest of them (its loss recomputes to the recorded value), and an interrupted run
+    resumes to bitwise the same record."""
+    x, y, net, k_train = _problem(key, n=640)
+    x_tr, y_tr, x_val, y_val = x[:512], y[:512], x[512:], y[512:]
+    cfg = dataclasses.replace(CFG, steps=23, steps_per_call=1, checkpoint_every=1, validate_every=5)
+    loss = L.DEMLoss(L.Likelihood(SDE), L.LogSNRTime())
+    result = L.train(net, x_tr, y_tr, config=cfg, loss=loss, validation=(x_val, y_val), key=k_train)
+    record = result.validation
+    np.testing.assert_array_equal(record.steps, [5, 10, 15, 20, 23])
+    assert np.all(np.isfinite(record.losses))
+    best = int(np.argmin(record.losses))
+    assert int(record.best_step) == record.steps[best] and float(record.best_loss) == record.losses[best]
+    val_key = jax.random.fold_in(k_train, 0x76616C)
+    again = float(loss(record.best_model, jnp.asarray(x_val), jnp.asarray(y_val), key=jax.random.fold_in(val_key, 0)))
+    assert again == pytest.approx(float(record.best_loss), rel=1e-6)
+    if best == len(record.steps) - 1:
+        assert _leaves_equal(record.best_model, result.ema_model)
+
+    folder = tmp_path / "val"
+    with pytest.raises(KeyboardInterrupt):
+        L.train(net, x_tr, y_tr, config=cfg, loss=loss, validation=(x_val, y_val), checkpoint_dir=folder,
+                callback=_interrupt_at(12), key=k_train)
+    resumed = L.train(net, x_tr, y_tr, config=cfg, loss=loss, validation=(x_val, y_val), checkpoint_dir=folder,
+                      key=k_train)
+    np.testing.assert_array_equal(resumed.validation.losses, record.losses)
+    assert _leaves_equal(resumed.validation.best_model, record.best_model)
+    step, loaded = L.load_checkpoint(folder, net, cfg, key=k_train)
+    assert step == 23 and np.array_equal(loaded.validation.losses, record.losses)
+
+
+def test_validation_arguments_go_together(key):
+    x, y, net, k_train = _problem(key, n=128)
+    with pytest.raises(ValueError, match="validate_every"):
+        L.train(net, x, y, config=dataclasses.replace(CFG, validate_every=5), key=k_train)
+    with pytest.raises(ValueError, match="go together"):
+        L.train(net, x, y, config=CFG, validation=(x, y), key=k_train)
+    with pytest.raises(ValueError, match="multiple of steps_per_call"):
+        dataclasses.replace(CFG, validate_every=7)
+    with pytest.raises(ValueError, match="rows of shape"):
+        L.train(net, x, y, config=dataclasses.replace(CFG, validate_every=5), validation=(x[:, :3], y), key=k_train)

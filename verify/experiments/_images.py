@@ -236,6 +236,8 @@ class ImageExperiment:
     - `n_eval`: evaluate on the first `n_eval` test images (the paper: 1,000).
     - `chunk_size`: images per compiled estimation call.
     - `cfg_weights`: guidance weights of the sample grid; `per_class`, `sample_steps` its size and step count.
+    - `compare_train`: also estimate $S_{NN}^X$ and $I_{MINDE}$ on `n_eval` training images; the gap to the held-out
+      values is the memorisation signature (reported under `quantities.memorisation`).
     - `dataset`, `data_dir`, `pixel_range`, `n_train`: the data set by its name in `learned.DATASETS`, where its
       files are (when it needs them), the pixel scaling, and how many training images to use (`None`: all); used by
       `run` when no data are passed.
@@ -256,6 +258,7 @@ class ImageExperiment:
     cfg_weights: tuple[float, ...] = (0.0, 1.0, 3.0)
     per_class: int = 4
     sample_steps: int = 100
+    compare_train: bool = True
     dataset: str = "digits"
     data_dir: str | None = None
     pixel_range: tuple[float, float] = (0.0, 1.0)
@@ -379,6 +382,30 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
                              times=experiment.times, chunk_size=experiment.chunk_size, key=k_est)
     timings["estimation_s"] = time.perf_counter() - t0
 
+    memorisation = None
+    if experiment.compare_train:
+        # The same estimates on as many training images: a network that memorised its training set reads them
+        # differently from held-out images (the gap is the memorisation signature; same keys, so the comparison is
+        # paired in the noise).
+        t0 = time.perf_counter()
+        x_seen, y_seen = jnp.asarray(data.train_x[: experiment.n_eval]), jnp.asarray(data.train_y[: experiment.n_eval])
+        seen = {
+            "neural_entropy": neural_entropy(result.ema_model, x_seen, times=experiment.times,
+                                             chunk_size=experiment.chunk_size, key=k_est),
+            "minde": mutual_information_minde(result.ema_model, x_seen, y_seen, times=experiment.times,
+                                              chunk_size=experiment.chunk_size, key=k_est),
+        }
+        held_out = {"neural_entropy": info.neural_entropy, "minde": info.minde}
+        memorisation = {
+            "definition": "the estimates on n_eval training images beside those on the held-out images; "
+                          "gap = training minus held-out, stderr of the difference of independent means",
+            **{name: {"training_images": seen[name].to_dict(), "held_out_images": held_out[name].to_dict(),
+                      "gap": {"value": seen[name].value - held_out[name].value,
+                              "stderr": math.hypot(seen[name].stderr, held_out[name].stderr)}}
+               for name in seen},
+        }
+        timings["training_images_estimation_s"] = time.perf_counter() - t0
+
     t0 = time.perf_counter()
     figures = {}
     rates = _plot_rates(info, out / "rates.png", f"{data.name}: neural entropy rates (EMA network)")
@@ -405,7 +432,7 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
                                                               if not isinstance(getattr(times, f.name), eqx.Module)}},
             **(instance or {}),
         },
-        "quantities": info.quantities(),
+        "quantities": {**info.quantities(), "memorisation": memorisation},
         "curves": info.curves(),
         "training": {"final_loss_mean_last_10pct": float(np.mean(losses[-max(1, len(losses) // 10):])),
                      "steps": int(len(losses)), "loss_log": "loss.csv"},
