@@ -1,4 +1,14 @@
-"""Exact ground truth for information in diffusion models: closed forms only, float64, no training."""
+"""Exact ground truth for information in diffusion models: closed forms only, float64, no training.
+
+Here: the forward process (`VPSDE`) and the time densities over it that training and estimation share
+(`UniformTime`, `LogSNRTime`, `PiecewiseConstant`); the joint Gaussian `JointGaussian` (Y = AX + eps) and the
+`GaussianMixture` with their exact scores as protocol models, closed-form totals, curves and rates; the exact
+classifier-free-guidance flow (`cfg_flow_map`, `cfg_mutual_information`, `cfg_sample`); `Estimate` and the one Monte
+Carlo accumulator `mean_stderr`; `check_key`; hypothesis strategies in `gaussian_oracle.strategies`.
+
+Imports only JAX, Equinox, diffrax, NumPy and SciPy: nothing of `learned` or `verify`, so the truth never depends
+on the code it judges.
+"""
 
 from ._cfg import (
     cfg_covariance as cfg_covariance,

@@ -1,4 +1,12 @@
-"""Equinox networks that learn the entropy-matching vector e_theta, and how to train them."""
+"""Equinox networks that learn the entropy-matching vector e_theta, and how to train them.
+
+Here: the networks (`EntropyMLP`, `Pair`, `Preconditioned`, `EntropyUNet`), the DEM loss (Eq. 40) with its
+weightings and time densities, the one training loop `train` (Adam/AdamW, EMA, held-out validation, fingerprinted
+checkpoints, exact resume, data parallelism), the image data sets by name (`DATASETS`, `load_dataset`) and the small
+classifier whose held-out cross-entropy bounds I(X;Y) from below.
+
+May import `gaussian_oracle` (the process and the time densities); never `verify`.
+"""
 
 from gaussian_oracle import (
     AbstractTimeDensity as AbstractTimeDensity,
