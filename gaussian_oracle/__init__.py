@@ -2,7 +2,8 @@
 
 Here: the forward process (`VPSDE`) and the time densities over it that training and estimation share
 (`UniformTime`, `LogSNRTime`, `PiecewiseConstant`); the joint Gaussian `JointGaussian` (Y = AX + eps) and the
-`GaussianMixture` with their exact scores as protocol models, closed-form totals, curves and rates; the exact
+`GaussianMixture` with their exact scores as protocol models, the exactly diffused empirical data set
+`EmpiricalMixture` (what a memorising network would give), closed-form totals, curves and rates; the exact
 classifier-free-guidance flow (`cfg_flow_map`, `cfg_mutual_information`, `cfg_sample`); `Estimate` and the one Monte
 Carlo accumulator `mean_stderr`; `check_key`; hypothesis strategies in `gaussian_oracle.strategies`.
 
@@ -16,6 +17,7 @@ from ._cfg import (
     cfg_mutual_information as cfg_mutual_information,
     cfg_sample as cfg_sample,
 )
+from ._empirical import EmpiricalMixture as EmpiricalMixture, EmpiricalMixtureModel as EmpiricalMixtureModel
 from ._estimate import Estimate as Estimate, mean_stderr as mean_stderr
 from ._keys import check_key as check_key
 from ._joint import JointGaussian as JointGaussian, JointGaussianModel as JointGaussianModel

@@ -1,0 +1,95 @@
+"""The empirical-data oracle against independent computations: GaussianMixture, jax.grad of a float64 log-density,
+limits in s, and the estimators on its own exact e*."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gaussian_oracle import VPSDE, EmpiricalMixture, GaussianMixture, PiecewiseConstant
+from verify import EntropyModel, ImportanceSampler, mutual_information_minde
+
+SDE = VPSDE()
+
+
+@pytest.fixture(scope="module")
+def small():
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(12, 3))
+    labels = np.array([0, 1, 2] * 4)
+    return EmpiricalMixture(points, labels, SDE)
+
+
+def _log_density(points, labels, x, s, y=None):
+    """log p_s(x | y) (or log p_s(x)) of the diffused points, written independently with float64 NumPy-style jnp."""
+    alpha = jnp.exp(-(SDE.beta_min * s + 0.5 * (SDE.beta_max - SDE.beta_min) * s**2 / SDE.T))
+    mu, var = jnp.sqrt(alpha), 1.0 - alpha
+    keep = np.ones(len(points), bool) if y is None else labels == y
+    sq = jnp.sum((x - mu * points[keep]) ** 2, axis=1)
+    d = points.shape[1]
+    return jax.scipy.special.logsumexp(-sq / (2 * var)) - jnp.log(keep.sum()) - 0.5 * d * jnp.log(2 * jnp.pi * var)
+
+
+@pytest.mark.parametrize("s", [1e-3, 0.05, 0.3, 1.0])
+def test_scores_and_posterior_against_grad_of_log_density(small, s):
+    model = small.model()
+    assert isinstance(model, EntropyModel)
+    x = jnp.asarray(np.random.default_rng(1).normal(size=3))
+    pts, lab = jnp.asarray(small.points), small.labels
+    for y in (None, 0, 1, 2):
+        expected = jax.grad(lambda z: _log_density(pts, lab, z, s, y))(x) + x  # e* = grad log p_s + x
+        np.testing.assert_allclose(np.asarray(model(x, s, y)), np.asarray(expected), rtol=1e-9, atol=1e-9)
+    logs = jnp.array([_log_density(pts, lab, x, s, k) + jnp.log(4 / 12) for k in range(3)])
+    np.testing.assert_allclose(np.asarray(model.posterior(x, s)), np.asarray(jax.nn.softmax(logs)), rtol=1e-9)
+
+
+def test_one_point_per_class_equals_a_gaussian_mixture_with_vanishing_covariance():
+    means = np.array([[1.0, 0.0], [-0.5, 1.0], [0.0, -1.5]])
+    empirical = EmpiricalMixture(means, np.arange(3), SDE).model()
+    mixture = GaussianMixture(np.full(3, 1 / 3), means, np.stack([1e-12 * np.eye(2)] * 3), SDE).model()
+    x = jnp.array([0.3, -0.2])
+    for s in (0.01, 0.2, 0.9):
+        for y in (None, 0, 2):
+            np.testing.assert_allclose(np.asarray(empirical(x, s, y)), np.asarray(mixture(x, s, y)), rtol=1e-7, atol=1e-7)
+
+
+def test_label_entropy_limits_and_curve(small):
+    """H(Y|X_s) -> 0 as s -> 0 for distinct points, -> H(Y) (= log 3) near T; increasing in between."""
+    times = np.array([1e-4, 0.01, 0.1, 0.3, 1.0])
+    h = small.label_entropy(times, n=2000, key=jax.random.key(0))
+    assert h.cumulative[0] < 1e-6
+    assert h.cumulative[-1] == pytest.approx(math.log(3), abs=0.02)
+    assert np.all(np.diff(h.cumulative) > -4 * h.cumulative_stderr[1:])
+    i = small.mutual_information_curve(0.1, n=2000, key=jax.random.key(0))
+    assert i.value == pytest.approx(small.prior_entropy() - h.cumulative[2], abs=1e-12)
+
+
+def test_minde_on_its_own_points_equals_label_entropy_at_T(small):
+    """With the exact e* of the diffused data set and its own points, MINDE gives I(X;Y) - I(X_T;Y) = H(Y|X_T)
+    (the points are distinct, so I(X;Y) = H(Y)) within 4 standard errors: the estimators on an exact label path."""
+    model = small.model()
+    times = ImportanceSampler(PiecewiseConstant.log_uniform(SDE.T, s_min=1e-6), n_per_sample=32)
+    x = jnp.asarray(np.repeat(small.points, 50, axis=0))
+    y = jnp.asarray(np.repeat(small.labels, 50))
+    est = mutual_information_minde(model, x, y, times=times, key=jax.random.key(3))
+    at_T = small.mutual_information_curve(SDE.T, n=4000, key=jax.random.key(4))
+    truth = small.prior_entropy() - at_T.value
+    assert abs(est.value - truth) < 4 * math.hypot(est.stderr, at_T.stderr), (est, truth)
+    assert truth > 1.0  # most of H(Y) = log 3 is resolved: the check is not near zero
+
+
+def test_bad_inputs(small):
+    with pytest.raises(ValueError, match="labels must be"):
+        EmpiricalMixture(np.zeros((3, 2)), np.array([0.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="at least one point"):
+        EmpiricalMixture(np.zeros((3, 2)), np.array([0, 2, 2]))
+    with pytest.raises(ValueError, match="finite"):
+        EmpiricalMixture(np.full((3, 2), np.nan), np.array([0, 1, 1]))
+    with pytest.raises(ValueError, match="unknown label 3"):
+        small.model()(jnp.zeros(3), 0.5, 3)
+    with pytest.raises(ValueError, match=r"s = 0"):
+        small.label_entropy(0.0, n=250, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="must lie in"):
+        small.model()(jnp.zeros(3), 1.5)
