@@ -19,6 +19,7 @@ from ._cfg import (
 )
 from ._empirical import EmpiricalMixture as EmpiricalMixture, EmpiricalMixtureModel as EmpiricalMixtureModel
 from ._estimate import Estimate as Estimate, mean_stderr as mean_stderr
+from ._checks import check_label as check_label
 from ._keys import check_key as check_key
 from ._joint import JointGaussian as JointGaussian, JointGaussianModel as JointGaussianModel
 from ._mixture import GaussianMixture as GaussianMixture, GaussianMixtureModel as GaussianMixtureModel

@@ -69,3 +69,4 @@ from ._datasets import (
     DatasetSpec as DatasetSpec,
     load_dataset as load_dataset,
 )
+from ._guided import ClassifierGuided as ClassifierGuided, NoisyClassifier as NoisyClassifier

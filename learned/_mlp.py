@@ -12,8 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
-from gaussian_oracle import VPSDE
-from gaussian_oracle._checks import check_label
+from gaussian_oracle import VPSDE, check_label
 
 
 # ---------------------------------------------------------------------------------------------- configuration

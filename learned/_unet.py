@@ -20,8 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
-from gaussian_oracle import VPSDE
-from gaussian_oracle._checks import check_label
+from gaussian_oracle import VPSDE, check_label
 
 __all__ = ["UNetConfig", "EntropyUNet", "unet_forward_flops", "parameter_count"]
 

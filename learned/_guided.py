@@ -1,0 +1,97 @@
+r"""A label-conditional model that is consistent by construction: $e(x, s; y) = e(x, s) + \nabla_x\log p_\phi(y | x, s)$.
+
+For exact scores, $\nabla\log p_s(x|y) = \nabla\log p_s(x) + \nabla\log p_s(y|x)$, and the unconditional score is the
+posterior average of the conditional ones, $\sum_y p_s(y|x)\nabla\log p_s(x|y) = \nabla\log p_s(x)$. A network that
+gives $e(x, s; y)$ and $e(x, s)$ as two outputs (a label embedding with a null label) satisfies neither: whatever
+its two outputs disagree on, beyond the label, adds to the MINDE integrand
+$\tfrac\beta2\|e(x,s;y) - e(x,s)\|^2$, and on images that disagreement is large next to $I(X;Y)$ (see
+`benchmarks/bench_images_generalisation.py`). Here the label enters only through the input-gradient of a
+noise-conditional classifier's log-probability, so
+
+$$e(x,s;y) - e(x,s) = \nabla_x\log p_\phi(y|x,s),\qquad \sum_y p_\phi(y|x,s)\,\nabla_x\log p_\phi(y|x,s) = 0:$$
+
+the model is the exact score family of the joint $p(x)\,p_\phi(y|x)$, whatever the networks' errors, and an error
+of the unconditional network that does not depend on the label cannot reach $I_{MINDE}$. Trained with the DEM loss
+and label dropout like any conditional network (`DEMLoss(condition_dropout=...)`): the dropped samples train
+$e(x, s)$, the others both parts.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
+
+from gaussian_oracle import VPSDE, check_label
+
+from ._classifier import ClassifierConfig, ConvClassifier
+
+__all__ = ["NoisyClassifier", "ClassifierGuided"]
+
+
+class NoisyClassifier(eqx.Module):
+    r"""Logits of $p_\phi(y | x_s, s)$ for one noisy image: a `ConvClassifier` that sees the image and, as one more
+    channel, the noise level $\tfrac14\log(\alpha/(1-\alpha))$.
+
+    **Arguments:**
+
+    - `config`: the `ClassifierConfig` of the clean images (`image_shape` is that of the data; one channel is added).
+    - `sde`: the forward process.
+    - `key`: initialisation key.
+    """
+
+    network: ConvClassifier
+    sde: VPSDE
+
+    def __init__(self, config: ClassifierConfig, sde: VPSDE, *, key: PRNGKeyArray):
+        c, h, w = config.image_shape
+        inner = ClassifierConfig((c + 1, h, w), config.num_classes, channels=config.channels, hidden=config.hidden,
+                                 dropout=config.dropout, steps=config.steps, batch_size=config.batch_size,
+                                 lr=config.lr, weight_decay=config.weight_decay)
+        self.network = ConvClassifier(inner, key=key)
+        self.sde = sde
+
+    def __call__(self, x: Float[Array, "channels height width"], s: Float[ArrayLike, ""], *,
+                 key: PRNGKeyArray | None = None) -> Float[Array, " num_classes"]:
+        s = self.sde.check_time(s)
+        log_snr = jnp.log(jnp.maximum(self.sde.alpha(s), 1e-30)) - jnp.log(jnp.maximum(self.sde.var(s), 1e-30))
+        level = jnp.full((1, *x.shape[1:]), 0.25 * log_snr, x.dtype)
+        return self.network(jnp.concatenate([x, level]), key=key)
+
+
+class ClassifierGuided(eqx.Module):
+    r"""$e(x, s; y) = e_\theta(x, s) + \nabla_x\log\mathrm{softmax}(f_\phi(x, s))_y$: a protocol model.
+
+    **Arguments:**
+
+    - `unconditional`: a protocol model giving $e(x, s)$ (called with `y=None`), e.g. an `EntropyUNet` without labels.
+    - `classifier`: a `NoisyClassifier` (logits $f_\phi(x, s)$).
+    """
+
+    unconditional: eqx.Module
+    classifier: NoisyClassifier
+
+    @property
+    def sde(self) -> VPSDE:
+        return self.unconditional.sde
+
+    @property
+    def num_classes(self) -> int:
+        return self.classifier.network.out.out_features
+
+    def log_posterior_grad(self, x: Float[Array, "..."], s: Float[ArrayLike, ""], y: Int[ArrayLike, ""], *,
+                           key: PRNGKeyArray | None = None) -> Float[Array, "..."]:
+        r"""$\nabla_x\log p_\phi(y|x, s)$ for one sample: the label's part of the score."""
+        y = check_label(y, self.num_classes, "y=None or drop=True")
+        return jax.grad(lambda z: jax.nn.log_softmax(self.classifier(z, s, key=key))[y])(jnp.asarray(x))
+
+    def __call__(self, x: Float[Array, "..."], s: Float[ArrayLike, ""], y: Int[ArrayLike, ""] | None = None, *,
+                 drop: Bool[ArrayLike, ""] = False, key: PRNGKeyArray | None = None) -> Float[Array, "..."]:
+        """$e(x, s; y)$ for one sample; `y=None` (or `drop=True`) gives $e(x, s)$."""
+        k_u, k_c = (None, None) if key is None else jax.random.split(key)
+        kwargs = {} if k_u is None else {"key": k_u}
+        e = self.unconditional(x, s, None, **kwargs)
+        if y is None:
+            return e
+        return e + jnp.where(drop, 0.0, 1.0) * self.log_posterior_grad(x, s, y, key=k_c)
