@@ -52,6 +52,9 @@ def main(argv=None) -> int:
     p.add_argument("--evals", default="500,1000,2000,4000", help="steps at which the EMA network is measured")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--empirical", action="store_true", help="measure the exact empirical-data model instead of training")
+    p.add_argument("--dequantise", action="store_true",
+                   help="add uniform noise of one quantisation step (1/16: digits store 0..16) to every training batch, "
+                        "so the model learns a continuous density instead of resolving the 17-level pixel lattice")
     p.add_argument("--guided", action="store_true",
                    help="learned.ClassifierGuided: an unconditional U-Net plus the input-gradient of a noise-conditional "
                         "classifier (consistent by construction) instead of one label-embedding U-Net")
@@ -79,11 +82,15 @@ def main(argv=None) -> int:
     ema = params
     x_tr, y_tr = jnp.asarray(data.train_x), jnp.asarray(data.train_y)
 
+    step_width = 1.0 / 16.0 if args.dequantise else 0.0
+
     @eqx.filter_jit
     def step(params, opt_state, ema, key, decay):
         k_batch, k_loss = jax.random.split(key)
+        k_deq = jax.random.fold_in(key, 7)  # its own stream: runs without --dequantise draw what they always drew
         idx = jax.random.randint(k_batch, (64,), 0, x_tr.shape[0])
-        value, grads = jax.value_and_grad(lambda q: loss(eqx.combine(q, static), x_tr[idx], y_tr[idx], key=k_loss))(params)
+        xb = x_tr[idx] + step_width * (jax.random.uniform(k_deq, x_tr[idx].shape, x_tr.dtype) - 0.5)
+        value, grads = jax.value_and_grad(lambda q: loss(eqx.combine(q, static), xb, y_tr[idx], key=k_loss))(params)
         updates, opt_state = opt.update(grads, opt_state, params)
         params = eqx.apply_updates(params, updates)
         ema = jax.tree.map(lambda e, q: decay * e + (1 - decay) * q, ema, params)
@@ -118,6 +125,7 @@ def main(argv=None) -> int:
         print(args.name, i, {s: round(row[s]["minde"].value, 3) for s in ("held_out", "training")}, flush=True)
 
     _save(args.name, {"label_dropout": args.label_dropout, "seed": args.seed, "rows": rows,
+                      "dequantised": bool(args.dequantise),
                       "model": "ClassifierGuided" if args.guided else "EntropyUNet with a label embedding"})
     return 0
 

@@ -72,9 +72,8 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
         data.image_shape, data.num_classes, channels=(16, 32) if quick else (32, 64), hidden=64 if quick else 128,
         steps=args.classifier_steps if args.classifier_steps is not None else (300 if quick else 3000))
     n_times = args.n_times if args.n_times is not None else (32 if quick else 500)
-    sde = ImageExperiment.__dataclass_fields__["sde"].default
-    if args.importance:
-        times = ImportanceSampler(PiecewiseConstant.log_uniform(sde.T), n_per_sample=n_times)
+    if args.importance:  # the experiment's default process (the paper's beta_max = 16, T = 1)
+        times = ImportanceSampler(PiecewiseConstant.log_uniform(ImageExperiment.sde.T), n_per_sample=n_times)
     else:
         times = UniformGrid(n_times=n_times)
     return ImageExperiment(
