@@ -71,7 +71,8 @@ def cfg_table(dim_x: int = 25, dims_y=(5, 10, 15), w=np.linspace(0.0, 20.0, 21),
             "cfg_mutual_information": joint.cfg_mutual_information(w, s_end).tolist(),
             "cfg_mutual_information_exact_start": joint.cfg_mutual_information(w, s_end, exact_start=True).tolist(),
         })
-    return {"dim_x": dim_x, "sigma_eps": sigma_eps, "key": np.asarray(jax.random.key_data(key)).tolist(), "s_end": s_end, "w": w.tolist(), "rows": rows,
+    return {"dim_x": dim_x, "sigma_eps": sigma_eps, "key": np.asarray(jax.random.key_data(key)).tolist(),
+            "s_end": s_end, "w": w.tolist(), "rows": rows,
             "ground_truth": "exact (linear flow, no sampling); mutual_information is Eq. (49)"}
 
 
@@ -182,7 +183,7 @@ def run(config: OracleConfig, out: str | Path, *, key, instance: Mapping | None 
 
     cfg = None
     if config.n_cfg:
-        cfg = cfg_table(config.dim_x, w=np.linspace(0.0, 20.0, config.n_cfg), key=key)
+        cfg = cfg_table(25, w=np.linspace(0.0, 20.0, config.n_cfg), key=key)  # the paper's Fig. 10 sizes, as before
         figures["cfg"] = plot_cfg_curve(cfg, out / "cfg.png")
 
     payload = {
