@@ -55,6 +55,9 @@ def main(argv=None) -> int:
     p.add_argument("--dequantise", action="store_true",
                    help="add uniform noise of one quantisation step (1/16: digits store 0..16) to every training batch, "
                         "so the model learns a continuous density instead of resolving the 17-level pixel lattice")
+    p.add_argument("--cross-entropy", type=float, default=0.0,
+                   help="with --guided: add this weight times the classifier's cross-entropy on noisy images (times "
+                        "uniform in [0, T]) to the DEM loss, so p_phi(y|x_s) is also fitted as a posterior")
     p.add_argument("--guided", action="store_true",
                    help="learned.ClassifierGuided: an unconditional U-Net plus the input-gradient of a noise-conditional "
                         "classifier (consistent by construction) instead of one label-embedding U-Net")
@@ -90,7 +93,19 @@ def main(argv=None) -> int:
         k_deq = jax.random.fold_in(key, 7)  # its own stream: runs without --dequantise draw what they always drew
         idx = jax.random.randint(k_batch, (64,), 0, x_tr.shape[0])
         xb = x_tr[idx] + step_width * (jax.random.uniform(k_deq, x_tr[idx].shape, x_tr.dtype) - 0.5)
-        value, grads = jax.value_and_grad(lambda q: loss(eqx.combine(q, static), xb, y_tr[idx], key=k_loss))(params)
+        def objective(q):
+            m = eqx.combine(q, static)
+            value = loss(m, xb, y_tr[idx], key=k_loss)
+            if args.cross_entropy:
+                k_s, k_n = jax.random.split(jax.random.fold_in(key, 11))
+                s = jax.random.uniform(k_s, (xb.shape[0],), xb.dtype, 1e-5 * sde.T, sde.T)
+                noise = jax.random.normal(k_n, xb.shape, xb.dtype)
+                x_s = sde.mu(s)[:, None, None, None] * xb + jnp.sqrt(sde.var(s))[:, None, None, None] * noise
+                logits = jax.vmap(m.classifier)(x_s, s)
+                value = value + args.cross_entropy * optax.softmax_cross_entropy_with_integer_labels(logits, y_tr[idx]).mean()
+            return value
+
+        value, grads = jax.value_and_grad(objective)(params)
         updates, opt_state = opt.update(grads, opt_state, params)
         params = eqx.apply_updates(params, updates)
         ema = jax.tree.map(lambda e, q: decay * e + (1 - decay) * q, ema, params)
@@ -125,7 +140,7 @@ def main(argv=None) -> int:
         print(args.name, i, {s: round(row[s]["minde"].value, 3) for s in ("held_out", "training")}, flush=True)
 
     _save(args.name, {"label_dropout": args.label_dropout, "seed": args.seed, "rows": rows,
-                      "dequantised": bool(args.dequantise),
+                      "dequantised": bool(args.dequantise), "cross_entropy_weight": args.cross_entropy,
                       "model": "ClassifierGuided" if args.guided else "EntropyUNet with a label embedding"})
     return 0
 

@@ -320,6 +320,77 @@ class GaussianMixture(eqx.Module):
         factors = np.stack([spread * u[:, None]] * 2)
         return cls.low_rank(weights, means, factors, eps, sde)
 
+    @classmethod
+    def symmetric_two_class(cls, mean, sigma: float = 1.0, sde: VPSDE = VPSDE()) -> "GaussianMixture":
+        r"""Two equally likely classes $\mathcal N(\pm m, \sigma^2 I)$: the case whose $H(Y|X_s)$ is a 1-D integral.
+
+        **Arguments:**
+
+        - `mean`: the vector $m$ (class 1 has mean $+m$, class 0 has $-m$).
+        - `sigma`: the within-class standard deviation.
+        - `sde`: the forward process.
+        """
+        mean = as_float_array(mean, "mean", ndim=1)
+        sigma = positive_scalar(sigma, "sigma")
+        cov = sigma**2 * np.eye(mean.shape[0])
+        return cls(np.array([0.5, 0.5]), np.stack([-mean, mean]), np.stack([cov, cov]), sde)
+
+    def _two_class(self) -> tuple[float, float]:
+        r"""$(|m|^2, \sigma^2)$ of a symmetric isotropic two-class mixture; a clear error for any other mixture."""
+        w, m, c = self.weights, self.means, self.covs
+        d = m.shape[1]
+        if (w.shape != (2,) or abs(w[0] - w[1]) > 1e-12 or not np.allclose(m[0], -m[1], rtol=0, atol=1e-12)
+                or not np.allclose(c[0], c[1], rtol=0, atol=1e-12)
+                or not np.allclose(c[0], c[0, 0, 0] * np.eye(d), rtol=0, atol=1e-12)):
+            raise ValueError("the closed form needs two equally likely classes N(+-m, sigma^2 I) "
+                             "(GaussianMixture.symmetric_two_class); this mixture is not of that form.")
+        return float(m[1] @ m[1]), float(c[0, 0, 0])
+
+    def two_class_signal(self, s: float | Float[ArrayLike, " n_times"]) -> np.ndarray:
+        r"""$a(s)$ with $a^2 = |m|^2\mu^2/(1 - \mu^2 + \sigma^2\mu^2)$: the posterior log-odds at $X_s$ are $\mathcal N(2a^2, 4a^2)$."""
+        m2, var = self._two_class()
+        times = self._times(s)
+        alpha = np.exp(-(self.sde.beta_min * times + 0.5 * (self.sde.beta_max - self.sde.beta_min) * times**2 / self.sde.T))
+        return np.sqrt(m2 * alpha / (1.0 - alpha + var * alpha))
+
+    def two_class_label_entropy(self, s: float | Float[ArrayLike, " n_times"], *, tol: float = 1e-11) -> np.ndarray:
+        r"""Exact $H(Y|X_s)$, in nats, of a symmetric two-class mixture, by 1-D quadrature.
+
+        With log-odds $L \sim \mathcal N(2a^2, 4a^2)$ (`two_class_signal`), $H(Y|X_s) = \mathbb E[h(\sigma(L))]$ with the
+        binary entropy $h$, integrated by adaptive quadrature (scipy `quad`, absolute tolerance `tol`). $H = \log 2$
+        at $a = 0$ and $0.35632$ nats at $a = 1$.
+        """
+        from scipy.integrate import quad
+        from scipy.special import expit
+
+        def entropy(a):
+            if a == 0.0:
+                return math.log(2.0)
+
+            def integrand(z):
+                logit = 2.0 * a * a + 2.0 * a * z
+                h = expit(logit) * np.logaddexp(0.0, -logit) + expit(-logit) * np.logaddexp(0.0, logit)
+                return math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi) * h
+
+            return quad(integrand, -40.0, 40.0, epsabs=tol, epsrel=tol, limit=400, points=[-a])[0]
+
+        a = self.two_class_signal(s)
+        return np.vectorize(entropy, otypes=[np.float64])(a)
+
+    def speciation_time(self) -> float:
+        r"""The forward time at which $a(s) = 1$ (where $H(Y|X_s) = 0.3563$ nats): before it (smaller s) the label is
+        mostly decided, after it mostly forgotten. From $\alpha = 1/(1 + |m|^2 - \sigma^2)$, so it exists only when
+        $|m| > \sigma$ and $\alpha \ge \alpha(T)$."""
+        m2, var = self._two_class()
+        if m2 <= var:
+            raise ValueError(f"no speciation time: |m|^2 = {m2:.4g} <= sigma^2 = {var:.4g}, so a(s) < 1 at every s.")
+        big_b = math.log1p(m2 - var)  # int_0^s beta = -log alpha
+        slope = (self.sde.beta_max - self.sde.beta_min) / self.sde.T
+        s = 2.0 * big_b / (self.sde.beta_min + math.sqrt(self.sde.beta_min**2 + 2.0 * slope * big_b))
+        if s > self.sde.T:
+            raise ValueError(f"the speciation time {s:.4g} lies beyond T = {self.sde.T}.")
+        return s
+
     # ------------------------------------------------------------------ shapes
     @property
     def n_components(self) -> int:

@@ -405,3 +405,26 @@ def test_invalid_calls(key):
         mix.mutual_information(n=1, key=key)
     with pytest.raises(ValueError, match="positive integer"):
         mix.sample(0, key=key)
+
+
+# ---------------------------------------------------------------------------------------------- two classes, exactly
+def test_symmetric_two_class_label_entropy_quadrature_against_monte_carlo():
+    """The 1-D quadrature of H(Y|X_s) agrees with the Monte Carlo estimate over exact posteriors at every time."""
+    mixture = GaussianMixture.symmetric_two_class(np.array([1.2, -0.4, 0.3]), 0.6)
+    times = np.array([1e-3, 0.05, 0.15, 0.3, 0.6])
+    exact = mixture.two_class_label_entropy(times)
+    mc = mixture.label_entropy(times, n=20_000, key=jax.random.key(0))
+    assert np.all(np.abs(mc.cumulative - exact) < 4 * mc.cumulative_stderr + 1e-12), (mc.cumulative, exact)
+    assert np.all(np.diff(exact) > 0) and 0 < exact[0] < exact[-1] < np.log(2)
+
+
+def test_two_class_closed_form_landmarks():
+    mixture = GaussianMixture.symmetric_two_class(np.array([2.0, 0.0]), 0.5)
+    s_star = mixture.speciation_time()
+    assert float(mixture.two_class_signal(s_star)) == pytest.approx(1.0, rel=1e-10)
+    assert float(mixture.two_class_label_entropy(s_star)) == pytest.approx(0.356316, abs=1e-6)  # a = 1
+    assert float(mixture.two_class_label_entropy(mixture.sde.T)) == pytest.approx(np.log(2), abs=1e-2)
+    with pytest.raises(ValueError, match="no speciation time"):
+        GaussianMixture.symmetric_two_class(np.array([0.3, 0.0]), 0.5).speciation_time()
+    with pytest.raises(ValueError, match="two equally likely classes"):
+        GaussianMixture.on_a_line().two_class_label_entropy(0.1)
