@@ -1,6 +1,7 @@
 """Estimators over the model protocol and the time integrators they use (the library layer of `verify`).
 
-Here: `neural_entropy` (Eq. 11), `mutual_information_minde` (Eq. 13), `mutual_information_difference` (Eq. 46), and
+Here: `neural_entropy` (Eq. 11), `mutual_information_minde` (Eq. 13), `mutual_information_difference` (Eq. 46),
+`label_entropy` (H(Y|X_s) by the I-MMSE identity), and
 the integrators that cover the time axis (`UniformGrid`, `GeometricGrid`, `ImportanceSampler` over any
 `gaussian_oracle.AbstractTimeDensity`). May import `gaussian_oracle` and `verify.protocol`; never `learned`,
 `verify.experiments` or `verify.cli`, and nothing that touches matplotlib.
@@ -13,6 +14,7 @@ from ._information import (
     mutual_information_minde as mutual_information_minde,
     neural_entropy as neural_entropy,
 )
+from ._label_entropy import FromEnd as FromEnd, label_entropy as label_entropy
 from ._integrators import (
     AbstractGrid as AbstractGrid,
     AbstractTimeIntegrator as AbstractTimeIntegrator,
