@@ -55,3 +55,23 @@ def test_bad_inputs():
         label_entropy(model, x, y, prior_entropy=-1.0, times=UniformGrid(8), key=jax.random.key(0))
     with pytest.raises(Exception, match="unknown label"):  # inside jit: eqx.error_if's runtime error, same text
         label_entropy(model, x, jnp.full(10, 2), prior_entropy=np.log(2), times=UniformGrid(8), key=jax.random.key(0))
+
+
+def test_online_bayes_classifier_matches_the_quadrature_overall_and_per_class():
+    """Trajectories of the exact reverse SDE with the online posterior recursion give H(Y|X_s) within 4 stderr of
+    the two-class quadrature; per class (trajectories of p(x|c)) the symmetric mixture gives the same curve."""
+    from verify import label_entropy_online
+
+    mixture = GaussianMixture.symmetric_two_class(np.array([1.2, -0.4, 0.3]), 0.6)
+    picks = [0, 50, 100, 150, 250, 400]
+    for label in (None, 0, 1):
+        est = label_entropy_online(mixture.model(), (3,), np.array([0.5, 0.5]), n=2000, n_steps=500, label=label,
+                                   key=jax.random.key(10 + (label or 0)))
+        exact = mixture.two_class_label_entropy(est.times[picks])
+        z = (est.cumulative[picks] - exact) / est.cumulative_stderr[picks]
+        assert np.max(np.abs(z)) < 4.0, (label, z)
+    assert est.value == est.cumulative[0] and est.times[0] == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="prior must hold"):
+        label_entropy_online(mixture.model(), (3,), np.array([0.7, 0.7]), key=jax.random.key(0))
+    with pytest.raises(ValueError, match="label must be None"):
+        label_entropy_online(mixture.model(), (3,), np.array([0.5, 0.5]), label=2, key=jax.random.key(0))

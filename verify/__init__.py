@@ -24,6 +24,7 @@ from .estimators import (
     FromEnd as FromEnd,
     UniformGrid as UniformGrid,
     label_entropy as label_entropy,
+    label_entropy_online as label_entropy_online,
     mutual_information_difference as mutual_information_difference,
     mutual_information_minde as mutual_information_minde,
     neural_entropy as neural_entropy,

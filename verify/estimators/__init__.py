@@ -15,6 +15,7 @@ from ._information import (
     neural_entropy as neural_entropy,
 )
 from ._label_entropy import FromEnd as FromEnd, label_entropy as label_entropy
+from ._online import label_entropy_online as label_entropy_online
 from ._integrators import (
     AbstractGrid as AbstractGrid,
     AbstractTimeIntegrator as AbstractTimeIntegrator,
