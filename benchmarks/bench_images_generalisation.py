@@ -97,12 +97,8 @@ def main(argv=None) -> int:
             m = eqx.combine(q, static)
             value = loss(m, xb, y_tr[idx], key=k_loss)
             if args.cross_entropy:
-                k_s, k_n = jax.random.split(jax.random.fold_in(key, 11))
-                s = jax.random.uniform(k_s, (xb.shape[0],), xb.dtype, 1e-5 * sde.T, sde.T)
-                noise = jax.random.normal(k_n, xb.shape, xb.dtype)
-                x_s = sde.mu(s)[:, None, None, None] * xb + jnp.sqrt(sde.var(s))[:, None, None, None] * noise
-                logits = jax.vmap(m.classifier)(x_s, s)
-                value = value + args.cross_entropy * optax.softmax_cross_entropy_with_integer_labels(logits, y_tr[idx]).mean()
+                ce = learned.noisy_cross_entropy(m.classifier, xb, y_tr[idx], key=jax.random.fold_in(key, 11))
+                value = value + args.cross_entropy * ce
             return value
 
         value, grads = jax.value_and_grad(objective)(params)

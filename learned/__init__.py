@@ -69,4 +69,9 @@ from ._datasets import (
     DatasetSpec as DatasetSpec,
     load_dataset as load_dataset,
 )
-from ._guided import ClassifierGuided as ClassifierGuided, NoisyClassifier as NoisyClassifier
+from ._guided import (
+    ClassifierGuided as ClassifierGuided,
+    GuidedLoss as GuidedLoss,
+    NoisyClassifier as NoisyClassifier,
+    noisy_cross_entropy as noisy_cross_entropy,
+)

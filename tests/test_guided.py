@@ -62,3 +62,23 @@ def test_trains_with_the_dem_loss(model):
     g_u = jax.tree.leaves(eqx.filter(grads.unconditional, eqx.is_array))
     g_c = jax.tree.leaves(eqx.filter(grads.classifier, eqx.is_array))
     assert max(float(jnp.abs(g).max()) for g in g_u) > 0 and max(float(jnp.abs(g).max()) for g in g_c) > 0
+
+
+def test_guided_loss_is_dem_plus_noisy_cross_entropy(model):
+    import optax
+
+    x = jax.random.uniform(jax.random.key(6), (8, 1, 8, 8))
+    y = jnp.arange(8) % 4
+    key = jax.random.key(7)
+    dem = learned.DEMLoss(condition_dropout=0.2)
+    k_dem, k_ce = jax.random.split(key)
+    # the cross-entropy term, written independently: the same times and noise, optax's cross-entropy
+    k_s, k_n = jax.random.split(k_ce)
+    s = jax.random.uniform(k_s, (8,), x.dtype, 1e-5, 1.0)
+    noise = jax.random.normal(k_n, x.shape, x.dtype)
+    x_s = SDE.mu(s)[:, None, None, None] * x + jnp.sqrt(SDE.var(s))[:, None, None, None] * noise
+    ce = optax.softmax_cross_entropy_with_integer_labels(jax.vmap(model.classifier)(x_s, s), y).mean()
+    expected = dem(model, x, y, key=k_dem) + 0.5 * ce
+    got = learned.GuidedLoss(dem, cross_entropy=0.5)(model, x, y, key=key)
+    np.testing.assert_allclose(float(got), float(expected), rtol=1e-6)
+    assert float(learned.GuidedLoss(dem, 0.0)(model, x, y, key=key)) == pytest.approx(float(dem(model, x, y, key=k_dem)))
