@@ -69,6 +69,13 @@ class VPSDE(eqx.Module):
         r"""Forward drift $b_+(x, s) = -\tfrac12\beta(s)x$."""
         return -0.5 * self.beta(s) * x
 
+    def reverse_step_mean(self, x: Float[Array, "*shape"], e: Float[Array, "*shape"], s: ArrayLike, h: ArrayLike
+                          ) -> Float[Array, "*shape"]:
+        r"""Mean of one Euler–Maruyama step of the reverse SDE (Eq. 4) from time s down to s - h, given $e(x, s)$:
+        $x + h(-\tfrac12\beta(s)x + \beta(s)e)$; the step's variance is $\beta(s)h$ per coordinate."""
+        beta = self.beta(s)
+        return x + h * (-0.5 * beta * x + beta * e)
+
     def grad_log_peq(self, x: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         r"""$\nabla\log p_{eq}(x) = -x$ for $p_{eq} = \mathcal N(0, I)$."""
         return -jnp.asarray(x)

@@ -41,10 +41,8 @@ def _euler_maruyama(model, x_T, y, s_end, n_steps: int, key):
     def step(x, inputs):
         k, noise_key = inputs
         s = sde.T - k * h
-        beta = sde.beta(s)
-        drift = -0.5 * beta * x + beta * e_batch(x, s, y)
         noise = jax.random.normal(noise_key, x.shape, x.dtype)
-        return x + h * drift + jnp.sqrt(beta * h) * noise, None
+        return sde.reverse_step_mean(x, e_batch(x, s, y), s, h) + jnp.sqrt(sde.beta(s) * h) * noise, None
 
     ks = jnp.arange(n_steps, dtype=x_T.dtype)
     x, _ = jax.lax.scan(step, x_T, (ks, jax.random.split(key, n_steps)))

@@ -43,8 +43,8 @@ def _trajectories(model, x_T, log_prior, drift_label, n_steps: int, s_end, key):
         s = sde.T - k * h
         beta = sde.beta(s)
         e_u, e_y = e_all(x, s)
-        means = x[None] + h * (-0.5 * beta * x[None] + beta * e_y)  # (K, n, ...)
-        drift_mean = jnp.where(drift_label < 0, x + h * (-0.5 * beta * x + beta * e_u), means[jnp.maximum(drift_label, 0)])
+        means = sde.reverse_step_mean(x[None], e_y, s, h)  # (K, n, ...): each label's transition mean
+        drift_mean = jnp.where(drift_label < 0, sde.reverse_step_mean(x, e_u, s, h), means[jnp.maximum(drift_label, 0)])
         x_next = drift_mean + jnp.sqrt(beta * h) * jax.random.normal(noise_key, x.shape, x.dtype)
         sq = jnp.sum(((x_next[None] - means) ** 2).reshape(num_classes, n, -1), axis=-1)  # (K, n)
         log_post = jax.nn.log_softmax(log_post - sq.T / (2.0 * beta * h), axis=-1)
