@@ -8,7 +8,6 @@ an `Estimate` in nats whose stderr is the standard error of the mean of i.i.d. p
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
