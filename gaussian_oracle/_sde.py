@@ -69,6 +69,12 @@ class VPSDE(eqx.Module):
         r"""Forward drift $b_+(x, s) = -\tfrac12\beta(s)x$."""
         return -0.5 * self.beta(s) * x
 
+    def log_snr(self, s: ArrayLike) -> Float[Array, "*s"]:
+        r"""The log signal-to-noise ratio $\rho(s) = \log(\alpha/(1-\alpha)) = -\int_0^s\beta - \log(1 - \alpha)$
+        (the noise variance floored at the smallest normal number, so $\rho(0)$ is large and finite)."""
+        var = self.var(s)
+        return -self.int_beta(s) - jnp.log(jnp.maximum(var, jnp.finfo(jnp.result_type(var)).tiny))
+
     def reverse_step_mean(self, x: Float[Array, "*shape"], e: Float[Array, "*shape"], s: ArrayLike, h: ArrayLike
                           ) -> Float[Array, "*shape"]:
         r"""Mean of one Euler–Maruyama step of the reverse SDE (Eq. 4) from time s down to s - h, given $e(x, s)$:

@@ -99,12 +99,8 @@ class LogSNRTime(AbstractTimeDensity):
     def support(self, sde):
         return self.s_min * sde.T, float(sde.T)
 
-    @staticmethod
-    def _rho(sde, s):
-        return -jnp.log(sde.var(s)) - sde.int_beta(s)
-
     def _range(self, sde):
-        return self._rho(sde, self.s_min * sde.T), self._rho(sde, sde.T)
+        return sde.log_snr(self.s_min * sde.T), sde.log_snr(sde.T)
 
     def sample(self, sde, shape, *, key, dtype=float):
         hi, lo = self._range(sde)

@@ -55,8 +55,7 @@ class NoisyClassifier(eqx.Module):
     def __call__(self, x: Float[Array, "channels height width"], s: Float[ArrayLike, ""], *,
                  key: PRNGKeyArray | None = None) -> Float[Array, " num_classes"]:
         s = self.sde.check_time(s)
-        log_snr = jnp.log(jnp.maximum(self.sde.alpha(s), 1e-30)) - jnp.log(jnp.maximum(self.sde.var(s), 1e-30))
-        level = jnp.full((1, *x.shape[1:]), 0.25 * log_snr, x.dtype)
+        level = jnp.full((1, *x.shape[1:]), 0.25 * self.sde.log_snr(s), x.dtype)
         return self.network(jnp.concatenate([x, level]), key=key)
 
 

@@ -69,3 +69,12 @@ def test_bad_schedule(kwargs):
 def test_check_times_rejects(s):
     with pytest.raises(ValueError):
         VPSDE().check_times(s)
+
+
+def test_log_snr_against_alpha():
+    """rho(s) = log(alpha / (1 - alpha)), finite at s = 0 (the variance floored), decreasing in s."""
+    sde = VPSDE(0.1, 16.0, 1.0)
+    s = np.array([1e-4, 0.01, 0.3, 1.0])
+    alpha = np.exp(-(0.1 * s + 0.5 * 15.9 * s**2))
+    np.testing.assert_allclose(np.asarray(sde.log_snr(s)), np.log(alpha / (1 - alpha)), rtol=1e-9)
+    assert np.isfinite(float(sde.log_snr(0.0))) and float(sde.log_snr(0.0)) > float(sde.log_snr(1e-4))
