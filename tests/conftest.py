@@ -19,3 +19,19 @@ settings.load_profile("ci" if os.environ.get("CI", "").strip().lower() not in ("
 @pytest.fixture
 def key():
     return jax.random.key(20250928)
+
+
+@pytest.fixture(scope="session")
+def quick_images(tmp_path_factory):
+    """`separability images --quick`, run once per session: `(out, checkpoint_dir)`.
+
+    The quick commands built on the images experiment (`budget --quick`, `labels --quick`) pass the same
+    `--checkpoint-dir`; the fingerprinted checkpoint then resumes the finished network instead of training it again
+    (the same run: same configuration, data and key), so CI trains the quick U-Net once.
+    """
+    from verify.cli import main
+
+    root = tmp_path_factory.mktemp("quick_images")
+    out, checkpoints = root / "images", root / "checkpoints"
+    assert main(["images", "--quick", "--out", str(out), "--checkpoint-dir", str(checkpoints), "--no-progress"]) == 0
+    return out, checkpoints

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from gaussian_oracle import Estimate
+import learned
 from learned import load_digits
 from verify.cli import main
-from verify.experiments import Bounds, information_bounds
+from verify.experiments import Bounds, ImageExperiment, information_bounds
 
 
 class _Logits(eqx.Module):
@@ -63,10 +64,10 @@ def test_information_bounds_from_held_out_cross_entropy():
     assert wrong.lower_stderr > 0
 
 
-def test_images_quick_end_to_end(tmp_path):
+def test_images_quick_end_to_end(quick_images):
     """The CI run: `separability images --quick` on scikit-learn's digits, CPU, a few minutes."""
-    out = tmp_path / "quick"
-    assert main(["images", "--quick", "--out", str(out), "--no-progress"]) == 0
+    out, checkpoints = quick_images
+    assert (checkpoints / "checkpoint.eqx").exists()
     payload = json.loads((out / "results.json").read_text())
     for key in ("experiment", "instance", "quantities", "versions", "device", "wall_time_s"):
         assert key in payload
@@ -106,3 +107,56 @@ def test_images_quick_end_to_end(tmp_path):
     for figure in payload["figures"].values():
         assert (out / figure).stat().st_size > 1000
     assert (out / "loss.csv").read_text().startswith("step,loss")
+
+
+def _experiment(**kwargs) -> ImageExperiment:
+    unet = learned.UNetConfig.digits_tiny(num_classes=10, channels=16, embed_dim=64, num_groups=4)
+    return ImageExperiment(unet=unet, train=learned.TrainConfig(steps=2, batch_size=4),
+                           classifier=learned.ClassifierConfig((1, 8, 8), 10, channels=(8, 8), hidden=8), **kwargs)
+
+
+def test_guided_experiment_builds_a_consistent_model():
+    """`guidance` gives `ClassifierGuided` (an unconditional U-Net, label through a classifier gradient) trained by
+    `GuidedLoss`; whose label part averages to zero under its own posterior, as an exact score family's does."""
+    config = _experiment(guidance=learned.ClassifierConfig((1, 8, 8), 10, channels=(8, 8), hidden=8),
+                         guidance_cross_entropy=0.5)
+    model, loss = config.model_and_loss(key=jax.random.key(0))
+    assert isinstance(model, learned.ClassifierGuided) and isinstance(loss, learned.GuidedLoss)
+    assert model.unconditional.config.num_classes is None and loss.cross_entropy == 0.5
+    x = jax.random.uniform(jax.random.key(1), (1, 8, 8))
+
+    @eqx.filter_jit
+    def posterior_average_of_label_part(model, x):
+        parts = jax.vmap(lambda y: model.log_posterior_grad(x, 0.3, y))(jnp.arange(10))
+        return jnp.tensordot(jax.nn.softmax(model.classifier(x, 0.3)), parts, 1), jnp.max(jnp.abs(parts))
+
+    average, size = posterior_average_of_label_part(model, x)
+    assert size > 1e-6  # the label parts are not all zero (small at initialisation) ...
+    np.testing.assert_allclose(average, 0.0, atol=1e-5 * float(size))  # ... but average to zero (float32 networks)
+    plain, plain_loss = _experiment().model_and_loss(key=jax.random.key(0))
+    assert isinstance(plain, learned.EntropyUNet) and isinstance(plain_loss, learned.DEMLoss)
+
+
+def test_guided_experiment_refuses_a_mismatched_classifier():
+    with pytest.raises(ValueError, match="guidance is for images"):
+        _experiment(guidance=learned.ClassifierConfig((1, 8, 8), 5)).model_and_loss(key=jax.random.key(0))
+    with pytest.raises(ValueError, match="guidance_cross_entropy"):
+        _experiment(guidance_cross_entropy=-1.0)
+
+
+@pytest.mark.slow
+def test_images_guided_cross_fit_end_to_end(tmp_path):
+    """`--guided --cross-fit`: two ClassifierGuided networks on the two halves of the training images, checkpointed
+    apart, and the cross-fitted MINDE reported and bound-checked beside the plug-in one."""
+    out = tmp_path / "cf"
+    assert main(["images", "--quick", "--guided", "--cross-fit", "--steps", "20", "--n-eval", "8", "--n-times", "4",
+                 "--classifier-steps", "10", "--per-class", "1", "--sample-steps", "2", "--no-progress",
+                 "--out", str(out)]) == 0
+    payload = json.loads((out / "results.json").read_text())
+    instance, q = payload["instance"], payload["quantities"]
+    assert instance["cross_fit"] and instance["model"].startswith("ClassifierGuided")
+    assert instance["n_train_per_network"] == len(load_digits().train_x) // 2
+    assert (out / "checkpoints" / "a" / "checkpoint.eqx").exists() and (out / "checkpoints" / "b" / "checkpoint.eqx").exists()
+    cross = q["mutual_information"]["minde_crossfit"]
+    assert np.isfinite(cross["value"]) and cross["stderr"] > 0
+    assert set(cross.get("flags", [])) <= set(q["flags"])

@@ -37,6 +37,7 @@ from ..estimators import (
     UniformGrid,
     mutual_information_difference,
     mutual_information_minde,
+    mutual_information_minde_crossfit,
     neural_entropy,
 )
 
@@ -173,7 +174,8 @@ def image_information(model, x: Float[Array, "batch channels height width"], y: 
 
 # ---------------------------------------------------------------------------------------------- samples
 def cfg_samples(model, num_classes: int, per_class: int, weights: tuple[float, ...], *, n_steps: int = 50,
-                s_end: float = 1e-3, key: PRNGKeyArray) -> dict[float, np.ndarray]:
+                s_end: float = 1e-3, image_shape: tuple[int, ...] | None = None,
+                key: PRNGKeyArray) -> dict[float, np.ndarray]:
     r"""Guided probability-flow samples (Eq. 59) for every class and guidance weight $w$, from shared starting noise.
 
     **Arguments:**
@@ -182,13 +184,14 @@ def cfg_samples(model, num_classes: int, per_class: int, weights: tuple[float, .
     - `num_classes`, `per_class`: labels `0..num_classes-1`, `per_class` images each.
     - `weights`: guidance weights $w$ ($w = 0$: the conditional flow).
     - `n_steps`: Heun steps from $s = T$ to `s_end`.
+    - `image_shape`: the shape of one image (default: `model.config.image_shape`, as an `EntropyUNet` has).
     - `key`: PRNG key for the starting points $x_T \sim p_{eq}$.
 
     **Returns:**
 
     `{w: images}` with images of shape (num_classes, per_class, *image_shape).
     """
-    shape = tuple(model.config.image_shape)
+    shape = tuple(model.config.image_shape if image_shape is None else image_shape)
     y = jnp.repeat(jnp.arange(num_classes), per_class)
     x_T = jax.random.normal(key, (num_classes * per_class, *shape), jnp.float32)
     dt0 = -(model.sde.T - s_end) / n_steps
@@ -245,6 +248,15 @@ class ImageExperiment:
       is used as it is), or `None` for none. The last checkpoint is the trained model, saved with the results.
     - `resume`: what to do with a checkpoint already there (`learned.train`'s `resume`: "auto" resumes only the same
       run, "overwrite" trains afresh).
+    - `guidance`: `None` for one U-Net with a label embedding (`unet.num_classes` labels and a null label); a
+      `ClassifierConfig` for `learned.ClassifierGuided`: an unconditional U-Net plus the input-gradient of a noisy
+      classifier of that configuration, trained by `learned.GuidedLoss` with weight `guidance_cross_entropy` (the
+      label part of the score is then the gradient of a posterior, and no error of the unconditional network reaches
+      $I_{MINDE}$).
+    - `guidance_cross_entropy`: the cross-entropy weight of `learned.GuidedLoss` (with `guidance`).
+    - `cross_fit`: train two networks (their own initialisations) on the two halves of the training images and add
+      the cross-fitted $I_{MINDE}$ (`verify.mutual_information_minde_crossfit`), free of the plug-in's upward bias
+      by the fit's variance; the other estimates come from the first network.
     """
 
     unet: UNetConfig
@@ -265,6 +277,9 @@ class ImageExperiment:
     n_train: int | None = None
     checkpoint_dir: str | None = "checkpoints"
     resume: str = "auto"
+    guidance: ClassifierConfig | None = None
+    guidance_cross_entropy: float = 1.0
+    cross_fit: bool = False
 
     def __post_init__(self):
         for name in ("n_eval", "chunk_size", "per_class", "sample_steps"):
@@ -282,6 +297,25 @@ class ImageExperiment:
             raise ValueError(f"ImageExperiment.pixel_range must be (low, high) with low < high; got {self.pixel_range!r}.")
         if not all(np.isfinite(w) for w in self.cfg_weights):
             raise ValueError(f"ImageExperiment.cfg_weights must be finite; got {self.cfg_weights!r}.")
+        if self.guidance is not None and not isinstance(self.guidance, ClassifierConfig):
+            raise ValueError(f"ImageExperiment.guidance must be a learned.ClassifierConfig or None; got {self.guidance!r}.")
+        if not (np.isfinite(self.guidance_cross_entropy) and self.guidance_cross_entropy >= 0):
+            raise ValueError("ImageExperiment.guidance_cross_entropy must be a finite number >= 0; "
+                             f"got {self.guidance_cross_entropy!r}.")
+
+    def model_and_loss(self, *, key: PRNGKeyArray) -> tuple[eqx.Module, eqx.Module]:
+        """A freshly initialised label-conditional protocol model and the loss that trains it."""
+        dem = DEMLoss(condition_dropout=self.condition_dropout, model_key=self.unet.dropout > 0)
+        if self.guidance is None:
+            return EntropyUNet(self.unet, self.sde, key=key), dem
+        k_u, k_c = jax.random.split(key)
+        if self.guidance.image_shape != self.unet.image_shape or self.guidance.num_classes != self.unet.num_classes:
+            raise ValueError(f"ImageExperiment.guidance is for images {self.guidance.image_shape} with "
+                             f"{self.guidance.num_classes} classes; the U-Net's are {self.unet.image_shape} with "
+                             f"{self.unet.num_classes}.")
+        unconditional = EntropyUNet(dataclasses.replace(self.unet, num_classes=None), self.sde, key=k_u)
+        model = learned.ClassifierGuided(unconditional, learned.NoisyClassifier(self.guidance, self.sde, key=k_c))
+        return model, learned.GuidedLoss(dem, cross_entropy=self.guidance_cross_entropy)
 
 
 def _plot_rates(info: ImageInformation, path: Path, title: str) -> Path | None:
@@ -359,10 +393,20 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
     timings = {}
 
     t0 = time.perf_counter()
-    model = EntropyUNet(unet_cfg, experiment.sde, key=k_init)
-    loss = DEMLoss(condition_dropout=experiment.condition_dropout, model_key=unet_cfg.dropout > 0)
-    result = learned.train(model, data.train_x, data.train_y, config=experiment.train, loss=loss,
-                           checkpoint_dir=checkpoint_dir, resume=experiment.resume, parallel=parallel, key=k_train)
+    model, loss = experiment.model_and_loss(key=k_init)
+    train_x, train_y = data.train_x, data.train_y
+    halves = [slice(None)]
+    if experiment.cross_fit:
+        half = len(train_x) // 2
+        halves = [slice(0, half), slice(half, 2 * half)]
+    results = []
+    for i, part in enumerate(halves):
+        part_dir = checkpoint_dir if checkpoint_dir is None or len(halves) == 1 else Path(checkpoint_dir) / "ab"[i]
+        init = model if i == 0 else experiment.model_and_loss(key=jax.random.fold_in(k_init, i))[0]
+        results.append(learned.train(init, train_x[part], train_y[part], config=experiment.train, loss=loss,
+                                     checkpoint_dir=part_dir, resume=experiment.resume, parallel=parallel,
+                                     key=jax.random.fold_in(k_train, i) if i else k_train))
+    result = results[0]
     timings["train_s"] = time.perf_counter() - t0
     losses = np.asarray(result.losses)
     np.savetxt(out / "loss.csv", np.column_stack([np.arange(len(losses)), losses]), delimiter=",",
@@ -380,6 +424,11 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
     t0 = time.perf_counter()
     info = image_information(result.ema_model, jnp.asarray(x_eval), jnp.asarray(y_eval), bounds=bounds,
                              times=experiment.times, chunk_size=experiment.chunk_size, key=k_est)
+    crossfit = None
+    if experiment.cross_fit:
+        crossfit = bounds.check(mutual_information_minde_crossfit(
+            results[0].ema_model, results[1].ema_model, jnp.asarray(x_eval), jnp.asarray(y_eval),
+            times=experiment.times, chunk_size=experiment.chunk_size, key=k_est), "I_MINDE (cross-fit)")
     timings["estimation_s"] = time.perf_counter() - t0
 
     memorisation = None
@@ -412,7 +461,7 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
     if rates is not None:
         figures["rates"] = rates.name
     samples = cfg_samples(result.ema_model, data.num_classes, experiment.per_class, experiment.cfg_weights,
-                          n_steps=experiment.sample_steps, key=k_samp)
+                          n_steps=experiment.sample_steps, image_shape=data.image_shape, key=k_samp)
     figures["samples"] = plot_sample_grid(samples, out / "samples.png", pixel_range=data.pixel_range,
                                           title=f"{data.name}: probability-flow samples, rows = labels").name
     timings["sampling_s"] = time.perf_counter() - t0
@@ -428,11 +477,16 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
             "unet": _config_dict(unet_cfg), "parameters": learned.parameter_count(model),
             "train": _config_dict(experiment.train), "classifier": _config_dict(experiment.classifier),
             "condition_dropout": experiment.condition_dropout,
+            "model": "EntropyUNet with a label embedding" if experiment.guidance is None else
+                     f"ClassifierGuided (GuidedLoss, cross-entropy weight {experiment.guidance_cross_entropy})",
+            "guidance": None if experiment.guidance is None else _config_dict(experiment.guidance),
+            "cross_fit": experiment.cross_fit,
+            "n_train_per_network": int(len(train_x[halves[0]])),
             "times": {"integrator": type(times).__name__, **{f.name: getattr(times, f.name) for f in dataclasses.fields(times)
                                                               if not isinstance(getattr(times, f.name), eqx.Module)}},
             **(instance or {}),
         },
-        "quantities": {**info.quantities(), "memorisation": memorisation},
+        "quantities": _with_crossfit(info.quantities(), crossfit) | {"memorisation": memorisation},
         "curves": info.curves(),
         "training": {"final_loss_mean_last_10pct": float(np.mean(losses[-max(1, len(losses) // 10):])),
                      "steps": int(len(losses)), "loss_log": "loss.csv"},
@@ -445,6 +499,14 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
     }
     write_json(out / "results.json", payload)
     return payload
+
+
+def _with_crossfit(quantities: dict, crossfit: Estimate | None) -> dict:
+    """`quantities` with the cross-fitted MINDE (and its flags) added, when there is one."""
+    if crossfit is None:
+        return quantities
+    mi = {**quantities["mutual_information"], "minde_crossfit": crossfit.to_dict()}
+    return {**quantities, "mutual_information": mi, "flags": [*quantities["flags"], *crossfit.flags]}
 
 
 def _config_dict(config) -> dict:
