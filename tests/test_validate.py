@@ -82,9 +82,49 @@ def test_table_json_and_figure(report, tmp_path):
 
 def test_float_estimators_are_reported_without_z():
     task = Task("toy", lambda n, *, key: (np.zeros((n, 1)), np.zeros((n, 1))), 1.0)
-    rep = validate(lambda x, y: 1.5, [task], n_samples=10, key=jax.random.key(5))
+    rep = validate(lambda x, y, *, key: 1.5, [task], n_samples=10, key=jax.random.key(5))
     (row,) = rep.rows
     assert row.estimate == 1.5 and math.isnan(row.z) and not row.flagged
     assert json.loads(rep.to_json())["rows"][0]["z"] is None
-    rep2 = validate(lambda x, y: Estimate(1.5, 0.1), [task], n_samples=10, key=jax.random.key(5))
+    rep2 = validate(lambda x, y, *, key: Estimate(1.5, 0.1), [task], n_samples=10, key=jax.random.key(5))
     assert rep2.flagged == ("toy",) and rep2.rows[0].z == pytest.approx(5.0)
+
+
+def test_validate_passes_each_estimator_call_its_own_key():
+    """`validate` calls `estimator(x, y, *, key)`: a key per task, different across tasks and from the data's."""
+    seen = []
+
+    def spy(x, y, *, key):
+        seen.append((np.asarray(x), jax.random.key_data(key)))
+        return 0.0
+
+    task = Task("toy", lambda n, *, key: (jax.random.normal(key, (n, 1)), jax.random.normal(key, (n, 1))), 1.0)
+    validate(spy, [task, task], n_samples=8, key=jax.random.key(6))
+    (x0, k0), (x1, k1) = seen
+    assert not np.array_equal(k0, k1) and not np.array_equal(x0, x1)
+    # The estimator's key is not the one the data were drawn with.
+    assert not np.allclose(np.asarray(jax.random.normal(jax.random.wrap_key_data(k0), (8, 1))), x0)
+
+
+def test_student_t_mutual_information_closed_form_matches_monte_carlo():
+    """The closed form (entropies of multivariate t) against the mean of log p(x,y) - log p(x) - log p(y) from
+    the t densities over samples, within 4 standard errors; and nu -> infinity gives back the Gaussian's I."""
+    from scipy import stats
+
+    from verify import StudentT, robustness_tasks
+
+    tasks = robustness_tasks()
+    assert {t.name for t in tasks} >= {"student-t-dof1-1x1", "student-t-dof2-5x3"}
+    for i, task in enumerate(tasks):
+        x, y = task.sample(100_000, key=jax.random.key(100 + i))
+        ratio = task.sample.log_density_ratio(x, y)
+        stderr = ratio.std(ddof=1) / math.sqrt(len(ratio))
+        assert abs(ratio.mean() - task.mutual_information) < 4 * stderr, (task.name, ratio.mean(), stderr)
+        assert task.mutual_information > 0
+    cauchy = {t.name: t for t in tasks}["student-t-dof1-1x1"]
+    x, _ = cauchy.sample(20_000, key=jax.random.key(7))
+    assert stats.kstest(np.asarray(x[:, 0]), "cauchy").pvalue > 1e-3  # nu = 1, Sigma = I: standard Cauchy marginals
+    joint = JointGaussian.determinism(3, 2, 0.5, key=jax.random.key(8))
+    assert StudentT(joint, 1e7).mutual_information() == pytest.approx(joint.mutual_information(), abs=1e-5)
+    with pytest.raises(ValueError, match="dof must be a finite number > 0"):
+        StudentT(joint, 0.0)

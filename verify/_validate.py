@@ -16,11 +16,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
-from scipy.special import digamma
+from scipy.special import digamma, gammaln
 
 from gaussian_oracle import Estimate, JointGaussian, check_key
 
-__all__ = ["Task", "ValidationRow", "ValidationReport", "validate", "default_tasks", "gaussian_plugin_mi"]
+__all__ = ["Task", "ValidationRow", "ValidationReport", "validate", "default_tasks", "robustness_tasks",
+           "gaussian_plugin_mi", "StudentT"]
 
 Sampler = Callable[..., tuple[Float[Array, "n dim_x"], Float[Array, "n dim_y"]]]
 
@@ -89,6 +90,85 @@ def default_tasks() -> tuple[Task, ...]:
     )
 
 
+def _student_t_entropy_excess(dof: float, dim: int) -> float:
+    r"""$h(T) - \tfrac12\log|\Sigma|$ of a `dim`-variate Student-t with `dof` degrees of freedom, minus the
+    dof-free term $\tfrac d2\log(\nu\pi)$ (which cancels in $I$):
+    $\log\Gamma(\tfrac\nu2) - \log\Gamma(\tfrac{\nu+d}2) + \tfrac{\nu+d}2[\psi(\tfrac{\nu+d}2) - \psi(\tfrac\nu2)]$."""
+    half = 0.5 * (dof + dim)
+    return float(gammaln(0.5 * dof) - gammaln(half) + half * (digamma(half) - digamma(0.5 * dof)))
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentT:
+    r"""A heavy-tailed pair: $(X, Y) = (Z_X, Z_Y)/\sqrt{W/\nu}$ with $(Z_X, Z_Y)$ a `JointGaussian`'s pair and
+    $W \sim \chi^2_\nu$ shared by both, i.e. a multivariate Student-t with $\nu$ degrees of freedom and the
+    Gaussian's covariance as its scale matrix $\Sigma$. No moments of order $\ge \nu$ exist ($\nu = 1$: Cauchy).
+
+    Its MI is exact in closed form (the marginals of a multivariate t are t with the same $\nu$):
+    $$I(X;Y) = I_{Gauss}(\Sigma) + g(D_X) + g(D_Y) - g(D_X + D_Y),\quad
+      g(d) = \log\Gamma(\tfrac\nu2) - \log\Gamma(\tfrac{\nu+d}2) + \tfrac{\nu+d}2\big[\psi(\tfrac{\nu+d}2) - \psi(\tfrac\nu2)\big],$$
+    nats; the excess over the Gaussian term is positive (the shared $W$ makes X and Y dependent even when
+    $\Sigma$ is block diagonal). For $\nu \to \infty$ it vanishes.
+
+    **Arguments:**
+
+    - `joint`: the Gaussian whose covariance is the scale matrix.
+    - `dof`: degrees of freedom $\nu > 0$.
+    """
+
+    joint: JointGaussian
+    dof: float
+
+    def __post_init__(self):
+        if not (isinstance(self.dof, (int, float)) and math.isfinite(self.dof) and self.dof > 0):
+            raise ValueError(f"StudentT.dof must be a finite number > 0; got {self.dof!r}.")
+
+    def __call__(self, n: int, *, key: PRNGKeyArray):
+        """`n` pairs (x, y)."""
+        k_gauss, k_chi = jax.random.split(key)
+        x, y = self.joint.sample(n, key=k_gauss)
+        w = 2.0 * jax.random.gamma(k_chi, 0.5 * self.dof, (n, 1), dtype=x.dtype)  # chi^2 with dof degrees
+        scale = jnp.sqrt(self.dof / w)
+        return x * scale, y * scale
+
+    def mutual_information(self) -> float:
+        """The exact $I(X;Y)$ in nats (the closed form above)."""
+        dx, dy = self.joint.dim_x, self.joint.dim_y
+        g = lambda d: _student_t_entropy_excess(float(self.dof), d)  # noqa: E731
+        return float(self.joint.mutual_information()) + g(dx) + g(dy) - g(dx + dy)
+
+    def _log_density(self, z: np.ndarray, cov: np.ndarray) -> np.ndarray:
+        d, nu = cov.shape[0], float(self.dof)
+        chol = np.linalg.cholesky(cov)
+        m = np.sum(np.linalg.solve(chol, z.T) ** 2, axis=0)
+        return (gammaln(0.5 * (nu + d)) - gammaln(0.5 * nu) - 0.5 * d * np.log(nu * np.pi)
+                - np.sum(np.log(np.diag(chol))) - 0.5 * (nu + d) * np.log1p(m / nu))
+
+    def log_density_ratio(self, x: Float[Array, "n dim_x"], y: Float[Array, "n dim_y"]) -> Float[np.ndarray, " n"]:
+        r"""$\log p(x, y) - \log p(x) - \log p(y)$ per pair from the t densities (float64): its mean over samples is a
+        Monte Carlo estimate of $I(X;Y)$, independent of the closed form."""
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        sx, a = np.asarray(self.joint.sigma_x), np.asarray(self.joint.A)
+        sy = np.asarray(self.joint.sigma_y)
+        cov = np.block([[sx, sx @ a.T], [a @ sx, sy]])
+        return (self._log_density(np.concatenate([x, y], axis=1), cov)
+                - self._log_density(x, sx) - self._log_density(y, sy))
+
+
+def robustness_tasks() -> tuple[Task, ...]:
+    r"""Heavy-tailed oracle tasks beyond the Gaussian family (multivariate Student-t, `StudentT`), each with its
+    exact $I(X;Y)$: where covariance whitening and Gaussian plug-ins break. Instances are fixed (seeded)."""
+    det = lambda dx, dy, se, seed: JointGaussian.determinism(dx, dy, se, key=jax.random.key(seed))  # noqa: E731
+    iid = lambda d: JointGaussian(np.eye(d), np.zeros((d, d)), 1.0)  # noqa: E731  Sigma = I: only W couples X, Y
+    tasks = []
+    for name, joint, dof in (("student-t-dof1-1x1", iid(1), 1.0), ("student-t-dof1-2x2", iid(2), 1.0),
+                             ("student-t-dof2-5x3", det(5, 3, 1.0, 2), 2.0),
+                             ("student-t-dof3-5x3", det(5, 3, 1.0, 2), 3.0)):
+        sampler = StudentT(joint, dof)
+        tasks.append(Task(name, sampler, sampler.mutual_information()))
+    return tuple(tasks)
+
+
 # ---------------------------------------------------------------------------------------------- baseline
 def _wishart_log_det_bias(p: int, n: int) -> float:
     r"""$\mathbb E\log|\hat\Sigma| - \log|\Sigma|$ for the unbiased sample covariance of n Gaussian rows in p dims."""
@@ -96,7 +176,8 @@ def _wishart_log_det_bias(p: int, n: int) -> float:
     return p * math.log(2.0 / dof) + float(np.sum(digamma((dof - np.arange(p)) / 2.0)))
 
 
-def gaussian_plugin_mi(x: Float[Array, "n dim_x"], y: Float[Array, "n dim_y"]) -> Estimate:
+def gaussian_plugin_mi(x: Float[Array, "n dim_x"], y: Float[Array, "n dim_y"], *,
+                       key: PRNGKeyArray | None = None) -> Estimate:
     r"""Gaussian (CCA) plug-in $\hat I = \tfrac12\log\frac{|\hat\Sigma_{XX}||\hat\Sigma_{YY}|}{|\hat\Sigma|}$, in nats.
 
     Exact for Gaussian data up to sampling error: each log-determinant is corrected by its exact Wishart bias
@@ -108,6 +189,7 @@ def gaussian_plugin_mi(x: Float[Array, "n dim_x"], y: Float[Array, "n dim_y"]) -
     **Arguments:**
 
     - `x`, `y`: paired samples, one pair per row.
+    - `key`: unused (the plug-in is deterministic); accepted so that it is an estimator `verify.validate` can call.
 
     **Returns:**
 
@@ -222,12 +304,13 @@ def validate(estimator: Callable, tasks=None, *, n_samples: int = 5000, n_sigma:
 
     **Arguments:**
 
-    - `estimator`: `estimator(x, y)` returning an `Estimate` or a float (a float has no stderr, so it is never
-      flagged; its z is NaN).
+    - `estimator`: `estimator(x, y, *, key)` returning an `Estimate` or a float (a float has no stderr, so it is
+      never flagged; its z is NaN); e.g. `verify.MINDE(...)`, `gaussian_plugin_mi`.
     - `tasks`: a sequence of `Task`s; `default_tasks()` when `None`.
     - `n_samples`: pairs drawn per task.
     - `n_sigma`: flag rows with $|z| > n_\sigma$.
-    - `key`: a PRNG key; task i draws with `fold_in(key, i)`.
+    - `key`: a PRNG key; task i splits `fold_in(key, i)` into the key its data are drawn with and the estimator's
+      own key.
 
     **Returns:**
 
@@ -237,8 +320,9 @@ def validate(estimator: Callable, tasks=None, *, n_samples: int = 5000, n_sigma:
     tasks = default_tasks() if tasks is None else tuple(tasks)
     rows = []
     for i, task in enumerate(tasks):
-        x, y = task.sample(n_samples, key=jax.random.fold_in(key, i))
-        out = estimator(x, y)
+        k_data, k_estimator = jax.random.split(jax.random.fold_in(key, i))
+        x, y = task.sample(n_samples, key=k_data)
+        out = estimator(x, y, key=k_estimator)
         if isinstance(out, Estimate):
             value, stderr = out.value, out.stderr
             z = out.z_score(task.mutual_information)

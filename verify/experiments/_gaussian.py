@@ -25,7 +25,8 @@ from gaussian_oracle import Estimate, JointGaussian
 
 from .._figures import plot_curves
 from .._report import provenance, write_json
-from ..estimators import GeometricGrid, UniformGrid, mutual_information_difference, mutual_information_minde, neural_entropy
+from .._api import MINDE, information_estimates
+from ..estimators import GeometricGrid, UniformGrid, neural_entropy
 
 DEFAULT_TRAIN = learned.TrainConfig(
     steps=16_000, batch_size=256, lr=2e-3, warmup_steps=200, final_lr_fraction=0.02,
@@ -66,62 +67,40 @@ class GaussianExperimentConfig:
         return out
 
 
+def estimator(config: GaussianExperimentConfig, sde) -> MINDE:
+    """The public estimator (`verify.MINDE`) that fits the model(s) of `config` on the forward process `sde`: no
+    transform (the joint-Gaussian data are already what the networks are built for)."""
+    return MINDE(width=config.width, depth=config.depth, separate_networks=config.separate_networks,
+                 condition_dropout=config.condition_dropout, precondition=config.precondition, transform=None,
+                 n_times=config.n_times, sde=sde, train=config.train, progress=config.train.progress)
+
+
 def fit(
     x, y, sde, config: GaussianExperimentConfig, *, checkpoint_dir: Path | None = None, resume: str = "auto",
     key: PRNGKeyArray
 ) -> eqx.Module:
     """Train the entropy-matching model(s) of `config` on pairs (x, y); returns one protocol model.
 
-    The likelihood weighting $\\lambda = \\sigma^2/2$ is used, as in the paper's Gaussian experiments, with
-    times drawn uniformly in log-SNR (`learned.LogSNRTime`), where the information lives. Each network checkpoints
-    into its own subfolder of `checkpoint_dir` (if given); `resume` is passed to `learned.train`.
+    The public `verify.MINDE(...).fit` does the work (the one implementation of fitting): the likelihood weighting
+    $\\lambda = \\sigma^2/2$, as in the paper's Gaussian experiments, with times drawn uniformly in log-SNR
+    (`learned.LogSNRTime`), where the information lives. Each network checkpoints into its own subfolder of
+    `checkpoint_dir` (if given); `resume` is passed to `learned.train`.
     """
-    dim_x, dim_y = x.shape[1], y.shape[1]
-    weighting = learned.Likelihood(sde)
-    times = learned.LogSNRTime()
-    k_init_c, k_init_u, k_train_c, k_train_u = jax.random.split(key, 4)
-
-    def ckpt(name):
-        return None if checkpoint_dir is None else Path(checkpoint_dir) / name
-
-    def wrap(network):
-        # Both networks are whitened by the covariance of x: the within-condition covariance (fit with y) was
-        # measured no better on the demo problem (I_MINDE -1.36 % vs -1.25 %).
-        return learned.Preconditioned.fit(network, x) if config.precondition else network
-
-    conditional = wrap(learned.EntropyMLP(
-        learned.MLPConfig(dim_x=dim_x, dim_y=dim_y, width=config.width, depth=config.depth), sde, key=k_init_c
-    ).standardise_condition(y))
-    if not config.separate_networks:
-        loss = learned.DEMLoss(weighting, times, condition_dropout=config.condition_dropout)
-        return learned.train(conditional, x, y, config=config.train, loss=loss, checkpoint_dir=ckpt("joint"),
-                             resume=resume, key=k_train_c).ema_model
-    unconditional = wrap(learned.EntropyMLP(
-        learned.MLPConfig(dim_x=dim_x, width=config.width, depth=config.depth), sde, key=k_init_u
-    ))
-    loss = learned.DEMLoss(weighting, times)
-    cond = learned.train(conditional, x, y, config=config.train, loss=loss, checkpoint_dir=ckpt("conditional"),
-                         resume=resume, key=k_train_c).ema_model
-    unc = learned.train(unconditional, x, None, config=config.train, loss=loss, checkpoint_dir=ckpt("unconditional"),
-                        resume=resume, key=k_train_u).ema_model
-    return learned.Pair(unc, cond)
+    return estimator(config, sde).fit(x, y, checkpoint_dir=checkpoint_dir, resume=resume, key=key).model
 
 
 def measure(model, x, y, *, n_times: int, key: PRNGKeyArray) -> dict[str, Estimate]:
     """S_NN, S_NN^{X|Y}, I_MINDE and I_diff of a protocol model on pairs (x, y) on the uniform time grid (the
-    paper's reference protocol), and both neural entropies again on a log-spaced grid down to s = 1e-8.
+    paper's reference protocol, `verify.information_estimates`), and both neural entropies again on a log-spaced
+    grid down to s = 1e-8.
 
     The uniform grid's first cell cannot resolve the log-singular rate near s = 0 of nearly flat data: under
     flattening it loses 35 % of S_tot for the exact e* itself (`benchmarks/bench_time_grid.py`).
     """
-    grid = UniformGrid(n_times=n_times)
     log_grid = GeometricGrid(n_times=2 * n_times, s_min=1e-8)
-    k_s, k_c, k_m, k_d, k_sl, k_cl = jax.random.split(key, 6)
+    k_four, k_sl, k_cl = jax.random.split(key, 3)
     return {
-        "neural": neural_entropy(model, x, times=grid, key=k_s),
-        "conditional_neural": neural_entropy(model, x, y=y, times=grid, key=k_c),
-        "minde": mutual_information_minde(model, x, y, times=grid, key=k_m),
-        "difference": mutual_information_difference(model, x, y, times=grid, key=k_d),
+        **information_estimates(model, x, y, times=UniformGrid(n_times=n_times), key=k_four),
         "neural_log_grid": neural_entropy(model, x, times=log_grid, key=k_sl),
         "conditional_neural_log_grid": neural_entropy(model, x, y=y, times=log_grid, key=k_cl),
     }
