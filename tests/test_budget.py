@@ -1,0 +1,188 @@
+"""The information budget: TC(X_s) by Eq. 7 for any protocol model, its split at tau, and `separability budget`.
+
+Tier 2 (estimator(oracle) = closed form within 4 stderr) on the joint Gaussian with the exact e*; the quick digits run
+checks that what it reports is consistent with independent recomputations (marginals, sums, ratios, flags).
+"""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import learned
+from gaussian_oracle import VPSDE, JointGaussian, marginal_kl_curves
+from verify import (
+    FromEnd,
+    GeometricGrid,
+    UniformGrid,
+    geometric_grid_through,
+    information_budget,
+    neural_entropy,
+    total_correlation,
+)
+from verify.cli import main
+
+
+def _joint():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(4, 4))
+    return JointGaussian(a @ a.T / 4 + 0.05 * np.eye(4), rng.normal(size=(2, 4)), 1.0)
+
+
+def _closed_marginals(joint):
+    diag = np.diag(joint.sigma_x)
+
+    def kl(s):
+        v = 1 + np.asarray(joint.sde.alpha(np.asarray(s)))[:, None] * (diag - 1)
+        return 0.5 * (v - 1 - np.log(v))
+
+    return kl
+
+
+def test_tc_curve_of_the_exact_model_reproduces_the_oracle(key):
+    """With e* and the closed-form marginals the curve is TC(X_s) - TC(X_T) = tc_curve(T) - tc_curve(s): at every node
+    within 4 stderr of the grid's quadrature of the exact rate (the estimator's expectation), and at the smallest
+    node within 4 stderr of the closed form itself (where the grid's discretisation is below one stderr)."""
+    joint = _joint()
+    sde = joint.sde
+    x, _ = joint.sample(2000, key=jax.random.key(1))
+    grid = GeometricGrid(n_times=128, s_min=1e-3)
+    est = total_correlation(joint.model(), x, marginal_kl=_closed_marginals(joint), times=grid, key=key)
+    nodes, _ = grid.nodes_weights(sde)
+    np.testing.assert_array_equal(est.times, nodes)
+    marg = _closed_marginals(joint)(np.append(nodes, sde.T)).sum(1)
+    expected = FromEnd(grid).cumulative_weights(sde) @ joint.entropy_rate(nodes) - (marg[:-1] - marg[-1])
+    z = (est.cumulative - expected) / est.cumulative_stderr
+    assert np.all(np.abs(z) < 4), np.abs(z).max()
+    exact = joint.total_correlation_curve(sde.T) - joint.total_correlation_curve(nodes)
+    assert abs(expected[0] - exact[0]) < est.stderr  # the grid resolves the curve at its smallest node
+    assert est.within(exact[0], 4.0) and est.value == est.cumulative[0]
+    assert exact[0] > 0.9 * joint.total_correlation()  # little TC is erased below s = 1e-3
+    assert not est.flags
+
+
+def test_tc_reuses_the_neural_entropy_rows_and_defaults_to_the_data_marginals(key):
+    joint = _joint()
+    x, _ = joint.sample(300, key=jax.random.key(2))
+    grid = GeometricGrid(n_times=16, s_min=1e-2)
+    est = total_correlation(joint.model(), x, times=grid, key=key)
+    tail = neural_entropy(joint.model(), x, times=FromEnd(grid), key=key)
+    nodes, _ = grid.nodes_weights(joint.sde)
+    marg = marginal_kl_curves(np.asarray(x), np.append(nodes, joint.sde.T), joint.sde).sum(1)
+    np.testing.assert_allclose(est.cumulative, tail.cumulative - (marg[:-1] - marg[-1]), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(est.cumulative_stderr, tail.cumulative_stderr, rtol=1e-12)
+    np.testing.assert_allclose(est.rate, tail.rate, rtol=1e-12)
+
+
+def test_tc_curve_flags_a_model_below_the_marginals(key):
+    """A model with e = 0 holds no information, so S_NN - sum_k KL_k < 0 at every node: flagged."""
+    joint = _joint()
+    x, _ = joint.sample(100, key=jax.random.key(3))
+    zero = lambda x, s, y=None: 0.0 * x  # noqa: E731
+    zero.sde = joint.sde
+    est = total_correlation(zero, x, marginal_kl=_closed_marginals(joint), times=GeometricGrid(8, 1e-2), key=key)
+    assert np.all(est.cumulative[:-1] < 0) and len(est.flags) == 1 and "below 0" in est.flags[0]
+
+
+def test_grid_through_tau_puts_tau_on_a_cell_edge():
+    for tau, n, s_min in [(0.1, 64, 1e-3), (0.05, 40, 1e-4), (0.5, 7, 1e-2)]:
+        grid = geometric_grid_through(tau, n, s_min, 1.0)
+        edges = np.geomspace(grid.s_min, 1.0, n + 1)
+        assert np.min(np.abs(edges - tau)) < 1e-12 * tau
+        assert 0.3 * s_min < grid.s_min < 3 * s_min
+    with pytest.raises(ValueError, match="tau"):
+        geometric_grid_through(2.0, 10, 1e-3, 1.0)
+
+
+def test_budget_of_the_exact_joint_gaussian_matches_the_closed_forms(key):
+    """Every part (total, semantic s >= tau, perceptual s < tau) of S^X, S^{X|Y}, TC and I within 4 stderr of the
+    closed form over the same interval; parts sum to totals; the fractions are the ratios of the totals."""
+    joint = _joint()
+    sde = joint.sde
+    x, y = joint.sample(2000, key=jax.random.key(4))
+    grid = geometric_grid_through(0.1, 128, 1e-3, sde.T)
+    budget = information_budget(joint.model(), x, y, tau=0.1, times=grid, marginal_kl=_closed_marginals(joint),
+                                key=key)
+    assert budget.tau == pytest.approx(0.1, rel=1e-10) and budget.s_min == pytest.approx(grid.s_min, rel=1e-10)
+    curves = {"neural_entropy": joint.total_entropy_curve,
+              "conditional_neural_entropy": joint.conditional_total_entropy_curve,
+              "total_correlation": joint.total_correlation_curve, "mutual_information": joint.mutual_information_curve}
+    span = {"total": (budget.s_min, sde.T), "semantic": (budget.tau, sde.T), "perceptual": (budget.s_min, budget.tau)}
+    for name, curve in curves.items():
+        for piece, (a, b) in span.items():
+            est = budget.parts[name][piece]
+            assert est.within(float(curve(b) - curve(a)), 4.0), (name, piece, est.z_score(float(curve(b) - curve(a))))
+    for name, parts in budget.parts.items():
+        assert parts["semantic"].value + parts["perceptual"].value == pytest.approx(parts["total"].value, rel=1e-12)
+    for piece in span:
+        ratio = budget.fractions["total_correlation"][piece].value
+        assert ratio == pytest.approx(budget.parts["total_correlation"][piece].value
+                                      / budget.parts["neural_entropy"][piece].value, rel=1e-12)
+        assert budget.fractions["total_correlation"][piece].stderr > 0
+    marg = _closed_marginals(joint)(np.array([budget.s_min, budget.tau, sde.T])).sum(1)
+    assert budget.parts["marginal_sum"]["total"].value == pytest.approx(marg[0] - marg[2], rel=1e-12)
+    assert budget.parts["marginal_sum"]["semantic"].value == pytest.approx(marg[1] - marg[2], rel=1e-12)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(times=UniformGrid(n_times=10)), "above s = 0"), (dict(tau=5.0), "tau"), (dict(y=None), "labels"),
+])
+def test_budget_refuses_bad_input(key, bad, match):
+    joint = _joint()
+    x, y = joint.sample(10, key=jax.random.key(5))
+    args = dict(y=y, tau=0.1, times=GeometricGrid(8, 1e-3)) | bad
+    with pytest.raises(ValueError, match=match):
+        information_budget(joint.model(), x, args["y"], tau=args["tau"], times=args["times"], key=key)
+
+
+def test_budget_quick_on_digits(tmp_path, quick_images):
+    """The CI run: `separability budget --quick` on digits. Asserts what it reports, not only that it ran: the
+    marginal sum is `marginal_kl_curves` recomputed on all 1,797 digits, parts sum to totals, TC is S_NN^X minus the
+    marginals part by part and along the curve, the shares are ratios of the totals, and the TC curve's smallest
+    time is flagged exactly when it is below 0 by more than 2 stderr."""
+    out = tmp_path / "budget"
+    _, checkpoints = quick_images  # the quick network, trained once per session (resumed, not retrained)
+    assert main(["budget", "--quick", "--out", str(out), "--checkpoint-dir", str(checkpoints), "--no-progress"]) == 0
+    _check_digits_budget(out)
+
+
+def _check_digits_budget(out):
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["experiment"] == "budget" and payload["instance"]["dataset"] == "digits"
+    inst, q = payload["instance"], payload["quantities"]
+    digits = learned.load_digits()
+    x_all = np.concatenate([digits.train_x, digits.test_x])
+    process = VPSDE(inst["sde"]["beta_min"], inst["sde"]["beta_max"], inst["sde"]["T"])
+    kl = marginal_kl_curves(x_all, np.array([inst["s_min"], inst["tau"], process.T]), process).sum(1)
+    assert q["marginal_sum"]["total"]["value"] == pytest.approx(kl[0] - kl[2], rel=1e-9)
+    assert q["marginal_sum"]["semantic"]["value"] == pytest.approx(kl[1] - kl[2], rel=1e-9)
+    for name in ("neural_entropy", "conditional_neural_entropy", "marginal_sum", "total_correlation",
+                 "mutual_information"):
+        parts = q[name]
+        assert parts["semantic"]["value"] + parts["perceptual"]["value"] == pytest.approx(parts["total"]["value"],
+                                                                                           rel=1e-9, abs=1e-9)
+    for piece in ("total", "semantic", "perceptual"):
+        s_x = q["neural_entropy"][piece]
+        assert s_x["value"] > 0 and s_x["stderr"] > 0
+        tc = q["total_correlation"][piece]
+        assert tc["value"] == pytest.approx(s_x["value"] - q["marginal_sum"][piece]["value"], rel=1e-9, abs=1e-9)
+        assert tc["stderr"] == pytest.approx(s_x["stderr"])
+        for name in ("total_correlation", "mutual_information"):
+            share = q["fractions"][name][piece]["value"]
+            assert share == pytest.approx(q[name][piece]["value"] / s_x["value"], rel=1e-9)
+    curves = payload["curves"]
+    tc_curve = np.array(curves["total_correlation"]["cumulative"])
+    np.testing.assert_allclose(tc_curve, np.array(curves["neural_entropy"]["cumulative"])
+                               - np.array(curves["marginal_sum"]["cumulative"]), rtol=1e-9, atol=1e-9)
+    nodes = np.array(curves["neural_entropy"]["times"])
+    kl_nodes = marginal_kl_curves(x_all, np.append(nodes[:3], process.T), process).sum(1)
+    np.testing.assert_allclose(curves["marginal_sum"]["cumulative"][:3], kl_nodes[:3] - kl_nodes[3], rtol=1e-9)
+    se0 = curves["total_correlation"]["cumulative_stderr"][0]
+    negative = tc_curve[0] < -2 * se0
+    tc_flags = [f for f in q["flags"] if f.startswith("TC(X_s) - TC(X_T) is below 0")]
+    assert bool(tc_flags) == negative
+    if negative:
+        assert f"at s = {nodes[0]:.3g}" in tc_flags[0]
+    assert (out / payload["figures"]["budget"]).stat().st_size > 1000
+    assert (out / "images" / "results.json").exists()

@@ -1,0 +1,80 @@
+"""`separability budget`: the information budget of an image model (S_NN, marginal sum, TC by Eq. 7, I(X;Y)), split at
+tau into semantic and perceptual parts; `--gaussian` for the oracle's joint Gaussians."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import jax
+
+import learned
+
+from ..experiments import EXPERIMENTS, BudgetConfig
+from ._common import positive_float, positive_int
+from ._images import QUICK, ImagesCommand, build_experiment
+
+
+class BudgetCommand:
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        ImagesCommand().add_arguments(p)  # the images experiment's options: data set, network, training, --quick
+        p.set_defaults(out="out/budget")
+        g = p.add_argument_group("budget")
+        g.add_argument("--tau", type=positive_float, default=0.1,
+                       help="split time: the semantic part is s >= tau, the perceptual part s < tau")
+        g.add_argument("--budget-times", type=positive_int, default=None,
+                       help="log-spaced cells of the budget's grid (default 64; --quick 40)")
+        g.add_argument("--s-min", type=positive_float, default=1e-3,
+                       help="lower end of the budget's grid (moved slightly so that tau is a cell edge)")
+        g.add_argument("--gaussian", action="store_true",
+                       help="budget the oracle's joint Gaussians (exact e*, closed-form marginals) instead of images")
+
+    def run(self, args: argparse.Namespace) -> dict:
+        start = time.perf_counter()
+        n_times = args.budget_times if args.budget_times is not None else (40 if args.quick else 64)
+        if args.gaussian:
+            config = BudgetConfig(tau=args.tau, n_times=max(n_times, 128), s_min=args.s_min, gaussian=True)
+            payload = EXPERIMENTS["budget"].run(config, args.out, key=jax.random.key(args.seed),
+                                                instance={"seed": args.seed})
+            for name, row in payload["instances"].items():
+                print(f"joint Gaussian {name}:")
+                for q, parts in row["quantities"].items():
+                    t = parts["total"]
+                    print(f"  {q:<28} {t['value']:9.4f} ± {t['stderr']:.4f}   exact {t['exact']:9.4f}")
+            print(f"→ {args.out}/results.json; wall time {time.perf_counter() - start:.1f} s")
+            return payload
+        if args.quick and args.dataset != QUICK:
+            raise ValueError(f"--quick runs on --dataset {QUICK} only (the CPU smoke configuration).")
+        spec = learned.DATASETS[args.dataset]
+        if spec.needs_dir and args.data_dir is None:
+            raise ValueError(f"--dataset {args.dataset} needs --data-dir: {spec.data_dir_help}.")
+        data = learned.load_dataset(args.dataset, args.data_dir, pixel_range=args.pixel_range)
+        if args.n_train is not None:
+            data = data.subset(n_train=args.n_train)
+        image = build_experiment(args, data)
+        if args.quick:  # the CI smoke run: skip the images experiment's training-image estimates (memorisation gap)
+            image = dataclasses.replace(image, compare_train=False)
+        config = BudgetConfig(image=image, tau=args.tau, n_times=n_times, s_min=args.s_min,
+                              chunk_size=image.chunk_size)
+        print(f"separability budget --dataset {data.name} → {args.out}")
+        payload = EXPERIMENTS["budget"].run(config, args.out, key=jax.random.key(args.seed), data=data,
+                                            instance={"seed": args.seed, "quick": bool(args.quick)})
+        q = payload["quantities"]
+        print(f"information budget ({data.name}, tau = {payload['instance']['tau']:.3g}, "
+              f"s_min = {payload['instance']['s_min']:.3g}) → {Path(args.out)}/results.json")
+        print(f"  {'':<28} {'total':>16} {'semantic':>16} {'perceptual':>16}")
+        for name in ("neural_entropy", "conditional_neural_entropy", "marginal_sum", "total_correlation",
+                     "mutual_information"):
+            cells = [f"{q[name][p]['value']:8.2f} ± {q[name][p]['stderr']:<5.2f}"
+                     for p in ("total", "semantic", "perceptual")]
+            print(f"  {name:<28} {' '.join(cells)}")
+        for name in ("total_correlation", "mutual_information"):
+            cells = [f"{q['fractions'][name][p]['value']:8.3f} ± {q['fractions'][name][p]['stderr']:<5.3f}"
+                     for p in ("total", "semantic", "perceptual")]
+            print(f"  {name + ' / S_NN':<28} {' '.join(cells)}")
+        for flag in q["flags"]:
+            print(f"  FLAG: {flag}")
+        print(f"  wall time {time.perf_counter() - start:.1f} s")
+        return payload
