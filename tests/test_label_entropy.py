@@ -1,12 +1,13 @@
 """H(Y|X_s) by the I-MMSE identity, with exact models, against exact references (two-class quadrature, the empirical
 oracle's exact posteriors)."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gaussian_oracle import EmpiricalMixture, GaussianMixture
+from gaussian_oracle import VPSDE, EmpiricalMixture, GaussianMixture
 from verify import GeometricGrid, UniformGrid, label_entropy
 
 
@@ -75,3 +76,193 @@ def test_online_bayes_classifier_matches_the_quadrature_overall_and_per_class():
         label_entropy_online(mixture.model(), (3,), np.array([0.7, 0.7]), key=jax.random.key(0))
     with pytest.raises(ValueError, match="label must be None"):
         label_entropy_online(mixture.model(), (3,), np.array([0.5, 0.5]), label=2, key=jax.random.key(0))
+
+
+# ---------------------------------------------------------------------------------------------- issue 11
+from verify import (  # noqa: E402
+    AbstractGrid,
+    label_entropy_online,
+    LogSNRGrid,
+    class_profiles_online,
+    half_time,
+    label_entropy_per_class,
+    label_profile_online,
+    peak_time,
+    tail_quadrature_error,
+)
+
+
+def _ten_class():
+    radii = np.linspace(0.6, 2.4, 10)
+    return GaussianMixture(np.full(10, 0.1), np.eye(10) * radii[:, None], np.stack([0.25 * np.eye(10)] * 10))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["on_a_line", "ten_class"])
+def test_both_estimators_recover_the_exact_curve_of_a_mixture(name):
+    """I-MMSE and the online classifier with the exact e* give the Monte Carlo H(Y|X_s) of exact posteriors at every
+    grid time within 4 combined stderr, after stated deterministic allowances: the trapezoid error of the I-MMSE tail
+    integrals (`tail_quadrature_error`) and the online classifier's start at the prior H(Y) (not H(Y|X_T))."""
+    mixture = GaussianMixture.on_a_line() if name == "on_a_line" else _ten_class()
+    model, prior = mixture.model(), np.asarray(mixture.weights)
+    x, y = mixture.sample(2000, key=jax.random.key(0))
+    grid = LogSNRGrid(n_times=40, s_min=1e-3)
+    immse = label_entropy(model, x, y, prior_entropy=mixture.prior_entropy(), times=grid, key=jax.random.key(1))
+    exact = mixture.label_entropy(immse.times, n=20_000, key=jax.random.key(2))
+    at_T = mixture.label_entropy(mixture.sde.T, n=20_000, key=jax.random.key(2))
+    allowance = tail_quadrature_error(grid, mixture.sde, immse.rate) + (mixture.prior_entropy() - at_T.value)
+    z = (np.abs(immse.cumulative - exact.cumulative) - allowance) / np.hypot(immse.cumulative_stderr,
+                                                                             exact.cumulative_stderr)
+    assert np.max(z) < 4.0, (immse.cumulative, exact.cumulative)
+
+    online = label_profile_online(model, (mixture.dim_x,), prior, n=1000, n_steps=200, key=jax.random.key(3)).entropy
+    exact = mixture.label_entropy(online.times, n=20_000, key=jax.random.key(4))
+    offset = mixture.prior_entropy() - at_T.value + 4 * at_T.stderr
+    z = (np.abs(online.cumulative - exact.cumulative) - offset) / np.hypot(online.cumulative_stderr,
+                                                                          exact.cumulative_stderr)
+    assert np.max(z) < 4.0, (online.cumulative, exact.cumulative)
+    assert exact.cumulative[0] < 0.5 * mixture.prior_entropy() < exact.cumulative[-1]  # spans the decision
+
+
+@pytest.mark.slow
+def test_per_class_curves_match_exact_surprisal_and_average_to_the_label_entropy():
+    """Per class, I-MMSE on class-c samples gives E[-log p(c|X_s) | Y=c] of the exact posterior (computed here from
+    GaussianMixture.posterior on diffused class-c draws), and the online curves along class-c trajectories give it too;
+    the prior-weighted average of the I-MMSE per-class curves is H(Y|X_s)."""
+    mixture = _ten_class()
+    model, prior = mixture.model(), np.asarray(mixture.weights)
+    x, y = mixture.sample(3000, key=jax.random.key(5))
+    grid = LogSNRGrid(n_times=24, s_min=1e-2)
+    per_class = label_entropy_per_class(model, x, np.asarray(y), prior=prior, times=grid, key=jax.random.key(6))
+    # 400 steps: the trajectories' own Euler-Maruyama sampling bias (weak order 1) showed at 200 steps near s = 0.3
+    per_online, _ = class_profiles_online(model, (10,), prior, n_per_class=200, n_steps=400, key=jax.random.key(7))
+    sde = mixture.sde
+    for c in (0, 5, 9):  # the slowest, a middle and the fastest class to be decided
+        single = GaussianMixture(np.ones(1), mixture.means[c:c + 1], mixture.covs[c:c + 1], sde)
+        x0, _ = single.sample(4000, key=jax.random.fold_in(jax.random.key(8), c))
+        noise = jax.random.normal(jax.random.key(9), x0.shape, x0.dtype)
+
+        def exact_surprisal(times):
+            vals = np.stack([-np.log(np.asarray(jax.vmap(model.posterior, (0, None))(
+                sde.mu(s) * x0 + jnp.sqrt(sde.var(s)) * noise, s))[:, c]) for s in times])
+            return vals.mean(1), vals.std(1, ddof=1) / np.sqrt(vals.shape[1])
+
+        est = per_class[c]
+        ref, ref_se = exact_surprisal(est.times)
+        allowance = tail_quadrature_error(grid, sde, est.rate)
+        z = (np.abs(est.cumulative - ref) - allowance) / np.hypot(est.cumulative_stderr, ref_se)
+        assert np.max(z) < 4.0, (c, est.cumulative, ref)
+        online = per_online[c].surprisal
+        picks = np.arange(0, online.times.size, 40)
+        ref, ref_se = exact_surprisal(online.times[picks])
+        z = (online.cumulative[picks] - ref) / np.hypot(online.cumulative_stderr[picks], ref_se)
+        assert np.max(np.abs(z)) < 4.0, (c, online.cumulative[picks], ref)
+    peaks = [peak_time(per_class[c].times, per_class[c].rate).time for c in range(10)]
+    assert peaks[9] > peaks[0]  # the class farthest out is decided earliest in generation (largest s)
+    whole = label_entropy(model, x, y, prior_entropy=mixture.prior_entropy(), times=grid, key=jax.random.key(6))
+    average = sum(prior[c] * per_class[c].cumulative for c in range(10))
+    se = np.sqrt(sum((prior[c] * per_class[c].cumulative_stderr) ** 2 for c in range(10)))
+    assert np.max(np.abs(average - whole.cumulative) / np.hypot(se, whole.cumulative_stderr)) < 4.0
+
+
+def test_online_classifier_along_guided_trajectories_converges_to_the_exact_posterior():
+    """Along guided trajectories (w = 3) the online recursion reads the exact posterior p(y|x_s) at the guided states,
+    up to the Euler-Maruyama step error: its gap to the exact posterior entropy on the same trajectories falls like h."""
+    mixture = GaussianMixture.symmetric_two_class(np.array([1.2, -0.4, 0.3]), 0.6)
+    model = mixture.model()
+    gaps = []
+    steps = (50, 100, 200, 400)
+    for n_steps in steps:
+        _, avg = class_profiles_online(model, (3,), np.array([0.5, 0.5]), n_per_class=400, n_steps=n_steps, w=3.0,
+                                       reference=model.posterior, key=jax.random.key(11))
+        gaps.append(np.mean(np.abs(avg.gap.cumulative)))
+    slope = np.polyfit(np.log(steps), np.log(gaps), 1)[0]
+    assert -1.3 < slope < -0.7, (gaps, slope)
+    # guidance decides the label earlier: the exact posterior entropy along w = 3 trajectories is halfway at a larger
+    # s than along unguided ones
+    _, base = class_profiles_online(model, (3,), np.array([0.5, 0.5]), n_per_class=400, n_steps=200,
+                                    reference=model.posterior, key=jax.random.key(12))
+    h3, h0 = (half_time(a.reference_entropy.times, a.reference_entropy.cumulative, a.reference_entropy.cumulative_stderr)
+              for a in (avg, base))
+    assert h3.interval[0] > h0.interval[1], (h3, h0)
+
+
+def test_peak_and_half_time_on_known_curves():
+    t = np.linspace(0.01, 1.0, 100)
+    rate = np.exp(-0.5 * ((t - 0.3) / 0.05) ** 2)
+    pk = peak_time(t, rate, np.full(100, 0.01))
+    assert pk.time == t[np.argmin(np.abs(t - 0.3))] and pk.resolution[0] < 0.3 < pk.resolution[1]
+    assert pk.plausible[0] < pk.time < pk.plausible[1]  # ties within 2 combined stderr around a flat top
+    curve = 1.0 / (1.0 + np.exp(-(t - 0.4) / 0.05))
+    ht = half_time(t, curve)
+    assert ht.time == pytest.approx(0.4 + 0.05 * np.log((curve[0] + curve[-1]) / 2 / (1 - (curve[0] + curve[-1]) / 2)),
+                                    abs=1e-3)
+
+
+class _Decreasing(AbstractGrid):
+    def nodes_weights(self, sde):
+        return np.array([0.5, 0.2, 0.1]), np.full(3, 0.3)
+
+    def cumulative_weights(self, sde):
+        return np.zeros((3, 3))
+
+
+class _NoNullLabel(eqx.Module):
+    inner: eqx.Module
+    sde: object
+
+    def __call__(self, x, s, y=None):
+        if y is None:
+            raise ValueError("this model has no null label")
+        return self.inner(x, s, y)
+
+
+def test_bad_inputs_of_the_label_estimators():
+    mixture = GaussianMixture.symmetric_two_class(np.array([1.0, 0.0]), 0.5)
+    x, y = mixture.sample(10, key=jax.random.key(0))
+    model, key = mixture.model(), jax.random.key(0)
+    prior = np.array([0.5, 0.5])
+    with pytest.raises(ValueError, match="does not accept label 3"):  # a label outside the model's classes
+        label_entropy(model, x, jnp.full(10, 3), prior_entropy=np.log(2), times=UniformGrid(8), key=key)
+    with pytest.raises(ValueError, match="does not accept label 2"):  # a prior with more classes than the model
+        label_profile_online(model, (2,), np.full(3, 1 / 3), n=4, n_steps=4, key=key)
+    no_null = _NoNullLabel(model, mixture.sde)
+    for call in (lambda: label_entropy(no_null, x, y, prior_entropy=np.log(2), times=UniformGrid(8), key=key),
+                 lambda: label_profile_online(no_null, (2,), prior, n=4, n_steps=4, key=key),
+                 lambda: label_entropy_per_class(no_null, x, np.asarray(y), prior=prior, times=UniformGrid(8), key=key)):
+        with pytest.raises(ValueError, match="needs the unconditional e"):
+            call()
+    with pytest.raises(ValueError, match="strictly increasing"):
+        label_entropy(model, x, y, prior_entropy=np.log(2), times=_Decreasing(), key=key)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        peak_time([0.3, 0.2, 0.1], [1.0, 2.0, 1.0])
+    with pytest.raises(ValueError, match="strictly increasing"):
+        half_time([0.1, 0.1, 0.3], [0.0, 0.5, 1.0])
+    with pytest.raises(ValueError, match="needs a label"):  # guidance steers towards a label
+        label_profile_online(model, (2,), prior, n=4, n_steps=4, w=1.0, key=key)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="measured: after 3,000 steps the plain label-dropout MLP's I-MMSE curve is off "
+                                       "by up to 0.135 nats (H(Y|X_s) = -0.094 at s = 0.012 against 0.042 exact: the "
+                                       "learned e(x,s;y) - e(x,s) is too large at small s); a training recipe that "
+                                       "meets 0.05 nats is still to be found")
+def test_learned_mixture_both_estimators_within_005_nats_of_exact():
+    """A label-conditional MLP trained briefly (with label dropout, so one network gives e(x,s;y) and e(x,s)) on the
+    two-class mixture: both estimators within 0.05 nats of the quadrature over the whole grid."""
+    import learned
+
+    sde = VPSDE(0.1, 16.0, 1.0)
+    mixture = GaussianMixture.symmetric_two_class(np.array([1.2, -0.4, 0.3]), 0.6, sde)
+    x, y = mixture.sample(20_000, key=jax.random.key(20))
+    net = learned.EntropyMLP(learned.MLPConfig(dim_x=3, num_classes=2, width=128, depth=2), sde, key=jax.random.key(21))
+    config = learned.TrainConfig(steps=3000, batch_size=256, lr=2e-3, warmup_steps=200, final_lr_fraction=0.02,
+                                 steps_per_call=100, checkpoint_every=3000, ema_decay=0.999, progress=False)
+    model = learned.train(net, x, y, config=config, loss=learned.DEMLoss(condition_dropout=0.2),
+                          key=jax.random.key(22)).ema_model
+    immse = label_entropy(model, x[:2000], y[:2000], prior_entropy=np.log(2), times=LogSNRGrid(n_times=32, s_min=1e-2),
+                          key=jax.random.key(23))
+    assert np.max(np.abs(immse.cumulative - mixture.two_class_label_entropy(immse.times))) < 0.05
+    online = label_entropy_online(model, (3,), np.array([0.5, 0.5]), n=1000, n_steps=200, s_end=1e-2,
+                                  key=jax.random.key(24))
+    assert np.max(np.abs(online.cumulative - mixture.two_class_label_entropy(online.times))) < 0.05

@@ -11,23 +11,127 @@ diffused to the grid's times, as for MINDE, and the tail integrals $\int_{s_k}^T
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from gaussian_oracle import VPSDE, Estimate
 
 from ._information import _integrate, _minde_integrand
-from ._integrators import AbstractGrid, GeometricGrid
+from ._integrators import AbstractGrid
 
-__all__ = ["FromEnd", "label_entropy"]
+__all__ = ["FromEnd", "HalfTime", "LogSNRGrid", "Peak", "check_label_model", "half_time", "label_entropy",
+           "label_entropy_per_class", "peak_time", "tail_quadrature_error"]
 
 
-class FromEnd(AbstractGrid):
-    r"""A grid whose running integrals run from each node up to T: $\int_{s_k}^T f \approx \sum_j (w_j - C_{kj})f(s_j)$.
+def check_label_model(model, example: Float[ArrayLike, "*shape"], labels, *, unconditional: bool = True,
+                      what: str = "this estimator") -> None:
+    """Call `model` once, eagerly, on `example` at $s = T/2$ with the largest and smallest of `labels` (and with
+    `y=None` when `unconditional`), so that a label outside the model's classes or a model without a null label is
+    refused at once with one clear `ValueError` (inside the compiled estimators it would surface as a runtime error
+    of the traced computation).
 
     **Arguments:**
 
-    - `grid`: the grid whose nodes and weights are used (`C` its `cumulative_weights`).
+    - `model`: a label-conditional protocol model.
+    - `example`: one input of the model's shape.
+    - `labels`: the integer labels the estimator will pass (any shape).
+    - `unconditional`: whether the estimator needs the unconditional $e(x, s)$ = `model(x, s, None)`.
+    - `what`: the caller's name, for the messages.
+    """
+    labels = np.asarray(labels)
+    if labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{what} needs integer class labels; got dtype {labels.dtype}, shape {labels.shape}.")
+    x = jnp.asarray(example)
+    s = jnp.asarray(0.5 * model.sde.T, x.dtype)
+    for label in sorted({int(labels.min()), int(labels.max())}):
+        try:
+            model(x, s, label)
+        except Exception as err:  # the model's own refusal, whatever its type, restated once
+            raise ValueError(f"{what}: the model does not accept label {label} (the labels must be classes of the "
+                             f"model, 0..num_classes-1): {err}") from err
+    if unconditional:
+        try:
+            model(x, s, None)
+        except Exception as err:
+            raise ValueError(f"{what} needs the unconditional e(x, s) = model(x, s, None), i.e. a model trained with "
+                             f"a null label (label dropout), and this model refuses y=None: {err}") from err
+
+
+def _check_grid(times, sde: VPSDE) -> np.ndarray:
+    if not isinstance(times, AbstractGrid):
+        raise ValueError(f"times must be a grid (UniformGrid, GeometricGrid): the curve needs fixed nodes; got {times!r}.")
+    nodes, _ = times.nodes_weights(sde)
+    nodes = np.asarray(nodes, np.float64)
+    if nodes.ndim != 1 or nodes.size < 2 or not np.all(np.diff(nodes) > 0):
+        raise ValueError(f"the time grid must have at least two strictly increasing nodes; got {nodes!r}.")
+    if nodes[0] < 0 or nodes[-1] > sde.T:
+        raise ValueError(f"the time grid's nodes must lie in [0, T] = [0, {sde.T}]; got {nodes[0]} to {nodes[-1]}.")
+    return nodes
+
+
+def _time_of_log_snr(sde: VPSDE, rho: np.ndarray) -> np.ndarray:
+    r"""Invert $\rho(s) = \log(\alpha/(1-\alpha))$: $\int_0^s\beta = \log(1 + e^{-\rho})$, a quadratic in s."""
+    big_b = np.logaddexp(0.0, -rho)
+    slope = (sde.beta_max - sde.beta_min) / sde.T
+    return 2.0 * big_b / (sde.beta_min + np.sqrt(sde.beta_min**2 + 2.0 * slope * big_b))
+
+
+class LogSNRGrid(AbstractGrid):
+    r"""Midpoint rule on $n$ cells uniform in the log signal-to-noise ratio $\rho(s) = \log(\alpha/(1-\alpha))$
+    between $s_{\min}$ and T (nodes at the cells' centres in $\rho$).
+
+    Near $s = 0$ the cells are nearly geometric in s (like `GeometricGrid`); near T, where $\rho$ changes by
+    $\beta/(1-\alpha)$ per unit s, they are about $\beta_{\max}$ times finer than geometric cells, which is where
+    $H(Y|X_s)$ approaches $H(Y)$ along a fast-decaying rate and a coarse grid's deterministic error would exceed the
+    (vanishing) stderr.
+
+    **Arguments:**
+
+    - `n_times`: number of cells.
+    - `s_min`: lower end, as an absolute time in $(0, T)$.
+    """
+
+    n_times: int = 64
+    s_min: float = 1e-3
+
+    def __check_init__(self):
+        if isinstance(self.n_times, bool) or not isinstance(self.n_times, int) or self.n_times < 2:
+            raise ValueError(f"LogSNRGrid.n_times must be an integer >= 2; got {self.n_times!r}.")
+        if not (isinstance(self.s_min, (int, float)) and self.s_min > 0):
+            raise ValueError(f"LogSNRGrid.s_min must be a float > 0; got {self.s_min!r}.")
+
+    def nodes_weights(self, sde: VPSDE) -> tuple[np.ndarray, np.ndarray]:
+        if not self.s_min < sde.T:
+            raise ValueError(f"LogSNRGrid.s_min = {self.s_min} must be below T = {sde.T}.")
+        hi, lo = (float(sde.log_snr(np.float64(t))) for t in (self.s_min, sde.T))
+        edges_rho = np.linspace(hi, lo, self.n_times + 1)
+        edges = _time_of_log_snr(sde, edges_rho)
+        edges[0], edges[-1] = self.s_min, sde.T
+        nodes = _time_of_log_snr(sde, 0.5 * (edges_rho[:-1] + edges_rho[1:]))
+        return nodes, np.diff(edges)
+
+    def cumulative_weights(self, sde: VPSDE) -> np.ndarray:
+        weights = self.nodes_weights(sde)[1]
+        n = len(weights)
+        return np.tril(np.ones((n, n)), k=-1) * weights[None, :] + np.diag(0.5 * weights)
+
+
+class FromEnd(AbstractGrid):
+    r"""A grid whose running integrals run from each node up to T, by the trapezoid rule on the nodes:
+    $\int_{s_k}^T f \approx \sum_{j \ge k}\tfrac{s_{j+1} - s_j}{2}(f(s_j) + f(s_{j+1})) + (T - s_{n-1})f(s_{n-1})$.
+
+    The trapezoid between nodes is second order at every node (the midpoint cells' half cell at the node itself
+    would be first order, an error of order $h^2 f'$ per curve point that the stderr does not cover); the last
+    piece, above the last node, is a rectangle where the label rate has long vanished.
+
+    **Arguments:**
+
+    - `grid`: the grid whose nodes are used (the total, `nodes_weights`, keeps its own weights).
     """
 
     grid: AbstractGrid
@@ -36,12 +140,48 @@ class FromEnd(AbstractGrid):
         return self.grid.nodes_weights(sde)
 
     def cumulative_weights(self, sde: VPSDE) -> np.ndarray:
-        _, weights = self.grid.nodes_weights(sde)
-        return weights[None, :] - self.grid.cumulative_weights(sde)
+        nodes, _ = self.grid.nodes_weights(sde)
+        n = nodes.size
+        half = 0.5 * np.diff(nodes)
+        above = (np.arange(n - 1)[None, :] >= np.arange(n)[:, None]) * half[None, :]  # segment j counts for rows k <= j
+        out = np.zeros((n, n))
+        out[:, :-1] += above
+        out[:, 1:] += above
+        out[:, -1] += sde.T - nodes[-1]
+        return out
+
+
+def tail_quadrature_error(times: AbstractGrid, sde: VPSDE, rate: Float[ArrayLike, " n_times"]) -> np.ndarray:
+    r"""An estimate, node by node, of the deterministic error of the tail integrals $\int_{s_k}^T$ of `FromEnd`
+    (trapezoid between nodes, which the stderr does not cover): $\sum_{j \ge k} h_j^3|f''_j|/12$ with $f''$ from second
+    differences of `rate`, plus $(T - s_{n-1})^2|f'|/2$ for the last piece. In nats.
+
+    **Arguments:**
+
+    - `times`: the grid the rate was estimated on.
+    - `sde`: the forward process (its T).
+    - `rate`: the mean rate at the grid's nodes (e.g. `label_entropy(...).rate`).
+
+    **Returns:**
+
+    The error estimate at each node (float64).
+    """
+    t = _check_grid(times, sde)
+    f = np.asarray(rate, np.float64)
+    if f.shape != t.shape or t.size < 3:
+        raise ValueError(f"rate must hold one value per node of a grid of >= 3 nodes ({t.size}); got shape {f.shape}.")
+    h = np.diff(t)
+    slope = np.diff(f) / h
+    curv = np.zeros_like(f)
+    curv[1:-1] = 2.0 * np.diff(slope) / (h[1:] + h[:-1])
+    curv[0], curv[-1] = curv[1], curv[-2]
+    seg = h**3 * 0.5 * (np.abs(curv[:-1]) + np.abs(curv[1:])) / 12.0
+    last = 0.5 * (sde.T - t[-1]) ** 2 * abs(slope[-1])
+    return np.concatenate([np.cumsum(seg[::-1])[::-1], [0.0]]) + last
 
 
 def label_entropy(model, x: Float[Array, "batch *shape"], y, *, prior_entropy: float,
-                  entropy_at_T: float | None = None, times: AbstractGrid = GeometricGrid(n_times=64, s_min=1e-4),
+                  entropy_at_T: float | None = None, times: AbstractGrid = LogSNRGrid(n_times=64, s_min=1e-4),
                   chunk_size: int = 1024, key: PRNGKeyArray) -> Estimate:
     r"""$H(Y|X_s)$ on a time grid, in nats, from a label-conditional model by the I-MMSE identity.
 
@@ -52,7 +192,7 @@ def label_entropy(model, x: Float[Array, "batch *shape"], y, *, prior_entropy: f
     - `prior_entropy`: $H(Y)$ of the label distribution (e.g. `learned.ImageData.label_entropy()`), the upper bound.
     - `entropy_at_T`: $H(Y|X_T)$ where the curve starts, if known (an oracle's); `None` uses $H(Y)$, which is high
       by $I(X_T;Y)$ (about $\alpha(T)|\Delta m|^2$: 4e-5 nats for two unit-scale classes at $\beta_{max} = 20$).
-    - `times`: a grid (`GeometricGrid` resolves the small times where the label is decided).
+    - `times`: a grid (`LogSNRGrid` resolves both the small times and the approach to $H(Y)$ near T).
     - `chunk_size`: data rows per compiled call.
     - `key`: a PRNG key.
 
@@ -62,13 +202,14 @@ def label_entropy(model, x: Float[Array, "batch *shape"], y, *, prior_entropy: f
     MINDE integrand) in `rate`/`rate_stderr`, and `value`/`stderr` at the first node: the label entropy left at the
     smallest time, $\approx H(Y) - I(X;Y)$. Values below 0 or above $H(Y)$ by more than 2 stderr are flagged.
     """
-    if not isinstance(times, AbstractGrid):
-        raise ValueError(f"times must be a grid (UniformGrid, GeometricGrid): the curve needs fixed nodes; got {times!r}.")
+    _check_grid(times, model.sde)
     h_y = float(prior_entropy)
     if not (np.isfinite(h_y) and h_y >= 0):
         raise ValueError(f"prior_entropy must be a finite number >= 0 (nats); got {prior_entropy!r}.")
     if y is None:
         raise ValueError("label_entropy needs the labels y, paired with the rows of x.")
+    if np.issubdtype(np.asarray(y).dtype, np.integer):
+        check_label_model(model, x[0], y, what="label_entropy")
     start = h_y if entropy_at_T is None else float(entropy_at_T)
     tail = _integrate(_minde_integrand, (model, None), x, y, FromEnd(times), 2, chunk_size, key)
     curve = start - tail.cumulative
@@ -76,3 +217,176 @@ def label_entropy(model, x: Float[Array, "batch *shape"], y, *, prior_entropy: f
                    rate_stderr=tail.rate_stderr, cumulative=curve, cumulative_stderr=tail.cumulative_stderr,
                    n_evals=tail.n_evals)
     return est.check_bounds(lower=0.0, upper=h_y, name="H(Y|X_s) at the first time")
+
+
+def label_entropy_per_class(model, x: Float[Array, "batch *shape"], y: Int[ArrayLike, " batch"], *,
+                            prior: Float[ArrayLike, " num_classes"],
+                            times: AbstractGrid = LogSNRGrid(n_times=64, s_min=1e-4), chunk_size: int = 1024,
+                            key: PRNGKeyArray) -> dict[int, Estimate]:
+    r"""Per class c, the label's surprisal $H_c(s) = \mathbb E[-\log p(c|X_s) \mid Y = c]$ by the I-MMSE identity, in nats.
+
+    $I(X_s;Y) = \sum_c p(c)\,D_{KL}(p_s(\cdot|c)\,\|\,p_s)$, and under the forward process each term falls at the
+    rate $\tfrac{\beta}{2}\mathbb E[\|e(\tilde x_s, s; c) - e(\tilde x_s, s)\|^2 \mid Y = c]$ (two densities under the
+    same diffusion lose KL at the rate of their Fisher divergence). With
+    $D_{KL}(p_s(\cdot|c)\|p_s) = \mathbb E[\log p(c|X_s) - \log p(c) \mid Y = c]$ this gives
+
+    $$H_c(s) = -\log p(c) - \int_s^T\frac{\beta}{2}\mathbb E\big[\|e(\tilde x_u, u; c) - e(\tilde x_u, u)\|^2 \,\big|\, Y = c\big]\,du,$$
+
+    the MINDE integrand over the images of class c alone, accumulated from T down to s (starting at
+    $-\log p(c)$, i.e. neglecting $I(X_T;Y)$). $\sum_c p(c)H_c(s) = H(Y|X_s)$, and $dH_c/ds \ge 0$ is the rate at which
+    generation decides class c. (The average posterior *entropy* along class-c trajectories, which
+    `class_profiles_online` also reports, is a different per-class quantity with the same class average.)
+
+    **Arguments:**
+
+    - `model`: a label-conditional protocol model with integer labels `0..K-1`; `model(x, s, None)` unconditional.
+    - `x`, `y`: data pairs, one per row (every class needs at least two rows).
+    - `prior`: the label probabilities $p(c)$, shape (K,).
+    - `times`: a grid; `chunk_size`: data rows per compiled call; `key`: a PRNG key.
+
+    **Returns:**
+
+    `{c: Estimate}` with $H_c$ on the grid in `cumulative`/`cumulative_stderr`, its derivative in
+    `rate`/`rate_stderr`, and `value`/`stderr` at the first node (flagged when below 0 by more than 2 stderr).
+    """
+    _check_grid(times, model.sde)
+    prior = _check_prior(prior)
+    labels = np.asarray(y)
+    if labels.shape != (x.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"y must hold one integer label per row of x ({x.shape[0]}); got dtype {labels.dtype}, "
+                         f"shape {labels.shape}.")
+    if labels.min() < 0 or labels.max() >= prior.size:
+        raise ValueError(f"labels must be classes 0..{prior.size - 1} of the prior; got values from {labels.min()} "
+                         f"to {labels.max()}.")
+    check_label_model(model, x[0], np.arange(prior.size), what="label_entropy_per_class")
+    out = {}
+    for c in range(prior.size):
+        rows = np.flatnonzero(labels == c)
+        if rows.size < 2:
+            raise ValueError(f"class {c} has {rows.size} rows; a per-class curve needs at least two.")
+        tail = _integrate(_minde_integrand, (model, None), x[rows], jnp.asarray(labels[rows]), FromEnd(times), 2,
+                          chunk_size, jax.random.fold_in(key, c))
+        curve = -math.log(prior[c]) - tail.cumulative
+        est = Estimate(value=curve[0], stderr=tail.cumulative_stderr[0], times=tail.times, rate=tail.rate,
+                       rate_stderr=tail.rate_stderr, cumulative=curve, cumulative_stderr=tail.cumulative_stderr,
+                       n_evals=tail.n_evals)
+        out[c] = est.check_bounds(lower=0.0, name=f"H_{c}(s) at the first time")
+    return out
+
+
+def _check_prior(prior) -> np.ndarray:
+    prior = np.asarray(prior, np.float64)
+    if prior.ndim != 1 or prior.size < 2 or np.any(prior <= 0) or abs(prior.sum() - 1) > 1e-9:
+        raise ValueError(f"prior must hold K >= 2 positive label probabilities summing to one; got {prior!r}.")
+    return prior
+
+
+# ---------------------------------------------------------------------------------------------- peaks
+@dataclasses.dataclass(frozen=True)
+class Peak:
+    """Where a rate curve is largest: the time of maximal information transfer, with what the grid can resolve.
+
+    - `time`, `rate`, `rate_stderr`: the grid node of the largest rate and the rate there.
+    - `resolution`: the neighbouring grid nodes; on this grid the peak is located no better than between them.
+    - `plausible`: the smallest and largest nodes whose rate is within 2 combined standard errors of the largest
+      (the peak's statistical uncertainty; equal to `(time, time)` without standard errors).
+    """
+
+    time: float
+    rate: float
+    rate_stderr: float
+    resolution: tuple[float, float]
+    plausible: tuple[float, float]
+
+    def to_dict(self) -> dict:
+        return {"time": self.time, "rate": self.rate, "rate_stderr": self.rate_stderr,
+                "resolution": list(self.resolution), "plausible": list(self.plausible),
+                "definition": "argmax over the grid of the rate dH/ds; resolution = the neighbouring grid nodes; "
+                              "plausible = nodes whose rate is within 2 combined stderr of the maximum"}
+
+
+def peak_time(times: Float[ArrayLike, " n_times"], rate: Float[ArrayLike, " n_times"],
+              rate_stderr: Float[ArrayLike, " n_times"] | None = None) -> Peak:
+    r"""The time of the largest rate on a grid (e.g. of $dH(Y|X_s)/ds$: when generation decides the label).
+
+    **Arguments:**
+
+    - `times`: the grid, strictly increasing.
+    - `rate`: the rate at each node (finite).
+    - `rate_stderr`: its standard errors (non-negative), or `None`.
+
+    **Returns:**
+
+    A `Peak` (the node, its neighbours as the grid's resolution, and the nodes statistically tied with it).
+    """
+    t = np.asarray(times, np.float64)
+    r = np.asarray(rate, np.float64)
+    if t.ndim != 1 or t.size < 2 or not np.all(np.isfinite(t)) or not np.all(np.diff(t) > 0):
+        raise ValueError(f"times must be a 1-D grid of at least two strictly increasing times; got {t!r}.")
+    if r.shape != t.shape or not np.all(np.isfinite(r)):
+        raise ValueError(f"rate must hold one finite value per time, shape {t.shape}; got shape {r.shape}.")
+    se = np.zeros_like(r) if rate_stderr is None else np.asarray(rate_stderr, np.float64)
+    if se.shape != t.shape or not np.all(se >= 0):
+        raise ValueError(f"rate_stderr must hold one value >= 0 per time, shape {t.shape}; got {se!r}.")
+    k = int(np.argmax(r))
+    tied = np.flatnonzero(r >= r[k] - 2.0 * np.hypot(se[k], se))
+    return Peak(time=float(t[k]), rate=float(r[k]), rate_stderr=float(se[k]),
+                resolution=(float(t[max(k - 1, 0)]), float(t[min(k + 1, t.size - 1)])),
+                plausible=(float(t[tied.min()]), float(t[tied.max()])))
+
+
+@dataclasses.dataclass(frozen=True)
+class HalfTime:
+    """When half of the label information is decided: the time at which a curve $H(Y|X_s)$ is halfway between its
+    values at the first and last grid times, by linear interpolation.
+
+    - `time`: the crossing; `level`: the halfway value, in nats.
+    - `interval`: the crossings of the curve plus and minus 2 stderr (the statistical uncertainty of `time`).
+    """
+
+    time: float
+    level: float
+    interval: tuple[float, float]
+
+    def to_dict(self) -> dict:
+        return {"time": self.time, "level": self.level, "interval": list(self.interval),
+                "definition": "time at which H(Y|X_s) is halfway between its values at the first and last grid "
+                              "times (linear interpolation); interval = crossings of the curve -+ 2 stderr"}
+
+
+def half_time(times: Float[ArrayLike, " n_times"], curve: Float[ArrayLike, " n_times"],
+              curve_stderr: Float[ArrayLike, " n_times"] | None = None) -> HalfTime:
+    r"""The time at which an increasing curve (e.g. $H(Y|X_s)$) crosses halfway between its end values: a robust
+    "decision time" (the rate's peak is the steepest point; this is the median of the rate as a distribution).
+
+    **Arguments:**
+
+    - `times`: the grid, strictly increasing.
+    - `curve`, `curve_stderr`: the curve and its standard errors (or `None`).
+
+    **Returns:**
+
+    A `HalfTime`.
+    """
+    t = np.asarray(times, np.float64)
+    y = np.asarray(curve, np.float64)
+    if t.ndim != 1 or t.size < 2 or not np.all(np.isfinite(t)) or not np.all(np.diff(t) > 0):
+        raise ValueError(f"times must be a 1-D grid of at least two strictly increasing times; got {t!r}.")
+    if y.shape != t.shape or not np.all(np.isfinite(y)):
+        raise ValueError(f"curve must hold one finite value per time, shape {t.shape}; got shape {y.shape}.")
+    se = np.zeros_like(y) if curve_stderr is None else np.asarray(curve_stderr, np.float64)
+    if se.shape != t.shape or not np.all(se >= 0):
+        raise ValueError(f"curve_stderr must hold one value >= 0 per time, shape {t.shape}; got {se!r}.")
+    level = 0.5 * (y[0] + y[-1])
+
+    def crossing(values):
+        above = np.flatnonzero(values >= level)
+        if above.size == 0:
+            return float(t[-1])
+        k = int(above[0])
+        if k == 0:
+            return float(t[0])
+        frac = (level - values[k - 1]) / (values[k] - values[k - 1])
+        return float(t[k - 1] + frac * (t[k] - t[k - 1]))
+
+    return HalfTime(time=crossing(y), level=float(level), interval=(crossing(y + 2 * se), crossing(y - 2 * se)))

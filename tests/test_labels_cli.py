@@ -1,0 +1,87 @@
+"""`separability labels` end to end: on the exact two-class mixture both label-entropy estimators must reproduce the
+quadrature closed form at every grid time; on digits (slow) the results hold together."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from gaussian_oracle import VPSDE, GaussianMixture
+from verify.cli import main
+
+FIGURES = ("label_entropy.png", "class_rates.png", "cfg_shift.png")
+
+
+def test_two_class_quick_matches_the_quadrature_at_every_grid_time(tmp_path):
+    assert main(["labels", "--mixture", "two-class", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["experiment"] == "labels" and {"versions", "device", "wall_time_s"} <= set(res)
+    mixture = GaussianMixture.symmetric_two_class(np.array([1.2, -0.4, 0.3]), 0.6, VPSDE(0.1, 16.0, 1.0))
+    curves, q = res["curves"], res["quantities"]
+
+    # I-MMSE against the quadrature, node by node: 4 stderr after the grid's trapezoid-error estimate
+    immse = curves["immse"]
+    t = np.array(immse["times"])
+    exact = mixture.two_class_label_entropy(t)
+    np.testing.assert_allclose(curves["reference"]["cumulative"], exact, rtol=0, atol=1e-12)
+    assert q["checks"]["immse_max_z"] < 4.0
+    assert np.all(np.abs(np.array(immse["cumulative"]) - exact) <= 4 * np.array(immse["cumulative_stderr"])
+                  + q["checks"]["immse_grid_error_max"])
+    # the online classifier against the quadrature at every one of its times: 4 stderr after its start offset I(X_T;Y)
+    online = curves["online"]["entropy"]
+    t_on = np.array(online["times"])
+    offset = math.log(2) - float(mixture.two_class_label_entropy(1.0))
+    assert q["checks"]["online_start_offset"] == pytest.approx(offset, rel=1e-9)
+    assert np.all(np.abs(np.array(online["cumulative"]) - mixture.two_class_label_entropy(t_on))
+                  <= 4 * np.array(online["cumulative_stderr"]) + offset)
+    assert exact[0] < 0.1 and exact[-1] > 0.69  # the grid spans the decision
+
+    # peaks: both estimators' rate peaks within their plausible ranges of the exact one's grid node neighbourhood
+    peaks = q["peaks"]
+    for name in ("immse", "online"):
+        lo, hi = peaks[name]["plausible"]
+        assert lo <= peaks["reference"]["resolution"][1] and hi >= peaks["reference"]["resolution"][0], name
+    assert set(peaks["per_class"]) == {"0", "1"}
+    # CFG: along w = 3 trajectories the exact posterior is halfway decided later in generation (larger s) than at w = 0
+    cfg = curves["cfg"]
+    assert set(cfg) == {"0.0", "1.0", "3.0"}
+    h0, h3 = (cfg[w]["average"]["reference_peak"]["half_time"] for w in ("0.0", "3.0"))
+    assert h3["interval"][0] > h0["interval"][1], (h0, h3)
+    assert q["cfg_half_time_shift"]["3.0"] > 0
+    for name in FIGURES:
+        assert (tmp_path / name).stat().st_size > 10_000
+
+
+def test_source_must_be_given_once(tmp_path, capsys):
+    assert main(["labels", "--out", str(tmp_path)]) == 2
+    assert "give one source" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["labels", "--mixture", "two-class", "--dataset", "digits", "--out", str(tmp_path)])
+    assert main(["labels", "--mixture", "two-class", "--cfg-weights", "1,3", "--out", str(tmp_path)]) == 2
+    assert "the first 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_digits_quick_results_hold_together(tmp_path):
+    """The learned quick model is not yet accurate (issue 9), so only structure and exact properties: the online
+    posterior entropy lies in [0, log K], the I-MMSE curve rises with s, and every block is present and finite."""
+    assert main(["labels", "--dataset", "digits", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    q, curves = res["quantities"], res["curves"]
+    assert len(q["report"]) == 5 and q["checks"] is None
+    h_y = q["prior_entropy"]
+    assert h_y == pytest.approx(2.3025, abs=2e-3)
+    online = np.array(curves["online"]["entropy"]["cumulative"])
+    assert np.all((online >= 0) & (online <= math.log(10) + 1e-9))
+    immse = np.array(curves["immse"]["cumulative"])
+    assert np.all(np.diff(immse) >= -1e-9) and np.all(np.isfinite(immse))
+    assert set(q["peaks"]["per_class"]) == {str(c) for c in range(10)}
+    assert set(curves["cfg"]) == {"0.0", "1.0", "3.0"}
+    for w in curves["cfg"].values():
+        assert all(np.isfinite(v["peak"]["time"]) for v in w["per_class"].values())
+    reference = np.array(curves["reference"]["cumulative"])  # the memorising oracle: decided at small s, H(Y) near T
+    assert reference[0] < 0.05 and reference[-1] > h_y - 0.05
+    for name in FIGURES:
+        assert (tmp_path / name).stat().st_size > 10_000
+    assert (tmp_path / "checkpoints" / "checkpoint.eqx").exists()
