@@ -1,0 +1,357 @@
+"""Autoencoders (appendix E): encoders, the DAE and its split loss (Eq. 70), the VAE, the latent-MI pipeline, the CLI.
+
+Exact checks: the split loss at tau = 0 / tau = T equals the single-latent DAE loss bit for bit; a DAE with a frozen
+linear encoder and the oracle's exact e* as decoder reproduces the joint Gaussian's I(X;Z) and S^{X|Z} within 4
+stderr; the KL and the Gaussian negative log-likelihood against scipy; the latent-MI pipeline against a Gaussian
+mixture's exact I(Z;Y) (slow); bad inputs one clear error each.
+"""
+
+import json
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.stats
+
+import learned
+from gaussian_oracle import VPSDE, GaussianMixture, JointGaussian, PiecewiseConstant
+from verify import ImportanceSampler, mutual_information_minde, neural_entropy
+from verify.cli import main
+from verify.experiments import LatentInformationConfig, latent_information
+
+SDE = VPSDE(beta_min=0.1, beta_max=16.0, T=1.0)
+
+
+class _Tanh(learned.AbstractEncoder):
+    """A small nonlinear encoder of 6-vectors (test double)."""
+
+    weight: jax.Array
+    latent: int = eqx.field(static=True)
+
+    @property
+    def input_shape(self):
+        return (6,)
+
+    @property
+    def dim_latent(self):
+        return self.latent
+
+    def __call__(self, x):
+        h = self.weight @ x
+        return h, 0.3 * jnp.tanh(h) - 0.5
+
+
+class _WrongShape(learned.AbstractEncoder):
+    """An encoder whose mean has one coordinate too many (test double)."""
+
+    @property
+    def input_shape(self):
+        return (6,)
+
+    @property
+    def dim_latent(self):
+        return 3
+
+    def __call__(self, x):
+        return jnp.zeros(4), jnp.zeros(3)
+
+
+def _encoder(seed, latent=3):
+    w = np.random.default_rng(seed).normal(size=(latent, 6)) / math.sqrt(6)
+    return _Tanh(jnp.asarray(w, jnp.float32), latent)
+
+
+def _decoder(dim_y=3, seed=0):
+    """An `EntropyMLP` decoder of 6-vectors with a latent condition, its output layer randomised so that it depends
+    on the latent from the start (untrained networks output zero)."""
+    k_init, k_out = jax.random.split(jax.random.key(seed))
+    mlp = learned.EntropyMLP(learned.MLPConfig(dim_x=6, dim_y=dim_y, width=32, depth=1), SDE, key=k_init)
+    return eqx.tree_at(lambda m: m.output.weight, mlp, 0.3 * jax.random.normal(k_out, mlp.output.weight.shape))
+
+
+# ---------------------------------------------------------------------------------------------- split loss
+@pytest.mark.parametrize("noisy", [False, True])
+def test_split_loss_at_the_ends_is_the_single_dae_loss(noisy, key):
+    gamma = 0.7
+    sem, per, dec = _encoder(1), _encoder(2), _decoder()
+    x = jax.random.normal(jax.random.key(3), (32, 6), jnp.float32)
+    loss = eqx.filter_jit(learned.AutoencoderLoss(learned.DEMLoss(), gamma=gamma))
+    at_zero = loss(learned.SplitAutoencoder(sem, per, dec, 0.0, noisy_semantic=noisy), x, None, key=key)
+    at_end = loss(learned.SplitAutoencoder(sem, per, dec, SDE.T, noisy_semantic=noisy), x, None, key=key)
+    single_sem = loss(learned.DiffusionAutoencoder(sem, dec), x, None, key=key)
+    single_per = loss(learned.DiffusionAutoencoder(per, dec), x, None, key=key)
+    assert float(at_zero) == pytest.approx(float(single_sem), rel=1e-6, abs=0)
+    assert float(at_end) == pytest.approx(float(single_per), rel=1e-6, abs=0)
+    # the two single DAEs differ, so the equalities are not an accident of a latent-blind decoder
+    assert abs(float(single_sem) - float(single_per)) > 1e-3 * abs(float(single_sem))
+    middle = loss(learned.SplitAutoencoder(sem, per, dec, 0.3, noisy_semantic=noisy), x, None, key=key)
+    assert np.isfinite(float(middle)) and float(middle) not in (float(single_sem), float(single_per))
+
+
+def test_split_model_routes_the_latent_by_time():
+    sem, per, dec = _encoder(1), _encoder(2), _decoder()
+    model = learned.SplitAutoencoder(sem, per, dec, 0.25)
+    x = jnp.linspace(-1, 1, 6)
+    z_sem, z_per = jnp.arange(3.0), -jnp.arange(3.0)
+    y = jnp.concatenate([z_sem, z_per])
+    times = jnp.array([0.1, 0.2499, 0.25, 0.9])
+    routed = eqx.filter_jit(jax.vmap(lambda m, s: m(x, s, y), in_axes=(None, 0)))(model, times)
+    direct = eqx.filter_jit(jax.vmap(lambda d, s, z: d(x, s, z), in_axes=(None, 0, 0)))(
+        dec, times, jnp.stack([z_per, z_per, z_sem, z_sem]))
+    np.testing.assert_array_equal(routed, direct)
+    np.testing.assert_array_equal(model(x, 0.5, None), dec(x, 0.5, None))
+    assert float(model.tau) == pytest.approx(0.25)
+
+
+def test_dae_protocol_and_unet_decoder(key):
+    """`dae(x, s, z)` is the U-Net's latent-conditioned output; encode gives the mean, or draws with a key."""
+    unet = learned.EntropyUNet(learned.UNetConfig(image_shape=(1, 4, 4), channels=8, channel_mult=(1,),
+                                                  num_res_blocks=1, attention_resolutions=(), embed_dim=16,
+                                                  num_groups=4, dim_latent=2), SDE, key=key)
+    params, static = eqx.partition(unet, eqx.is_inexact_array)
+    leaves, tree = jax.tree.flatten(params)  # randomised: an untrained U-Net's zero branches ignore the latent
+    keys = jax.random.split(key, len(leaves))
+    unet = eqx.combine(jax.tree.unflatten(tree, [a + 0.2 * jax.random.normal(k, a.shape, a.dtype)
+                                                 for a, k in zip(leaves, keys)]), static)
+    enc = learned.ConvEncoder(learned.EncoderConfig((1, 4, 4), 2, channels=(4,), hidden=8), key=key)
+    dae = learned.DiffusionAutoencoder(enc, learned.UNetDecoder(unet))
+    x = jax.random.uniform(key, (1, 4, 4), jnp.float32)
+    z = jnp.array([0.5, -1.0], jnp.float32)
+
+    @eqx.filter_jit
+    def outputs(dae, unet, x, z):
+        return dae(x, 0.3, z), unet(x, 0.3, None, latent=z), dae(x, 0.3, None)
+
+    through_dae, direct, null = outputs(dae, unet, x, z)
+    np.testing.assert_array_equal(through_dae, direct)
+    assert not np.allclose(through_dae, null)
+    mu, log_sigma = enc(x)
+    np.testing.assert_array_equal(dae.encode(x), mu)
+    eta = jax.random.normal(key, (2,), jnp.float32)
+    np.testing.assert_allclose(dae.encode(x, key=key), mu + jnp.exp(log_sigma) * eta, rtol=1e-6)
+    np.testing.assert_allclose(log_sigma, 0.0, atol=1e-6)  # an untrained encoder's posterior has unit width
+
+
+# ---------------------------------------------------------------------------------------------- encoder, VAE
+def test_kl_and_gaussian_likelihood_against_scipy(key):
+    enc = _encoder(4)
+    x = jnp.linspace(-1.0, 2.0, 6)
+    mu, log_sigma = (np.asarray(a, np.float64) for a in enc(x))
+    sigma = np.exp(log_sigma)
+    # KL(q || p) = -H(q) + cross-entropy(q, p), both from scipy's closed forms
+    cross = np.sum(0.5 * np.log(2 * np.pi) + 0.5 * (mu**2 + sigma**2))
+    kl = cross - np.sum(scipy.stats.norm(mu, sigma).entropy())
+    assert float(enc.kl(x)) == pytest.approx(kl, rel=1e-5)
+    vae = learned.VAE(enc, sigma_dec=0.3, key=key)
+    z = jnp.array([0.2, -0.4, 1.0])
+    nll = -np.sum(scipy.stats.norm(np.asarray(vae.decode(z), np.float64), 0.3).logpdf(np.asarray(x)))
+    assert float(vae.negative_log_likelihood(x, z)) == pytest.approx(nll, rel=1e-5)
+
+
+def test_reparameterised_draws_have_the_encoder_moments(key):
+    enc = _encoder(5)
+    x = jnp.linspace(-1.0, 1.0, 6)
+    draws = np.asarray(jax.vmap(lambda k: enc.sample(x, key=k))(jax.random.split(key, 4000)), np.float64)
+    mu, log_sigma = (np.asarray(a, np.float64) for a in enc(x))
+    sigma = np.exp(log_sigma)
+    se = sigma / math.sqrt(len(draws))
+    assert np.all(np.abs(draws.mean(axis=0) - mu) < 4 * se)
+    assert np.all(np.abs(draws.std(axis=0) / sigma - 1) < 4 / math.sqrt(2 * len(draws)))
+    grad = jax.grad(lambda e: jnp.sum(e.sample(x, key=key)), allow_int=True)(enc)
+    assert float(jnp.abs(grad.weight).sum()) > 0  # gradients reach the encoder through the draw
+
+
+def test_vae_trains_through_the_one_loop(key):
+    x = np.random.default_rng(0).uniform(size=(64, 1, 4, 4)).astype(np.float32)
+    enc = learned.ConvEncoder(learned.EncoderConfig((1, 4, 4), 2, channels=(4,), hidden=8), key=key)
+    vae = learned.VAE(enc, sigma_dec=0.2, hidden=16, depth=1, key=key)
+    config = learned.TrainConfig(steps=60, batch_size=32, lr=3e-3, steps_per_call=30, checkpoint_every=30,
+                                 ema_decay=0.0, progress=False)
+    result = learned.train(vae, x, None, config=config, loss=learned.VAELoss(gamma=1.0), key=key)
+    assert np.mean(result.losses[-10:]) < np.mean(result.losses[:10])
+
+
+# ---------------------------------------------------------------------------------------------- oracle tie-in
+def test_exact_decoder_through_the_dae_reproduces_the_joint_gaussian(key):
+    """x ~ N(0, Sigma_X), z = W x + sigma eta: the DAE with the frozen linear encoder and the exact e* of
+    `JointGaussian(Sigma_X, A=W, sigma_eps=sigma)` as decoder gives I(X;Z) and S^{X|Z} within 4 stderr."""
+    rng = np.random.default_rng(7)
+    dim_x, dim_z, sigma = 5, 3, 0.7
+    h = rng.normal(size=(dim_x, dim_x)) / math.sqrt(dim_x)
+    sigma_x = h @ h.T + 0.3 * np.eye(dim_x)
+    w = rng.normal(size=(dim_z, dim_x)) / math.sqrt(dim_x)
+    joint = JointGaussian(sigma_x, w, sigma, sde=SDE)
+    dae = learned.DiffusionAutoencoder(learned.LinearEncoder(w, sigma), joint.model())
+    k_x, k_z, k_mi, k_s = jax.random.split(key, 4)
+    n = 4000
+    x = jax.random.normal(k_x, (n, dim_x)) @ jnp.asarray(np.linalg.cholesky(sigma_x)).T
+    z = learned.encode_batch(dae, np.asarray(x), key=k_z).astype(np.float64)
+    residual = z - np.asarray(x) @ w.T
+    assert abs(residual.std() / sigma - 1) < 0.05  # the encoder draws z = W x + sigma eta
+    times = ImportanceSampler(PiecewiseConstant.log_uniform(SDE.T), n_per_sample=4)
+    mi = mutual_information_minde(dae, x, jnp.asarray(z), times=times, key=k_mi)
+    # MINDE with exact scores integrates to I(X;Z) - I(X_T;Z); at beta_max = 16 the tail is 4e-4 nats, 1 % of a stderr
+    assert mi.within(joint.mutual_information_curve(SDE.T), 4.0), (mi, joint.mutual_information())
+    assert mi.within(joint.mutual_information(), 4.0) and mi.stderr < 0.05 * joint.mutual_information()
+    s_xz = neural_entropy(dae, x, y=jnp.asarray(z), times=times, key=k_s)
+    assert s_xz.within(joint.conditional_total_entropy_curve(SDE.T), 4.0), s_xz
+
+
+@pytest.mark.slow
+def test_learned_decoder_through_the_dae_reproduces_the_joint_gaussian(key):
+    """The same DAE with a learned decoder (a preconditioned `EntropyMLP` with a latent condition and latent dropout,
+    trained by `learned.train` on the AutoencoderLoss; the encoder is frozen) gives I(X;Z) within 2 %."""
+    rng = np.random.default_rng(7)
+    dim_x, dim_z, sigma = 5, 3, 0.7
+    h = rng.normal(size=(dim_x, dim_x)) / math.sqrt(dim_x)
+    sigma_x = h @ h.T + 0.3 * np.eye(dim_x)
+    w = rng.normal(size=(dim_z, dim_x)) / math.sqrt(dim_x)
+    joint = JointGaussian(sigma_x, w, sigma, sde=SDE)
+    k_x, k_init, k_train, k_z, k_mi = jax.random.split(key, 5)
+    chol = np.linalg.cholesky(sigma_x)
+    x = (np.asarray(jax.random.normal(k_x, (20_000, dim_x))) @ chol.T).astype(np.float32)
+    encoder = learned.LinearEncoder(w, sigma)
+    net = learned.EntropyMLP(learned.MLPConfig(dim_x=dim_x, dim_y=dim_z, width=128, depth=2), SDE, key=k_init)
+    dae = learned.DiffusionAutoencoder(encoder, learned.Preconditioned.fit(net, x))
+    loss = learned.AutoencoderLoss(learned.DEMLoss(learned.Likelihood(SDE), learned.LogSNRTime(),
+                                                   condition_dropout=0.2), gamma=0.0)
+    config = learned.TrainConfig(steps=6000, batch_size=512, lr=2e-3, warmup_steps=200, final_lr_fraction=0.02,
+                                 steps_per_call=200, checkpoint_every=200, ema_decay=0.999, progress=False)
+    trained = learned.train(dae, x, None, config=config, loss=loss, key=k_train).ema_model
+    x_eval = x[:4000]
+    z = learned.encode_batch(trained, x_eval, key=k_z)
+    times = ImportanceSampler(PiecewiseConstant.log_uniform(SDE.T), n_per_sample=4)
+    mi = mutual_information_minde(trained, jnp.asarray(x_eval), jnp.asarray(z), times=times, key=k_mi)
+    exact = joint.mutual_information_curve(SDE.T)
+    assert abs(mi.value - exact) < 0.02 * exact + 4 * mi.stderr, (mi, exact)
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+def test_bad_inputs_one_clear_error_each(key):
+    sem, dec = _encoder(1), _decoder(dim_y=3)
+    with pytest.raises(ValueError, match="latent size mismatch"):
+        learned.DiffusionAutoencoder(_encoder(1, latent=4), dec)
+    with pytest.raises(ValueError, match="latent size mismatch"):
+        learned.SplitAutoencoder(sem, _encoder(2, latent=4), dec, 0.1)
+    with pytest.raises(ValueError, match="latent size mismatch"):
+        learned.SplitAutoencoder(_encoder(1, latent=4), _encoder(2, latent=4), dec, 0.1)
+    for tau in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"tau must be a number in \[0, T\]"):
+            learned.SplitAutoencoder(sem, _encoder(2), dec, tau)
+    with pytest.raises(ValueError, match=r"must return \(mu, log_sigma\) of shape \(3,\)"):
+        learned.DiffusionAutoencoder(_WrongShape(), dec)
+    dae = learned.DiffusionAutoencoder(sem, dec)
+    x = np.ones((4, 6), np.float32)
+    x[2, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        learned.encode_batch(dae, x)
+    with pytest.raises(ValueError, match="NaN"):
+        learned.train(dae, x, None, config=learned.TrainConfig(steps=1, batch_size=2, steps_per_call=1,
+                                                               checkpoint_every=1, progress=False),
+                      loss=learned.AutoencoderLoss(), key=key)
+    with pytest.raises(ValueError, match="trains without labels"):
+        learned.AutoencoderLoss()(dae, jnp.ones((4, 6)), jnp.zeros(4, int), key=key)
+    with pytest.raises(ValueError, match=r"y \(the latent\) must have shape \(3,\)"):
+        dae(jnp.ones(6), 0.5, jnp.ones(2))
+
+
+# ---------------------------------------------------------------------------------------------- latent MI
+def _mixture(dim=20, k=10, scale=0.45, seed=0):
+    rng = np.random.default_rng(seed)
+    means = scale * rng.normal(size=(k, dim))
+    return GaussianMixture(np.full(k, 1.0 / k), means, np.stack([np.eye(dim)] * k), sde=SDE)
+
+
+@pytest.mark.slow
+def test_latent_information_recovers_a_gaussian_mixture(key):
+    """The latent-MI pipeline (label-conditioned latent diffusion model + MINDE) on 20-d latents with 10 labels:
+    within 5 % of the mixture's exact I(Z;Y), and the bounds hold around it."""
+    mixture = _mixture()
+    k_tr, k_te, k_mc, k_run = jax.random.split(key, 4)
+    z_tr, y_tr = (np.asarray(a) for a in mixture.sample(8000, key=k_tr))
+    z_te, y_te = (np.asarray(a) for a in mixture.sample(2000, key=k_te))
+    exact = mixture.mutual_information(n=20_000, key=k_mc)
+    config = LatentInformationConfig(train=learned.TrainConfig(
+        steps=4000, batch_size=256, lr=2e-3, warmup_steps=100, final_lr_fraction=0.05, steps_per_call=200,
+        checkpoint_every=200, ema_decay=0.995, progress=False))
+    info = latent_information(z_tr, y_tr.astype(np.int32), z_te, y_te.astype(np.int32), num_classes=10,
+                              label_entropy=math.log(10), config=config, key=k_run)
+    assert 0.5 < exact.value < 2.0  # neither trivial nor saturated
+    assert abs(info.minde.value - exact.value) < 0.05 * exact.value, (info.minde, exact)
+    assert info.bounds.lower - 4 * info.bounds.lower_stderr < exact.value < info.bounds.upper
+    assert 0.1 < info.knn_accuracy < 1.0
+
+
+@pytest.mark.slow
+def test_latent_information_bounds_and_flags(key):
+    """Short run on 4-d mixture latents: the structure, the bounds from the logistic regression and the flags
+    (raised exactly when the estimate is outside [H(Y) - CE, H(Y)] by more than 2 combined stderr)."""
+    mixture = _mixture(dim=4, k=3, scale=1.5, seed=1)
+    k_tr, k_te, k_run = jax.random.split(key, 3)
+    z_tr, y_tr = (np.asarray(a) for a in mixture.sample(600, key=k_tr))
+    z_te, y_te = (np.asarray(a) for a in mixture.sample(200, key=k_te))
+    config = LatentInformationConfig(width=32, depth=1, train=learned.TrainConfig(
+        steps=200, batch_size=128, lr=3e-3, steps_per_call=100, checkpoint_every=100, ema_decay=0.9,
+        progress=False))
+    p = np.bincount(np.concatenate([y_tr, y_te]), minlength=3) / (len(y_tr) + len(y_te))
+    h_y = float(-(p * np.log(p)).sum())
+    info = latent_information(z_tr, y_tr.astype(np.int32), z_te, y_te.astype(np.int32), num_classes=3,
+                              label_entropy=h_y, config=config, key=k_run)
+    b = info.bounds
+    assert b.upper == h_y and 0 < b.lower < b.upper and b.lower_stderr > 0
+    assert b.cross_entropy == pytest.approx(h_y - b.lower)
+    est = info.minde
+    assert np.isfinite(est.value) and est.stderr > 0
+    outside = (est.value > b.upper + 2 * est.stderr
+               or est.value < b.lower - 2 * math.hypot(est.stderr, b.lower_stderr))
+    assert any("bound" in f for f in est.flags) == outside
+    assert 0.33 < info.knn_accuracy <= 1.0
+    with pytest.raises(ValueError, match="finite"):
+        latent_information(np.full((10, 4), np.nan), np.zeros(10, int), z_te, y_te, num_classes=3,
+                           label_entropy=h_y, config=config, key=k_run)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+@pytest.mark.slow
+def test_autoencoder_quick_end_to_end(tmp_path):
+    """`separability autoencoder --quick` on digits: the results' structure and bounds consistency."""
+    out = tmp_path / "quick"
+    assert main(["autoencoder", "--quick", "--out", str(out), "--no-progress"]) == 0
+    payload = json.loads((out / "results.json").read_text())
+    for name in ("experiment", "instance", "quantities", "figures", "versions", "device", "wall_time_s"):
+        assert name in payload
+    assert payload["experiment"] == "autoencoder" and payload["instance"]["dataset"] == "digits"
+    q = payload["quantities"]
+    digits = learned.load_digits()
+    labels = np.concatenate([digits.train_y, digits.test_y])
+    p = np.bincount(labels, minlength=10) / len(labels)
+    h_y = float(-(p[p > 0] * np.log(p[p > 0])).sum())
+    assert q["bounds"]["upper"]["value"] == pytest.approx(h_y)
+    taus = payload["instance"]["taus"]
+    assert [row["tau"] for row in q["mutual_information"]] == taus
+    assert [row["tau"] for row in q["bounds"]["lower"]["per_tau"]] == taus
+    assert [row["tau"] for row in q["knn_accuracy"]] == taus
+    flags = []
+    for row, low, knn in zip(q["mutual_information"], q["bounds"]["lower"]["per_tau"], q["knn_accuracy"]):
+        for part in ("semantic", "perceptual"):
+            est, lower = row[part], low[part]
+            assert np.isfinite(est["value"]) and est["stderr"] > 0
+            assert lower["value"] == pytest.approx(h_y - lower["cross_entropy"]) and lower["stderr"] > 0
+            outside = (est["value"] > h_y + 2 * est["stderr"]
+                       or est["value"] < lower["value"] - 2 * math.hypot(est["stderr"], lower["stderr"]))
+            assert any("bound" in f for f in est["flags"]) == outside
+            assert 0 <= knn[part]["value"] <= 1
+            flags += est["flags"]
+    for name in ("dae", "vae"):
+        block = q["comparison"][name]
+        assert block["latent_dim"] == 2 and np.isfinite(block["value"])
+        assert 0 <= block["knn_accuracy"]["value"] <= 1
+        flags += block["flags"]
+    assert sorted(q["flags"]) == sorted(flags)
+    r = q["reconstruction_error"]
+    assert r["vae"]["value"] > 0 and r["dae"]["value"] > 0 and len(r["split"]) == len(taus)
+    for figure in payload["figures"].values():
+        assert (out / figure).stat().st_size > 1000

@@ -1,0 +1,157 @@
+"""`separability autoencoder`: the split-loss DAE over tau, the DAE vs VAE comparison, I(Z_sem;Y) and I(Z_per;Y)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import jax
+
+import learned
+from learned import TrainConfig
+
+from ..experiments import EXPERIMENTS, AutoencoderExperiment, LatentInformationConfig
+from ._common import add_output, add_seed, float_list, int_list, positive_float, positive_int
+
+QUICK = "digits"
+"""The data set of `--quick`, the CPU smoke configuration tested in CI."""
+
+
+def _taus(text: str) -> tuple[float, ...]:
+    values = float_list(text)
+    if not values or not all(0.0 <= v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"must be comma-separated split times in [0, 1] (units of T); got {text!r}")
+    return values
+
+
+def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> AutoencoderExperiment:
+    """Turn parsed arguments into an `AutoencoderExperiment` (the data set's preset and `--quick` first, explicit
+    flags override)."""
+    quick = args.quick
+    unet = learned.DATASETS[args.dataset].unet_preset(data.num_classes)
+    overrides = dict(num_classes=None)
+    if quick:
+        overrides.update(channels=16, embed_dim=64, num_groups=4)
+    if args.channels is not None:
+        overrides["channels"] = args.channels
+    unet = dataclasses.replace(unet, **overrides)
+    on_cpu = jax.default_backend() == "cpu"
+    steps = args.steps if args.steps is not None else (150 if quick else 4000)
+    # On a CPU one step per call compiles fastest (XLA compiles unrolled steps one by one); on a GPU a long scan.
+    per_call = min(steps, args.steps_per_call if args.steps_per_call is not None else (1 if on_cpu else 100))
+    calls = -(-steps // per_call)
+    progress = not args.no_progress
+    train = TrainConfig(steps=steps, batch_size=args.batch_size if args.batch_size is not None else 64,
+                        lr=args.lr if args.lr is not None else (1e-3 if quick else 5e-4),
+                        warmup_steps=min(50 if quick else 200, steps), final_lr_fraction=0.1, max_grad_norm=1.0,
+                        ema_decay=0.99 if quick else 0.995, steps_per_call=per_call,
+                        checkpoint_every=per_call * calls, progress=progress, unroll=True if on_cpu else 1)
+    vae_steps = args.vae_steps if args.vae_steps is not None else (300 if quick else 4000)
+    # the VAE's encoder is convolutional too: a few unrolled steps per call on a CPU
+    vae_per_call = min(vae_steps, 5 if on_cpu else 100)
+    vae_train = TrainConfig(steps=vae_steps, batch_size=64, lr=1e-3, warmup_steps=min(50, vae_steps),
+                            final_lr_fraction=0.1, ema_decay=0.99, steps_per_call=vae_per_call,
+                            checkpoint_every=vae_per_call * -(-vae_steps // vae_per_call), progress=progress,
+                            unroll=True if on_cpu else 1)
+    mi_steps = args.mi_steps if args.mi_steps is not None else (400 if quick else 3000)
+    mi_per_call = min(mi_steps, 100)
+    latent = LatentInformationConfig(
+        width=64 if quick else 128,
+        train=TrainConfig(steps=mi_steps, batch_size=256, lr=2e-3, warmup_steps=min(100, mi_steps),
+                          final_lr_fraction=0.05, ema_decay=0.99, steps_per_call=mi_per_call,
+                          checkpoint_every=mi_per_call * -(-mi_steps // mi_per_call), progress=False))
+    taus = args.tau if args.tau is not None else ((0.1,) if quick else (0.02, 0.05, 0.1, 0.2, 0.4))
+    latent_dim = args.latent_dim if args.latent_dim is not None else (2 if quick else 20)
+    return AutoencoderExperiment(
+        unet=unet, train=train, vae_train=vae_train, latent_dim=latent_dim, taus=taus,
+        comparison_latent_dim=args.comparison_latent_dim,
+        semantic_channels=args.semantic_channels or ((16, 32) if quick else (32, 64)),
+        perceptual_channels=args.perceptual_channels or ((16,) if quick else (32,)),
+        encoder_hidden=64 if quick else 128, gamma=args.gamma, noisy_semantic=args.noisy_semantic,
+        sigma_dec=args.sigma_dec, latent=latent, latent_draws=args.latent_draws,
+        n_eval=args.n_eval if args.n_eval is not None else (300 if quick else 1000),
+        recon_steps=args.recon_steps if args.recon_steps is not None else (16 if quick else 64),
+        tsne_tau=args.tsne_tau, dataset=args.dataset, data_dir=args.data_dir, n_train=args.n_train,
+    )
+
+
+class AutoencoderCommand:
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        names = tuple(learned.DATASETS)
+        p.add_argument("--dataset", choices=names, default=QUICK,
+                       help="the data set: " + "; ".join(f"{n}: {s.description}" for n, s in learned.DATASETS.items()))
+        p.add_argument("--data-dir", default=None,
+                       help="where the data set's files are: " + "; ".join(
+                           f"{n}: {s.data_dir_help}" for n, s in learned.DATASETS.items() if s.data_dir_help))
+        add_output(p, "out/autoencoder", checkpoints=False)
+        p.add_argument("--quick", action="store_true",
+                       help=f"CPU smoke run on {QUICK} in a few minutes (tested in CI): tau = 0.1, D_Z = 2, "
+                            "150 DAE steps")
+        add_seed(p, "initialisation, training and estimation")
+        p.add_argument("--n-train", type=positive_int, default=None, help="use only the first N training images")
+        p.add_argument("--tau", type=_taus, default=None,
+                       help="split times in units of T (default 0.02,0.05,0.1,0.2,0.4; --quick 0.1)")
+        p.add_argument("--latent-dim", type=positive_int, default=None,
+                       help="D_Z of each split-DAE latent (default 20; --quick 2)")
+        p.add_argument("--comparison-latent-dim", type=positive_int, default=2, help="D_Z of the DAE vs VAE comparison")
+        p.add_argument("--tsne-tau", type=float, default=0.1, help="tau of the t-SNE figure (the nearest of --tau)")
+        g = p.add_argument_group("autoencoders")
+        g.add_argument("--gamma", type=float, default=1.0, help="KL weight (beta-VAE gamma)")
+        g.add_argument("--noisy-semantic", action="store_true",
+                       help="feed the semantic encoder the image diffused to tau instead of the clean image")
+        g.add_argument("--sigma-dec", type=positive_float, default=0.1, help="the VAE decoder's fixed std")
+        g.add_argument("--semantic-channels", type=int_list, default=None, help="semantic encoder stages, e.g. 32,64")
+        g.add_argument("--perceptual-channels", type=int_list, default=None, help="perceptual encoder stages, e.g. 32")
+        g.add_argument("--channels", type=positive_int, default=None, help="decoder U-Net base channels")
+        g = p.add_argument_group("training")
+        g.add_argument("--steps", type=positive_int, default=None, help="steps of each DAE (default 4000; --quick 150)")
+        g.add_argument("--steps-per-call", type=positive_int, default=None,
+                       help="DAE steps per jitted call (default: 1 on a CPU, 100 on a GPU)")
+        g.add_argument("--batch-size", type=positive_int, default=None, help="DAE minibatch size (default 64)")
+        g.add_argument("--lr", type=positive_float, default=None, help="DAE learning rate (default 5e-4; --quick 1e-3)")
+        g.add_argument("--vae-steps", type=positive_int, default=None, help="VAE steps (default 4000; --quick 300)")
+        g.add_argument("--mi-steps", type=positive_int, default=None,
+                       help="steps of each latent MI model (default 3000; --quick 400)")
+        g.add_argument("--latent-draws", type=positive_int, default=4,
+                       help="draws z ~ q(z|x) per training image for the latent MI model and classifiers")
+        g = p.add_argument_group("measurement")
+        g.add_argument("--n-eval", type=positive_int, default=None,
+                       help="held-out test images measured (default 1000; --quick 300)")
+        g.add_argument("--recon-steps", type=positive_int, default=None,
+                       help="Heun steps of the DAE reconstructions (default 64; --quick 16)")
+
+    def run(self, args: argparse.Namespace) -> dict:
+        start = time.perf_counter()
+        if args.quick and args.dataset != QUICK:
+            raise ValueError(f"--quick runs on --dataset {QUICK} only (the CPU smoke configuration).")
+        spec = learned.DATASETS[args.dataset]
+        if spec.needs_dir and args.data_dir is None:
+            raise ValueError(f"--dataset {args.dataset} needs --data-dir: {spec.data_dir_help}.")
+        data = learned.load_dataset(args.dataset, args.data_dir)
+        if args.n_train is not None:
+            data = data.subset(n_train=args.n_train)
+        experiment = build_experiment(args, data)
+        print(f"separability autoencoder --dataset {data.name} → {args.out}")
+        payload = EXPERIMENTS["autoencoder"].run(experiment, args.out, key=jax.random.key(args.seed), data=data,
+                                                 instance={"seed": args.seed, "quick": bool(args.quick)})
+        q = payload["quantities"]
+        h_y = q["bounds"]["upper"]["value"]
+        print(f"autoencoder report ({data.name}, D_Z = {experiment.latent_dim}) → {Path(args.out)}/results.json")
+        print(f"  H(Y) = {h_y:.3f} nats")
+        for row, low, knn in zip(q["mutual_information"], q["bounds"]["lower"]["per_tau"], q["knn_accuracy"]):
+            for part in ("semantic", "perceptual"):
+                est = row[part]
+                print(f"  tau = {row['tau']:<5g} I(Z_{part[:3]};Y) = {est['value']:.3f} ± {est['stderr']:.3f}  "
+                      f"(H(Y) - CE = {low[part]['value']:.3f} ± {low[part]['stderr']:.3f}; "
+                      f"k-NN accuracy {knn[part]['value']:.3f})")
+        for name, block in q["comparison"].items():
+            print(f"  {name.upper()} (D_Z = {block['latent_dim']}): I(Z;Y) = {block['value']:.3f} ± {block['stderr']:.3f},"
+                  f" k-NN accuracy {block['knn_accuracy']['value']:.3f}")
+        r = q["reconstruction_error"]
+        print(f"  reconstruction MSE per pixel: DAE {r['dae']['value']:.4f}, VAE {r['vae']['value']:.4f}")
+        for flag in q["flags"]:
+            print(f"  FLAG: {flag}")
+        print(f"  figures: {', '.join(payload['figures'].values())}; wall time {time.perf_counter() - start:.1f} s")
+        return payload

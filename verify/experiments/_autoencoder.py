@@ -1,0 +1,593 @@
+r"""Semantic vs perceptual latents (appendix E): the split-loss DAE over $\tau$, the DAE and its VAE baseline.
+
+For each split time $\tau$ a split-loss diffusion autoencoder (Eq. 70) is trained on the images; its two encoders
+give $Z_{sem}$ (decoder conditioned on it for $s \ge \tau$) and $Z_{per}$ ($s < \tau$). On held-out images:
+
+- $I(Z;Y)$ by MINDE (Eq. 13) from a small label-conditioned latent diffusion model (an `EntropyMLP` with a label
+  embedding and label dropout to a null label) trained on the latents of the training images, with its stderr;
+- beside it the bounds $H(Y) - CE(Z) \le I(Z;Y) \le H(Y)$, $H(Y)$ from the data set's label frequencies and
+  $CE(Z)$ the held-out cross-entropy of a logistic regression on $z$; an estimate outside by more than 2 combined
+  standard errors is flagged;
+- the k-NN label accuracy of the latents (so "clusters" and "no structure" in the t-SNE pictures are numbers).
+
+$Z$ is the stochastic latent of the encoder, one draw $z \sim q(z|x)$ per image. The DAE vs VAE comparison (Figs. 14,
+15) trains a single-latent DAE (the split DAE at $\tau = 0$, exactly a DAE on $z_{sem}$) and a VAE with a Gaussian
+decoder (Eq. 64) on the same encoder architecture. All information in nats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+from tqdm.auto import tqdm
+
+import learned
+from gaussian_oracle import VPSDE, Estimate, PiecewiseConstant
+from learned import EncoderConfig, ImageData, TrainConfig, UNetConfig
+
+from .._figures import new_figure, save_figure
+from .._report import provenance, write_json
+from .._sampling import sample_probability_flow
+from ..estimators import (
+    AbstractTimeIntegrator,
+    ImportanceSampler,
+    mutual_information_minde,
+    mutual_information_minde_crossfit,
+)
+from ._images import Bounds
+
+__all__ = ["LatentInformationConfig", "LatentInformation", "latent_information", "AutoencoderExperiment",
+           "reconstruct", "run", "run_autoencoder_experiment"]
+
+
+# ---------------------------------------------------------------------------------------------- latent MI
+@dataclasses.dataclass(frozen=True)
+class LatentInformationConfig:
+    r"""How $I(Z;Y)$ is measured from latents (frozen).
+
+    **Arguments:**
+
+    - `width`, `depth`: the latent diffusion model's `EntropyMLP`.
+    - `train`: its `TrainConfig` (DEM loss with $\lambda = \sigma^2/2$, times uniform in log-SNR).
+    - `label_dropout`: probability of the null label during training. The paper's code used 0.1; measured on a
+      20-d, 10-label Gaussian mixture (exact I = 1.260 nats; 8,000 training pairs, 4,000 steps) 0.1 reads +26 %
+      (1.59), 0.5 reads +0.1 % (1.271 vs the exact model's 1.270 on the same grid): any error of the unconditional
+      branch adds its square to the MINDE integrand, and with 0.1 that branch sees a tenth of the training.
+    - `times`: the time integrator of MINDE (`None`: importance sampling, log-uniform in s, 16 times per point).
+    - `knn_neighbours`: k of the k-NN accuracy.
+    - `logistic_c`: inverse regularisation strength of the logistic regression whose held-out cross-entropy gives
+      the lower bound.
+    - `crossfit`: fit two models on disjoint halves of the training latents and use the cross-fitted MINDE
+      (`verify.estimators.mutual_information_minde_crossfit`), which removes the upward bias of the fits' independent
+      errors (not a bias they share: with label dropout 0.1 the mixture above still read +24 %); `False` (default):
+      one fit on all the training latents, plain MINDE.
+    """
+
+    width: int = 128
+    depth: int = 2
+    train: TrainConfig = TrainConfig(steps=2000, batch_size=256, lr=2e-3, warmup_steps=100, final_lr_fraction=0.05,
+                                     steps_per_call=100, checkpoint_every=100, ema_decay=0.99, progress=False)
+    label_dropout: float = 0.5
+    times: AbstractTimeIntegrator | None = None
+    knn_neighbours: int = 5
+    logistic_c: float = 1.0
+    crossfit: bool = False
+
+    def __post_init__(self):
+        for name in ("width", "depth", "knn_neighbours"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"LatentInformationConfig.{name} must be a positive integer; got {value!r}.")
+        if not 0.0 < self.label_dropout < 1.0:
+            raise ValueError(f"LatentInformationConfig.label_dropout must lie in (0, 1) (one network gives e(z, s; y) "
+                             f"and e(z, s)); got {self.label_dropout!r}.")
+        if not (isinstance(self.logistic_c, (int, float)) and math.isfinite(self.logistic_c) and self.logistic_c > 0):
+            raise ValueError(f"LatentInformationConfig.logistic_c must be a finite number > 0; got {self.logistic_c!r}.")
+
+    def integrator(self, sde: VPSDE) -> AbstractTimeIntegrator:
+        if self.times is not None:
+            return self.times
+        return ImportanceSampler(PiecewiseConstant.log_uniform(sde.T), n_per_sample=16)
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentInformation:
+    """$I(Z;Y)$ by MINDE with its bounds, and the k-NN label accuracy of one set of latents."""
+
+    minde: Estimate
+    bounds: Bounds
+    knn_accuracy: float
+    knn_stderr: float
+    plain_minde: Estimate | None = None
+
+    def to_dict(self) -> dict:
+        plain = None if self.plain_minde is None else {"value": self.plain_minde.value,
+                                                       "stderr": self.plain_minde.stderr}
+        return {**self.minde.to_dict(), "flags": list(self.minde.flags), "plain_minde_one_fit": plain,
+                "lower_bound": {"value": self.bounds.lower, "stderr": self.bounds.lower_stderr,
+                                "cross_entropy": self.bounds.cross_entropy,
+                                "classifier_accuracy": self.bounds.accuracy},
+                "knn_accuracy": {"value": self.knn_accuracy, "stderr": self.knn_stderr}}
+
+
+def _check_latents(name, z, y, num_classes):
+    z, y = np.asarray(z, np.float64), np.asarray(y)
+    if z.ndim != 2 or z.shape[0] < 2:
+        raise ValueError(f"{name} latents must have shape (batch >= 2, dim_latent); got {z.shape}.")
+    if not np.all(np.isfinite(z)):
+        raise ValueError(f"{name} latents must be finite; they contain NaN or infinity.")
+    if y.shape != (z.shape[0],) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{name} labels must be integers of shape ({z.shape[0]},); got {y.shape}, {y.dtype}.")
+    if y.min() < 0 or y.max() >= num_classes:
+        raise ValueError(f"{name} labels must lie in [0, {num_classes}); got {y.min()}..{y.max()}.")
+    return z, y
+
+
+def latent_information(z_train: Float[Array, "n_train dim_latent"], y_train: Int[Array, " n_train"],
+                       z_test: Float[Array, "n_test dim_latent"], y_test: Int[Array, " n_test"], *,
+                       num_classes: int, label_entropy: float, config: LatentInformationConfig = LatentInformationConfig(),
+                       sde: VPSDE = VPSDE(beta_min=0.1, beta_max=16.0, T=1.0), name: str = "I(Z;Y)",
+                       label_entropy_definition: str = "H(Y), entropy of the label distribution",
+                       key: PRNGKeyArray) -> LatentInformation:
+    r"""$I(Z;Y)$ on held-out latents by MINDE, its bounds $[H(Y) - CE(Z), H(Y)]$ and the k-NN label accuracy, in nats.
+
+    The latents are standardised per coordinate with the training latents' mean and standard deviation (an
+    invertible map: $I(Z;Y)$ is unchanged). A label-conditioned `EntropyMLP` (null label = unconditional), whitened
+    by the latents' covariance (`learned.Preconditioned`), is trained by `learned.train` on the training pairs with
+    label dropout; MINDE (Eq. 13) is evaluated on the held-out pairs. The logistic regression and the k-NN
+    classifier are fitted on the training latents and scored on the held-out ones.
+
+    **Arguments:**
+
+    - `z_train`, `y_train`: latents and labels that train the models.
+    - `z_test`, `y_test`: held-out latents and labels that are measured.
+    - `num_classes`: number of labels.
+    - `label_entropy`: $H(Y)$ in nats (from the whole data set's label frequencies).
+    - `config`: a `LatentInformationConfig`.
+    - `sde`: the latent diffusion model's forward process.
+    - `name`: the estimate's name in its flags.
+    - `label_entropy_definition`: how $H(Y)$ was computed, for the report.
+    - `key`: PRNG key.
+
+    **Returns:**
+
+    A `LatentInformation`, its MINDE estimate flagged when outside the bounds by more than 2 standard errors.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}.")
+    z_train, y_train = _check_latents("training", z_train, y_train, num_classes)
+    z_test, y_test = _check_latents("held-out", z_test, y_test, num_classes)
+    if z_train.shape[1] != z_test.shape[1]:
+        raise ValueError(f"training and held-out latents must have one size; got {z_train.shape[1]} and {z_test.shape[1]}.")
+    loc, scale = z_train.mean(axis=0), np.maximum(z_train.std(axis=0), 1e-8)
+    a_train, a_test = (z_train - loc) / scale, (z_test - loc) / scale
+
+    # lower bound: held-out cross-entropy of a logistic regression
+    clf = LogisticRegression(C=config.logistic_c, max_iter=2000).fit(a_train, y_train)
+    proba = np.zeros((len(a_test), num_classes))
+    proba[:, clf.classes_] = clf.predict_proba(a_test)
+    nll = -np.log(np.maximum(proba[np.arange(len(y_test)), y_test], 1e-300))
+    ce, ce_se = float(nll.mean()), float(nll.std(ddof=1) / math.sqrt(len(nll)))
+    accuracy = float(np.mean(proba.argmax(axis=1) == y_test))
+    h_y = float(label_entropy)
+    bounds = Bounds(upper=h_y, lower=h_y - ce, lower_stderr=ce_se, cross_entropy=ce, accuracy=accuracy,
+                    upper_definition=label_entropy_definition)
+
+    knn = KNeighborsClassifier(n_neighbors=min(config.knn_neighbours, len(a_train))).fit(a_train, y_train)
+    knn_acc = float(knn.score(a_test, y_test))
+    knn_se = math.sqrt(max(knn_acc * (1 - knn_acc), 0.0) / len(a_test))
+
+    # MINDE from label-conditioned latent diffusion models
+    k_init, k_train, k_est = jax.random.split(key, 3)
+    dim = a_train.shape[1]
+    loss = learned.DEMLoss(learned.Likelihood(sde), learned.LogSNRTime(), condition_dropout=config.label_dropout)
+
+    def fit(rows, k_i, k_t):
+        network = learned.EntropyMLP(learned.MLPConfig(dim_x=dim, num_classes=num_classes, width=config.width,
+                                                       depth=config.depth), sde, key=k_i)
+        model = learned.Preconditioned.fit(network, a_train[rows])
+        return learned.train(model, a_train[rows].astype(np.float32), y_train[rows].astype(np.int32),
+                             config=config.train, loss=loss, key=k_t).ema_model
+
+    z_eval, y_eval = jnp.asarray(a_test, jnp.float32), jnp.asarray(y_test, jnp.int32)
+    times = config.integrator(sde)
+    if config.crossfit:
+        # two fits on disjoint halves: the cross-fitted integrand has no upward bias from the fits' own errors
+        order = np.random.default_rng(np.asarray(jax.random.key_data(k_init)).ravel()[-1]).permutation(len(a_train))
+        halves = (order[: len(order) // 2], order[len(order) // 2:])
+        k_ia, k_ib = jax.random.split(k_init)
+        k_ta, k_tb = jax.random.split(k_train)
+        model_a, model_b = fit(halves[0], k_ia, k_ta), fit(halves[1], k_ib, k_tb)
+        minde = mutual_information_minde_crossfit(model_a, model_b, z_eval, y_eval, times=times, key=k_est)
+        plain = mutual_information_minde(model_a, z_eval, y_eval, times=times, key=k_est)
+    else:
+        model_a = fit(np.arange(len(a_train)), k_init, k_train)
+        minde = mutual_information_minde(model_a, z_eval, y_eval, times=times, key=k_est)
+        plain = minde
+    return LatentInformation(bounds.check(minde, name), bounds, knn_acc, knn_se, plain)
+
+
+# ---------------------------------------------------------------------------------------------- experiment
+@dataclasses.dataclass(frozen=True)
+class AutoencoderExperiment:
+    r"""Everything the autoencoder experiment needs besides the data (frozen).
+
+    **Arguments:**
+
+    - `unet`: the decoder's `UNetConfig` (its `image_shape` must match the data; `dim_latent` and `num_classes` are
+      set here: the latent size, no labels).
+    - `train`: the `TrainConfig` of every DAE (split or not).
+    - `vae_train`: the VAE's `TrainConfig`.
+    - `latent_dim`: $D_Z$ of each split-DAE latent (the paper: 20 for MNIST).
+    - `taus`: the split times $\tau$, in units of T.
+    - `comparison_latent_dim`: $D_Z$ of the DAE vs VAE comparison (Figs. 14, 15; the paper: 2).
+    - `semantic_channels`, `perceptual_channels`: the encoders' stages (the semantic one deeper: a larger
+      receptive field); the VAE and the single DAE use the semantic architecture.
+    - `encoder_hidden`: width of the encoders' dense layer.
+    - `gamma`: the KL weight (the paper's code: 1).
+    - `noisy_semantic`: feed the semantic encoder $\tilde x_\tau$ instead of the clean image.
+    - `sigma_dec`: the VAE decoder's fixed standard deviation.
+    - `latent`: the `LatentInformationConfig` of the $I(Z;Y)$ measurements.
+    - `latent_draws`: draws $z \sim q(z|x)$ per training image that train the latent models (one per held-out image).
+    - `n_eval`: held-out (test) images whose latents are measured.
+    - `n_recon`, `recon_steps`: images reconstructed and the Heun steps of the DAE's probability-flow decoder.
+    - `tsne_tau`: the $\tau$ of the t-SNE figure (the nearest of `taus`; the paper: 0.1 T).
+    - `sde`: the forward process of the decoders (the paper: beta_min = 0.1, beta_max = 16, T = 1).
+    - `dataset`, `data_dir`, `pixel_range`, `n_train`: the data set, as in `ImageExperiment`.
+    """
+
+    unet: UNetConfig
+    train: TrainConfig
+    vae_train: TrainConfig
+    latent_dim: int = 20
+    taus: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.4)
+    comparison_latent_dim: int = 2
+    semantic_channels: tuple[int, ...] = (32, 64)
+    perceptual_channels: tuple[int, ...] = (32,)
+    encoder_hidden: int = 128
+    gamma: float = 1.0
+    noisy_semantic: bool = False
+    sigma_dec: float = 0.1
+    latent: LatentInformationConfig = LatentInformationConfig()
+    latent_draws: int = 4
+    n_eval: int = 1000
+    n_recon: int = 8
+    recon_steps: int = 32
+    tsne_tau: float = 0.1
+    sde: VPSDE = VPSDE(beta_min=0.1, beta_max=16.0, T=1.0)
+    dataset: str = "digits"
+    data_dir: str | None = None
+    pixel_range: tuple[float, float] = (0.0, 1.0)
+    n_train: int | None = None
+
+    def __post_init__(self):
+        for name in ("latent_dim", "comparison_latent_dim", "encoder_hidden", "latent_draws", "n_recon", "recon_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"AutoencoderExperiment.{name} must be a positive integer; got {value!r}.")
+        if isinstance(self.n_eval, bool) or not isinstance(self.n_eval, int) or self.n_eval < 10:
+            raise ValueError(f"AutoencoderExperiment.n_eval must be an integer >= 10; got {self.n_eval!r}.")
+        if not self.taus:
+            raise ValueError("AutoencoderExperiment.taus must hold at least one split time.")
+        for tau in (*self.taus, self.tsne_tau):
+            if not (isinstance(tau, (int, float)) and math.isfinite(tau) and 0.0 <= tau <= self.sde.T):
+                raise ValueError(f"every tau must lie in [0, T] = [0, {self.sde.T}]; got {tau!r}.")
+        if not (isinstance(self.gamma, (int, float)) and math.isfinite(self.gamma) and self.gamma >= 0):
+            raise ValueError(f"AutoencoderExperiment.gamma must be a finite number >= 0; got {self.gamma!r}.")
+        if not (isinstance(self.sigma_dec, (int, float)) and math.isfinite(self.sigma_dec) and self.sigma_dec > 0):
+            raise ValueError(f"AutoencoderExperiment.sigma_dec must be a finite number > 0; got {self.sigma_dec!r}.")
+
+
+def _encoder(config: AutoencoderExperiment, image_shape, dim, channels, key) -> learned.ConvEncoder:
+    return learned.ConvEncoder(EncoderConfig(tuple(image_shape), dim, channels=tuple(channels),
+                                             hidden=config.encoder_hidden), key=key)
+
+
+def _split_model(config: AutoencoderExperiment, image_shape, dim: int, tau: float, *, key) -> learned.SplitAutoencoder:
+    k_sem, k_per, k_dec = jax.random.split(key, 3)
+    unet = learned.EntropyUNet(dataclasses.replace(config.unet, dim_latent=dim, num_classes=None), config.sde, key=k_dec)
+    return learned.SplitAutoencoder(_encoder(config, image_shape, dim, config.semantic_channels, k_sem),
+                                    _encoder(config, image_shape, dim, config.perceptual_channels, k_per),
+                                    learned.UNetDecoder(unet), tau, noisy_semantic=config.noisy_semantic)
+
+
+def reconstruct(model, x: Float[Array, "batch channels height width"], *, n_steps: int = 32, s_end: float = 1e-3,
+                key: PRNGKeyArray) -> np.ndarray:
+    r"""Reconstructions of a diffusion autoencoder: the probability-flow ODE (Eq. 59, $w = 0$) from $x_T \sim
+    \mathcal N(0, I)$ to `s_end`, conditioned on the encoder's mean latent of each image (Heun, `n_steps` steps).
+
+    **Arguments:**
+
+    - `model`: a `DiffusionAutoencoder` or `SplitAutoencoder` (a protocol model whose condition is the latent).
+    - `x`: the images to reconstruct.
+    - `n_steps`, `s_end`: Heun steps and the final forward time.
+    - `key`: PRNG key for the starting noise.
+
+    **Returns:**
+
+    The reconstructions, shaped like `x`.
+    """
+    x = np.asarray(x, np.float32)
+    z = learned.encode_batch(model, x, key=jax.random.fold_in(key, 1) if getattr(model, "noisy_semantic", False) else None)
+    x_T = jax.random.normal(key, x.shape, jnp.float32)
+    dt0 = -(model.sde.T - s_end) / n_steps
+    out = sample_probability_flow(model, x_T, y=jnp.asarray(z), s_end=s_end, solver=diffrax.Heun(),
+                                  stepsize_controller=diffrax.ConstantStepSize(), dt0=dt0, max_steps=n_steps + 1)
+    return np.asarray(out, np.float32)
+
+
+def _nearest(taus, tau):
+    return min(taus, key=lambda t: abs(t - tau))
+
+
+def _mse(a, b) -> dict:
+    per_image = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2, axis=tuple(range(1, a.ndim)))
+    return {"value": float(per_image.mean()), "stderr": float(per_image.std(ddof=1) / math.sqrt(len(per_image)))
+            if len(per_image) > 1 else 0.0}
+
+
+def run(config: AutoencoderExperiment, out: str | Path, *, key: PRNGKeyArray, data: ImageData | None = None,
+        instance: dict | None = None) -> dict:
+    """Load `config.dataset` (unless `data` is given) and run `run_autoencoder_experiment` on it.
+
+    **Arguments:**
+
+    - `config`: an `AutoencoderExperiment`.
+    - `out`: output directory.
+    - `key`: PRNG key.
+    - `data`: the `ImageData`, if already loaded.
+    - `instance`: extra entries for the `instance` block (e.g. the CLI's seed).
+
+    **Returns:**
+
+    The results payload (also written to `out/results.json`).
+    """
+    if data is None:
+        data = learned.load_dataset(config.dataset, config.data_dir, pixel_range=config.pixel_range)
+        if config.n_train is not None:
+            data = data.subset(n_train=config.n_train)
+    return run_autoencoder_experiment(data, config, out, instance=instance, key=key)
+
+
+def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, out: str | Path, *,
+                               instance: dict | None = None, key: PRNGKeyArray) -> dict:
+    """Train the DAE, the VAE and one split DAE per tau; measure the latents; plot; write `out/results.json`.
+
+    **Arguments:**
+
+    - `data`: an `ImageData`.
+    - `config`: an `AutoencoderExperiment`.
+    - `out`: output directory (results.json, reconstructions.png, latents_2d.png, tsne.png, tau_scan.png).
+    - `instance`: extra entries for the `instance` block.
+    - `key`: PRNG key.
+
+    **Returns:**
+
+    The results payload.
+    """
+    start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if tuple(config.unet.image_shape) != tuple(data.image_shape):
+        raise ValueError(f"UNetConfig has image_shape {config.unet.image_shape}; the data have {data.image_shape}.")
+    for name, images in (("training", data.train_x), ("test", data.test_x)):
+        if not np.all(np.isfinite(images)):
+            raise ValueError(f"the {name} images must be finite; they contain NaN or infinity.")
+    shape, K, T = data.image_shape, data.num_classes, config.sde.T
+    h_y = data.label_entropy()
+    h_def = (f"H(Y), plug-in entropy of all {len(data.train_y) + len(data.test_y)} labels of {data.name} "
+             "(train and test)")
+    x_train, y_train = data.train_x, np.asarray(data.train_y)
+    x_eval, y_eval = data.test_x[: config.n_eval], np.asarray(data.test_y[: config.n_eval])
+    x_recon = x_eval[: config.n_recon]
+    loss = learned.AutoencoderLoss(learned.DEMLoss(model_key=config.unet.dropout > 0), gamma=config.gamma)
+    keys = iter(jax.random.split(key, 16 + 8 * len(config.taus)))
+    timings, figures, flags = {}, {}, []
+
+    def measure(z_tr, z_ev, name):
+        return latent_information(z_tr, np.tile(y_train, config.latent_draws), z_ev, y_eval, num_classes=K,
+                                  label_entropy=h_y, config=config.latent, sde=config.sde, name=name,
+                                  label_entropy_definition=h_def, key=next(keys))
+
+    def latents(model, k, part=slice(None)):
+        # `latent_draws` draws z ~ q(z|x) per training image: more samples of the joint (Z, Y) for the MI model
+        k_tr, k_ev = jax.random.split(k)
+        z_tr = np.concatenate([learned.encode_batch(model, x_train, key=jax.random.fold_in(k_tr, i))[:, part]
+                               for i in range(config.latent_draws)])
+        return z_tr, learned.encode_batch(model, x_eval, key=k_ev)[:, part]
+
+    # ---- DAE vs VAE at comparison_latent_dim (the DAE is the split DAE at tau = 0: exactly a DAE on z_sem)
+    t0 = time.perf_counter()
+    d2 = config.comparison_latent_dim
+    dae = _split_model(config, shape, d2, 0.0, key=next(keys))
+    dae = learned.train(dae, x_train, None, config=config.train, loss=loss, key=next(keys)).ema_model
+    vae = learned.VAE(_encoder(config, shape, d2, config.semantic_channels, next(keys)), sigma_dec=config.sigma_dec,
+                      key=next(keys))
+    vae = learned.train(vae, x_train, None, config=config.vae_train, loss=learned.VAELoss(config.gamma),
+                        key=next(keys)).ema_model
+    timings["comparison_train_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    k_lat = next(keys)
+    z_dae = latents(dae, k_lat, slice(0, d2))
+    z_vae = latents(vae, k_lat)
+    comparison = {}
+    for name, (z_tr, z_ev) in (("dae", z_dae), ("vae", z_vae)):
+        info = measure(z_tr, z_ev, f"I(Z_{name};Y)")
+        flags += list(info.minde.flags)
+        comparison[name] = {"latent_dim": d2, **info.to_dict()}
+    k_rec = next(keys)
+    recon = {"original": x_recon, "dae": reconstruct(dae, x_recon, n_steps=config.recon_steps, key=k_rec),
+             "vae": np.asarray(jax.vmap(vae.reconstruct)(jnp.asarray(x_recon)))}
+    timings["comparison_measure_s"] = time.perf_counter() - t0
+
+    # ---- the tau scan
+    scan, knn, lower, split_recon, tsne_latents = [], [], [], {}, None
+    tsne_tau = _nearest(config.taus, config.tsne_tau)
+    for tau in tqdm(config.taus, desc="tau scan", unit="tau", disable=not config.train.progress):
+        t0 = time.perf_counter()
+        model = _split_model(config, shape, config.latent_dim, float(tau) * T, key=next(keys))
+        model = learned.train(model, x_train, None, config=config.train, loss=loss, key=next(keys)).ema_model
+        d = config.latent_dim
+        k_lat = next(keys)
+        both_tr, both_ev = latents(model, k_lat)
+        sem = measure(both_tr[:, :d], both_ev[:, :d], f"I(Z_sem;Y) at tau={tau:g}")
+        per = measure(both_tr[:, d:], both_ev[:, d:], f"I(Z_per;Y) at tau={tau:g}")
+        flags += [*sem.minde.flags, *per.minde.flags]
+        scan.append({"tau": float(tau),
+                     "semantic": {"value": sem.minde.value, "stderr": sem.minde.stderr, "flags": list(sem.minde.flags)},
+                     "perceptual": {"value": per.minde.value, "stderr": per.minde.stderr,
+                                    "flags": list(per.minde.flags)}})
+        knn.append({"tau": float(tau), "semantic": {"value": sem.knn_accuracy, "stderr": sem.knn_stderr},
+                    "perceptual": {"value": per.knn_accuracy, "stderr": per.knn_stderr}})
+        lower.append({"tau": float(tau), **{part: {"value": info.bounds.lower, "stderr": info.bounds.lower_stderr,
+                                                   "cross_entropy": info.bounds.cross_entropy,
+                                                   "classifier_accuracy": info.bounds.accuracy}
+                                            for part, info in (("semantic", sem), ("perceptual", per))}})
+        rec = reconstruct(model, x_recon, n_steps=config.recon_steps, key=k_rec)
+        split_recon[float(tau)] = _mse(rec, x_recon)
+        if tau == tsne_tau:
+            tsne_latents = (both_ev[:, :d], both_ev[:, d:])
+            recon[f"split DAE, tau = {tau:g}"] = rec
+        timings[f"tau_{tau:g}_s"] = time.perf_counter() - t0
+
+    # ---- figures
+    t0 = time.perf_counter()
+    figures["reconstructions"] = _plot_reconstructions(recon, out / "reconstructions.png", data.pixel_range,
+                                                       f"{data.name}: originals and reconstructions (held-out)").name
+    figures["latents_2d"] = _plot_latents({f"DAE (D_Z = {d2})": z_dae[1], f"VAE (D_Z = {d2})": z_vae[1]}, y_eval,
+                                          out / "latents_2d.png", f"{data.name}: held-out latents by label "
+                                          "(first two coordinates)").name
+    figures["tsne"] = _plot_latents(
+        {f"z_sem, tau = {tsne_tau:g} T": _tsne(tsne_latents[0], key=0),
+         f"z_per, tau = {tsne_tau:g} T": _tsne(tsne_latents[1], key=0)}, y_eval, out / "tsne.png",
+        f"{data.name}: t-SNE of the held-out latents (D_Z = {config.latent_dim})").name
+    figures["tau_scan"] = _plot_scan(scan, lower, h_y, out / "tau_scan.png",
+                                     f"{data.name}: I(Z;Y) of the split-DAE latents (D_Z = {config.latent_dim})").name
+    timings["figures_s"] = time.perf_counter() - t0
+
+    payload = {
+        "experiment": "autoencoder",
+        "instance": {
+            "dataset": data.name, "image_shape": data.image_shape, "num_classes": K,
+            "n_train": int(len(x_train)), "n_test": int(len(data.test_x)), "n_eval": int(len(x_eval)),
+            "pixel_range": data.pixel_range, "latent_dim": config.latent_dim,
+            "comparison_latent_dim": d2, "taus": [float(t) for t in config.taus], "tau_units": "T",
+            "gamma": config.gamma, "noisy_semantic": config.noisy_semantic, "sigma_dec": config.sigma_dec,
+            "semantic_channels": config.semantic_channels, "perceptual_channels": config.perceptual_channels,
+            "encoder_hidden": config.encoder_hidden,
+            "sde": {"beta_min": config.sde.beta_min, "beta_max": config.sde.beta_max, "T": T},
+            "unet": _config_dict(config.unet), "train": _config_dict(config.train),
+            "vae_train": _config_dict(config.vae_train),
+            "latent_mi": {"width": config.latent.width, "depth": config.latent.depth,
+                          "train": _config_dict(config.latent.train), "label_dropout": config.latent.label_dropout,
+                          "times": type(config.latent.integrator(config.sde)).__name__,
+                          "knn_neighbours": config.latent.knn_neighbours, "logistic_c": config.latent.logistic_c,
+                          "crossfit": config.latent.crossfit},
+            "latent_draws": config.latent_draws,
+            "latent_definition": "Z ~ q(z|x): MI models and classifiers fitted on latent_draws draws per training "
+                                 "image, measured on one draw for each of the first n_eval test images",
+            **(instance or {}),
+        },
+        "quantities": {
+            "mutual_information": scan,
+            "bounds": {"upper": {"value": h_y, "stderr": 0.0, "definition": h_def},
+                       "lower": {"definition": "H(Y) - CE(Z), CE = held-out cross-entropy of a logistic regression "
+                                               "on the latents, one per latent and tau",
+                                 "per_tau": lower}},
+            "knn_accuracy": knn,
+            "comparison": comparison,
+            "reconstruction_error": {
+                "definition": "mean squared error per pixel of n_recon held-out reconstructions (DAE: probability "
+                              "flow from noise given the mean latent; VAE: decoder mean at the mean latent)",
+                "dae": _mse(recon["dae"], x_recon), "vae": _mse(recon["vae"], x_recon),
+                "split": [{"tau": t, **v} for t, v in split_recon.items()]},
+            "flags": flags,
+        },
+        "figures": figures,
+        "timings_s": timings,
+        "units": "nats; tau in units of T; reconstruction error in squared pixel units",
+        **provenance(start),
+    }
+    write_json(out / "results.json", payload)
+    return payload
+
+
+def _config_dict(config) -> dict:
+    out = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        out[field.name] = value if isinstance(value, (int, float, bool, str, tuple, type(None))) else str(
+            getattr(value, "__name__", value))
+    return out
+
+
+def _tsne(z, *, key: int) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    z = np.asarray(z, np.float64)
+    if z.shape[1] <= 2:
+        return z
+    return TSNE(n_components=2, perplexity=min(30.0, (len(z) - 1) / 3), init="pca", random_state=key).fit_transform(z)
+
+
+# ---------------------------------------------------------------------------------------------- figures
+def _plot_reconstructions(rows: dict, path, pixel_range, title) -> Path:
+    lo, hi = pixel_range
+    fig, axes = new_figure(len(rows), 1, figsize=(0.5 * len(next(iter(rows.values()))) + 1.5, 0.7 * len(rows) + 0.6))
+    for ax, (name, images) in zip(axes[:, 0], rows.items()):
+        images = np.clip((np.asarray(images) - lo) / (hi - lo), 0, 1)
+        n, c, h, w = images.shape
+        pad = np.ones((n, c, h, w + 1), np.float32)
+        pad[..., :w] = images
+        strip = pad.transpose(2, 0, 3, 1).reshape(h, n * (w + 1), c)
+        ax.imshow(strip[..., 0] if c == 1 else strip, cmap="gray" if c == 1 else None, vmin=0, vmax=1,
+                  interpolation="nearest")
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return save_figure(fig, path, title=title)
+
+
+def _plot_latents(panels: dict, labels, path, title) -> Path:
+    fig, axes = new_figure(1, len(panels), figsize=(4.2 * len(panels), 4.0))
+    for ax, (name, z) in zip(axes[0], panels.items()):
+        z = np.asarray(z)
+        second = z[:, 1] if z.shape[1] > 1 else np.zeros(len(z))
+        points = ax.scatter(z[:, 0], second, c=labels, cmap="tab10", s=6, vmin=-0.5, vmax=9.5)
+        ax.set_title(name)
+    fig.colorbar(points, ax=axes[0].tolist(), label="label", ticks=range(10))
+    fig.set_layout_engine("constrained")
+    return save_figure(fig, path, title=title)
+
+
+def _plot_scan(scan, lower, h_y, path, title) -> Path:
+    fig, axes = new_figure(1, 1, figsize=(6.0, 4.2))
+    ax = axes[0, 0]
+    taus = np.array([row["tau"] for row in scan])
+    for part, color in (("semantic", "C0"), ("perceptual", "C3")):
+        value = np.array([row[part]["value"] for row in scan])
+        err = np.array([row[part]["stderr"] for row in scan])
+        ax.errorbar(taus, value, yerr=2 * err, color=color, marker="o", capsize=3,
+                    label=f"$I(Z_{{{part[:3]}}};Y)$ (MINDE, ±2 stderr)")
+        lo = np.array([row[part]["value"] for row in lower])
+        ax.plot(taus, lo, color=color, ls=":", label=f"$H(Y) - CE(Z_{{{part[:3]}}})$")
+    ax.axhline(h_y, color="k", ls="--", label=f"H(Y) = {h_y:.3f}")
+    if np.all(taus > 0):
+        ax.set_xscale("log")
+        ax.minorticks_off()  # the minor log ticks' labels overlap on a short range; label the scanned taus instead
+    ax.set_xticks(taus, [f"{t:g}" for t in taus])
+    ax.set_xlabel(r"split time $\tau$ / T")
+    ax.set_ylabel("nats")
+    ax.legend(fontsize=8)
+    return save_figure(fig, path, title=title)
