@@ -75,3 +75,18 @@ from ._guided import (
     NoisyClassifier as NoisyClassifier,
     noisy_cross_entropy as noisy_cross_entropy,
 )
+from ._encoder import (
+    AbstractEncoder as AbstractEncoder,
+    ConvEncoder as ConvEncoder,
+    EncoderConfig as EncoderConfig,
+    LinearEncoder as LinearEncoder,
+)
+from ._autoencoder import (
+    VAE as VAE,
+    AutoencoderLoss as AutoencoderLoss,
+    DiffusionAutoencoder as DiffusionAutoencoder,
+    SplitAutoencoder as SplitAutoencoder,
+    UNetDecoder as UNetDecoder,
+    VAELoss as VAELoss,
+    encode_batch as encode_batch,
+)

@@ -8,13 +8,19 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from ..experiments import EXPERIMENTS
+from ._autoencoder import AutoencoderCommand
+from ._budget import BudgetCommand
 from ._common import Formatter
 from ._gaussian import DemoCommand, GaussianCommand
 from ._images import ImagesCommand
+from ._labels import LabelsCommand
 from ._oracle import OracleCommand
 
 COMMANDS: Mapping[str, object] = MappingProxyType({
     "oracle": OracleCommand(), "demo": DemoCommand(), "gaussian": GaussianCommand(), "images": ImagesCommand(),
+    "labels": LabelsCommand(),
+    "budget": BudgetCommand(),
+    "autoencoder": AutoencoderCommand(),
 })
 """The command-line adapter of each experiment: `add_arguments(parser)` and `run(args) -> dict`."""
 

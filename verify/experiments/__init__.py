@@ -12,7 +12,15 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from .._figures import new_figure as new_figure, plot_curves as plot_curves, save_figure as save_figure
-from . import _gaussian, _images, _oracle
+from . import _autoencoder, _budget, _gaussian, _images, _labels, _oracle
+from ._autoencoder import (
+    AutoencoderExperiment as AutoencoderExperiment,
+    LatentInformation as LatentInformation,
+    LatentInformationConfig as LatentInformationConfig,
+    latent_information as latent_information,
+    reconstruct as reconstruct,
+)
+from ._budget import BudgetConfig as BudgetConfig
 from ._gaussian import (
     CFG as CFG,
     DEFAULT_TRAIN as DEFAULT_TRAIN,
@@ -39,6 +47,14 @@ from ._images import (
     information_bounds as information_bounds,
     plot_sample_grid as plot_sample_grid,
     run_image_experiment as run_image_experiment,
+)
+from ._labels import (
+    MIXTURES as MIXTURES,
+    AbstractLabelSource as AbstractLabelSource,
+    ImageSource as ImageSource,
+    LabelExperiment as LabelExperiment,
+    MixtureSource as MixtureSource,
+    MixtureSpec as MixtureSpec,
 )
 from ._oracle import (
     OracleConfig as OracleConfig,
@@ -69,5 +85,11 @@ EXPERIMENTS: Mapping[str, Experiment] = MappingProxyType({
                            _gaussian.SweepConfig, _gaussian.run_sweep),
     "images": Experiment("images", "conditional U-Net on images: S_NN, I(X;Y) with bounds, rates, CFG samples",
                          _images.ImageExperiment, _images.run),
+    "labels": Experiment("labels", "when the label is decided: H(Y|X_s) by two estimators beside an exact reference, "
+                         "per-class rates, CFG peak shift", _labels.LabelExperiment, _labels.run),
+    "budget": Experiment("budget", "information budget of an image model: S_NN, exact marginals, TC (Eq. 7), I(X;Y), "
+                         "split at tau into semantic and perceptual parts", _budget.BudgetConfig, _budget.run),
+    "autoencoder": Experiment("autoencoder", "split-loss diffusion autoencoder over tau: I(Z_sem;Y), I(Z_per;Y) with "
+                              "bounds, k-NN accuracy; DAE vs VAE", _autoencoder.AutoencoderExperiment, _autoencoder.run),
 })
 """Every experiment by name; a new experiment is one entry here (and its command-line adapter in `verify.cli`)."""
