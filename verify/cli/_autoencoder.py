@@ -13,7 +13,16 @@ import learned
 from learned import TrainConfig
 
 from ..experiments import EXPERIMENTS, AutoencoderExperiment, LatentInformationConfig
-from ._common import add_output, add_seed, float_list, int_list, positive_float, positive_int
+from ._common import (
+    add_dataset,
+    add_output,
+    add_seed,
+    float_list,
+    int_list,
+    load_image_data,
+    positive_float,
+    positive_int,
+)
 
 QUICK = "digits"
 """The data set of `--quick`, the CPU smoke configuration tested in CI."""
@@ -79,12 +88,7 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Autoe
 
 class AutoencoderCommand:
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        names = tuple(learned.DATASETS)
-        p.add_argument("--dataset", choices=names, default=QUICK,
-                       help="the data set: " + "; ".join(f"{n}: {s.description}" for n, s in learned.DATASETS.items()))
-        p.add_argument("--data-dir", default=None,
-                       help="where the data set's files are: " + "; ".join(
-                           f"{n}: {s.data_dir_help}" for n, s in learned.DATASETS.items() if s.data_dir_help))
+        add_dataset(p, QUICK)
         add_output(p, "out/autoencoder", checkpoints=False)
         p.add_argument("--quick", action="store_true",
                        help=f"CPU smoke run on {QUICK} in a few minutes (tested in CI): tau = 0.1, D_Z = 2, "
@@ -124,14 +128,7 @@ class AutoencoderCommand:
 
     def run(self, args: argparse.Namespace) -> dict:
         start = time.perf_counter()
-        if args.quick and args.dataset != QUICK:
-            raise ValueError(f"--quick runs on --dataset {QUICK} only (the CPU smoke configuration).")
-        spec = learned.DATASETS[args.dataset]
-        if spec.needs_dir and args.data_dir is None:
-            raise ValueError(f"--dataset {args.dataset} needs --data-dir: {spec.data_dir_help}.")
-        data = learned.load_dataset(args.dataset, args.data_dir)
-        if args.n_train is not None:
-            data = data.subset(n_train=args.n_train)
+        data = load_image_data(args, QUICK)
         experiment = build_experiment(args, data)
         print(f"separability autoencoder --dataset {data.name} → {args.out}")
         payload = EXPERIMENTS["autoencoder"].run(experiment, args.out, key=jax.random.key(args.seed), data=data,

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import jax
 
-import learned
 
 from ..experiments import EXPERIMENTS, BudgetConfig
-from ._common import positive_float, positive_int
+from ._common import load_image_data, positive_float, positive_int
 from ._images import QUICK, ImagesCommand, build_experiment
 
 
@@ -45,14 +44,7 @@ class BudgetCommand:
                     print(f"  {q:<28} {t['value']:9.4f} ± {t['stderr']:.4f}   exact {t['exact']:9.4f}")
             print(f"→ {args.out}/results.json; wall time {time.perf_counter() - start:.1f} s")
             return payload
-        if args.quick and args.dataset != QUICK:
-            raise ValueError(f"--quick runs on --dataset {QUICK} only (the CPU smoke configuration).")
-        spec = learned.DATASETS[args.dataset]
-        if spec.needs_dir and args.data_dir is None:
-            raise ValueError(f"--dataset {args.dataset} needs --data-dir: {spec.data_dir_help}.")
-        data = learned.load_dataset(args.dataset, args.data_dir, pixel_range=args.pixel_range)
-        if args.n_train is not None:
-            data = data.subset(n_train=args.n_train)
+        data = load_image_data(args, QUICK)
         image = build_experiment(args, data)
         if args.quick:  # the CI smoke run: skip the images experiment's training-image estimates (memorisation gap)
             image = dataclasses.replace(image, compare_train=False)

@@ -1,10 +1,13 @@
-"""Pieces every command shares: the seed, the output and checkpoint folders, comma-separated lists."""
+"""Pieces every command shares: the seed, the output and checkpoint folders, the image data set, comma-separated
+lists."""
 
 from __future__ import annotations
 
 import argparse
 import math
 from pathlib import Path
+
+import learned
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -98,3 +101,24 @@ def describe_checkpoints(args: argparse.Namespace) -> str:
     if args.no_checkpoints:
         return "checkpoints: none (--no-checkpoints)"
     return f"checkpoints: {Path(args.out) / args.checkpoint_dir}"
+
+
+def add_dataset(p: argparse.ArgumentParser, default: str | None) -> None:
+    """`--dataset` (any name of `learned.DATASETS`) and `--data-dir`."""
+    p.add_argument("--dataset", choices=tuple(learned.DATASETS), default=default,
+                   help="the data set: " + "; ".join(f"{n}: {s.description}" for n, s in learned.DATASETS.items()))
+    p.add_argument("--data-dir", default=None,
+                   help="where the data set's files are: " + "; ".join(
+                       f"{n}: {s.data_dir_help}" for n, s in learned.DATASETS.items() if s.data_dir_help))
+
+
+def load_image_data(args: argparse.Namespace, quick_dataset: str) -> learned.ImageData:
+    """The data set of `--dataset` (its first `--n-train` training images), after the one check of each rule:
+    `--quick` runs on `quick_dataset` only, and a data set whose files are not bundled needs `--data-dir`."""
+    if getattr(args, "quick", False) and args.dataset != quick_dataset:
+        raise ValueError(f"--quick runs on --dataset {quick_dataset} only (the CPU smoke configuration).")
+    spec = learned.DATASETS[args.dataset]
+    if spec.needs_dir and args.data_dir is None:
+        raise ValueError(f"--dataset {args.dataset} needs --data-dir: {spec.data_dir_help}.")
+    data = learned.load_dataset(args.dataset, args.data_dir, pixel_range=getattr(args, "pixel_range", (0.0, 1.0)))
+    return data if getattr(args, "n_train", None) is None else data.subset(n_train=args.n_train)

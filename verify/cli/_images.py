@@ -16,6 +16,7 @@ from learned import ClassifierConfig, TrainConfig
 from ..estimators import ImportanceSampler, PiecewiseConstant, UniformGrid
 from ..experiments import EXPERIMENTS, ImageExperiment
 from ._common import (
+    add_dataset,
     add_output,
     add_seed,
     at_least_two,
@@ -23,6 +24,7 @@ from ._common import (
     describe_checkpoints,
     float_list,
     int_list,
+    load_image_data,
     positive_float,
     positive_int,
     probability,
@@ -98,12 +100,7 @@ def _pixel_range(text: str) -> tuple[float, float]:
 
 class ImagesCommand:
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        names = tuple(learned.DATASETS)
-        p.add_argument("--dataset", choices=names, default=QUICK,
-                       help="the data set: " + "; ".join(f"{n}: {s.description}" for n, s in learned.DATASETS.items()))
-        p.add_argument("--data-dir", default=None,
-                       help="where the data set's files are: " + "; ".join(
-                           f"{n}: {s.data_dir_help}" for n, s in learned.DATASETS.items() if s.data_dir_help))
+        add_dataset(p, QUICK)
         add_output(p, "out/images", checkpoints=True)
         p.add_argument("--quick", action="store_true",
                        help=f"CPU smoke run on {QUICK} in a few minutes (tested in CI): 500 steps, 32 grid times, "
@@ -159,14 +156,7 @@ class ImagesCommand:
 
     def run(self, args: argparse.Namespace) -> dict:
         start = time.perf_counter()
-        if args.quick and args.dataset != QUICK:
-            raise ValueError(f"--quick runs on --dataset {QUICK} only (the CPU smoke configuration).")
-        spec = learned.DATASETS[args.dataset]
-        if spec.needs_dir and args.data_dir is None:
-            raise ValueError(f"--dataset {args.dataset} needs --data-dir: {spec.data_dir_help}.")
-        data = learned.load_dataset(args.dataset, args.data_dir, pixel_range=args.pixel_range)
-        if args.n_train is not None:
-            data = data.subset(n_train=args.n_train)
+        data = load_image_data(args, QUICK)
         experiment = build_experiment(args, data)
         parallel = learned.DataParallel.over() if args.data_parallel else None
         print(f"separability images --dataset {data.name} → {args.out}  ({describe_checkpoints(args)})")

@@ -12,7 +12,15 @@ import jax
 import learned
 
 from ..experiments import EXPERIMENTS, MIXTURES, ImageSource, LabelExperiment, MixtureSource
-from ._common import add_output, add_seed, at_least_two, float_list, positive_float, positive_int
+from ._common import (
+    add_output,
+    add_seed,
+    at_least_two,
+    float_list,
+    load_image_data,
+    positive_float,
+    positive_int,
+)
 from ._images import QUICK, ImagesCommand, build_experiment
 
 # (quick, full) estimation presets per kind of source; explicit flags override them
@@ -94,14 +102,7 @@ class LabelsCommand:
             source = MixtureSource(args.mixture)
             preset = _MIXTURE_PRESETS[args.quick]
         else:
-            spec = learned.DATASETS[args.dataset]
-            if args.quick and args.dataset != QUICK:
-                raise ValueError(f"--quick with --dataset runs on {QUICK} only (the CPU smoke configuration).")
-            if spec.needs_dir and args.data_dir is None:
-                raise ValueError(f"--dataset {args.dataset} needs --data-dir: {spec.data_dir_help}.")
-            data = learned.load_dataset(args.dataset, args.data_dir)
-            if args.n_train is not None:
-                data = data.subset(n_train=args.n_train)
+            data = load_image_data(args, QUICK)
             source = ImageSource(_image_experiment(args, data))
             preset = _IMAGE_PRESETS[args.quick]
         chosen = {name: getattr(args, name) if getattr(args, name) is not None else value
