@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -39,6 +40,17 @@ def provenance(start: float) -> dict:
     """The closing keys of every results file: package `versions`, the `device`, and `wall_time_s` since `start`
     (a `time.perf_counter()` reading)."""
     return {"versions": versions(), "device": device(), "wall_time_s": time.perf_counter() - start}
+
+
+def config_dict(config) -> dict:
+    """The fields of a frozen config dataclass for a results file: numbers, strings, tuples and `None` as they are,
+    anything else (a dtype, a nested object) by its name or `str`."""
+    out = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        plain = isinstance(value, (int, float, bool, str, tuple, type(None)))
+        out[field.name] = value if plain else str(getattr(value, "__name__", value))
+    return out
 
 
 def to_json_value(obj):

@@ -34,7 +34,7 @@ from gaussian_oracle import VPSDE, Estimate, PiecewiseConstant
 from learned import EncoderConfig, ImageData, TrainConfig, UNetConfig
 
 from .._figures import new_figure, save_figure
-from .._report import provenance, write_json
+from .._report import config_dict, provenance, write_json
 from .._sampling import sample_probability_flow
 from ..estimators import (
     AbstractTimeIntegrator,
@@ -487,10 +487,10 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
             "semantic_channels": config.semantic_channels, "perceptual_channels": config.perceptual_channels,
             "encoder_hidden": config.encoder_hidden,
             "sde": {"beta_min": config.sde.beta_min, "beta_max": config.sde.beta_max, "T": T},
-            "unet": _config_dict(config.unet), "train": _config_dict(config.train),
-            "vae_train": _config_dict(config.vae_train),
+            "unet": config_dict(config.unet), "train": config_dict(config.train),
+            "vae_train": config_dict(config.vae_train),
             "latent_mi": {"width": config.latent.width, "depth": config.latent.depth,
-                          "train": _config_dict(config.latent.train), "label_dropout": config.latent.label_dropout,
+                          "train": config_dict(config.latent.train), "label_dropout": config.latent.label_dropout,
                           "times": type(config.latent.integrator(config.sde)).__name__,
                           "knn_neighbours": config.latent.knn_neighbours, "logistic_c": config.latent.logistic_c,
                           "crossfit": config.latent.crossfit},
@@ -522,14 +522,6 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
     write_json(out / "results.json", payload)
     return payload
 
-
-def _config_dict(config) -> dict:
-    out = {}
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        out[field.name] = value if isinstance(value, (int, float, bool, str, tuple, type(None))) else str(
-            getattr(value, "__name__", value))
-    return out
 
 
 def _tsne(z, *, key: int) -> np.ndarray:

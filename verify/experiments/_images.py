@@ -30,7 +30,7 @@ from gaussian_oracle import VPSDE, Estimate
 from learned import ClassifierConfig, DEMLoss, EntropyUNet, ImageData, TrainConfig, UNetConfig
 
 from .._figures import new_figure, plot_curves, save_figure
-from .._report import provenance, write_json
+from .._report import config_dict, provenance, write_json
 from .._sampling import sample_probability_flow
 from ..estimators import (
     AbstractTimeIntegrator,
@@ -474,12 +474,12 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
             "n_train": int(len(data.train_x)), "n_test": int(len(data.test_x)), "n_eval": int(len(x_eval)),
             "pixel_range": data.pixel_range,
             "sde": {"beta_min": experiment.sde.beta_min, "beta_max": experiment.sde.beta_max, "T": experiment.sde.T},
-            "unet": _config_dict(unet_cfg), "parameters": learned.parameter_count(model),
-            "train": _config_dict(experiment.train), "classifier": _config_dict(experiment.classifier),
+            "unet": config_dict(unet_cfg), "parameters": learned.parameter_count(model),
+            "train": config_dict(experiment.train), "classifier": config_dict(experiment.classifier),
             "condition_dropout": experiment.condition_dropout,
             "model": "EntropyUNet with a label embedding" if experiment.guidance is None else
                      f"ClassifierGuided (GuidedLoss, cross-entropy weight {experiment.guidance_cross_entropy})",
-            "guidance": None if experiment.guidance is None else _config_dict(experiment.guidance),
+            "guidance": None if experiment.guidance is None else config_dict(experiment.guidance),
             "cross_fit": experiment.cross_fit,
             "n_train_per_network": int(len(train_x[halves[0]])),
             "times": {"integrator": type(times).__name__, **{f.name: getattr(times, f.name) for f in dataclasses.fields(times)
@@ -507,11 +507,3 @@ def _with_crossfit(quantities: dict, crossfit: Estimate | None) -> dict:
         return quantities
     mi = {**quantities["mutual_information"], "minde_crossfit": crossfit.to_dict()}
     return {**quantities, "mutual_information": mi, "flags": [*quantities["flags"], *crossfit.flags]}
-
-
-def _config_dict(config) -> dict:
-    out = {}
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        out[field.name] = value if isinstance(value, (int, float, bool, str, tuple, type(None))) else str(getattr(value, "__name__", value))
-    return out

@@ -41,7 +41,7 @@ from gaussian_oracle import VPSDE, EmpiricalMixture, Estimate, GaussianMixture, 
 from learned import ImageData
 
 from .._figures import new_figure, plot_curves, save_figure
-from .._report import provenance, write_json
+from .._report import config_dict, provenance, write_json
 from ..estimators import (
     HalfTime,
     LogSNRGrid,
@@ -228,22 +228,14 @@ class ImageSource(AbstractLabelSource):
             reference_curve=curve, reference_draws=draws, reference_model=oracle.model,
             instance={"dataset": data.name, "image_shape": data.image_shape, "num_classes": data.num_classes,
                       "n_train": int(len(data.train_x)), "n_eval_held_out": int(len(x_eval)),
-                      "pixel_range": data.pixel_range, "unet": _config_dict(unet_cfg),
-                      "parameters": learned.parameter_count(model), "train": _config_dict(cfg.train),
+                      "pixel_range": data.pixel_range, "unet": config_dict(unet_cfg),
+                      "parameters": learned.parameter_count(model), "train": config_dict(cfg.train),
                       "condition_dropout": cfg.condition_dropout,
                       "final_loss_mean_last_10pct": float(np.mean(losses[-max(1, len(losses) // 10):])),
                       "checkpoints": None if ckpt is None else str(ckpt),
                       "label_entropy_definition": f"H(Y) of all {counts.sum()} labels of {data.name}"},
             timings=timings)
 
-
-def _config_dict(config) -> dict:
-    out = {}
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        out[field.name] = value if isinstance(value, (int, float, bool, str, tuple, type(None))) else str(
-            getattr(value, "__name__", value))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- config
