@@ -12,6 +12,7 @@ all by importance sampling (log-uniform, 16 times per image) on the same 200 hel
     python benchmarks/bench_images_crossfit.py --name seeds
     python benchmarks/bench_images_crossfit.py --name halves --split
     python benchmarks/bench_images_crossfit.py --name guided_halves --split --guided --label-dropout 0.2
+    python benchmarks/bench_images_crossfit.py --name ld05_halves --split --label-dropout 0.5
     (each appends to benchmarks/results/images_crossfit_digits.json)
 """
 
