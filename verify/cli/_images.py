@@ -86,7 +86,7 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
         sample_steps=args.sample_steps if args.sample_steps is not None else (16 if quick else 100),
         dataset=args.dataset, data_dir=args.data_dir, pixel_range=args.pixel_range, n_train=args.n_train,
         checkpoint_dir=checkpoint_dir(args), resume=resume(args),
-        guidance=dataclasses.replace(classifier, steps=1) if args.guided else None,
+        guidance=classifier if args.guided else None,  # the bound classifier's architecture, noise-conditional
         guidance_cross_entropy=args.guidance_cross_entropy, cross_fit=args.cross_fit,
     )
 
