@@ -1,3 +1,4 @@
+import gc
 import os
 
 import jax
@@ -15,6 +16,17 @@ jax.config.update("jax_enable_x64", True)
 settings.register_profile("ci", settings.get_profile("ci"), derandomize=True, print_blob=True)
 settings.register_profile("dev", settings.get_profile("default"), print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no") else "dev")
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_code():
+    """Drop JAX's compiled executables after each test module. One process compiles thousands of XLA CPU programs
+    over the suite, and each keeps its machine code mapped; the default suite crashed (SIGSEGV / SIGABRT inside XLA's
+    compiler, at test_unet.py's test_latent_conditioning, about 550 tests in, passing when run alone) once it had grown past that. Clearing between
+    modules keeps the mapped code bounded; later modules recompile what they need."""
+    yield
+    jax.clear_caches()
+    gc.collect()
+
 
 @pytest.fixture
 def key():
