@@ -19,11 +19,10 @@ settings.load_profile("ci" if os.environ.get("CI", "").strip().lower() not in ("
 
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_code():
-    """Drop JAX's compiled executables after each test module. One process compiles thousands of XLA CPU programs
-    over the suite, and each keeps its machine code mapped; the default suite crashed (SIGSEGV / SIGABRT inside
-    XLA's compiler, at test_unet.py's test_latent_conditioning, about 550 tests in; it passes when run alone) once it
-    had grown that far. Clearing between modules keeps the mapped code bounded; later modules recompile what they
-    need."""
+    """Drop JAX's compiled executables after each test module. The grown default suite crashed (SIGSEGV / SIGABRT
+    inside XLA's CPU compiler, at test_unet.py's test_latent_conditioning, about 550 tests into one process; it
+    passes when run alone). The cause is not pinned down; thousands of compiled programs kept alive in one process
+    are the suspect, and clearing them between modules made the suite pass. Later modules recompile what they need."""
     yield
     jax.clear_caches()
     gc.collect()
