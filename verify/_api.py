@@ -42,6 +42,7 @@ from gaussian_oracle import VPSDE, Estimate, check_key
 from ._report import versions
 from ._transforms import TRANSFORMS, AbstractFittedTransform, AbstractTransform, MarginalGaussianisation
 from .estimators import UniformGrid, mutual_information_difference, mutual_information_minde, neural_entropy
+from .estimators._information import _check_finite
 
 if TYPE_CHECKING:
     import learned
@@ -55,11 +56,7 @@ QUANTITIES = ("neural", "conditional_neural", "minde", "difference")
 
 # ---------------------------------------------------------------------------------------------- inputs
 def _check_rows(name: str, a: np.ndarray) -> None:
-    if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
-        bad = np.flatnonzero(~np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1))
-        shown = ", ".join(str(i) for i in bad[:10]) + (", ..." if len(bad) > 10 else "")
-        raise ValueError(f"{name} must be finite; {len(bad)} of its {a.shape[0]} rows hold NaN or infinity "
-                         f"(rows {shown}). Drop or impute them first.")
+    _check_finite(name, a, hint=" Drop or impute them first.")
 
 
 def check_pairs(x, y, *, need_y: bool = True) -> tuple[np.ndarray, np.ndarray | None]:

@@ -42,7 +42,7 @@ from ..estimators import (
     mutual_information_minde,
     mutual_information_minde_crossfit,
 )
-from ._images import Bounds
+from ._images import Bounds, configured_data
 
 __all__ = ["LatentInformationConfig", "LatentInformation", "latent_information", "AutoencoderExperiment",
            "reconstruct", "run", "run_autoencoder_experiment"]
@@ -354,9 +354,7 @@ def run(config: AutoencoderExperiment, out: str | Path, *, key: PRNGKeyArray, da
     The results payload (also written to `out/results.json`).
     """
     if data is None:
-        data = learned.load_dataset(config.dataset, config.data_dir, pixel_range=config.pixel_range)
-        if config.n_train is not None:
-            data = data.subset(n_train=config.n_train)
+        data = configured_data(config)
     return run_autoencoder_experiment(data, config, out, instance=instance, key=key)
 
 

@@ -132,9 +132,7 @@ def _run_images(config: BudgetConfig, out: Path, key: PRNGKeyArray, data: learne
     start = time.perf_counter()
     image = config.image
     if data is None:
-        data = learned.load_dataset(image.dataset, image.data_dir, pixel_range=image.pixel_range)
-        if image.n_train is not None:
-            data = data.subset(n_train=image.n_train)
+        data = _images.configured_data(image)
     # the images experiment gets `key` itself, so its run (and checkpoint) is `separability images`'s with this seed
     k_img, k_budget = key, jax.random.fold_in(key, 1)
     images_out = out / "images"

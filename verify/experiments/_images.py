@@ -337,6 +337,13 @@ def _plot_rates(info: ImageInformation, path: Path, title: str) -> Path | None:
     ], path, title=title, log_x=True)
 
 
+def configured_data(config) -> ImageData:
+    """The data set an experiment config names: `config.dataset` from `config.data_dir` at `config.pixel_range`,
+    its first `config.n_train` training images (all when `None`)."""
+    data = learned.load_dataset(config.dataset, config.data_dir, pixel_range=config.pixel_range)
+    return data if config.n_train is None else data.subset(n_train=config.n_train)
+
+
 def run(config: ImageExperiment, out: str | Path, *, key: PRNGKeyArray, data: ImageData | None = None,
         parallel: learned.DataParallel | None = None, instance: dict | None = None) -> dict:
     """Load `config.dataset` (unless `data` is given) and run `run_image_experiment` on it, with the U-Net's
@@ -356,9 +363,7 @@ def run(config: ImageExperiment, out: str | Path, *, key: PRNGKeyArray, data: Im
     The results payload (also written to `out/results.json`).
     """
     if data is None:
-        data = learned.load_dataset(config.dataset, config.data_dir, pixel_range=config.pixel_range)
-        if config.n_train is not None:
-            data = data.subset(n_train=config.n_train)
+        data = configured_data(config)
     ckpt = None if config.checkpoint_dir is None else Path(out) / config.checkpoint_dir
     return run_image_experiment(data, config, out, checkpoint_dir=ckpt, parallel=parallel, instance=instance, key=key)
 

@@ -54,7 +54,7 @@ from ..estimators import (
     peak_time,
     tail_quadrature_error,
 )
-from ._images import ImageExperiment
+from ._images import ImageExperiment, configured_data
 
 __all__ = ["MIXTURES", "MixtureSpec", "AbstractLabelSource", "MixtureSource", "ImageSource", "LabelExperiment",
            "run"]
@@ -183,9 +183,7 @@ class ImageSource(AbstractLabelSource):
         cfg = self.image
         timings = {}
         if data is None:
-            data = learned.load_dataset(cfg.dataset, cfg.data_dir, pixel_range=cfg.pixel_range)
-            if cfg.n_train is not None:
-                data = data.subset(n_train=cfg.n_train)
+            data = configured_data(cfg)
         unet_cfg = cfg.unet
         if unet_cfg.image_shape != data.image_shape or unet_cfg.num_classes != data.num_classes:
             raise ValueError(f"UNetConfig has image_shape {unet_cfg.image_shape}, num_classes {unet_cfg.num_classes}; "
