@@ -60,13 +60,17 @@ def test_source_must_be_given_once(tmp_path, capsys):
         main(["labels", "--mixture", "two-class", "--dataset", "digits", "--out", str(tmp_path)])
     assert main(["labels", "--mixture", "two-class", "--cfg-weights", "1,3", "--out", str(tmp_path)]) == 2
     assert "the first 0" in capsys.readouterr().err
+    assert main(["labels", "--mixture", "two-class", "--channels", "8", "--out", str(tmp_path)]) == 2
+    assert "--channels configure the image network of --dataset" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_digits_quick_results_hold_together(tmp_path):
+def test_digits_quick_results_hold_together(tmp_path, quick_images):
     """The learned quick model is not yet accurate (issue 9), so only structure and exact properties: the online
-    posterior entropy lies in [0, log K], the I-MMSE curve rises with s, and every block is present and finite."""
-    assert main(["labels", "--dataset", "digits", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    posterior entropy lies in [0, log K], the I-MMSE curve rises with s, and every block is present and finite.
+    It resumes the quick U-Net that `images --quick` trained (the session fixture), so CI trains it once."""
+    images_out, checkpoints = quick_images
+    assert main(["labels", "--dataset", "digits", "--quick", "--out", str(tmp_path), "--checkpoint-dir",
+                 str(checkpoints), "--no-progress"]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
     q, curves = res["quantities"], res["curves"]
     assert len(q["report"]) == 5 and q["checks"] is None
@@ -84,4 +88,5 @@ def test_digits_quick_results_hold_together(tmp_path):
     assert reference[0] < 0.05 and reference[-1] > h_y - 0.05
     for name in FIGURES:
         assert (tmp_path / name).stat().st_size > 10_000
-    assert (tmp_path / "checkpoints" / "checkpoint.eqx").exists()
+    images = json.loads((images_out / "results.json").read_text())["instance"]
+    assert res["instance"]["parameters"] == images["parameters"] and res["instance"]["train"] == images["train"]

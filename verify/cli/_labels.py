@@ -17,9 +17,11 @@ from ._common import (
     add_seed,
     at_least_two,
     float_list,
+    int_list,
     load_image_data,
     positive_float,
     positive_int,
+    probability,
 )
 from ._images import QUICK, ImagesCommand, build_experiment
 
@@ -56,10 +58,28 @@ def _image_experiment(args: argparse.Namespace, data: learned.ImageData):
         forwarded += ["--n-train", str(args.n_train)]
     # the quick network (channels 16, embed 64, 4 groups) for every data set on a CPU budget: `images --quick`'s
     forwarded += ["--quick"] if args.dataset == QUICK else ["--channels", "16", "--embed-dim", "64"]
+    for flag, _, _ in _IMAGE_FLAGS:  # explicit network and training flags override (given later, argparse keeps them)
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            forwarded += [flag, ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
     for flag in ("no_checkpoints", "restart", "no_progress"):
         if getattr(args, flag):
             forwarded.append("--" + flag.replace("_", "-"))
     return build_experiment(parser.parse_args(forwarded), data)
+
+
+_IMAGE_FLAGS = (
+    ("--channels", positive_int, "base channel count"),
+    ("--channel-mult", int_list, "channel multipliers per level, e.g. 1,2"),
+    ("--num-res-blocks", positive_int, "residual blocks per level"),
+    ("--embed-dim", positive_int, "time/label embedding width"),
+    ("--batch-size", positive_int, "minibatch size"),
+    ("--lr", positive_float, "peak learning rate"),
+    ("--warmup-steps", positive_int, "linear warm-up steps"),
+    ("--ema-decay", probability, "EMA decay"),
+)
+"""Flags passed through to `separability images` (same meaning there), so that a network trained there, or by
+`separability budget`, with a non-default configuration is resumed from its checkpoint instead of retrained."""
 
 
 class LabelsCommand:
@@ -76,6 +96,10 @@ class LabelsCommand:
                        help=f"smoke run (tested in CI): with --dataset {QUICK} about 2-3 minutes on a CPU "
                             "(`separability images --quick`'s network and 500 steps); with --mixture seconds")
         add_seed(p, "training, data and estimation")
+        g = p.add_argument_group("image network and training, with --dataset (default: `separability images --quick`'s "
+                                 "network; these flags mean what they mean there)")
+        for flag, parse, text in _IMAGE_FLAGS:
+            g.add_argument(flag, type=parse, default=None, help=text)
         g = p.add_argument_group("estimation (default: the preset of the source; --quick: smaller)")
         g.add_argument("--steps", type=positive_int, default=None,
                        help="training steps of the image network (default 1000; --quick 500)")
@@ -98,6 +122,10 @@ class LabelsCommand:
         if (args.mixture is None) == (args.dataset is None):
             raise ValueError("give one source: --mixture NAME (an exact model) or --dataset NAME (a trained U-Net).")
         data = None
+        given = [flag for flag, _, _ in _IMAGE_FLAGS if getattr(args, flag[2:].replace("-", "_")) is not None]
+        if args.mixture is not None and given:
+            raise ValueError(f"{', '.join(given)} configure the image network of --dataset; an exact --mixture has "
+                             "no network.")
         if args.mixture is not None:
             source = MixtureSource(args.mixture)
             preset = _MIXTURE_PRESETS[args.quick]
