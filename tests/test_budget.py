@@ -1,7 +1,8 @@
 """The information budget: TC(X_s) by Eq. 7 for any protocol model, its split at tau, and `separability budget`.
 
-Tier 2 (estimator(oracle) = closed form within 4 stderr) on the joint Gaussian with the exact e*; the quick digits run
-checks that what it reports is consistent with independent recomputations (marginals, sums, ratios, flags).
+Tier 2 (estimator(oracle) = closed form within 4 stderr) on the joint Gaussian with the exact e*; tier 3 (a learned
+MLP within the Gaussian goal) on a determinism and a flattening instance; the quick digits run checks that what it
+reports is consistent with independent recomputations (marginals, sums, ratios, flags).
 """
 
 import json
@@ -11,10 +12,11 @@ import numpy as np
 import pytest
 
 import learned
-from gaussian_oracle import VPSDE, JointGaussian, marginal_kl_curves
+from gaussian_oracle import VPSDE, EmpiricalMixture, JointGaussian, marginal_kl_curves
 from verify import (
     FromEnd,
     GeometricGrid,
+    NeuralEntropy,
     UniformGrid,
     geometric_grid_through,
     information_budget,
@@ -85,6 +87,57 @@ def test_tc_curve_flags_a_model_below_the_marginals(key):
     assert np.all(est.cumulative[:-1] < 0) and len(est.flags) == 1 and "below 0" in est.flags[0]
 
 
+LEARNED_INSTANCES = {
+    "determinism": lambda: JointGaussian.determinism(6, 2, 1.0, key=jax.random.key(0)),
+    "flattening": lambda: JointGaussian.flattening(6, 2, 2, 1e-3, 1.0, key=jax.random.key(1)),
+}
+
+
+@pytest.mark.parametrize("family", sorted(LEARNED_INSTANCES))
+def test_tc_curve_of_a_learned_mlp_meets_the_gaussian_goal(family):
+    r"""Tier 3: the TC curve of a *learned* MLP (the public `NeuralEntropy` fit: covariance preconditioning, log-SNR
+    training times) against the closed form $TC(X_s) - TC(X_T)$, on a determinism instance and on a flattening one
+    ($\lambda_\delta = 10^{-3}$: most of S and TC live below s = 0.02, which the log-spaced grid resolves).
+
+    Tolerance, derived from the project's Gaussian goal (neural entropy within 2 %, tests/test_learned_accuracy.py
+    and DESIGN.md): with exact marginals, TC_learned(s) - TC_exact(s) is exactly the error of the learned
+    $S_{NN}(s \to T)$ (the marginal terms cancel), so the goal bounds it by $0.02\,S_{exact}(s_{\min} \to T)$, plus 4
+    stderr for the Monte Carlo error of the estimate:
+    - the total (the curve at the smallest node) within $0.02\,S_{exact}(s_{\min}\to T) + 4\,\mathrm{se}$: the goal;
+    - every node of the curve within $0.02\,S_{exact}(s_{\min}\to T) + 4\,\mathrm{se}(s)$: the goal's error budget,
+      uniformly along the curve. A per-node relative bound $0.02\,S(s\to T)$ is not what the goal states (it bounds an
+      integral over the whole span), and it was computed alongside in the first trial run: it fails near T, where
+      $S(s\to T) < 10^{-3}$ nats and the learned tail carries about $10^{-3}$ nats absolute error (6.6 times that
+      bound at s = 0.6), while the two criteria above held with room.
+    The grid's own discretisation is checked to be below a tenth of the goal, so the test measures the network.
+    Small (D_X = 6, width 64, 4,000 steps) to fit the default suite, on the demo's 200,000 training samples. With
+    20,000 samples, width 128 and 2,000 steps the determinism instance read -0.9 % to -6.7 % of S over four draws (this
+    seed -6.4 %, failing the goal); 200,000 samples and 4,000 steps read -1.3 % to -1.4 % (width 128 and 64). The
+    training budget was raised, not the tolerance. benchmarks/bench_budget_learned.py runs the demo's size (D_X = 25,
+    width 256, 16,000 steps; -0.9 % and -0.1 % of S) and commits
+    benchmarks/results/budget_gaussian_learned.json.
+    """
+    joint = LEARNED_INSTANCES[family]()
+    sde = joint.sde
+    k_train, k_eval, k_fit, k_est = jax.random.split(jax.random.key(7), 4)
+    x, _ = joint.sample(200_000, key=k_train)  # the demo's sample size: 20,000 overfit (see below)
+    x_eval, _ = joint.sample(2_000, key=k_eval)
+    fitted = NeuralEntropy(steps=4_000, width=64, transform=None, progress=False).fit(np.asarray(x), None, key=k_fit)
+    grid = GeometricGrid(n_times=128, s_min=1e-4)
+    est = total_correlation(fitted.model, np.asarray(x_eval, np.float32), marginal_kl=_closed_marginals(joint),
+                            times=grid, key=k_est)
+    nodes, _ = grid.nodes_weights(sde)
+    exact = np.asarray(joint.total_correlation_curve(sde.T) - joint.total_correlation_curve(nodes))
+    s_tail = np.asarray(joint.total_entropy_curve(sde.T) - joint.total_entropy_curve(nodes))
+    quad = FromEnd(grid).cumulative_weights(sde) @ np.asarray(joint.entropy_rate(nodes))
+    assert np.max(np.abs(quad - s_tail)) < 0.1 * 0.02 * s_tail[0]  # the grid resolves the exact curve
+    assert exact[0] > 0.3 * s_tail[0]  # TC is a sizeable part of S here: the check is not of a near-zero TC
+    budget = 0.02 * s_tail[0]
+    assert abs(est.value - exact[0]) <= budget + 4 * est.stderr, (est.value, est.stderr, exact[0], s_tail[0])
+    excess = np.abs(est.cumulative - exact) / (budget + 4 * est.cumulative_stderr)
+    assert np.all(excess <= 1), (nodes[np.argmax(excess)], excess.max())
+
+
 def test_grid_through_tau_puts_tau_on_a_cell_edge():
     for tau, n, s_min in [(0.1, 64, 1e-3), (0.05, 40, 1e-4), (0.5, 7, 1e-2)]:
         grid = geometric_grid_through(tau, n, s_min, 1.0)
@@ -140,7 +193,10 @@ def test_budget_quick_on_digits(tmp_path, quick_images):
     """The CI run: `separability budget --quick` on digits. Asserts what it reports, not only that it ran: the
     marginal sum is `marginal_kl_curves` recomputed on all 1,797 digits, parts sum to totals, TC is S_NN^X minus the
     marginals part by part and along the curve, the shares are ratios of the totals, and the TC curve's smallest
-    time is flagged exactly when it is below 0 by more than 2 stderr."""
+    time is flagged exactly when it is below 0 by more than 2 stderr. The memorisation ceiling is
+    `EmpiricalMixture.kl_divergence` of the training images applied directly (same key), and it is at least the exact
+    marginal sum of the same images, within 4 stderr, at every node: KL(p_s || N) = sum_k KL_k(s) + TC(X_s) and
+    TC >= 0 (the ceiling's KL_T is ~1e-3 nats, inside the stderr)."""
     out = tmp_path / "budget"
     _, checkpoints = quick_images  # the quick network, trained once per session (resumed, not retrained)
     assert main(["budget", "--quick", "--out", str(out), "--checkpoint-dir", str(checkpoints), "--no-progress"]) == 0
@@ -184,5 +240,15 @@ def _check_digits_budget(out):
     assert bool(tc_flags) == negative
     if negative:
         assert f"at s = {nodes[0]:.3g}" in tc_flags[0]
+    c = payload["memorisation_ceiling"]
+    train_x, train_y = np.asarray(digits.train_x), np.asarray(digits.train_y)
+    assert c["points"] == f"the {len(train_x)} training images" and c["times"] == nodes.tolist()
+    kl = EmpiricalMixture(train_x, train_y, process).kl_divergence(
+        np.append(nodes, process.T), n=c["samples"], key=jax.random.fold_in(jax.random.key(inst["seed"]), 2))
+    np.testing.assert_allclose(c["cumulative"], kl.cumulative[:-1] - kl.cumulative[-1], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(c["cumulative_stderr"], np.hypot(kl.cumulative_stderr[:-1], kl.cumulative_stderr[-1]),
+                               rtol=1e-9)
+    marg = marginal_kl_curves(train_x, np.append(nodes, process.T), process).sum(1)
+    assert np.all(np.array(c["cumulative"]) >= marg[:-1] - marg[-1] - 4 * np.array(c["cumulative_stderr"]))
     assert (out / payload["figures"]["budget"]).stat().st_size > 1000
     assert (out / "images" / "results.json").exists()

@@ -93,3 +93,59 @@ def test_bad_inputs(small):
         small.label_entropy(0.0, n=250, key=jax.random.key(0))
     with pytest.raises(ValueError, match="must lie in"):
         small.model()(jnp.zeros(3), 1.5)
+
+
+# ---------------------------------------------------------------------------------------------- KL(p_s || N(0, I))
+@pytest.mark.parametrize("s", [1e-4, 0.02, 0.3, 1.0])
+def test_kl_of_one_point_is_the_gaussian_closed_form(s):
+    """One point: p_s = N(mu x0, v I), so KL(p_s || N(0, I)) = (D v + mu^2 ||x0||^2 - D - D log v) / 2, within 4
+    stderr."""
+    x0 = np.array([[0.7, -1.2, 0.3, 2.0, 0.0]])
+    est = EmpiricalMixture(x0, np.array([0]), SDE).kl_divergence(s, n=2000, key=jax.random.key(1))
+    mu, v, d = float(SDE.mu(s)), float(SDE.var(s)), x0.shape[1]
+    exact = 0.5 * (d * v + mu**2 * np.sum(x0**2) - d - d * math.log(v))
+    assert est.within(exact, 4.0), (est, exact)
+    assert est.stderr > 0
+
+
+def test_kl_of_one_dimensional_points_by_quadrature():
+    """A 1-D mixture of diffused points: KL(p_s || N(0, 1)) = int p_s log(p_s / N) by adaptive quadrature (scipy,
+    independent of the Monte Carlo), within 4 stderr at every time of the curve; the curve falls with s."""
+    from scipy import integrate, stats
+
+    points = np.array([[-1.5], [0.2], [0.25], [2.0], [3.1]])
+    mixture = EmpiricalMixture(points, np.zeros(5, int), SDE)
+    times = np.array([2e-3, 0.03, 0.2, 0.6])
+    est = mixture.kl_divergence(times, n=4000, key=jax.random.key(2), chunk=500)
+    for k, s in enumerate(times):
+        mu, sd = float(SDE.mu(s)), math.sqrt(float(SDE.var(s)))
+
+        def integrand(x):
+            p = np.mean(stats.norm.pdf(x, mu * points[:, 0], sd))
+            return p * (math.log(p) - stats.norm.logpdf(x)) if p > 0 else 0.0
+
+        breaks = sorted(mu * points[:, 0])
+        exact = integrate.quad(integrand, -12, 12, points=breaks, limit=400, epsabs=1e-10)[0]
+        z = (est.cumulative[k] - exact) / est.cumulative_stderr[k]
+        assert abs(z) < 4, (s, est.cumulative[k], exact, z)
+    assert np.all(np.diff(est.cumulative) < 0)
+    np.testing.assert_array_equal(est.times, times)
+
+
+def test_kl_dominates_the_sum_of_marginal_kls(small):
+    """KL(p_s || N(0, I)) = sum_k KL(p_s(x_k) || N(0, 1)) + TC(X_s) >= the exact marginal sum (TC >= 0), within 4
+    stderr; here the gap is sizeable at small s (12 points in 3-D are far from independent coordinates)."""
+    from gaussian_oracle import marginal_kl_curves
+
+    times = np.array([1e-3, 0.05, 0.5])
+    est = small.kl_divergence(times, n=2000, key=jax.random.key(3))
+    marg = marginal_kl_curves(small.points, times, SDE).sum(1)
+    assert np.all(est.cumulative > marg - 4 * est.cumulative_stderr), (est.cumulative, marg)
+    assert est.cumulative[0] - marg[0] > 10 * est.cumulative_stderr[0]
+
+
+def test_kl_refuses_bad_times_and_sizes(small):
+    with pytest.raises(ValueError, match=r"s = 0"):
+        small.kl_divergence(np.array([0.0, 0.5]), n=250, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="multiple of chunk"):
+        small.kl_divergence(0.5, n=300, key=jax.random.key(0))

@@ -27,6 +27,9 @@ class BudgetCommand:
                        help="log-spaced cells of the budget's grid (default 64; --quick 40)")
         g.add_argument("--s-min", type=positive_float, default=1e-3,
                        help="lower end of the budget's grid (moved slightly so that tau is a cell edge)")
+        g.add_argument("--ceiling-samples", type=int, default=None,
+                       help="Monte Carlo samples of the memorisation ceiling, a multiple of 250, 0 to skip "
+                            "(default 2000; --quick 1000)")
         g.add_argument("--gaussian", action="store_true",
                        help="budget the oracle's joint Gaussians (exact e*, closed-form marginals) instead of images")
 
@@ -48,8 +51,9 @@ class BudgetCommand:
         image = build_experiment(args, data)
         if args.quick:  # the CI smoke run: skip the images experiment's training-image estimates (memorisation gap)
             image = dataclasses.replace(image, compare_train=False)
+        ceiling = args.ceiling_samples if args.ceiling_samples is not None else (1000 if args.quick else 2000)
         config = BudgetConfig(image=image, tau=args.tau, n_times=n_times, s_min=args.s_min,
-                              chunk_size=image.chunk_size)
+                              chunk_size=image.chunk_size, ceiling_samples=ceiling)
         print(f"separability budget --dataset {data.name} → {args.out}")
         payload = EXPERIMENTS["budget"].run(config, args.out, key=jax.random.key(args.seed), data=data,
                                             instance={"seed": args.seed, "quick": bool(args.quick)})
@@ -66,6 +70,14 @@ class BudgetCommand:
             cells = [f"{q['fractions'][name][p]['value']:8.3f} ± {q['fractions'][name][p]['stderr']:<5.3f}"
                      for p in ("total", "semantic", "perceptual")]
             print(f"  {name + ' / S_NN':<28} {' '.join(cells)}")
+        if payload["memorisation_ceiling"] is not None:
+            c, s_x = payload["memorisation_ceiling"], payload["curves"]["neural_entropy"]
+            marg = payload["curves"]["marginal_sum"]["cumulative"]
+            print(f"  memorisation ceiling ({c['points']}) beside S_NN^X(s -> T) and the marginal sum:")
+            for i in sorted({0, len(c["times"]) // 4, len(c["times"]) // 2, 3 * len(c["times"]) // 4}):
+                print(f"    s = {c['times'][i]:<9.3g} ceiling {c['cumulative'][i]:9.2f} ± "
+                      f"{c['cumulative_stderr'][i]:<6.2f} S_NN^X {s_x['cumulative'][i]:9.2f} ± "
+                      f"{s_x['cumulative_stderr'][i]:<6.2f} marginals {marg[i]:9.2f}")
         for flag in q["flags"]:
             print(f"  FLAG: {flag}")
         print(f"  wall time {time.perf_counter() - start:.1f} s")

@@ -5,8 +5,11 @@ For an image model (trained by the images experiment, `ImageExperiment`, whose r
 `out/images`): $S_{NN}^X$, $S_{NN}^{X|Y}$, the exact marginal sum $\sum_k KL_k$, $TC = S_{NN}^X - \sum_k KL_k$ and
 $I(X;Y)$ by MINDE (with the classifier bounds), each as a total over $[s_{\min}, T]$ and split at $\tau$ into the
 semantic ($s \ge \tau$) and perceptual ($s < \tau$) parts, with the shares $TC/S_{NN}$ and $I/S_{NN}$, and their curves
-over s (`budget.png`, the paper's Fig. 16 with TC and the marginals added). With `gaussian=True` the same budget of
-the oracle's joint Gaussians (exact $e^*$, closed-form marginals) beside the closed forms.
+over s (`budget.png`, the paper's Fig. 16 with TC and the marginals added). Beside $S_{NN}^X(s \to T)$ it draws the
+memorisation ceiling $D_{KL}(p_s\|\mathcal N) - D_{KL}(p_T\|\mathcal N)$ of the training images diffused exactly
+(`gaussian_oracle.EmpiricalMixture.kl_divergence`, Monte Carlo over exact densities): what a network that memorised
+its training set would hold from s to T. With `gaussian=True` the same budget of the oracle's joint Gaussians (exact
+$e^*$, closed-form marginals) beside the closed forms.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 
 import learned
-from gaussian_oracle import JointGaussian, VPSDE, marginal_kl_curves
+from gaussian_oracle import EmpiricalMixture, Estimate, JointGaussian, VPSDE, marginal_kl_curves
 
 from .._figures import plot_curves
 from .._report import provenance, write_json
@@ -34,6 +37,7 @@ __all__ = ["BudgetConfig", "run"]
 _QUANTITIES = ("neural_entropy", "conditional_neural_entropy", "marginal_sum", "total_correlation",
                "mutual_information")
 _PIECES = ("total", "semantic", "perceptual")
+_CEILING_CHUNK = 250
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +54,7 @@ class BudgetConfig:
     - `chunk_size`: images per compiled call.
     - `gaussian`: budget the oracle's joint Gaussians instead (exact $e^*$, no training).
     - `gaussian_samples`: data samples per Gaussian instance; `gaussian_dims`: (dim_x, dim_y).
+    - `ceiling_samples`: Monte Carlo samples of the memorisation ceiling (a multiple of 250; 0 skips it).
     """
 
     image: ImageExperiment | None = None
@@ -60,6 +65,7 @@ class BudgetConfig:
     gaussian: bool = False
     gaussian_samples: int = 2000
     gaussian_dims: tuple[int, int] = (10, 4)
+    ceiling_samples: int = 2000
 
     def __post_init__(self):
         if not self.gaussian:
@@ -72,6 +78,10 @@ class BudgetConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 2:
                 raise ValueError(f"BudgetConfig.{name} must be an integer >= 2; got {value!r}.")
+        c = self.ceiling_samples
+        if isinstance(c, bool) or not isinstance(c, int) or c < 0 or c % _CEILING_CHUNK:
+            raise ValueError(f"BudgetConfig.ceiling_samples must be 0 or a positive multiple of {_CEILING_CHUNK}; "
+                             f"got {c!r}.")
         if not 0 < self.s_min < self.tau < 1.0:
             raise ValueError(f"BudgetConfig needs 0 < s_min < tau < T = 1; got s_min={self.s_min}, tau={self.tau}.")
 
@@ -86,7 +96,8 @@ def _flags(budget: InformationBudget) -> list[str]:
     return out + list(budget.curves["total_correlation"].flags)
 
 
-def _plot(budget: InformationBudget, path: Path, title: str, exact: dict | None = None) -> Path:
+def _plot(budget: InformationBudget, path: Path, title: str, exact: dict | None = None,
+          ceiling: Estimate | None = None) -> Path:
     c = budget.curves
     times = c["neural_entropy"].times
 
@@ -97,6 +108,9 @@ def _plot(budget: InformationBudget, path: Path, title: str, exact: dict | None 
              curve("conditional_neural_entropy", r"$S^{X|Y}_{NN}(s\to T)$"),
              {"label": r"$\sum_k KL_k(s)$ (exact)", "y": budget.marginal_sum},
              curve("total_correlation", r"$TC(X_s)$"), curve("mutual_information", r"$I(X_s;Y)$")]
+    if ceiling is not None:
+        tails.append({"label": "memorisation ceiling", "y": ceiling.cumulative, "stderr": ceiling.cumulative_stderr,
+                      "exact": True, "color": "C7"})
     for name, values in (exact or {}).items():
         tails.append({"label": f"{name} (closed form)", "y": values, "exact": True, "color": "k"})
     rates = [{"label": r"$S^X_{NN}$ rate", "y": c["neural_entropy"].rate, "stderr": c["neural_entropy"].rate_stderr},
@@ -126,6 +140,44 @@ def _summary(budget: InformationBudget) -> dict:
             "TC_curve_negative_up_to_s": None if not negative.size else float(tc.times[negative].max())}
 
 
+def memorisation_ceiling(points, labels, sde: VPSDE, times: np.ndarray, *, n: int,
+                         key: PRNGKeyArray) -> tuple[Estimate, Estimate]:
+    r"""$D_{KL}(p_s\|\mathcal N(0, I)) - D_{KL}(p_T\|\mathcal N(0, I))$ of the points diffused exactly, at `times`: the
+    $S_{tot}(s \to T)$ of the empirical distribution, i.e. what a network that memorised `points` would give for
+    $S_{NN}^X(s \to T)$. Monte Carlo over exact densities (`EmpiricalMixture.kl_divergence`, the same draws at every
+    time); the stderr adds the two terms' in quadrature (conservative: the common draws correlate them).
+    Returns the curve and $D_{KL}(p_T\|\mathcal N(0, I))$ itself."""
+    at = np.append(np.asarray(times, np.float64), sde.T)
+    kl = EmpiricalMixture(points, labels, sde).kl_divergence(at, n=n, key=key, chunk=min(n, _CEILING_CHUNK))
+    se = np.hypot(kl.cumulative_stderr[:-1], kl.cumulative_stderr[-1])
+    curve = kl.cumulative[:-1] - kl.cumulative[-1]
+    return (Estimate(curve[0], se[0], times=at[:-1], cumulative=curve, cumulative_stderr=se, n_evals=n * at.size),
+            Estimate(kl.cumulative[-1], kl.cumulative_stderr[-1]))
+
+
+def _ceiling_block(ceiling: Estimate, budget: InformationBudget, kl_at_T: dict, n_points: int, n: int) -> dict:
+    s_x = budget.curves["neural_entropy"]
+    resolved = ceiling.cumulative > 4.0 * ceiling.cumulative_stderr
+    unresolved = np.flatnonzero(~resolved)
+    below = np.flatnonzero(s_x.cumulative > ceiling.cumulative + 2.0 * np.hypot(s_x.cumulative_stderr,
+                                                                                 ceiling.cumulative_stderr))
+    return {"definition": "KL(p_s || N(0, I)) - KL(p_T || N(0, I)) of the training images diffused exactly (a mixture "
+                          "of N(mu(s) x_i, (1 - mu(s)^2) I)): the S_NN^X(s -> T) of a network that memorised them; "
+                          "Monte Carlo over exact densities, same draws at every time",
+            "points": f"the {n_points} training images", "samples": n, "kl_at_T": kl_at_T,
+            "times": ceiling.times, "cumulative": ceiling.cumulative, "cumulative_stderr": ceiling.cumulative_stderr,
+            "relative_stderr_max_where_resolved": float(np.max(
+                ceiling.cumulative_stderr[resolved] / ceiling.cumulative[resolved], initial=0.0)),
+            "unresolved_from_s": None if not unresolved.size else float(ceiling.times[unresolved.min()]),
+            "unresolved_definition": "the smallest grid time from which on some value is within 4 stderr of 0 (the "
+                                     "ceiling vanishes towards T); below it every node is resolved",
+            "S_NN_X_above_ceiling_at_s": ceiling.times[below].tolist(),
+            "S_NN_X_above_ceiling_definition": "grid times where the learned S_NN^X(s -> T) (held-out images) exceeds "
+                                               "the ceiling by more than 2 combined stderr: no contradiction (the "
+                                               "ceiling is of the training points), but what the network holds there "
+                                               "beyond a memorised training set is mostly its own fit error"}
+
+
 # ---------------------------------------------------------------------------------------------- images
 def _run_images(config: BudgetConfig, out: Path, key: PRNGKeyArray, data: learned.ImageData | None,
                 instance: dict | None) -> dict:
@@ -153,6 +205,15 @@ def _run_images(config: BudgetConfig, out: Path, key: PRNGKeyArray, data: learne
     budget = information_budget(model, x_eval, y_eval, tau=config.tau, times=grid, chunk_size=config.chunk_size,
                                 marginal_kl=lambda s: marginal_kl_curves(x_marg, s, image.sde), key=k_budget)
     timings["budget_s"] = time.perf_counter() - t0
+    ceiling = ceiling_block = None
+    if config.ceiling_samples:
+        t0 = time.perf_counter()
+        nodes = budget.curves["neural_entropy"].times
+        train_x, train_y = np.asarray(data.train_x), np.asarray(data.train_y)
+        ceiling, kl_T = memorisation_ceiling(train_x, train_y, image.sde, nodes, n=config.ceiling_samples,
+                                             key=jax.random.fold_in(key, 2))
+        ceiling_block = _ceiling_block(ceiling, budget, kl_T.to_dict(), len(train_x), config.ceiling_samples)
+        timings["ceiling_s"] = time.perf_counter() - t0
     b = images["quantities"]["bounds"]
     bounds = Bounds(upper=b["upper"]["value"], lower=b["lower"]["value"], lower_stderr=b["lower"]["stderr"],
                     cross_entropy=b["lower"]["cross_entropy"], accuracy=b["lower"]["classifier_accuracy"],
@@ -160,7 +221,7 @@ def _run_images(config: BudgetConfig, out: Path, key: PRNGKeyArray, data: learne
     mi = budget.parts["mutual_information"]
     budget = dataclasses.replace(budget, parts={**budget.parts, "mutual_information": {
         **mi, "total": bounds.check(mi["total"], "I_MINDE (total)")}})
-    figure = _plot(budget, out / "budget.png", f"{data.name}: information budget (EMA network)")
+    figure = _plot(budget, out / "budget.png", f"{data.name}: information budget (EMA network)", ceiling=ceiling)
     payload = {
         "experiment": "budget",
         "instance": {"dataset": data.name, "n_eval": int(x_eval.shape[0]), "tau": budget.tau,
@@ -185,6 +246,7 @@ def _run_images(config: BudgetConfig, out: Path, key: PRNGKeyArray, data: learne
                                                        for q, v in budget.fractions.items()},
                        "bounds": bounds.to_dict(), "flags": _flags(budget)},
         "curves": budget.to_dict()["curves"],
+        "memorisation_ceiling": ceiling_block,
         "figures": {"budget": figure.name},
         "timings_s": timings,
         "units": "nats per image (summed over pixels)",
