@@ -25,15 +25,44 @@ class Preconditioned(eqx.Module):
     learns everything else by gradient descent; $\hat\Sigma$ is a constant (its gradient is stopped). Satisfies
     the model protocol; `sde` is the inner network's.
 
+    **Centring** (optional, `fit(..., centre=True)`): with a fixed estimate $\hat m(y)$ of the (conditional) mean,
+    $$e_\theta(x, s; y) = \sqrt\alpha\,\hat m(y) + \hat P_s^{-1/2}F_\theta\big(\hat P_s^{-1/2}(x - \sqrt\alpha\,\hat m(y)), s; y\big).$$
+    For Gaussian $p(x|y) = \mathcal N(m(y), \Sigma_{X|Y})$ the exact $e^* = x + \nabla\log p_s(x|y)
+    = (I - P_s^{-1})u + \sqrt\alpha\,m(y)$ with $u = x - \sqrt\alpha\,m(y)$, so the inner target is again
+    $F^*(z) = \alpha(\Sigma_{X|Y} - I)z$, of order one. Without centring the inner map must also produce
+    $\hat P_s^{-1/2}\sqrt\alpha\,m(y)$, whose gain grows like $\lambda_{\min}(\Sigma_{X|Y})^{-1/2}$ at small s: on
+    near-deterministic pairs (the determinism family at small $\sigma_\varepsilon$) that is where learned MI
+    saturates. $\hat m$ is affine in a vector y (least squares on (1, y)), a table of class means for integer labels,
+    and the data mean for an unconditional network or a call with `y=None`.
+
     **Arguments:**
 
     - `network`: the inner protocol model $F_\theta$ (e.g. an `EntropyMLP`), called on whitened inputs.
     - `evecs`, `evals`: eigen-decomposition of $\hat\Sigma$ (use `Preconditioned.fit`).
+    - `mean`: the data mean (dim_x,), used for `y=None`; `None`: no centring.
+    - `mean_coef`: the conditional mean's parameters: (dim_y, dim_x) slopes of the affine map
+      $\hat m(y) = \text{mean} + (y - \bar y)B$ (`mean_kind="affine"`, with `y_mean` $= \bar y$), or the
+      (num_classes, dim_x) class means (`mean_kind="class"`); `None` for a constant mean.
     """
 
     network: eqx.Module
     evecs: Float[Array, "dim_x dim_x"]
     evals: Float[Array, " dim_x"]
+    mean: Float[Array, " dim_x"] | None = None
+    mean_coef: Float[Array, "rows dim_x"] | None = None
+    y_mean: Float[Array, " dim_y"] | None = None
+    mean_kind: str = eqx.field(static=True, default="none")
+
+    def __check_init__(self):
+        if self.mean_kind not in ("none", "constant", "affine", "class"):
+            raise ValueError(f"Preconditioned.mean_kind must be 'none', 'constant', 'affine' or 'class'; "
+                             f"got {self.mean_kind!r}.")
+        if (self.mean is None) != (self.mean_kind == "none"):
+            raise ValueError("Preconditioned: give `mean` exactly when mean_kind is not 'none'.")
+        if (self.mean_coef is None) != (self.mean_kind in ("none", "constant")):
+            raise ValueError("Preconditioned: give `mean_coef` exactly when mean_kind is 'affine' or 'class'.")
+        if (self.y_mean is None) != (self.mean_kind != "affine"):
+            raise ValueError("Preconditioned: give `y_mean` exactly when mean_kind is 'affine'.")
 
     @classmethod
     def fit(
@@ -43,6 +72,7 @@ class Preconditioned(eqx.Module):
         data_y: Float[ArrayLike, "batch dim_y"] | Int[ArrayLike, " batch"] | None = None,
         *,
         floor: float = 1e-8,
+        centre: bool = False,
     ) -> "Preconditioned":
         r"""Wrap `network` with a covariance estimated from the training data.
 
@@ -50,26 +80,39 @@ class Preconditioned(eqx.Module):
         the within-condition covariance whitens $p(x|y)$, whose eigenvalues are the smaller ones — for a vector
         y the residual covariance of the least-squares regression of x on (1, y) (exactly $\Sigma_{X|Y}$ for
         Gaussian data), for integer labels the pooled within-class covariance. Eigenvalues are floored at
-        `floor` times the largest.
+        `floor` times the largest. With `centre=True` the same fit's means centre the inputs (see the class note):
+        the regression of x on (1, y), the class means (a class absent from the data gets the data mean), or, without
+        `data_y`, the data mean.
         """
         data = np.asarray(data_x, dtype=np.float64)
         if data.ndim != 2 or data.shape[0] < 2:
             raise ValueError(f"data_x must have shape (batch >= 2, dim_x); got {data.shape}.")
         if not np.all(np.isfinite(data)):
             raise ValueError("data_x must be finite; it contains NaN or infinity.")
-        residual = data - data.mean(axis=0)
+        mean = data.mean(axis=0)
+        residual = data - mean
+        kind, coef, y_mean = "constant", None, None
         if data_y is not None:
             cond = np.asarray(data_y)
             if cond.shape[0] != data.shape[0]:
                 raise ValueError(f"data_x and data_y must have the same number of rows; got {data.shape[0]} and {cond.shape[0]}.")
             if np.issubdtype(cond.dtype, np.integer) and cond.ndim == 1:
+                if cond.min() < 0:
+                    raise ValueError(f"integer labels data_y must be >= 0; got {cond.min()}.")
+                classes = getattr(getattr(network, "config", None), "num_classes", None) or int(cond.max()) + 1
+                if cond.max() >= classes:
+                    raise ValueError(f"labels data_y must be below the network's num_classes = {classes}; got "
+                                     f"{cond.max()}.")
+                kind, coef = "class", np.tile(mean, (classes, 1))
                 for label in np.unique(cond):
                     rows = cond == label
-                    residual[rows] = data[rows] - data[rows].mean(axis=0)
+                    coef[label] = data[rows].mean(axis=0)
+                    residual[rows] = data[rows] - coef[label]
             elif np.issubdtype(cond.dtype, np.floating) and cond.ndim == 2 and np.all(np.isfinite(cond)):
-                design = np.hstack([np.ones((cond.shape[0], 1)), cond.astype(np.float64)])
-                coef, *_ = np.linalg.lstsq(design, data, rcond=None)
-                residual = data - design @ coef
+                y_mean = cond.astype(np.float64).mean(axis=0)
+                centred = cond.astype(np.float64) - y_mean
+                kind, (coef, *_) = "affine", np.linalg.lstsq(centred, data - mean, rcond=None)
+                residual = data - mean - centred @ coef
             else:
                 raise ValueError(
                     f"data_y must be finite float vectors (batch, dim_y) or integer labels (batch,); "
@@ -79,7 +122,11 @@ class Preconditioned(eqx.Module):
         evals, evecs = np.linalg.eigh(cov)
         evals = np.maximum(evals, floor * evals[-1])
         dtype = getattr(getattr(network, "config", None), "dtype", jnp.float32)
-        return cls(network, jnp.asarray(evecs, dtype), jnp.asarray(evals, dtype))
+        if not centre:
+            return cls(network, jnp.asarray(evecs, dtype), jnp.asarray(evals, dtype))
+        array = lambda a: None if a is None else jnp.asarray(a, dtype)  # noqa: E731
+        return cls(network, jnp.asarray(evecs, dtype), jnp.asarray(evals, dtype), array(mean), array(coef),
+                   array(y_mean), kind)
 
     @property
     def sde(self) -> VPSDE:
@@ -97,6 +144,24 @@ class Preconditioned(eqx.Module):
         s = self.sde.check_time(s)
         v = jax.lax.stop_gradient(self.evecs)
         scale = self._inv_sqrt_scale(s).astype(v.dtype)
-        z = v @ (scale * (v.T @ jnp.asarray(x, v.dtype)))
-        f = self.network(z, s, y, **kwargs)
-        return v @ (scale * (v.T @ f))
+        x = jnp.asarray(x, v.dtype)
+        shift = None
+        if self.mean_kind != "none":
+            shift = jnp.sqrt(self.sde.alpha(s)).astype(v.dtype) * self._mean(y, kwargs.get("drop"))
+        u = x if shift is None else x - shift
+        f = self.network(v @ (scale * (v.T @ u)), s, y, **kwargs)
+        e = v @ (scale * (v.T @ f))
+        return e if shift is None else e + shift
+
+    def _mean(self, y, drop) -> Float[Array, " dim_x"]:
+        r"""$\hat m(y)$ (a constant, not trained); the data mean for `y=None` or where `drop` (the null condition of
+        condition dropout) is true."""
+        mean = jax.lax.stop_gradient(self.mean)
+        if y is None or self.mean_kind == "constant":
+            return mean
+        coef = jax.lax.stop_gradient(self.mean_coef)
+        if self.mean_kind == "class":
+            conditional = coef[jnp.asarray(y)]
+        else:
+            conditional = mean + (jnp.asarray(y, coef.dtype) - jax.lax.stop_gradient(self.y_mean)) @ coef
+        return conditional if drop is None else jnp.where(drop, mean, conditional)

@@ -88,3 +88,57 @@ def test_fit_with_labels_uses_pooled_within_class_covariance(key):
     np.testing.assert_allclose((model.evecs * model.evals) @ model.evecs.T, expected, rtol=1e-10)
     with pytest.raises(ValueError, match="same number of rows"):
         L.Preconditioned.fit(net, data, labels[:10])
+
+
+@pytest.mark.parametrize("s", [1e-4, 0.02, 0.5, 1.0])
+def test_centred_exact_inner_map_gives_exact_conditional_e_star(s, key):
+    """With the exact conditional mean m(y) = Sigma_XY Sigma_Y^-1 y and Sigma_X|Y, the centred preconditioner with the
+    inner map F*(z) = alpha (Sigma_X|Y - I) z (no y in it) reproduces the oracle's conditional e*(x, s; y): the
+    class note's identity e* = (I - P^-1)(x - sqrt(alpha) m) + sqrt(alpha) m, on a near-deterministic pair."""
+    g = JointGaussian.determinism(6, 3, 0.05, key=jax.random.key(4))
+    cond = g.sigma_x_given_y
+    evals, evecs = np.linalg.eigh(cond)
+    slopes = np.linalg.solve(g.sigma_y, g.A @ g.sigma_x)  # (dim_y, dim_x): m(y) = y @ slopes
+    model = L.Preconditioned(_WhitenedExact(g.sde, jnp.asarray(cond)), jnp.asarray(evecs), jnp.asarray(evals),
+                             jnp.zeros(g.dim_x), jnp.asarray(slopes), jnp.zeros(g.dim_y), "affine")
+    x, y = g.sample(1, key=key)
+    np.testing.assert_allclose(model(x[0], s, y[0]), g.model()(x[0], s, y[0]), rtol=1e-8, atol=1e-10)
+    # and the uncentred preconditioner with the same inner map is not: the mean term is what centring supplies
+    plain = L.Preconditioned(_WhitenedExact(g.sde, jnp.asarray(cond)), jnp.asarray(evecs), jnp.asarray(evals))
+    assert np.max(np.abs(plain(x[0], s, y[0]) - g.model()(x[0], s, y[0]))) > 1e-3
+
+
+def test_centred_fit_estimates_the_conditional_mean_and_starts_at_it(key):
+    g = _joint()
+    n = 200_000
+    x, y = g.sample(n, key=key)
+    net = L.EntropyMLP(L.MLPConfig(dim_x=g.dim_x, dim_y=g.dim_y, width=8, depth=1, dtype=jnp.float64), g.sde, key=key)
+    model = L.Preconditioned.fit(net, x, y, centre=True)
+    slopes = np.linalg.solve(g.sigma_y, g.A @ g.sigma_x)
+    # least-squares slopes: stderr about sqrt(diag(Sigma_X|Y)_j / (n lambda(Sigma_Y))); 1e-2 is > 5 of them here
+    np.testing.assert_allclose(model.mean_coef, slopes, atol=1e-2)
+    np.testing.assert_allclose(model.mean, np.asarray(x).mean(0), rtol=1e-12, atol=1e-12)
+    s = 0.3
+    root = float(np.sqrt(g.sde.alpha(s)))
+    m_hat = np.asarray(model.mean) + (np.asarray(y[0]) - np.asarray(model.y_mean)) @ np.asarray(model.mean_coef)
+    np.testing.assert_allclose(model(x[0], s, y[0]), root * m_hat, rtol=1e-12)  # the inner network starts at 0
+    np.testing.assert_allclose(model(x[0], s, y[0], drop=True), root * np.asarray(model.mean), rtol=1e-12)
+    np.testing.assert_allclose(model(x[0], s), root * np.asarray(model.mean), rtol=1e-12)
+
+
+def test_centred_fit_with_labels_uses_class_means(key):
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, size=600)
+    centres = np.array([[0.0, 0.0], [5.0, 1.0], [-3.0, 2.0], [9.0, 9.0]])
+    data = rng.normal(size=(600, 2)) * np.array([1.0, 0.1]) + centres[labels]
+    net = L.EntropyMLP(L.MLPConfig(dim_x=2, num_classes=4, width=8, depth=1, dtype=jnp.float64), _joint().sde, key=key)
+    model = L.Preconditioned.fit(net, data, labels, centre=True)
+    expected = np.stack([data[labels == k].mean(0) for k in range(3)])
+    np.testing.assert_allclose(model.mean_coef[:3], expected, rtol=1e-12)
+    np.testing.assert_allclose(model.mean_coef[3], data.mean(0), rtol=1e-12)  # a class absent from the data
+    root = float(np.sqrt(_joint().sde.alpha(0.5)))
+    np.testing.assert_allclose(model(data[0], 0.5, labels[0]), root * expected[labels[0]], rtol=1e-12)
+    with pytest.raises(ValueError, match="mean_kind"):
+        L.Preconditioned(net, model.evecs, model.evals, model.mean, None, None, "quadratic")
+    with pytest.raises(ValueError, match="mean_coef"):
+        L.Preconditioned(net, model.evecs, model.evals, model.mean, None, None, "class")
