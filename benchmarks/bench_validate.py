@@ -6,8 +6,11 @@ preconditioned MLPs on 80 % of them (the public `verify.MINDE(...).fit`, a short
 estimates I by MINDE and by the entropy difference on the rest. One training serves both estimators.
 
     python benchmarks/bench_validate.py [--steps 1600] [--n-samples 20000] [--transform none|gaussianisation]
+        [--suite default|robustness|all]
 
-Writes benchmarks/results/validate_<platform>.json and validate_<platform>.png (estimate against truth).
+`--suite robustness` runs `verify.robustness_tasks()` instead (heavy-tailed, bounded and mixture tasks), `all` both.
+Writes benchmarks/results/validate_<platform>.json and validate_<platform>.png (estimate against truth), with the
+suite's name after "validate" for any suite but `default`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from verify import provenance, write_json
 
 
 TRANSFORMS = {"none": None, "gaussianisation": verify.MarginalGaussianisation()}
+SUITES = {"default": verify.default_tasks, "robustness": verify.robustness_tasks,
+          "all": lambda: verify.default_tasks() + verify.robustness_tasks()}
 
 
 def main() -> None:
@@ -36,6 +41,7 @@ def main() -> None:
     parser.add_argument("--n-samples", type=int, default=20000)
     parser.add_argument("--transform", choices=tuple(TRANSFORMS), default="none",
                         help="per-component preprocessing fitted on the training split (none: as committed)")
+    parser.add_argument("--suite", choices=tuple(SUITES), default="default")
     args = parser.parse_args()
     config = GaussianExperimentConfig(train=dataclasses.replace(DEFAULT_TRAIN, steps=args.steps, progress=False,
                                                                 checkpoint_every=args.steps))
@@ -57,14 +63,16 @@ def main() -> None:
     out_dir = pathlib.Path(__file__).parent / "results"
     platform = jax.devices()[0].platform
     reports = {}
+    tasks = SUITES[args.suite]()
+    stem = "validate" if args.suite == "default" else f"validate_{args.suite}"
     for name, function in (("minde", learned), ("difference", difference), ("gaussian_plugin", verify.gaussian_plugin_mi)):
-        report = verify.validate(function, n_samples=args.n_samples, key=jax.random.key(0))
+        report = verify.validate(function, tasks, n_samples=args.n_samples, key=jax.random.key(0))
         reports[name] = json.loads(report.to_json())
         print(f"--- {name}\n{report.table()}")
         if name == "minde":
-            report.plot(out_dir / f"validate_{platform}.png")
-    write_json(out_dir / f"validate_{platform}.json",
-               {"benchmark": "bench_validate", "train_steps": args.steps, "transform": args.transform,
+            report.plot(out_dir / f"{stem}_{platform}.png")
+    write_json(out_dir / f"{stem}_{platform}.json",
+               {"benchmark": "bench_validate", "suite": args.suite, "train_steps": args.steps, "transform": args.transform,
                 "n_samples": args.n_samples, "reports": reports, **provenance(start)})
 
 

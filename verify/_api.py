@@ -12,6 +12,14 @@ of the configuration) and gives all four numbers from one fit: $S_{NN}^X$, $S_{N
 (Eq. 13) and $I_{diff}$ (Eq. 46). The training stack (`learned`, optax) is imported only when a network is built, so
 `import verify` stays light.
 
+**Validation split.** `fit` holds out `validation_fraction` of its pairs from the networks' training (default
+10 %), measures each network's DEM loss on them every few steps (`learned.train`'s `validation`, the same noise at
+every check) and, with `select_on_validation`, keeps the EMA weights of the check with the lowest held-out loss
+where the last weights are significantly worse there (by more than `OVERFIT_Z` standard errors of the paired
+per-pair difference, with fresh noise), else the last weights: an early-stopping selection that guards small data
+sets against overfitting without picking early weights for a flat, noisy curve. The losses are in
+`FittedEstimator.info`.
+
 **What `Estimate.stderr` covers.** For one fit it is the Monte Carlo standard error of the time integral over the
 evaluation pairs and the forward noise, *given the trained network*: it does not include the network's own error,
 which on a few thousand pairs is usually the larger one. With `n_fits > 1` the networks are trained `n_fits` times
@@ -48,10 +56,15 @@ if TYPE_CHECKING:
     import learned
 
 __all__ = ["AbstractDiffusionEstimator", "MINDE", "EntropyDifference", "NeuralEntropy", "FittedEstimator",
-           "estimate_mutual_information", "information_estimates"]
+           "FitInfo", "NetworkFit", "estimate_mutual_information", "information_estimates"]
 
 FORMAT = "verify.FittedEstimator/1"
 QUANTITIES = ("neural", "conditional_neural", "minde", "difference")
+VALIDATION_CHECKS = 20
+"""About how many times per run the held-out loss is measured (when `validation_fraction > 0`)."""
+OVERFIT_Z = 2.0
+"""The earlier weights replace the last ones only when the last ones' held-out loss is higher by more than this many
+standard errors of the paired per-pair difference (`_held_out_difference`)."""
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -128,15 +141,79 @@ def information_estimates(model, x, y, *, times=UniformGrid(n_times=100), key: P
 
 
 # ---------------------------------------------------------------------------------------------- estimators
+def _every(steps: int, per_call: int) -> int:
+    """A multiple of `per_call` near `steps / VALIDATION_CHECKS`: the steps between held-out checks."""
+    return per_call * max(1, round(steps / (VALIDATION_CHECKS * per_call)))
+
+
 def _train_config(est: "AbstractDiffusionEstimator") -> "learned.TrainConfig":
+    """The `learned.TrainConfig` of `est`: its `train`, or the default schedule with `steps` steps; with a
+    validation split, `validate_every` set (to about `steps / VALIDATION_CHECKS`) where it is not."""
     import learned
 
+    validating = est.validation_fraction > 0
     if est.train is not None:
-        return est.train
-    per_call = math.gcd(est.steps, 200)
+        config = est.train
+        if validating and config.validate_every is None:
+            config = dataclasses.replace(config, validate_every=_every(config.steps, config.steps_per_call))
+        return config
+    per_call = math.gcd(est.steps, 50 if validating else 200)
     return learned.TrainConfig(steps=est.steps, batch_size=256, lr=2e-3, warmup_steps=min(200, est.steps // 4),
                                final_lr_fraction=0.02, steps_per_call=per_call, checkpoint_every=est.steps,
-                               ema_decay=0.999, progress=est.progress)
+                               ema_decay=0.999, progress=est.progress,
+                               validate_every=_every(est.steps, per_call) if validating else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkFit:
+    """How one network's training went (losses are the DEM loss, Eq. 40, per sample; lower is better).
+
+    **Arguments:**
+
+    - `name`: `"conditional"`, `"unconditional"` or `"joint"` (one network with condition dropout).
+    - `steps`: optimiser steps run.
+    - `train_loss`: the mean minibatch loss over the last tenth of the steps.
+    - `validation_steps`, `validation_losses`: the EMA model's loss on the held-out split at those steps (empty
+      without a split).
+    - `selected_step`: the step whose EMA weights the fitted model uses: the step of the lowest held-out loss
+      where, with `select_on_validation`, the last weights are significantly worse (`overfit_z` > `OVERFIT_Z`),
+      else the last step.
+    - `overfit_z`: the last weights' held-out loss minus the best check's, over its standard error (paired over
+      the held-out pairs, fresh noise); NaN without a split.
+    """
+
+    name: str
+    steps: int
+    train_loss: float
+    validation_steps: tuple[int, ...] = ()
+    validation_losses: tuple[float, ...] = ()
+    selected_step: int = 0
+    overfit_z: float = math.nan
+
+    @property
+    def best_validation_loss(self) -> float:
+        """The lowest held-out loss (NaN without a split)."""
+        return min(self.validation_losses) if self.validation_losses else math.nan
+
+
+@dataclasses.dataclass(frozen=True)
+class FitInfo:
+    """What a fit saw and did: pairs used for training and for validation, and one `NetworkFit` per network."""
+
+    n_train: int
+    n_validation: int
+    networks: tuple[NetworkFit, ...]
+
+    def to_dict(self) -> dict:
+        """JSON-ready data (`from_dict` inverts it)."""
+        return {"n_train": self.n_train, "n_validation": self.n_validation,
+                "networks": [dataclasses.asdict(n) for n in self.networks]}
+
+    @staticmethod
+    def from_dict(data: dict) -> "FitInfo":
+        nets = tuple(NetworkFit(**{**n, "validation_steps": tuple(n["validation_steps"]),
+                                   "validation_losses": tuple(n["validation_losses"])}) for n in data["networks"])
+        return FitInfo(int(data["n_train"]), int(data["n_validation"]), nets)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,7 +232,12 @@ class AbstractDiffusionEstimator(abc.ABC):
       `RobustScaling()`, or `None`); it leaves $I(X;Y)$ unchanged but not the entropies $S_{NN}$, which then
       refer to the transformed data. It is applied to x, and to y when y holds vectors (labels are left alone).
     - `n_times`: points of the uniform time grid of the estimate.
-    - `eval_fraction`: fraction of the pairs `__call__` holds out for the estimate (the rest trains).
+    - `eval_fraction`: fraction of the pairs `__call__` holds out for the estimate (the rest goes to `fit`).
+    - `validation_fraction`: fraction of the pairs `fit` holds out from training to measure each network's loss on
+      (in [0, 1); 0 disables the split and the selection).
+    - `select_on_validation`: use the EMA weights of the check with the lowest held-out loss where the last ones
+      are significantly worse on the held-out pairs (early-stopping selection, see the module note); with `False`
+      the held-out losses are only reported.
     - `n_fits`: independent fits `__call__` averages; with more than one, stderr is the spread over fits (see
       `verify._api`'s note on what stderr covers).
     - `sde`: the forward process.
@@ -172,6 +254,8 @@ class AbstractDiffusionEstimator(abc.ABC):
     transform: AbstractTransform | None = MarginalGaussianisation()
     n_times: int = 100
     eval_fraction: float = 0.2
+    validation_fraction: float = 0.1
+    select_on_validation: bool = True
     n_fits: int = 1
     sde: VPSDE = VPSDE()
     train: Any = None
@@ -184,6 +268,13 @@ class AbstractDiffusionEstimator(abc.ABC):
                 raise ValueError(f"{type(self).__name__}.{name} must be a positive integer; got {value!r}.")
         if not (isinstance(self.eval_fraction, float) and 0 < self.eval_fraction < 1):
             raise ValueError(f"{type(self).__name__}.eval_fraction must be a float in (0, 1); got {self.eval_fraction!r}.")
+        v = self.validation_fraction
+        if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0 <= v < 1):
+            raise ValueError(f"{type(self).__name__}.validation_fraction must be a number in [0, 1) (0: no validation "
+                             f"split); got {v!r}.")
+        if not isinstance(self.select_on_validation, bool):
+            raise ValueError(f"{type(self).__name__}.select_on_validation must be True or False; got "
+                             f"{self.select_on_validation!r}.")
         if not (isinstance(self.condition_dropout, float) and 0 < self.condition_dropout < 1):
             raise ValueError(f"{type(self).__name__}.condition_dropout must be a float in (0, 1); got {self.condition_dropout!r}.")
         if self.transform is not None and not isinstance(self.transform, AbstractTransform):
@@ -192,6 +283,9 @@ class AbstractDiffusionEstimator(abc.ABC):
             raise ValueError(f"sde must be a VPSDE; got {type(self.sde).__name__}.")
         if self.train is not None and type(self.train).__name__ != "TrainConfig":
             raise ValueError(f"train must be None or a learned.TrainConfig; got {type(self.train).__name__}.")
+        if self.train is not None and self.train.validate_every is not None and v == 0:
+            raise ValueError(f"train.validate_every is {self.train.validate_every} but validation_fraction is 0: "
+                             "set validation_fraction > 0 to hold out pairs to validate on, or validate_every=None.")
 
     @abc.abstractmethod
     def select(self, estimates: Mapping[str, Estimate]) -> Estimate:
@@ -215,7 +309,12 @@ class AbstractDiffusionEstimator(abc.ABC):
 
         The DEM loss (Eq. 40) with the likelihood weighting $\lambda = \sigma^2/2$ and times uniform in log-SNR
         (`learned.LogSNRTime`), as measured best on the Gaussian benchmarks; a non-finite loss stops with a
-        `FloatingPointError` saying which network diverged.
+        `FloatingPointError` saying which network diverged. With `validation_fraction > 0` a random
+        `validation_fraction` of the pairs is held out from training; each network's loss on it is measured
+        about `VALIDATION_CHECKS` times (shown on the progress bar) and, with `select_on_validation`, the EMA
+        weights at the lowest of them are kept where the last weights are significantly worse (module note). The transform is fitted on all the pairs given (it is
+        unsupervised, per component); preconditioning on the training rows only. `FittedEstimator.info` records
+        the losses.
 
         **Arguments:**
 
@@ -234,6 +333,18 @@ class AbstractDiffusionEstimator(abc.ABC):
 
         x, y = check_pairs(x, y, need_y=self.needs_y)
         check_key(key)
+        n = x.shape[0]
+        n_val = int(round(self.validation_fraction * n))
+        if self.validation_fraction > 0 and (n_val < 2 or n - n_val < 4):
+            raise ValueError(f"validation_fraction={self.validation_fraction} of {n} pairs leaves {n_val} to validate "
+                             f"on and {n - n_val} to train on; need at least 2 and 4 (more pairs, or "
+                             "validation_fraction=0).")
+        if n_val:
+            k_split, key = jax.random.split(key)
+            order = np.asarray(jax.random.permutation(k_split, n))
+            train_rows, val_rows = order[n_val:], order[:n_val]
+        else:
+            train_rows, val_rows = np.arange(n), None
         fx = None if self.transform is None else self.transform.fit(x)
         fy = None if self.transform is None or y is None or np.issubdtype(y.dtype, np.integer) else self.transform.fit(y)
         x32 = np.asarray(x if fx is None else fx(x), np.float32)
@@ -244,10 +355,14 @@ class AbstractDiffusionEstimator(abc.ABC):
             y_train = np.asarray(y if fy is None else fy(y), np.float32)
         num_classes = int(y.max()) + 1 if labels else None
         dim_y = y.shape[1] if y is not None and not labels else None
-        model = _fit_networks(self, x32, y_train, dim_y=dim_y, num_classes=num_classes, checkpoint_dir=checkpoint_dir,
-                              resume=resume, key=key, learned=learned)
+        rows = lambda a, r: None if a is None or r is None else a[r]  # noqa: E731
+        validation = None if val_rows is None else (x32[val_rows], rows(y_train, val_rows))
+        model, networks = _fit_networks(self, x32[train_rows], rows(y_train, train_rows), validation=validation,
+                                        dim_y=dim_y, num_classes=num_classes, checkpoint_dir=checkpoint_dir,
+                                        resume=resume, key=key, learned=learned)
+        info = FitInfo(len(train_rows), n_val, networks)
         return FittedEstimator(self, model, fx, fy, x.shape[1], dim_y, num_classes,
-                               _frequency_entropy(y) if labels else None)
+                               _frequency_entropy(y) if labels else None, info)
 
     # ------------------------------------------------------------------ as a plain estimator
     def __call__(
@@ -364,8 +479,10 @@ ESTIMATORS: Mapping[str, type] = MappingProxyType({"MINDE": MINDE, "EntropyDiffe
 
 
 # ---------------------------------------------------------------------------------------------- training
-def _fit_networks(est: AbstractDiffusionEstimator, x, y, *, dim_y, num_classes, checkpoint_dir, resume, key, learned):
-    """The one implementation of fitting: the protocol model of `est` trained on float32 x and conditions y."""
+def _fit_networks(est: AbstractDiffusionEstimator, x, y, *, validation, dim_y, num_classes, checkpoint_dir, resume, key,
+                  learned):
+    """The one implementation of fitting: the protocol model of `est` trained on float32 x and conditions y, and a
+    `NetworkFit` per network; `validation` is the held-out `(x, y)` or `None`."""
     sde, config = est.sde, _train_config(est)
     weighting, times = learned.Likelihood(sde), learned.LogSNRTime()
     k_init_c, k_init_u, k_train_c, k_train_u = jax.random.split(key, 4)
@@ -379,14 +496,30 @@ def _fit_networks(est: AbstractDiffusionEstimator, x, y, *, dim_y, num_classes, 
         return learned.Preconditioned.fit(network, x) if est.precondition else network
 
     def run(name, network, data_y, loss, k):
+        held_out = None if validation is None else (validation[0], None if data_y is None else validation[1])
         try:
-            return learned.train(network, x, data_y, config=config, loss=loss, checkpoint_dir=ckpt(name),
-                                 resume=resume, key=k).ema_model
+            result = learned.train(network, x, data_y, config=config, loss=loss, checkpoint_dir=ckpt(name),
+                                   resume=resume, validation=held_out, key=k)
         except FloatingPointError as error:
             raise FloatingPointError(
                 f"Fitting the {name} network stopped: {error} If the data have extreme values, pass "
                 "transform=MarginalGaussianisation() (exact for I(X;Y)) or lower the learning rate."
             ) from None
+        losses = np.asarray(result.losses)
+        tail = float(np.mean(losses[-max(1, len(losses) // 10):]))
+        record = result.validation
+        if record is None:
+            return result.ema_model, NetworkFit(name, len(losses), tail, selected_step=len(losses))
+        z = _held_out_difference(loss, result.ema_model, record.best_model, *held_out, key=jax.random.fold_in(k, 1))
+        select = est.select_on_validation and z > OVERFIT_Z
+        fit = NetworkFit(name, len(losses), tail, tuple(int(s) for s in record.steps),
+                         tuple(float(v) for v in record.losses),
+                         int(record.best_step) if select else len(losses), z)
+        if est.progress:
+            tqdm.write(f"{name} network: held-out loss {fit.best_validation_loss:.4g} at step "
+                       f"{int(record.best_step)}, {fit.validation_losses[-1]:.4g} at the last step {len(losses)} "
+                       f"({z:+.1f} stderr); using step {fit.selected_step}.")
+        return (record.best_model if select else result.ema_model), fit
 
     def network(conditional, k):
         mlp = learned.MLPConfig(dim_x=x.shape[1], dim_y=dim_y if conditional else None,
@@ -396,14 +529,40 @@ def _fit_networks(est: AbstractDiffusionEstimator, x, y, *, dim_y, num_classes, 
 
     loss = learned.DEMLoss(weighting, times)
     if y is None:
-        return run("unconditional", network(False, k_init_u), None, loss, k_train_u)
+        model, fit = run("unconditional", network(False, k_init_u), None, loss, k_train_u)
+        return model, (fit,)
     conditional = network(True, k_init_c)
     if not est.separate_networks:
         joint = learned.DEMLoss(weighting, times, condition_dropout=est.condition_dropout)
-        return run("joint", conditional, y, joint, k_train_c)
-    cond = run("conditional", conditional, y, loss, k_train_c)
-    unc = run("unconditional", network(False, k_init_u), None, loss, k_train_u)
-    return learned.Pair(unc, cond)
+        model, fit = run("joint", conditional, y, joint, k_train_c)
+        return model, (fit,)
+    cond, fit_c = run("conditional", conditional, y, loss, k_train_c)
+    unc, fit_u = run("unconditional", network(False, k_init_u), None, loss, k_train_u)
+    return learned.Pair(unc, cond), (fit_c, fit_u)
+
+
+@eqx.filter_jit
+def _row_loss_difference(loss, last, best, x, y, keys):
+    """Per held-out row, `loss.per_sample` of `last` minus that of `best` with the same noise (`keys`: one per row)."""
+    def one(xi, yi, k):
+        return loss.per_sample(last, xi, yi, key=k) - loss.per_sample(best, xi, yi, key=k)
+
+    return jax.vmap(one)(x, y, keys)
+
+
+def _held_out_difference(loss, last, best, x, y, *, key, repeats: int = 8) -> float:
+    r"""$z = \bar d/\mathrm{se}(\bar d)$ of the paired per-pair differences $d_i$ of the DEM loss (the last weights
+    minus the best check's) on the held-out pairs, each pair with `repeats` fresh draws of time and noise shared by
+    both models: how significantly the last weights are worse (overfitting) than the selected ones."""
+    if last is best:
+        return 0.0
+    n = x.shape[0]
+    rows = np.repeat(np.arange(n), repeats)
+    keys = jax.random.split(key, rows.size)
+    d = np.asarray(_row_loss_difference(loss, last, best, x[rows], None if y is None else y[rows], keys), np.float64)
+    d = d.reshape(n, repeats).mean(axis=1)
+    se = d.std(ddof=1) / math.sqrt(n)
+    return float(d.mean() / se) if se > 0 else 0.0
 
 
 def _template(est: AbstractDiffusionEstimator, dim_x, dim_y, num_classes, conditional: bool):
@@ -431,7 +590,8 @@ class FittedEstimator(eqx.Module):
     r"""A fitted diffusion estimator: the trained protocol `model`, the fitted transforms of x and y, and what the
     data looked like. One fit serves all four numbers (`estimate_all`); `estimate` gives the configured one.
 
-    `model` satisfies the protocol on *transformed* data (`transform_x(x)`, `transform_y(y)`).
+    `model` satisfies the protocol on *transformed* data (`transform_x(x)`, `transform_y(y)`). `info` (a `FitInfo`)
+    records the training and held-out losses of each network and the step whose weights are used.
     """
 
     estimator: AbstractDiffusionEstimator = eqx.field(static=True)
@@ -442,6 +602,7 @@ class FittedEstimator(eqx.Module):
     dim_y: int | None = eqx.field(static=True)
     num_classes: int | None = eqx.field(static=True)
     label_entropy: float | None = eqx.field(static=True)
+    info: FitInfo | None = eqx.field(static=True, default=None)
 
     def _prepare(self, x, y):
         x, y = check_pairs(x, y, need_y=False)
@@ -516,6 +677,7 @@ class FittedEstimator(eqx.Module):
             "conditional": self.dim_y is not None or self.num_classes is not None,
             "transform_x": None if self.transform_x is None else self.transform_x.spec(),
             "transform_y": None if self.transform_y is None else self.transform_y.spec(),
+            "info": None if self.info is None else self.info.to_dict(),
             "versions": versions(),
         }
         (path / "estimator.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -538,7 +700,8 @@ class FittedEstimator(eqx.Module):
 
         like = cls(est, _template(est, meta["dim_x"], meta["dim_y"], meta["num_classes"], meta["conditional"]),
                    transform(meta["transform_x"]), transform(meta["transform_y"]), meta["dim_x"], meta["dim_y"],
-                   meta["num_classes"], meta["label_entropy"])
+                   meta["num_classes"], meta["label_entropy"],
+                   None if meta.get("info") is None else FitInfo.from_dict(meta["info"]))
         return eqx.tree_deserialise_leaves(path / "estimator.eqx", like)
 
 

@@ -3,6 +3,8 @@ r"""A validation harness for mutual-information estimators on oracle tasks whose
 In the spirit of bmi (benchmark-mi): each `Task` carries its ground truth. Joint Gaussians give the truth in closed
 form (Eq. 49); applying invertible per-component maps to X and Y (e.g. $y \mapsto y^3$, $x \mapsto e^x$) leaves
 $I(X;Y)$ unchanged but makes the data non-Gaussian, which is where a Gaussian plug-in estimator fails.
+`robustness_tasks()` holds the tasks beyond the Gaussian family (heavy-tailed `StudentT`, bounded `GaussianCopula`,
+mixture `MixturePair`), each with its exact truth.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from scipy.special import digamma, gammaln
 
 from gaussian_oracle import Estimate, JointGaussian, check_key
 
+from ._tasks import GaussianCopula, MixturePair
+
 __all__ = ["Task", "ValidationRow", "ValidationReport", "validate", "default_tasks", "robustness_tasks",
-           "gaussian_plugin_mi", "StudentT"]
+           "gaussian_plugin_mi", "StudentT", "GaussianCopula", "MixturePair"]
 
 Sampler = Callable[..., tuple[Float[Array, "n dim_x"], Float[Array, "n dim_y"]]]
 
@@ -156,8 +160,18 @@ class StudentT:
 
 
 def robustness_tasks() -> tuple[Task, ...]:
-    r"""Heavy-tailed oracle tasks beyond the Gaussian family (multivariate Student-t, `StudentT`), each with its
-    exact $I(X;Y)$: where covariance whitening and Gaussian plug-ins break. Instances are fixed (seeded)."""
+    r"""Oracle tasks beyond the Gaussian family, each with its exact $I(X;Y)$ in nats: where covariance whitening
+    and Gaussian plug-ins break. Instances are fixed (seeded), so the truths do not change between runs.
+
+    - heavy tails, `student-t-*`: multivariate Student-t (`StudentT`), truth in closed form;
+    - bounded, `bounded-*`: joint Gaussians pushed through the normal CDF per component (`GaussianCopula`, every
+      component uniform on (0, 1)), truth the Gaussian's closed form (Eq. 49);
+    - mixture, `mixture-*`: (X, Y) jointly a three-component Gaussian mixture (`MixturePair`), one pair or three
+      rotated copies, truth by 2-D quadrature (to about 1e-12 nats).
+
+    Every task's sampler has `log_density_ratio(x, y)`, the exact per-pair $\log\frac{p(x,y)}{p(x)p(y)}$, for an
+    independent Monte Carlo check of the truth.
+    """
     det = lambda dx, dy, se, seed: JointGaussian.determinism(dx, dy, se, key=jax.random.key(seed))  # noqa: E731
     iid = lambda d: JointGaussian(np.eye(d), np.zeros((d, d)), 1.0)  # noqa: E731  Sigma = I: only W couples X, Y
     tasks = []
@@ -166,7 +180,21 @@ def robustness_tasks() -> tuple[Task, ...]:
                              ("student-t-dof3-5x3", det(5, 3, 1.0, 2), 3.0)):
         sampler = StudentT(joint, dof)
         tasks.append(Task(name, sampler, sampler.mutual_information()))
+    for name, joint in (("bounded-5x3", det(5, 3, 1.0, 2)), ("bounded-10x5", det(10, 5, 0.3, 3))):
+        sampler = GaussianCopula(joint)
+        tasks.append(Task(name, sampler, sampler.mutual_information()))
+    for name, copies in (("mixture-1x1", 1), ("mixture-3x3", 3)):
+        sampler = dataclasses.replace(_MIXTURE, copies=copies)
+        tasks.append(Task(name, sampler, sampler.mutual_information()))
     return tuple(tasks)
+
+
+_MIXTURE = MixturePair(
+    weights=(0.5, 0.3, 0.2),
+    means=((-1.5, -1.0), (1.0, 1.5), (2.0, -2.0)),
+    covs=(((1.0, 0.6), (0.6, 1.0)), ((0.5, -0.3), (-0.3, 0.8)), ((0.3, 0.0), (0.0, 0.3))),
+)
+"""The mixture of the `mixture-*` tasks: a correlated, an anti-correlated and an isotropic component."""
 
 
 # ---------------------------------------------------------------------------------------------- baseline
