@@ -389,6 +389,7 @@ def train(
         parallel.check_batch(config.batch_size)
         x, y, state = parallel.replicate((x, y, state))
     bar = tqdm(total=config.steps, initial=step, disable=not config.progress, desc="train", unit="step")
+    held_out = None  # the last held-out loss, for the progress bar
     try:
         while step < config.steps:
             num = min(config.steps_per_call, config.steps - step)
@@ -408,11 +409,12 @@ def train(
             state, step = new_state, step + num  # together: an interrupt sees both or neither
             if record is not None and step in record.steps:
                 record = _validate(record, step, loss, state.ema_model, xv, yv, val_key)
-                bar.set_postfix(loss=f"{values.mean():.4g}", held_out=f"{float(record.losses[record.steps == step][0]):.4g}")
+                held_out = f"{float(record.losses[record.steps == step][0]):.4g}"
             if path is not None and (step % config.checkpoint_every == 0 or step == config.steps):
                 _save(path, (_host(state), losses, record))
             bar.update(num)
-            bar.set_postfix(loss=f"{values.mean():.4g}")
+            # the latest held-out loss stays on the bar until the next check replaces it
+            bar.set_postfix(loss=f"{values.mean():.4g}", **({} if held_out is None else {"held_out": held_out}))
             if callback is not None:
                 callback(step, values)
     except KeyboardInterrupt:
