@@ -201,13 +201,7 @@ class EmpiricalMixture(eqx.Module):
 
         An `Estimate` (with the curve for an array of times).
         """
-        times = self.sde.check_times(s, "s")
-        if times.ndim > 1 or np.any(times <= 0):
-            raise ValueError("s must be a time in (0, T] or a 1-D array of them: the empirical distribution has no "
-                             f"posterior at s = 0; got {s!r}.")
-        n, chunk = positive_int(n, "n"), positive_int(chunk, "chunk")
-        if n < 2 or n % chunk:
-            raise ValueError(f"n must be >= 2 and a multiple of chunk = {chunk}; got {n}.")
+        times, n, chunk = self._check_monte_carlo(s, n, chunk, "posterior")
         with jax.enable_x64(True):
             stats = np.asarray(_label_entropy_kernel(self._build_model(jnp.float64), key, n,
                                                      jnp.atleast_1d(jnp.asarray(times)), chunk))
@@ -215,6 +209,17 @@ class EmpiricalMixture(eqx.Module):
             return Estimate(stats[0, 0], stats[0, 1])
         return Estimate(stats[-1, 0], stats[-1, 1], times=times, cumulative=stats[:, 0], cumulative_stderr=stats[:, 1],
                         rate=stats[:, 2], rate_stderr=stats[:, 3])
+
+    def _check_monte_carlo(self, s, n, chunk, what: str):
+        """The times (in (0, T], at most 1-D), `n` and `chunk` of a Monte Carlo method, or one clear error."""
+        times = self.sde.check_times(s, "s")
+        if times.ndim > 1 or np.any(times <= 0):
+            raise ValueError("s must be a time in (0, T] or a 1-D array of them: the empirical distribution has no "
+                             f"{what} at s = 0; got {s!r}.")
+        n, chunk = positive_int(n, "n"), positive_int(chunk, "chunk")
+        if n < 2 or n % chunk:
+            raise ValueError(f"n must be >= 2 and a multiple of chunk = {chunk}; got {n}.")
+        return times, n, chunk
 
     def kl_divergence(self, s: float | Float[ArrayLike, " n_times"], *, n: int = 2_000, key: PRNGKeyArray,
                       chunk: int = 250) -> Estimate:
@@ -240,13 +245,7 @@ class EmpiricalMixture(eqx.Module):
         An `Estimate`; for an array of times the curve is in `cumulative`/`cumulative_stderr` (and `value`/`stderr`
         are its last entry).
         """
-        times = self.sde.check_times(s, "s")
-        if times.ndim > 1 or np.any(times <= 0):
-            raise ValueError("s must be a time in (0, T] or a 1-D array of them: the empirical distribution has no "
-                             f"density at s = 0; got {s!r}.")
-        n, chunk = positive_int(n, "n"), positive_int(chunk, "chunk")
-        if n < 2 or n % chunk:
-            raise ValueError(f"n must be >= 2 and a multiple of chunk = {chunk}; got {n}.")
+        times, n, chunk = self._check_monte_carlo(s, n, chunk, "density")
         flat = self.points.reshape(self.points.shape[0], -1)
         with jax.enable_x64(True):
             points = jnp.asarray(flat, jnp.float64)
