@@ -120,13 +120,14 @@ def main(argv=None) -> int:
         rows.append(row)
         print(args.name, i, {k: f"{v.value:.3f} ± {v.stderr:.3f}" for k, v in row.items() if hasattr(v, "value")},
               flush=True)
-
-    payload = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"benchmark": "images_crossfit", "runs": {}}
-    payload["runs"][args.name] = {"split": bool(args.split), "label_dropout": args.label_dropout,
-                                  "model": "ClassifierGuided + GuidedLoss" if args.guided else "EntropyUNet, label embedding",
-                                  "cross_entropy_weight": args.cross_entropy if args.guided else None, "seed": args.seed,
-                                  "n_eval": args.n_eval, "rows": rows, "versions": versions(), "device": device()}
-    write_json(RESULTS, payload)
+        # written after every evaluation, so a run stopped early keeps the rows it finished
+        payload = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"benchmark": "images_crossfit", "runs": {}}
+        payload["runs"][args.name] = {
+            "split": bool(args.split), "label_dropout": args.label_dropout,
+            "model": "ClassifierGuided + GuidedLoss" if args.guided else "EntropyUNet, label embedding",
+            "cross_entropy_weight": args.cross_entropy if args.guided else None, "seed": args.seed,
+            "n_eval": args.n_eval, "evals_requested": evals, "rows": rows, "versions": versions(), "device": device()}
+        write_json(RESULTS, payload)
     print(f"→ {RESULTS}")
     return 0
 
