@@ -87,30 +87,26 @@ class FittedGaussianisation(AbstractFittedTransform):
         return self.values[k, :m], self.scores[k, :m]
 
     def __call__(self, data):
-        a = _as_matrix(data)
-        _check_columns(a, self.values.shape[0], "MarginalGaussianisation")
-        out = np.empty_like(a)
-        for k in range(a.shape[1]):
-            v, z = self._knots(k)
-            col = a[:, k]
-            res = np.interp(col, v, z)
-            lo, hi = col < v[0], col > v[-1]
-            res[lo] = z[0] - (z[1] - z[0]) * np.log1p((v[0] - col[lo]) / (v[1] - v[0]))
-            res[hi] = z[-1] + (z[-1] - z[-2]) * np.log1p((col[hi] - v[-1]) / (v[-1] - v[-2]))
-            out[:, k] = res
-        return out
+        return self._map(data, forward=True)
 
     def inverse(self, data):
+        return self._map(data, forward=False)
+
+    def _map(self, data, *, forward: bool):
+        """Each column through its knots (values -> scores forward, scores -> values inverse): linear inside, and
+        beyond the ends the log tail forward, its inverse (the exp tail) backward, continuous with the end slopes."""
         a = _as_matrix(data)
         _check_columns(a, self.values.shape[0], "MarginalGaussianisation")
+        tail = np.log1p if forward else np.expm1
         out = np.empty_like(a)
         for k in range(a.shape[1]):
             v, z = self._knots(k)
+            src, dst = (v, z) if forward else (z, v)
             col = a[:, k]
-            res = np.interp(col, z, v)
-            lo, hi = col < z[0], col > z[-1]
-            res[lo] = v[0] - (v[1] - v[0]) * np.expm1((z[0] - col[lo]) / (z[1] - z[0]))
-            res[hi] = v[-1] + (v[-1] - v[-2]) * np.expm1((col[hi] - z[-1]) / (z[-1] - z[-2]))
+            res = np.interp(col, src, dst)
+            lo, hi = col < src[0], col > src[-1]
+            res[lo] = dst[0] - (dst[1] - dst[0]) * tail((src[0] - col[lo]) / (src[1] - src[0]))
+            res[hi] = dst[-1] + (dst[-1] - dst[-2]) * tail((col[hi] - src[-1]) / (src[-1] - src[-2]))
             out[:, k] = res
         return out
 

@@ -305,6 +305,21 @@ class Peak:
                               "plausible = nodes whose rate is within 2 combined stderr of the maximum"}
 
 
+def _curve_on_grid(times, values, stderr, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`times` (a strictly increasing 1-D grid), `values` (finite, one per time) and `stderr` (>= 0, one per time;
+    zeros for `None`) as float64 arrays, or one clear error naming `name` (and `name`_stderr)."""
+    t = np.asarray(times, np.float64)
+    v = np.asarray(values, np.float64)
+    if t.ndim != 1 or t.size < 2 or not np.all(np.isfinite(t)) or not np.all(np.diff(t) > 0):
+        raise ValueError(f"times must be a 1-D grid of at least two strictly increasing times; got {t!r}.")
+    if v.shape != t.shape or not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} must hold one finite value per time, shape {t.shape}; got shape {v.shape}.")
+    se = np.zeros_like(v) if stderr is None else np.asarray(stderr, np.float64)
+    if se.shape != t.shape or not np.all(se >= 0):
+        raise ValueError(f"{name}_stderr must hold one value >= 0 per time, shape {t.shape}; got {se!r}.")
+    return t, v, se
+
+
 def peak_time(times: Float[ArrayLike, " n_times"], rate: Float[ArrayLike, " n_times"],
               rate_stderr: Float[ArrayLike, " n_times"] | None = None) -> Peak:
     r"""The time of the largest rate on a grid (e.g. of $dH(Y|X_s)/ds$: when generation decides the label).
@@ -319,15 +334,7 @@ def peak_time(times: Float[ArrayLike, " n_times"], rate: Float[ArrayLike, " n_ti
 
     A `Peak` (the node, its neighbours as the grid's resolution, and the nodes statistically tied with it).
     """
-    t = np.asarray(times, np.float64)
-    r = np.asarray(rate, np.float64)
-    if t.ndim != 1 or t.size < 2 or not np.all(np.isfinite(t)) or not np.all(np.diff(t) > 0):
-        raise ValueError(f"times must be a 1-D grid of at least two strictly increasing times; got {t!r}.")
-    if r.shape != t.shape or not np.all(np.isfinite(r)):
-        raise ValueError(f"rate must hold one finite value per time, shape {t.shape}; got shape {r.shape}.")
-    se = np.zeros_like(r) if rate_stderr is None else np.asarray(rate_stderr, np.float64)
-    if se.shape != t.shape or not np.all(se >= 0):
-        raise ValueError(f"rate_stderr must hold one value >= 0 per time, shape {t.shape}; got {se!r}.")
+    t, r, se = _curve_on_grid(times, rate, rate_stderr, "rate")
     k = int(np.argmax(r))
     tied = np.flatnonzero(r >= r[k] - 2.0 * np.hypot(se[k], se))
     return Peak(time=float(t[k]), rate=float(r[k]), rate_stderr=float(se[k]),
@@ -368,15 +375,7 @@ def half_time(times: Float[ArrayLike, " n_times"], curve: Float[ArrayLike, " n_t
 
     A `HalfTime`.
     """
-    t = np.asarray(times, np.float64)
-    y = np.asarray(curve, np.float64)
-    if t.ndim != 1 or t.size < 2 or not np.all(np.isfinite(t)) or not np.all(np.diff(t) > 0):
-        raise ValueError(f"times must be a 1-D grid of at least two strictly increasing times; got {t!r}.")
-    if y.shape != t.shape or not np.all(np.isfinite(y)):
-        raise ValueError(f"curve must hold one finite value per time, shape {t.shape}; got shape {y.shape}.")
-    se = np.zeros_like(y) if curve_stderr is None else np.asarray(curve_stderr, np.float64)
-    if se.shape != t.shape or not np.all(se >= 0):
-        raise ValueError(f"curve_stderr must hold one value >= 0 per time, shape {t.shape}; got {se!r}.")
+    t, y, se = _curve_on_grid(times, curve, curve_stderr, "curve")
     level = 0.5 * (y[0] + y[-1])
 
     def crossing(values):
