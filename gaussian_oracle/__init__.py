@@ -5,7 +5,7 @@ Here: the forward process (`VPSDE`) and the time densities over it that training
 `GaussianMixture` with their exact scores as protocol models, the exactly diffused empirical data set
 `EmpiricalMixture` (what a memorising network would give) and the exact per-coordinate marginal KL curves of a
 diffused data set (`marginal_kl_curves`), closed-form totals, curves and rates; the exact
-classifier-free-guidance flow (`cfg_flow_map`, `cfg_mutual_information`, `cfg_sample`); `Estimate` and the one Monte
+classifier-free-guidance flow (`cfg_flow_map`, `cfg_mutual_information`, `cfg_mutual_information_curve`, `cfg_sample`); `Estimate` and the one Monte
 Carlo accumulator `mean_stderr`; `check_key`; hypothesis strategies in `gaussian_oracle.strategies`.
 
 Imports only JAX, Equinox, diffrax, NumPy and SciPy: nothing of `learned` or `verify`, so the truth never depends
@@ -16,6 +16,7 @@ from ._cfg import (
     cfg_covariance as cfg_covariance,
     cfg_flow_map as cfg_flow_map,
     cfg_mutual_information as cfg_mutual_information,
+    cfg_mutual_information_curve as cfg_mutual_information_curve,
     cfg_sample as cfg_sample,
 )
 from ._empirical import EmpiricalMixture as EmpiricalMixture, EmpiricalMixtureModel as EmpiricalMixtureModel

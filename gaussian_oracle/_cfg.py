@@ -310,6 +310,54 @@ def cfg_mutual_information(
     return info if ws.ndim else info[0]
 
 
+def cfg_mutual_information_curve(
+    joint: JointGaussian, w: float, s: Float[ArrayLike, "*s"], s_end: float = 1e-3, *, exact_start: bool = False,
+    **options,
+) -> Float[np.ndarray, "*s"]:
+    r"""$I(X_{CFG};Y) - I(X_{CFG,s};Y)$: the information about Y that the forward process erases from the guided
+    samples by time s, in nats, with $X_{CFG,s} = \sqrt{\alpha(s)}X_{CFG} + \sqrt{1-\alpha(s)}\,\varepsilon$.
+
+    The guided samples are the data a model trained on CFG output sees, so this is their
+    `JointGaussian.mutual_information_curve`: any estimator that integrates the MINDE rate over $[s_{\min}, T]$
+    targets `curve(T) - curve(s_min)`, whatever the information below $s_{\min}$. Strong guidance puts much of
+    $I(X_{CFG};Y)$ there: it contracts the within-condition covariance to eigenvalues far below any noise level a
+    float32 network resolves (on `JointGaussian.determinism(25, 15, 1)` at $w = 6$ down to $10^{-14}$, and the
+    window $[10^{-5}T, T]$ holds 89.6 of the 140.2 nats).
+
+    With $X_{CFG} = F_c z + Ly$ ($F_c = \Phi S_0^{1/2}$, $L = \Phi B_0 + \Psi$, see `cfg_covariance`) the
+    conditional covariance is $F_cF_c^\top$ and the marginal one $[F_c, LR_Y][F_c, LR_Y]^\top$; with $\kappa_i$,
+    $\lambda_i$ their eigenvalues (squared singular values of the factors, so no cancellation) and $v = 1 - \alpha(s)$,
+    $$\text{curve}(s) = \tfrac12\sum_i\log\big(1 + v(1/\kappa_i - 1)\big) - \tfrac12\sum_i\log\big(1 + v(1/\lambda_i - 1)\big),$$
+    the form of `JointGaussian.mutual_information_curve`. The flow map is dense, so at large `w` and $s \to 0$ the
+    smallest $\kappa_i$ carry the solver's absolute error; `cfg_mutual_information` (continuous QR) is the
+    accurate value of $I(X_{CFG};Y)$ itself. Differences `curve(s1) - curve(s2)` at noise levels $v \gg$ that error
+    do not depend on it.
+
+    **Arguments:**
+
+    - `joint`, `w`, `s_end`, `exact_start`: as for `cfg_covariance` (scalar `w` only).
+    - `s`: forward time(s) in $[0, T]$, any shape.
+    - `**options`: `solver`, `rtol`, `atol`, `max_steps` of `cfg_flow_map`.
+
+    **Returns:**
+
+    The curve at every `s`, as NumPy float64 of the shape of `s`.
+    """
+    if np.ndim(w) != 0:
+        raise ValueError(f"cfg_mutual_information_curve takes a scalar w; got shape {np.shape(w)}.")
+    times = joint.sde.check_times(s)
+    phi, psi = cfg_flow_map(joint, w, s_end, **options)
+    gain_start, cov_start = _start(joint, exact_start)
+    conditional = phi @ np.linalg.cholesky(cov_start)
+    marginal = np.concatenate([conditional, (phi @ gain_start + psi) @ np.linalg.cholesky(joint.sigma_y)], axis=1)
+    kappa = np.linalg.svd(conditional, compute_uv=False) ** 2
+    lam = np.linalg.svd(marginal, compute_uv=False) ** 2
+    with jax.enable_x64(True):
+        v = np.asarray(joint.sde.var(jnp.asarray(times, jnp.float64)), np.float64)
+    shrink = lambda evals: np.sum(np.log1p(v[..., None] * (1.0 / evals - 1.0)), axis=-1)  # noqa: E731
+    return 0.5 * (shrink(kappa) - shrink(lam))
+
+
 # ---------------------------------------------------------------------------------------------- sampling
 def cfg_sample(
     joint: JointGaussian,

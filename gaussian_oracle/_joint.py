@@ -336,3 +336,7 @@ class JointGaussian(eqx.Module):
     def cfg_mutual_information(self, w: float, s_end: float = 1e-3, **options) -> float:
         """Exact $I(X_{CFG}; Y)$ of the guided flow stopped at `s_end`, in nats; see `_cfg.cfg_mutual_information`."""
         return _cfg.cfg_mutual_information(self, w, s_end, **options)
+
+    def cfg_mutual_information_curve(self, w: float, s: ArrayLike, s_end: float = 1e-3, **options) -> np.ndarray:
+        """$I(X_{CFG};Y) - I(X_{CFG,s};Y)$ of the guided samples, in nats; see `_cfg.cfg_mutual_information_curve`."""
+        return _cfg.cfg_mutual_information_curve(self, w, s, s_end, **options)

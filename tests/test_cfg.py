@@ -8,7 +8,8 @@ import pytest
 from scipy.integrate import solve_ivp
 
 from gaussian_oracle import JointGaussian, VPSDE
-from gaussian_oracle import cfg_covariance, cfg_flow_map, cfg_mutual_information, cfg_sample
+from gaussian_oracle import cfg_covariance, cfg_flow_map, cfg_mutual_information, cfg_mutual_information_curve, cfg_sample
+from scipy.optimize import brentq
 
 
 S_END = 1e-3
@@ -222,3 +223,52 @@ def test_joint_methods_delegate(small, key):
     assert small.cfg_mutual_information(1.0) == cfg_mutual_information(small, 1.0)
     _, y = small.sample(3, key=key)
     np.testing.assert_array_equal(np.asarray(small.cfg_sample(y, 1.0, key=key)), np.asarray(cfg_sample(small, y, 1.0, key=key)))
+
+
+# ---------------------------------------------------------------------------------------------- the diffused CFG samples
+def _composed_time(sde, s_end, s):
+    """The time t with alpha(t) = alpha(s_end) alpha(s): diffusing X_{s_end} on by s lands on X_t (root-found)."""
+    target = float(sde.int_beta(s_end) + sde.int_beta(s))
+    return brentq(lambda t: float(sde.int_beta(t)) - target, 0.0, 50.0 * sde.T, xtol=1e-15, rtol=1e-15)
+
+
+def test_cfg_curve_w0_exact_start_is_the_diffused_joint(small):
+    """Unguided from p_T the samples are X_{s_end}; diffusing them by s gives X_t with alpha(t) = alpha(s_end) alpha(s),
+    so the curve is the joint's I(X_{s_end};Y) - I(X_t;Y) = curve_joint(t) - curve_joint(s_end)."""
+    times = np.array([0.0, 1e-5, 1e-3, 0.05, 0.3])
+    got = cfg_mutual_information_curve(small, 0.0, times, S_END, exact_start=True)
+    expected = [small.mutual_information_curve(_composed_time(small.sde, S_END, s)) - small.mutual_information_curve(S_END)
+                for s in times]
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("w", [2.0, 6.0])
+def test_cfg_curve_matches_dense_reference(small, w):
+    """Against log-determinants of the independently integrated flow map (scipy DOP853, dense inverses):
+    curve(s) = I(X;Y) - 1/2[logdet(a S_X + v I) - logdet(a S_X|Y + v I)] for the samples' covariances."""
+    phi, psi = _reference_flow(small, w, S_END)
+    s_cond, s_x = phi @ phi.T, phi @ phi.T + psi @ small.sigma_y @ psi.T
+    info = _info(phi, psi, small.sigma_y)
+    times = np.array([1e-4, 1e-2, 0.3, small.sde.T])
+    expected = []
+    for s in times:
+        a = float(np.exp(-small.sde.int_beta(s)))
+        diffused = 0.5 * (np.linalg.slogdet(a * s_x + (1 - a) * np.eye(small.dim_x))[1]
+                          - np.linalg.slogdet(a * s_cond + (1 - a) * np.eye(small.dim_x))[1])
+        expected.append(info - diffused)
+    np.testing.assert_allclose(cfg_mutual_information_curve(small, w, times, S_END), expected, rtol=1e-6)
+
+
+def test_cfg_curve_limits_and_errors(small, paper):
+    """Zero at s = 0, non-decreasing in s, the method is the function; bad w and s get one clear error each."""
+    times = np.linspace(0.0, 1.0, 41)
+    curve = cfg_mutual_information_curve(small, 1.0, times)
+    assert curve[0] == 0.0 and np.all(np.diff(curve) >= -1e-12)
+    np.testing.assert_array_equal(small.cfg_mutual_information_curve(1.0, times), curve)
+    # strong guidance: the window [1e-5 T, T] holds far less than I(X_CFG;Y) (the reason it is exported)
+    window = np.diff(paper.cfg_mutual_information_curve(6.0, [1e-5, 1.0]))[0]
+    assert window < 0.7 * cfg_mutual_information(paper, 6.0)
+    with pytest.raises(ValueError, match="scalar w"):
+        cfg_mutual_information_curve(small, [1.0, 2.0], 0.1)
+    with pytest.raises(ValueError, match=r"\[0, T\]|T\]"):
+        cfg_mutual_information_curve(small, 1.0, 1.5)

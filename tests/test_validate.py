@@ -97,6 +97,25 @@ def test_float_estimators_are_reported_without_z():
     assert rep2.flagged == ("toy",) and rep2.rows[0].z == pytest.approx(5.0)
 
 
+def test_rows_carry_wall_time_and_the_benchmark_mi_score():
+    """wall_s is the estimator call's time (the sleep, not the sampling); `within` is max(10 %, 0.05 nats)."""
+    import time
+    tasks = [Task("small", lambda n, *, key: (np.zeros((n, 1)), np.zeros((n, 1))), 0.2),
+             Task("large", lambda n, *, key: (np.zeros((n, 1)), np.zeros((n, 1))), 2.0)]
+
+    def slow(x, y, *, key):
+        time.sleep(0.2)
+        return 0.249 if x.shape[0] == 10 else 0.0
+
+    rep = validate(slow, tasks, n_samples=10, key=jax.random.key(5))
+    assert all(0.2 <= r.wall_s < 5.0 for r in rep.rows)
+    # |0.249 - 0.2| = 0.049 <= 0.05 nats; |0.249 - 2| > 0.2
+    assert rep.within() == ("small",) and rep.within(rel=0.9) == ("small", "large")
+    payload = json.loads(rep.to_json())
+    assert payload["within_10pct_or_0.05_nats"] == ["small"] and payload["rows"][0]["wall_s"] >= 0.2
+    assert "miss" in rep.table().splitlines()[-1] and "miss" not in rep.table().splitlines()[-2]
+
+
 def test_validate_passes_each_estimator_call_its_own_key():
     """`validate` calls `estimator(x, y, *, key)`: a key per task, different across tasks and from the data's."""
     seen = []
