@@ -13,6 +13,7 @@ all by importance sampling (log-uniform, 16 times per image) on the same 200 hel
     python benchmarks/bench_images_crossfit.py --name halves --split
     python benchmarks/bench_images_crossfit.py --name guided_halves --split --guided --label-dropout 0.2
     python benchmarks/bench_images_crossfit.py --name ld05_halves --split --label-dropout 0.5
+    python benchmarks/bench_images_crossfit.py --name ld05_halves_centred --split --label-dropout 0.5 --centre
     (each appends to benchmarks/results/images_crossfit_digits.json)
 """
 
@@ -71,6 +72,9 @@ def main(argv=None) -> int:
     p.add_argument("--guided", action="store_true",
                    help="learned.ClassifierGuided (unconditional U-Net + noisy classifier) trained by learned.GuidedLoss")
     p.add_argument("--cross-entropy", type=float, default=1.0, help="with --guided: GuidedLoss's cross-entropy weight")
+    p.add_argument("--centre", action="store_true",
+                   help="learned.ClassCentred: the U-Net sees x - sqrt(alpha) m(y), with m(y) its training part's class "
+                        "mean (the data mean for the null label), and that shift is added back to its output")
     args = p.parse_args(argv)
     evals = [int(v) for v in args.evals.split(",")]
 
@@ -79,10 +83,11 @@ def main(argv=None) -> int:
     dem = learned.DEMLoss(condition_dropout=args.label_dropout)
     loss = learned.GuidedLoss(dem, cross_entropy=args.cross_entropy) if args.guided else dem
 
-    def new_model(key):
+    def new_model(key, xp, yp):
         if not args.guided:
             unet = learned.UNetConfig.digits_tiny(num_classes=10, channels=16, embed_dim=64, num_groups=4)
-            return learned.EntropyUNet(unet, sde, key=key)
+            network = learned.EntropyUNet(unet, sde, key=key)
+            return learned.ClassCentred.fit(network, xp, yp) if args.centre else network
         k_u, k_c = jax.random.split(key)
         unet = learned.UNetConfig.digits_tiny(num_classes=None, channels=16, embed_dim=64, num_groups=4)
         classifier = learned.ClassifierConfig((1, 8, 8), 10, channels=(16, 32), hidden=64)
@@ -95,7 +100,7 @@ def main(argv=None) -> int:
     parts = [(x_all[:half], y_all[:half]), (x_all[half:], y_all[half:])] if args.split else [(x_all, y_all)] * 2
     runs = []
     for i, (xp, yp) in enumerate(parts):
-        model = new_model(jax.random.key(args.seed + 100 * i))
+        model = new_model(jax.random.key(args.seed + 100 * i), xp, yp)
         params, static, opt_state, step = _trainer(model, loss, xp, yp, schedule, 64)
         runs.append({"params": params, "ema": params, "static": static, "opt": opt_state, "step": step,
                      "key": jax.random.key(args.seed + 1 + 100 * i)})
@@ -126,6 +131,7 @@ def main(argv=None) -> int:
             "split": bool(args.split), "label_dropout": args.label_dropout,
             "model": "ClassifierGuided + GuidedLoss" if args.guided else "EntropyUNet, label embedding",
             "cross_entropy_weight": args.cross_entropy if args.guided else None, "seed": args.seed,
+            "class_centred": bool(args.centre),
             "n_eval": args.n_eval, "evals_requested": evals, "rows": rows, "versions": versions(), "device": device()}
         write_json(RESULTS, payload)
     print(f"→ {RESULTS}")

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from gaussian_oracle import VPSDE
+from gaussian_oracle import VPSDE, check_label
 
 
 class Preconditioned(eqx.Module):
@@ -165,3 +165,84 @@ class Preconditioned(eqx.Module):
         else:
             conditional = mean + (jnp.asarray(y, coef.dtype) - jax.lax.stop_gradient(self.y_mean)) @ coef
         return conditional if drop is None else jnp.where(drop, mean, conditional)
+
+
+class ClassCentred(eqx.Module):
+    r"""$e_\theta(x, s; y) = \sqrt{\alpha(s)}\,\hat m(y) + F_\theta\big(x - \sqrt{\alpha(s)}\,\hat m(y), s; y\big)$ for
+    integer labels and inputs of any shape (images included), with $\hat m(y)$ the class mean of the training data
+    and, for `y=None` or where `drop` is true (the null label of label dropout), the data mean.
+
+    Exact for every distribution, not only Gaussian ones: with $u = x - \sqrt\alpha\,m(y)$ the diffused class
+    $p_s(x|y)$ is the diffused centred class $\tilde p_s(u|y)$, so
+    $e^*(x, s; y) = x + \nabla\log p_s(x|y) = \sqrt\alpha\,m(y) + \tilde e^*(u, s; y)$ and the inner network's target
+    is the entropy-matching vector of the *centred* class. For Gaussian classes with a shared covariance that target
+    is the same function for every label, so the label part of $e$ (all of $I_{MINDE}$) comes from the shift
+    alone and the inner network has no label dependence to learn; the vector-data analogue, with whitening, is
+    `Preconditioned.fit(..., centre=True)`. The means are constants (their gradient is stopped); an untrained
+    inner network ($F = 0$) gives $e = \sqrt\alpha\,\hat m(y)$. Satisfies the model protocol; `sde` is the inner
+    network's.
+
+    **Arguments:**
+
+    - `network`: the inner label-conditional protocol model $F_\theta$ (e.g. an `EntropyUNet` with `num_classes`).
+    - `class_means`: (num_classes, *shape) class means.
+    - `mean`: (*shape) data mean, for the null label.
+    """
+
+    network: eqx.Module
+    class_means: Float[Array, "num_classes ..."]
+    mean: Float[Array, "..."]
+
+    def __check_init__(self):
+        if jnp.shape(self.class_means)[1:] != jnp.shape(self.mean) or jnp.ndim(self.class_means) < 2:
+            raise ValueError(f"ClassCentred: class_means must have shape (num_classes, *shape) with shape the mean's "
+                             f"{jnp.shape(self.mean)}; got {jnp.shape(self.class_means)}.")
+
+    @classmethod
+    def fit(cls, network: eqx.Module, data_x: Float[ArrayLike, "batch ..."], data_y: Int[ArrayLike, " batch"],
+            num_classes: int | None = None, *, dtype=jnp.float32) -> "ClassCentred":
+        """Wrap `network` with the class means and the data mean of the training data (float64 sums, stored in
+        `dtype`). A class absent from the data gets the data mean. `num_classes` defaults to the network's
+        `config.num_classes`."""
+        data = np.asarray(data_x, dtype=np.float64)
+        labels = np.asarray(data_y)
+        if data.ndim < 2 or data.shape[0] < 1:
+            raise ValueError(f"data_x must have shape (batch >= 1, ...); got {data.shape}.")
+        if not np.all(np.isfinite(data)):
+            raise ValueError("data_x must be finite; it contains NaN or infinity.")
+        if labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"data_y must hold one integer label per row of data_x, shape ({data.shape[0]},); got "
+                             f"dtype {labels.dtype}, shape {labels.shape}.")
+        classes = num_classes if num_classes is not None else getattr(getattr(network, "config", None), "num_classes", None)
+        if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+            raise ValueError(f"num_classes must be a positive integer (or the network's config.num_classes); got {classes!r}.")
+        if labels.min() < 0 or labels.max() >= classes:
+            raise ValueError(f"labels data_y must lie in 0..{classes - 1}; got {labels.min()}..{labels.max()}.")
+        mean = data.mean(axis=0)
+        means = np.broadcast_to(mean, (classes, *mean.shape)).copy()
+        for label in np.unique(labels):
+            means[label] = data[labels == label].mean(axis=0)
+        return cls(network, jnp.asarray(means, dtype), jnp.asarray(mean, dtype))
+
+    @property
+    def sde(self) -> VPSDE:
+        return self.network.sde
+
+    @property
+    def config(self):
+        """The inner network's configuration (e.g. `config.image_shape` for the samplers)."""
+        return self.network.config
+
+    def __call__(self, x: Float[ArrayLike, "..."], s: Float[ArrayLike, ""], y=None, **kwargs) -> Float[Array, "..."]:
+        """$e_\\theta(x, s; y)$ for one sample; keyword arguments (`drop`, `key`, ...) go to the inner network."""
+        s = self.sde.check_time(s)
+        mean = jax.lax.stop_gradient(self.mean)
+        if y is None:
+            centre = mean
+        else:
+            centre = jax.lax.stop_gradient(self.class_means)[check_label(y, self.class_means.shape[0])]
+            drop = kwargs.get("drop")
+            if drop is not None:
+                centre = jnp.where(drop, mean, centre)
+        shift = jnp.sqrt(self.sde.alpha(s)).astype(centre.dtype) * centre
+        return self.network(jnp.asarray(x) - shift, s, y, **kwargs) + shift

@@ -142,3 +142,83 @@ def test_centred_fit_with_labels_uses_class_means(key):
         L.Preconditioned(net, model.evecs, model.evals, model.mean, None, None, "quadratic")
     with pytest.raises(ValueError, match="mean_coef"):
         L.Preconditioned(net, model.evecs, model.evals, model.mean, None, None, "class")
+
+
+# ---------------------------------------------------------------------------------------------- ClassCentred
+class _LabelBlind(eqx.Module):
+    """The exact e* of the zero-mean N(0, C) as an inner network that ignores the label (and accepts `drop`)."""
+
+    inner: eqx.Module
+
+    @property
+    def sde(self):
+        return self.inner.sde
+
+    def __call__(self, u, s, y=None, **kwargs):
+        return self.inner(u, s)
+
+
+def _shared_covariance_mixture():
+    from gaussian_oracle import GaussianMixture
+    rng = np.random.default_rng(3)
+    root = rng.normal(size=(4, 4))
+    cov = root @ root.T / 4 + 0.05 * np.eye(4)
+    means = rng.normal(size=(3, 4)) * 2.0
+    mixture = GaussianMixture(np.array([0.2, 0.3, 0.5]), means, np.stack([cov] * 3))
+    centred = GaussianMixture(np.array([1.0]), np.zeros((1, 4)), cov[None])
+    return mixture, centred, means
+
+
+@pytest.mark.parametrize("s", [1e-4, 0.05, 0.5, 1.0])
+def test_class_centred_exact_for_shared_covariance_classes(s, key):
+    """e*(x, s; y) of Gaussian classes with one covariance C is sqrt(alpha) m_y + e*_{N(0, C)}(x - sqrt(alpha) m_y):
+    a label-blind inner network reproduces every class's exact conditional e* (the mixture oracle's)."""
+    mixture, centred, means = _shared_covariance_mixture()
+    model = L.ClassCentred(_LabelBlind(centred.model()), jnp.asarray(means), jnp.asarray(means.mean(0)))
+    x = jax.random.normal(key, (5, 4), jnp.float64) * 3.0
+    for label in range(3):
+        for xi in x:
+            np.testing.assert_allclose(model(xi, s, label), mixture.model()(xi, s, label), rtol=1e-9, atol=1e-11)
+    assert isinstance(model, EntropyModel)
+
+
+def test_class_centred_fit_means_null_label_and_start(key):
+    """fit: class means and data mean (absent class -> data mean); an untrained inner network gives sqrt(alpha) m(y);
+    y=None and drop=True use the data mean; one clear error per bad input."""
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 3, size=300)
+    images = rng.normal(size=(300, 1, 4, 4)) + labels[:, None, None, None]
+    config = L.UNetConfig.digits_tiny(num_classes=4, channels=8, embed_dim=16, num_groups=4, image_shape=(1, 4, 4))
+    net = L.EntropyUNet(config, _joint().sde, key=key)
+    model = L.ClassCentred.fit(net, images, labels, dtype=jnp.float64)
+    for k in range(3):
+        np.testing.assert_allclose(model.class_means[k], images[labels == k].mean(0), rtol=1e-12)
+    np.testing.assert_allclose(model.class_means[3], images.mean(0), rtol=1e-12)
+    root = float(np.sqrt(net.sde.alpha(0.3)))
+    np.testing.assert_allclose(model(images[0], 0.3, labels[0]), root * model.class_means[labels[0]], rtol=1e-6)
+    np.testing.assert_allclose(model(images[0], 0.3), root * model.mean, rtol=1e-6)
+    np.testing.assert_allclose(model(images[0], 0.3, labels[0], drop=True), root * model.mean, rtol=1e-6)
+    assert model.config is config
+    with pytest.raises(ValueError, match="integer label"):
+        L.ClassCentred.fit(net, images, labels.astype(float))
+    with pytest.raises(ValueError, match=r"0\.\.3"):
+        L.ClassCentred.fit(net, images, labels + 2)
+    with pytest.raises(ValueError, match="finite"):
+        L.ClassCentred.fit(net, np.full_like(images, np.nan), labels)
+    with pytest.raises(ValueError, match="num_classes"):
+        L.ClassCentred(net, model.class_means[0], model.mean)
+
+
+def test_class_centred_means_are_not_trained(key):
+    """The means are constants: zero gradient through the DEM loss, unchanged by `learned.train`."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size=64)
+    x = rng.normal(size=(64, 3)).astype(np.float32) + labels[:, None]
+    net = L.EntropyMLP(L.MLPConfig(dim_x=3, num_classes=2, width=8, depth=1), _joint().sde, key=key)
+    model = L.ClassCentred.fit(net, x, labels)
+    loss = L.DEMLoss(condition_dropout=0.5)
+    grads = eqx.filter_grad(lambda m: loss(m, jnp.asarray(x), jnp.asarray(labels), key=key))(model)
+    assert not np.any(np.asarray(grads.class_means)) and not np.any(np.asarray(grads.mean))
+    result = L.train(model, x, labels, config=L.TrainConfig(steps=20, steps_per_call=10, checkpoint_every=10,
+                                                            progress=False), loss=loss, key=key)
+    np.testing.assert_array_equal(result.model.class_means, model.class_means)
