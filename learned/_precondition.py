@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -44,6 +46,9 @@ class Preconditioned(eqx.Module):
       $\hat m(y) = \text{mean} + (y - \bar y)B$ (`mean_kind="affine"`, with `y_mean` $= \bar y$), or the
       (num_classes, dim_x) class means (`mean_kind="class"`); `None` for a constant mean.
     """
+
+    constant_fields: ClassVar[tuple[str, ...]] = ("evecs", "evals", "mean", "mean_coef", "y_mean")
+    """Fixed arrays: their gradient is stopped and `learned.train`'s weight decay leaves them alone."""
 
     network: eqx.Module
     evecs: Float[Array, "dim_x dim_x"]
@@ -188,6 +193,9 @@ class ClassCentred(eqx.Module):
     - `class_means`: (num_classes, *shape) class means.
     - `mean`: (*shape) data mean, for the null label.
     """
+
+    constant_fields: ClassVar[tuple[str, ...]] = ("class_means", "mean")
+    """Fixed arrays: their gradient is stopped and `learned.train`'s weight decay leaves them alone."""
 
     network: eqx.Module
     class_means: Float[Array, "num_classes ..."]

@@ -53,7 +53,8 @@ class TrainConfig:
       XLA runs convolutions whose weights are loop-carried about 30x slower inside a loop, so convolutional
       networks train fastest there with a few `steps_per_call` fully unrolled; keep the default 1 on a GPU.
     - `weight_decay`: decoupled weight decay $\lambda$ (AdamW, `optax.adamw`: each step subtracts
-      $\mathrm{lr}(t)\,\lambda\,\theta$); 0 is plain Adam.
+      $\mathrm{lr}(t)\,\lambda\,\theta$); 0 is plain Adam. Fixed arrays of a module (the fields its class names
+      in `constant_fields`, e.g. the covariance and means of `Preconditioned` and `ClassCentred`) are not decayed.
     - `validate_every`: steps between evaluations of the EMA model's loss on held-out data (`train`'s
       `validation`), a multiple of `steps_per_call`; `None` for none.
     """
@@ -168,6 +169,29 @@ class _State(eqx.Module):
     key_data: UInt32[Array, "..."]
 
 
+def _decay_mask(params):
+    """Weight decay's mask: `False` on the arrays in the `constant_fields` of any module in `params` (fixed data
+    such as a preconditioner's covariance, whose gradient is stopped: Adam leaves them alone, but AdamW's decay would
+    shrink them silently), `True` elsewhere. Works on traced params: the walk uses the tree's structure."""
+    fixed = set()
+
+    def fixed_owner(node) -> bool:
+        return isinstance(node, eqx.Module) and bool(getattr(type(node), "constant_fields", ()))
+
+    def visit(node):
+        if fixed_owner(node):
+            for field in dataclasses.fields(node):
+                value = getattr(node, field.name, None)
+                if field.name in type(node).constant_fields:
+                    fixed.update(id(leaf) for leaf in jax.tree.leaves(value))
+                else:
+                    jax.tree.map(visit, value, is_leaf=fixed_owner)
+        return node
+
+    jax.tree.map(visit, params, is_leaf=fixed_owner)
+    return jax.tree.map(lambda leaf: id(leaf) not in fixed, params)
+
+
 @functools.lru_cache(maxsize=None)
 def _optimizer(config: TrainConfig) -> optax.GradientTransformation:
     """Adam (AdamW when `weight_decay > 0`) with warm-up and cosine decay, built once per config (so jit caches)."""
@@ -178,7 +202,8 @@ def _optimizer(config: TrainConfig) -> optax.GradientTransformation:
         schedule = optax.join_schedules([warmup, cosine], [config.warmup_steps])
     else:
         schedule = cosine
-    adam = optax.adamw(schedule, weight_decay=config.weight_decay) if config.weight_decay else optax.adam(schedule)
+    adam = (optax.adamw(schedule, weight_decay=config.weight_decay, mask=_decay_mask) if config.weight_decay
+            else optax.adam(schedule))
     if config.max_grad_norm is None:
         return adam
     return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adam)

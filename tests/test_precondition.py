@@ -222,3 +222,28 @@ def test_class_centred_means_are_not_trained(key):
     result = L.train(model, x, labels, config=L.TrainConfig(steps=20, steps_per_call=10, checkpoint_every=10,
                                                             progress=False), loss=loss, key=key)
     np.testing.assert_array_equal(result.model.class_means, model.class_means)
+
+
+@pytest.mark.parametrize("wrap", ["preconditioned", "class_centred"])
+def test_weight_decay_leaves_the_fixed_arrays_alone(wrap, key):
+    """AdamW (`TrainConfig.weight_decay > 0`) decays the inner network's weights but not the wrappers' fixed
+    covariance and means (`constant_fields`), which Adam's zero gradients alone would also leave unchanged."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size=128)
+    x = (rng.normal(size=(128, 3)) + labels[:, None]).astype(np.float32)
+    net = L.EntropyMLP(L.MLPConfig(dim_x=3, num_classes=2, width=8, depth=1), _joint().sde, key=key)
+    if wrap == "preconditioned":
+        model = L.Preconditioned.fit(net, x, labels, centre=True)
+        fixed = ("evecs", "evals", "mean", "mean_coef")
+    else:
+        model = L.ClassCentred.fit(net, x, labels)
+        fixed = ("class_means", "mean")
+    runs = {}
+    for wd in (0.0, 0.5):
+        config = L.TrainConfig(steps=20, steps_per_call=10, checkpoint_every=10, weight_decay=wd, progress=False)
+        runs[wd] = L.train(model, x, labels, config=config, loss=L.DEMLoss(condition_dropout=0.5), key=key).model
+    for name in fixed:
+        np.testing.assert_array_equal(getattr(runs[0.5], name), getattr(model, name))
+    inner = [jax.tree.leaves(eqx.filter(r.network, eqx.is_inexact_array)) for r in runs.values()]
+    assert any(np.max(np.abs(a - b)) > 1e-6 for a, b in zip(*inner))  # the decay did act on the weights
+    assert "constant_fields" not in {f.name for f in __import__("dataclasses").fields(model)}
