@@ -64,6 +64,18 @@ def test_source_must_be_given_once(tmp_path, capsys):
     assert "--channels configure the image network of --dataset" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["images", "labels"])
+def test_pass_through_flags_parse_alike_in_images_and_labels(command, capsys, tmp_path):
+    """The U-Net and training flags come from one table: --warmup-steps -1 is refused with the same message by both
+    commands, and 0 (no warm-up) parses (labels then refuses it only because --mixture has no image network)."""
+    with pytest.raises(SystemExit):
+        main([command, "--warmup-steps", "-1", "--out", str(tmp_path)])
+    assert "--warmup-steps: must be an integer >= 0; got -1" in capsys.readouterr().err
+    if command == "labels":
+        assert main(["labels", "--mixture", "two-class", "--warmup-steps", "0", "--out", str(tmp_path)]) == 2
+        assert "--warmup-steps configure the image network of --dataset" in capsys.readouterr().err
+
+
 def test_digits_quick_results_hold_together(tmp_path, quick_images):
     """The learned quick model is not yet accurate (issue 9), so only structure and exact properties: the online
     posterior entropy lies in [0, log K], the I-MMSE curve rises with s, and every block is present and finite.

@@ -25,6 +25,7 @@ from ._common import (
     float_list,
     int_list,
     load_image_data,
+    nonnegative_int,
     positive_float,
     positive_int,
     probability,
@@ -98,6 +99,21 @@ def _pixel_range(text: str) -> tuple[float, float]:
     return values
 
 
+NETWORK_FLAGS = (
+    ("--channels", positive_int, "base channel count"),
+    ("--channel-mult", int_list, "channel multipliers per level, e.g. 1,2,2"),
+    ("--num-res-blocks", positive_int, "residual blocks per level"),
+    ("--embed-dim", positive_int, "time/label embedding width"),
+)
+TRAINING_FLAGS = (
+    ("--batch-size", positive_int, "minibatch size (default 128; --quick 64)"),
+    ("--lr", positive_float, "peak learning rate (default 2e-4; --quick 1e-3)"),
+    ("--warmup-steps", nonnegative_int, "linear warm-up steps, 0 for none (default 500; --quick 50)"),
+    ("--ema-decay", probability, "EMA decay (default 0.999; --quick 0.99)"),
+)
+"""The U-Net and training flags (flag, parser, help) that `separability labels` passes through to this command with
+the same meaning, so that the network they configure is the one resumed from its checkpoint."""
+
 class ImagesCommand:
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         add_dataset(p, QUICK)
@@ -110,11 +126,9 @@ class ImagesCommand:
                        help="pixel scaling 'low,high' (0,1 as in the paper's code; or -1,1)")
         p.add_argument("--n-train", type=positive_int, default=None, help="use only the first N training images")
         g = p.add_argument_group("network (default: the data set's preset)")
-        g.add_argument("--channels", type=positive_int, default=None, help="base channel count")
-        g.add_argument("--channel-mult", type=int_list, default=None, help="channel multipliers per level, e.g. 1,2,2")
-        g.add_argument("--num-res-blocks", type=positive_int, default=None, help="residual blocks per level")
+        for flag, parse, text in NETWORK_FLAGS:
+            g.add_argument(flag, type=parse, default=None, help=text)
         g.add_argument("--attention-resolutions", type=int_list, default=None, help="e.g. 16,8")
-        g.add_argument("--embed-dim", type=positive_int, default=None, help="time/label embedding width")
         g.add_argument("--num-heads", type=positive_int, default=None, help="attention heads")
         g.add_argument("--dropout", type=probability, default=None, help="dropout in the residual blocks")
         g.add_argument("--min-std", type=float, default=None, help="output scaling sigma_min (<= 0: none)")
@@ -129,10 +143,8 @@ class ImagesCommand:
                             "I_MINDE (no upward bias by the fit's variance); twice the training time")
         g = p.add_argument_group("training (default: the preset; --quick: 500 steps)")
         g.add_argument("--steps", type=positive_int, default=None, help="optimiser steps (default 20000)")
-        g.add_argument("--batch-size", type=positive_int, default=None, help="minibatch size (default 128)")
-        g.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default 2e-4)")
-        g.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up steps (default 500)")
-        g.add_argument("--ema-decay", type=probability, default=None, help="EMA decay (default 0.999)")
+        for flag, parse, text in TRAINING_FLAGS:
+            g.add_argument(flag, type=parse, default=None, help=text)
         g.add_argument("--steps-per-call", type=positive_int, default=None,
                        help="optimiser steps per jitted call (default: 100 scanned on a GPU; 2 unrolled on a CPU; "
                             "--quick 5)")

@@ -17,13 +17,11 @@ from ._common import (
     add_seed,
     at_least_two,
     float_list,
-    int_list,
     load_image_data,
     positive_float,
     positive_int,
-    probability,
 )
-from ._images import QUICK, ImagesCommand, build_experiment
+from ._images import NETWORK_FLAGS, QUICK, TRAINING_FLAGS, ImagesCommand, build_experiment
 
 # (quick, full) estimation presets per kind of source; explicit flags override them
 _MIXTURE_PRESETS = {
@@ -68,16 +66,7 @@ def _image_experiment(args: argparse.Namespace, data: learned.ImageData):
     return build_experiment(parser.parse_args(forwarded), data)
 
 
-_IMAGE_FLAGS = (
-    ("--channels", positive_int, "base channel count"),
-    ("--channel-mult", int_list, "channel multipliers per level, e.g. 1,2"),
-    ("--num-res-blocks", positive_int, "residual blocks per level"),
-    ("--embed-dim", positive_int, "time/label embedding width"),
-    ("--batch-size", positive_int, "minibatch size"),
-    ("--lr", positive_float, "peak learning rate"),
-    ("--warmup-steps", positive_int, "linear warm-up steps"),
-    ("--ema-decay", probability, "EMA decay"),
-)
+_IMAGE_FLAGS = NETWORK_FLAGS + TRAINING_FLAGS
 """Flags passed through to `separability images` (same meaning there), so that a network trained there, or by
 `separability budget`, with a non-default configuration is resumed from its checkpoint instead of retrained."""
 
