@@ -110,7 +110,7 @@ def test_rows_carry_wall_time_and_the_benchmark_mi_score():
     rep = validate(slow, tasks, n_samples=10, key=jax.random.key(5))
     assert all(0.2 <= r.wall_s < 5.0 for r in rep.rows)
     # |0.249 - 0.2| = 0.049 <= 0.05 nats; |0.249 - 2| > 0.2
-    assert rep.within() == ("small",) and rep.within(rel=0.9) == ("small", "large")
+    assert rep.within_tolerance() == ("small",) and rep.within_tolerance(rel=0.9) == ("small", "large")
     payload = json.loads(rep.to_json())
     assert payload["within_10pct_or_0.05_nats"] == ["small"] and payload["rows"][0]["wall_s"] >= 0.2
     assert "miss" in rep.table().splitlines()[-1] and "miss" not in rep.table().splitlines()[-2]

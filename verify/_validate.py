@@ -262,7 +262,7 @@ class ValidationRow:
     flagged: bool
     wall_s: float = math.nan
 
-    def within(self, rel: float = 0.1, nats: float = 0.05) -> bool:
+    def within_tolerance(self, rel: float = 0.1, nats: float = 0.05) -> bool:
         r"""Whether $|\hat I - I| \le \max(\text{rel}\cdot I, \text{nats})$ (benchmark-mi's score: 10 %, 0.05 nats)."""
         return abs(self.estimate - self.exact) <= max(rel * abs(self.exact), nats)
 
@@ -280,9 +280,9 @@ class ValidationReport:
         """Names of the tasks the estimator got wrong by more than `n_sigma` standard errors."""
         return tuple(r.task for r in self.rows if r.flagged)
 
-    def within(self, rel: float = 0.1, nats: float = 0.05) -> tuple[str, ...]:
-        r"""Names of the tasks estimated within $\max(\text{rel}\cdot I, \text{nats})$ of the truth (`ValidationRow.within`)."""
-        return tuple(r.task for r in self.rows if r.within(rel, nats))
+    def within_tolerance(self, rel: float = 0.1, nats: float = 0.05) -> tuple[str, ...]:
+        r"""Names of the tasks estimated within $\max(\text{rel}\cdot I, \text{nats})$ of the truth (`ValidationRow.within_tolerance`)."""
+        return tuple(r.task for r in self.rows if r.within_tolerance(rel, nats))
 
     def table(self) -> str:
         """A plain-text table of the rows (`off`: more than `n_sigma` stderr from the truth; `miss`: outside
@@ -290,7 +290,7 @@ class ValidationReport:
         head = f"{'task':<22} {'exact':>9} {'estimate':>9} {'stderr':>8} {'rel.err':>8} {'z':>8} {'wall s':>7}"
         lines = [head, "-" * len(head)]
         for r in self.rows:
-            mark = ("  <-- off" if r.flagged else "") + ("" if r.within() else "  miss")
+            mark = ("  <-- off" if r.flagged else "") + ("" if r.within_tolerance() else "  miss")
             lines.append(f"{r.task:<22} {r.exact:9.4f} {r.estimate:9.4f} {r.stderr:8.4f} "
                          f"{r.relative_error:8.2%} {r.z:8.2f} {r.wall_s:7.1f}{mark}")
         return "\n".join(lines)
@@ -304,7 +304,7 @@ class ValidationReport:
             "units": "nats",
             "rows": [{k: clean(v) for k, v in dataclasses.asdict(r).items()} for r in self.rows],
             "flagged": list(self.flagged),
-            "within_10pct_or_0.05_nats": list(self.within()),
+            "within_10pct_or_0.05_nats": list(self.within_tolerance()),
         }
         text = json.dumps(payload, indent=2)
         if path is not None:
