@@ -281,7 +281,8 @@ class ValidationReport:
         return tuple(r.task for r in self.rows if r.flagged)
 
     def within_tolerance(self, rel: float = 0.1, nats: float = 0.05) -> tuple[str, ...]:
-        r"""Names of the tasks estimated within $\max(\text{rel}\cdot I, \text{nats})$ of the truth (`ValidationRow.within_tolerance`)."""
+        r"""Names of the tasks estimated within $\max(\text{rel}\cdot I, \text{nats})$ of the truth
+        (`ValidationRow.within_tolerance`)."""
         return tuple(r.task for r in self.rows if r.within_tolerance(rel, nats))
 
     def table(self) -> str:
