@@ -173,8 +173,8 @@ def _train_config(est: "AbstractDiffusionEstimator") -> "learned.TrainConfig":
 def estimation_grid(est: "AbstractDiffusionEstimator") -> LogSNRGrid:
     r"""The time grid of a fitted estimator's numbers: `est.n_times` cells uniform in log-SNR over the range the
     networks were trained on ($[s_{\min}T, T]$, `LogSNRTime(est.s_min)`). A uniform grid in s stops near
-    $s = 1/(2n)$ and misses what lives below: with the exact $e^*$ of the 62.9-nat determinism task the 100-point uniform grid reads -7.5 %,
-    this one +0.1 %; on the 19.9-nat and 8.8-nat tasks both are within 0.3 %."""
+    $s = 1/(2n)$ and misses what lives below: with the exact $e^*$ of the 62.9-nat determinism task the 100-point
+    uniform grid reads -7.5 %, this one +0.1 %; on the 19.9-nat and 8.8-nat tasks both are within 0.3 %."""
     return LogSNRGrid(n_times=est.n_times, s_min=est.s_min * est.sde.T)
 
 
