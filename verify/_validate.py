@@ -327,7 +327,8 @@ class ValidationReport:
         lo = 0.5 * min(exact.min(), est[positive].min() if positive.any() else exact.min())
         hi = 2 * max(exact.max(), est.max())
         ax.plot([lo, hi], [lo, hi], color="0.5", lw=1, label="y = x")
-        for mask, colour, label in ((~flagged, "tab:blue", "within"), (flagged, "tab:red", f"> {self.n_sigma:g} stderr")):
+        for mask, colour, label in ((~flagged, "tab:blue", f"within {self.n_sigma:g} stderr"),
+                                    (flagged, "tab:red", f"> {self.n_sigma:g} stderr")):
             if mask.any():
                 lower = np.minimum(err[mask], est[mask] - lo * 0.999)
                 ax.errorbar(exact[mask], np.maximum(est[mask], lo), yerr=[lower, err[mask]], fmt="o", ms=4,
