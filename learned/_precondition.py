@@ -226,9 +226,12 @@ class ClassCentred(eqx.Module):
         if labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"data_y must hold one integer label per row of data_x, shape ({data.shape[0]},); got "
                              f"dtype {labels.dtype}, shape {labels.shape}.")
-        classes = num_classes if num_classes is not None else getattr(getattr(network, "config", None), "num_classes", None)
+        classes = num_classes
+        if classes is None:
+            classes = getattr(getattr(network, "config", None), "num_classes", None)
         if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
-            raise ValueError(f"num_classes must be a positive integer (or the network's config.num_classes); got {classes!r}.")
+            raise ValueError(f"num_classes must be a positive integer (or the network's config.num_classes); got "
+                             f"{classes!r}.")
         if labels.min() < 0 or labels.max() >= classes:
             raise ValueError(f"labels data_y must lie in 0..{classes - 1}; got {labels.min()}..{labels.max()}.")
         mean = data.mean(axis=0)

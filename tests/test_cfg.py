@@ -8,7 +8,8 @@ import pytest
 from scipy.integrate import solve_ivp
 
 from gaussian_oracle import JointGaussian, VPSDE
-from gaussian_oracle import cfg_covariance, cfg_flow_map, cfg_mutual_information, cfg_mutual_information_curve, cfg_sample
+from gaussian_oracle import (cfg_covariance, cfg_flow_map, cfg_mutual_information, cfg_mutual_information_curve,
+                             cfg_sample)
 from scipy.optimize import brentq
 
 
@@ -225,7 +226,7 @@ def test_joint_methods_delegate(small, key):
     np.testing.assert_array_equal(np.asarray(small.cfg_sample(y, 1.0, key=key)), np.asarray(cfg_sample(small, y, 1.0, key=key)))
 
 
-# ---------------------------------------------------------------------------------------------- the diffused CFG samples
+# ------------------------------------------------------------------------------------ the diffused CFG samples
 def _composed_time(sde, s_end, s):
     """The time t with alpha(t) = alpha(s_end) alpha(s): diffusing X_{s_end} on by s lands on X_t (root-found)."""
     target = float(sde.int_beta(s_end) + sde.int_beta(s))
@@ -237,8 +238,8 @@ def test_cfg_curve_w0_exact_start_is_the_diffused_joint(small):
     so the curve is the joint's I(X_{s_end};Y) - I(X_t;Y) = curve_joint(t) - curve_joint(s_end)."""
     times = np.array([0.0, 1e-5, 1e-3, 0.05, 0.3])
     got = cfg_mutual_information_curve(small, 0.0, times, S_END, exact_start=True)
-    expected = [small.mutual_information_curve(_composed_time(small.sde, S_END, s)) - small.mutual_information_curve(S_END)
-                for s in times]
+    before = small.mutual_information_curve(S_END)
+    expected = [small.mutual_information_curve(_composed_time(small.sde, S_END, s)) - before for s in times]
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
 
 
