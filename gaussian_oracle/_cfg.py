@@ -229,6 +229,13 @@ def cfg_flow_map(
     return (phi, psi) if ws.ndim else (phi[0], psi[0])
 
 
+def _sample_map(joint: JointGaussian, w, s_end, exact_start: bool, options: dict):
+    r"""$(\Phi, L, S_0)$ of the guided samples $X_{CFG} = \Phi S_0^{1/2}z + Ly$, $L = \Phi B_0 + \Psi$."""
+    phi, psi = cfg_flow_map(joint, w, s_end, **options)
+    gain_start, cov_start = _start(joint, exact_start)
+    return phi, phi @ gain_start + psi, cov_start
+
+
 def cfg_covariance(
     joint: JointGaussian, w: float, s_end: float = 1e-3, *, exact_start: bool = False, **options
 ) -> Float[np.ndarray, "dim_x+dim_y dim_x+dim_y"]:
@@ -250,9 +257,7 @@ def cfg_covariance(
     """
     if np.ndim(w) != 0:
         raise ValueError(f"cfg_covariance takes a scalar w; got shape {np.shape(w)}.")
-    phi, psi = cfg_flow_map(joint, w, s_end, **options)
-    gain_start, cov_start = _start(joint, exact_start)
-    link = phi @ gain_start + psi
+    phi, link, cov_start = _sample_map(joint, w, s_end, exact_start, options)
     sigma_y = joint.sigma_y
     xx = phi @ cov_start @ phi.T + link @ sigma_y @ link.T
     xy = link @ sigma_y
@@ -345,17 +350,17 @@ def cfg_mutual_information_curve(
     """
     if np.ndim(w) != 0:
         raise ValueError(f"cfg_mutual_information_curve takes a scalar w; got shape {np.shape(w)}.")
+    from ._joint import _log1p_shrink  # the joint's curve formula (a module-level import would be circular)
+
     times = joint.sde.check_times(s)
-    phi, psi = cfg_flow_map(joint, w, s_end, **options)
-    gain_start, cov_start = _start(joint, exact_start)
+    phi, link, cov_start = _sample_map(joint, w, s_end, exact_start, options)
     conditional = phi @ np.linalg.cholesky(cov_start)
-    marginal = np.concatenate([conditional, (phi @ gain_start + psi) @ np.linalg.cholesky(joint.sigma_y)], axis=1)
+    marginal = np.concatenate([conditional, link @ np.linalg.cholesky(joint.sigma_y)], axis=1)
     kappa = np.linalg.svd(conditional, compute_uv=False) ** 2
     lam = np.linalg.svd(marginal, compute_uv=False) ** 2
     with jax.enable_x64(True):
-        v = np.asarray(joint.sde.var(jnp.asarray(times, jnp.float64)), np.float64)
-    shrink = lambda evals: np.sum(np.log1p(v[..., None] * (1.0 / evals - 1.0)), axis=-1)  # noqa: E731
-    return 0.5 * (shrink(kappa) - shrink(lam))
+        v = joint.sde.var(jnp.asarray(times, jnp.float64))
+        return to_numpy64(0.5 * (_log1p_shrink(v, jnp.asarray(kappa)) - _log1p_shrink(v, jnp.asarray(lam))))
 
 
 # ---------------------------------------------------------------------------------------------- sampling
