@@ -65,12 +65,7 @@ def main(argv=None) -> int:
                                      progress=False)
         loss = learned.AutoencoderLoss(dem, gamma=float(gamma))
         trained = learned.train(model, x_tr, None, config=config, loss=loss, key=k_t).ema_model
-
-        def kl_per_dim(x):
-            mu, log_sigma = trained.encoder(x)
-            return 0.5 * (mu**2 + jnp.exp(2 * log_sigma) - 1 - 2 * log_sigma)
-
-        kl = np.asarray(jax.vmap(kl_per_dim)(jnp.asarray(x_ev))).mean(axis=0)
+        kl = np.asarray(jax.vmap(trained.encoder.kl_per_coordinate)(jnp.asarray(x_ev))).mean(axis=0)
         knn = {}
         for name, k_tr, k_ev in (("means", None, None), ("draws", jax.random.key(1), jax.random.key(2))):
             z_tr = np.asarray(learned.encode_batch(trained, x_tr, key=k_tr))

@@ -79,10 +79,15 @@ class AbstractEncoder(eqx.Module):
             raise ValueError(f"eta must have shape {mu.shape}; got {jnp.shape(eta)}.")
         return mu + jnp.exp(log_sigma) * eta
 
+    def kl_per_coordinate(self, x: Float[ArrayLike, "..."]) -> Float[Array, " dim_latent"]:
+        r"""$\tfrac12(\mu_k^2 + \sigma_k^2 - 1 - 2\log\sigma_k)$ per latent coordinate k, in nats: near 0 where the
+        coordinate has collapsed onto the prior."""
+        mu, log_sigma = self._moments(x)
+        return 0.5 * (mu**2 + jnp.exp(2.0 * log_sigma) - 1.0 - 2.0 * log_sigma)
+
     def kl(self, x: Float[ArrayLike, "..."]) -> Float[Array, ""]:
         r"""$D_{KL}(q(z|x)\,\|\,\mathcal N(0, I)) = \tfrac12\sum_k(\mu_k^2 + \sigma_k^2 - 1 - 2\log\sigma_k)$, in nats."""
-        mu, log_sigma = self._moments(x)
-        return 0.5 * jnp.sum(mu**2 + jnp.exp(2.0 * log_sigma) - 1.0 - 2.0 * log_sigma)
+        return jnp.sum(self.kl_per_coordinate(x))
 
 
 @dataclasses.dataclass(frozen=True)

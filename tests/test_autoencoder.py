@@ -145,6 +145,7 @@ def test_kl_and_gaussian_likelihood_against_scipy(key):
     cross = np.sum(0.5 * np.log(2 * np.pi) + 0.5 * (mu**2 + sigma**2))
     kl = cross - np.sum(scipy.stats.norm(mu, sigma).entropy())
     assert float(enc.kl(x)) == pytest.approx(kl, rel=1e-5)
+    assert float(jnp.sum(enc.kl_per_coordinate(x))) == pytest.approx(kl, rel=1e-5)
     vae = learned.VAE(enc, sigma_dec=0.3, key=key)
     z = jnp.array([0.2, -0.4, 1.0])
     nll = -np.sum(scipy.stats.norm(np.asarray(vae.decode(z), np.float64), 0.3).logpdf(np.asarray(x)))
