@@ -75,12 +75,20 @@ def main(argv=None) -> int:
     p.add_argument("--centre", action="store_true",
                    help="learned.ClassCentred: the U-Net sees x - sqrt(alpha) m(y), with m(y) its training part's class "
                         "mean (the data mean for the null label), and that shift is added back to its output")
+    p.add_argument("--likelihood", action="store_true",
+                   help="the Gaussian half's training: likelihood weighting and times uniform in log-SNR on [s_min T, T] "
+                        "(default: the paper's constant weighting and uniform times)")
+    p.add_argument("--s-min", type=float, default=1e-4, help="with --likelihood: the smallest training time (fraction of T)")
     args = p.parse_args(argv)
     evals = [int(v) for v in args.evals.split(",")]
 
     data = learned.load_digits()
     sde = VPSDE(0.1, 16.0, 1.0)
-    dem = learned.DEMLoss(condition_dropout=args.label_dropout)
+    if args.likelihood:
+        dem = learned.DEMLoss(learned.Likelihood(sde), learned.LogSNRTime(s_min=args.s_min),
+                              condition_dropout=args.label_dropout)
+    else:
+        dem = learned.DEMLoss(condition_dropout=args.label_dropout)
     loss = learned.GuidedLoss(dem, cross_entropy=args.cross_entropy) if args.guided else dem
 
     def new_model(key, xp, yp):
@@ -132,6 +140,8 @@ def main(argv=None) -> int:
             "model": "ClassifierGuided + GuidedLoss" if args.guided else "EntropyUNet, label embedding",
             "cross_entropy_weight": args.cross_entropy if args.guided else None, "seed": args.seed,
             "class_centred": bool(args.centre),
+            "training_times": (f"likelihood weighting, LogSNRTime(s_min={args.s_min})" if args.likelihood
+                               else "constant weighting, UniformTime"),
             "n_eval": args.n_eval, "evals_requested": evals, "rows": rows, "versions": versions(), "device": device()}
         write_json(RESULTS, payload)
     print(f"→ {RESULTS}")

@@ -80,6 +80,10 @@ def test_gaussian_sweeps(tmp_path):
     (["gaussian", "--experiment", "cfg", "--w", "inf"], "--w: must be a finite number"),
     (["images", "--n-eval", "0"], "--n-eval: must be at least 2"),
     (["images", "--pixel-range", "1,0"], "--pixel-range: must be two numbers"),
+    (["images", "--weighting", "uniform"], "--weighting: must be one of likelihood, constant"),
+    (["images", "--training-times", "geometric"], "--training-times: must be one of log-snr, uniform"),
+    (["images", "--train-s-min", "0.5"], "--train-s-min: must be a fraction of T in (0, 0.01)"),
+    (["images", "--label-dropout", "1.5"], "--label-dropout"),
     (["images", "--dataset", "mnist"], "needs --data-dir"),
 ])
 def test_bad_arguments_fail_before_any_work(tmp_path, capsys, argv, message):

@@ -11,9 +11,9 @@ import jax
 import jax.numpy as jnp
 
 import learned
-from learned import ClassifierConfig, TrainConfig
+from learned import ClassifierConfig, LogSNRTime, TrainConfig, UniformTime
 
-from ..estimators import ImportanceSampler, PiecewiseConstant, UniformGrid
+from ..estimators import ImportanceSampler, LogSNRGrid, PiecewiseConstant, UniformGrid
 from ..experiments import EXPERIMENTS, ImageExperiment
 from ._common import (
     add_dataset,
@@ -34,6 +34,9 @@ from ._common import (
 
 QUICK = "digits"
 """The data set of `--quick`, the CPU smoke configuration tested in CI."""
+QUICK_STEPS = 1500
+"""Training steps of each `--quick` network (`benchmarks/bench_images_crossfit.py`: the digits cross-fit lies inside
+its bounds from 1,000 steps on)."""
 
 
 def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> ImageExperiment:
@@ -54,7 +57,7 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
         overrides["compute_dtype"] = jnp.bfloat16
     unet = dataclasses.replace(unet, **overrides)
 
-    steps = args.steps if args.steps is not None else (500 if quick else 20_000)
+    steps = args.steps if args.steps is not None else (QUICK_STEPS if quick else 20_000)
     # XLA on a CPU runs convolutions with loop-carried weights ~30x slower inside a scan: there a few fully unrolled
     # steps per call are fastest (and compile in seconds); on a GPU a long scan is.
     on_cpu = jax.default_backend() == "cpu"
@@ -65,7 +68,7 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
         steps=steps, batch_size=args.batch_size if args.batch_size is not None else (64 if quick else 128),
         lr=args.lr if args.lr is not None else (1e-3 if quick else 2e-4),
         warmup_steps=min(args.warmup_steps if args.warmup_steps is not None else (50 if quick else 500), steps),
-        final_lr_fraction=0.1 if quick else 1.0, max_grad_norm=1.0,
+        final_lr_fraction=1.0, max_grad_norm=1.0,
         ema_decay=args.ema_decay if args.ema_decay is not None else (0.99 if quick else 0.999),
         # about ten checkpoints per run, so an interrupted run loses at most a tenth of its work
         steps_per_call=per_call, checkpoint_every=per_call * max(1, calls // 10),
@@ -74,13 +77,21 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
     classifier = ClassifierConfig(
         data.image_shape, data.num_classes, channels=(16, 32) if quick else (32, 64), hidden=64 if quick else 128,
         steps=args.classifier_steps if args.classifier_steps is not None else (300 if quick else 3000))
-    n_times = args.n_times if args.n_times is not None else (32 if quick else 500)
-    if args.importance:  # the experiment's default process (the paper's beta_max = 16, T = 1)
-        times = ImportanceSampler(PiecewiseConstant.log_uniform(ImageExperiment.sde.T), n_per_sample=n_times)
+    n_times = args.n_times if args.n_times is not None else (32 if quick else 128)
+    sde = ImageExperiment.sde  # the experiment's process (the paper's beta_max = 16, T = 1)
+    log_snr = (args.training_times or "log-snr") == "log-snr"
+    s_min = args.train_s_min if args.train_s_min is not None else 1e-4
+    # the estimates integrate over the times the networks were trained on
+    if args.importance:
+        times = ImportanceSampler(PiecewiseConstant.log_uniform(sde.T, s_min=s_min if log_snr else 1e-5),
+                                  n_per_sample=n_times)
     else:
-        times = UniformGrid(n_times=n_times)
+        times = LogSNRGrid(n_times=n_times, s_min=s_min * sde.T) if log_snr else UniformGrid(n_times=n_times)
     return ImageExperiment(
         unet=unet, train=train, classifier=classifier, times=times,
+        weighting=args.weighting or "likelihood",
+        time_sampler=LogSNRTime(s_min=s_min) if log_snr else UniformTime(),
+        condition_dropout=args.label_dropout if args.label_dropout is not None else 0.5,
         n_eval=args.n_eval if args.n_eval is not None else (200 if quick else 1000),
         chunk_size=args.chunk_size if args.chunk_size is not None else (32 if quick else 8),
         cfg_weights=args.cfg_weights, per_class=args.per_class if args.per_class is not None else (2 if quick else 4),
@@ -105,7 +116,31 @@ NETWORK_FLAGS = (
     ("--num-res-blocks", positive_int, "residual blocks per level"),
     ("--embed-dim", positive_int, "time/label embedding width"),
 )
+def _choice(*names: str):
+    def parse(text: str) -> str:
+        if text not in names:
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(names)}; got {text!r}")
+        return text
+    parse.__name__ = "one of " + ", ".join(names)
+    return parse
+
+
+def _small_time(text: str) -> float:
+    value = positive_float(text)
+    if not value < 1e-2:
+        raise argparse.ArgumentTypeError(f"must be a fraction of T in (0, 0.01); got {text!r}")
+    return value
+
+
 TRAINING_FLAGS = (
+    ("--label-dropout", probability, "label dropout: the fraction of steps trained on the null label (default 0.5; "
+                                     "0.1 read I_MINDE 1.5 to 3 times H(Y) on digits)"),
+    ("--weighting", _choice("likelihood", "constant"),
+     "DEM loss weighting: likelihood (beta/2, default) or constant (the paper's)"),
+    ("--training-times", _choice("log-snr", "uniform"),
+     "training times: uniform in log-SNR on [s_min T, T] (default) or uniform in s (the paper's)"),
+    ("--train-s-min", _small_time, "with log-SNR times: the smallest training and estimation time, a fraction of T "
+                             "(default 1e-4)"),
     ("--batch-size", positive_int, "minibatch size (default 128; --quick 64)"),
     ("--lr", positive_float, "peak learning rate (default 2e-4; --quick 1e-3)"),
     ("--warmup-steps", nonnegative_int, "linear warm-up steps, 0 for none (default 500; --quick 50)"),
@@ -119,8 +154,8 @@ class ImagesCommand:
         add_dataset(p, QUICK)
         add_output(p, "out/images", checkpoints=True)
         p.add_argument("--quick", action="store_true",
-                       help=f"CPU smoke run on {QUICK} in a few minutes (tested in CI): 500 steps, 32 grid times, "
-                            "200 evaluation images")
+                       help=f"CPU run on {QUICK} in about five minutes (tested in CI): two networks of {QUICK_STEPS} "
+                            "steps, 32 grid times, 200 evaluation images")
         add_seed(p, "initialisation, training and estimation")
         p.add_argument("--pixel-range", type=_pixel_range, default=(0.0, 1.0),
                        help="pixel scaling 'low,high' (0,1 as in the paper's code; or -1,1)")
@@ -138,10 +173,11 @@ class ImagesCommand:
                             "classifier (the bound classifier's architecture), trained by learned.GuidedLoss")
         g.add_argument("--guidance-cross-entropy", type=float, default=1.0,
                        help="with --guided: the weight of the noisy classifier's cross-entropy in the loss")
-        g.add_argument("--cross-fit", action="store_true",
+        g.add_argument("--cross-fit", action=argparse.BooleanOptionalAction, default=True,
                        help="train two networks on the two halves of the training images and add the cross-fitted "
-                            "I_MINDE (no upward bias by the fit's variance); twice the training time")
-        g = p.add_argument_group("training (default: the preset; --quick: 500 steps)")
+                            "I_MINDE, free of the plug-in's upward bias by the fit's variance (default; twice the "
+                            "training time)")
+        g = p.add_argument_group(f"training (default: the preset; --quick: {QUICK_STEPS} steps)")
         g.add_argument("--steps", type=positive_int, default=None, help="optimiser steps (default 20000)")
         for flag, parse, text in TRAINING_FLAGS:
             g.add_argument(flag, type=parse, default=None, help=text)

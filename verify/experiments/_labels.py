@@ -54,7 +54,7 @@ from ..estimators import (
     peak_time,
     tail_quadrature_error,
 )
-from ._images import ImageExperiment, configured_data
+from ._images import ImageExperiment, configured_data, train_networks, training_parts
 
 __all__ = ["MIXTURES", "MixtureSpec", "AbstractLabelSource", "MixtureSource", "ImageSource", "LabelExperiment",
            "run"]
@@ -194,9 +194,9 @@ class ImageSource(AbstractLabelSource):
         k_init, k_train, *_ = jax.random.split(key, 5)
         ckpt = None if cfg.checkpoint_dir is None else Path(out) / cfg.checkpoint_dir
         t0 = time.perf_counter()
-        model, loss = cfg.model_and_loss(key=k_init)
-        result = learned.train(model, data.train_x, data.train_y, config=cfg.train, loss=loss, checkpoint_dir=ckpt,
-                               resume=cfg.resume, key=k_train)
+        model, _ = cfg.model_and_loss(key=k_init)
+        # with `cross_fit`, the first network (the one the images estimates come from), on its half of the images
+        result, = train_networks(cfg, data, ckpt, init_key=k_init, train_key=k_train, first_only=True)
         timings["train_s"] = time.perf_counter() - t0
         losses = np.asarray(result.losses)
 
@@ -228,7 +228,8 @@ class ImageSource(AbstractLabelSource):
                       "n_train": int(len(data.train_x)), "n_eval_held_out": int(len(x_eval)),
                       "pixel_range": data.pixel_range, "unet": config_dict(unet_cfg),
                       "parameters": learned.parameter_count(model), "train": config_dict(cfg.train),
-                      "condition_dropout": cfg.condition_dropout,
+                      "condition_dropout": cfg.condition_dropout, "weighting": cfg.weighting,
+                      "n_train_network": int(len(data.train_x[training_parts(cfg, data)[0]])),
                       "final_loss_mean_last_10pct": float(np.mean(losses[-max(1, len(losses) // 10):])),
                       "checkpoints": None if ckpt is None else str(ckpt),
                       "label_entropy_definition": f"H(Y) of all {counts.sum()} labels of {data.name}"},
