@@ -36,6 +36,7 @@ def main(argv=None) -> int:
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         out = pathlib.Path(args.work) / f"seed{seed}"
+        resumed = (out / "checkpoints" / "b" / "checkpoint.eqx").exists()
         assert cli(["images", "--quick", "--seed", str(seed), "--out", str(out), "--no-progress"]) == 0
         payload = json.loads((out / "results.json").read_text())
         q = payload["quantities"]
@@ -43,6 +44,8 @@ def main(argv=None) -> int:
         rows.append({
             "seed": seed,
             "wall_time_s": payload["wall_time_s"],
+            # a run whose checkpoints were already there resumed them: its wall time has no training in it
+            "resumed_finished_checkpoints": resumed,
             "timings_s": payload["timings_s"],
             "neural_entropy": q["neural_entropy"]["value"], "neural_entropy_stderr": q["neural_entropy"]["stderr"],
             "conditional_neural_entropy": q["conditional_neural_entropy"]["value"],

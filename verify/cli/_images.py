@@ -190,7 +190,9 @@ class ImagesCommand:
         g.add_argument("--classifier-steps", type=positive_int, default=None,
                        help="steps of the bound classifier (default 3000; --quick 300)")
         g = p.add_argument_group("estimation and samples")
-        g.add_argument("--n-times", type=positive_int, default=None, help="grid times (default 500; --quick 32)")
+        g.add_argument("--n-times", type=positive_int, default=None,
+                       help="grid cells: uniform in log-SNR over the training times (default 128; --quick 32), or "
+                            "uniform in s with --training-times uniform")
         g.add_argument("--importance", action="store_true",
                        help="log-uniform importance sampling in time instead of the grid (n-times draws per image)")
         g.add_argument("--n-eval", type=at_least_two, default=None,
