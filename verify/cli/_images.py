@@ -116,6 +116,8 @@ NETWORK_FLAGS = (
     ("--num-res-blocks", positive_int, "residual blocks per level"),
     ("--embed-dim", positive_int, "time/label embedding width"),
 )
+
+
 def _choice(*names: str):
     def parse(text: str) -> str:
         if text not in names:

@@ -251,11 +251,6 @@ class ImageExperiment:
     - `times`: the time integrator for the estimates; keep it inside the training times (the default: 128 cells
       uniform in log-SNR from $10^{-4}$ T; the paper: `UniformGrid(n_times=500)`).
     - `condition_dropout`: label dropout during training (one network gives $e(x,s;y)$ and $e(x,s)$).
-
-    The defaults are the measured ones (`benchmarks/bench_images_crossfit.py`, digits): the Gaussian half's
-    likelihood weighting with log-SNR times, label dropout 0.5 and a cross-fitted pair put the digits $I_{MINDE}$
-    inside its bounds; the paper's constant weighting with uniform times and dropout 0.1 read it 1.5 to 3 times
-    $H(Y)$ (plug-in) and, with dropout 0.5, below the lower bound (cross-fitted).
     - `n_eval`: evaluate on the first `n_eval` test images (the paper: 1,000).
     - `chunk_size`: images per compiled estimation call.
     - `cfg_weights`: guidance weights of the sample grid; `per_class`, `sample_steps` its size and step count.
@@ -278,6 +273,11 @@ class ImageExperiment:
       the cross-fitted $I_{MINDE}$ (`verify.mutual_information_minde_crossfit`), free of the plug-in's upward bias
       by the fit's variance; the other estimates come from the first network. On by default: the plug-in
       $I_{MINDE}$ of one network reads the fit's variance as information (on digits, about 1.5 to 2 nats).
+
+    The defaults are the measured ones (`benchmarks/bench_images_crossfit.py`, `bench_images_quick.py`, digits):
+    the Gaussian half's likelihood weighting with log-SNR times, label dropout 0.5 and a cross-fitted pair put the
+    digits $I_{MINDE}$ inside its bounds; the paper's constant weighting with uniform times and dropout 0.1 read it 1.5 to 3 times
+    $H(Y)$ (plug-in) and, with dropout 0.5, below the lower bound (cross-fitted).
     """
 
     unet: UNetConfig
