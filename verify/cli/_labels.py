@@ -86,7 +86,8 @@ class LabelsCommand:
         add_output(p, "out/labels", checkpoints=True)
         p.add_argument("--quick", action="store_true",
                        help=f"smoke run (tested in CI): with --dataset {QUICK} about 2-3 minutes on a CPU "
-                            "(`separability images --quick`'s network and 500 steps); with --mixture seconds")
+                            "(the first network of `separability images --quick`, resumed from its checkpoint when "
+                            "given the same --checkpoint-dir); with --mixture seconds")
         add_seed(p, "training, data and estimation")
         g = p.add_argument_group("image network and training, with --dataset (default: `separability images --quick`'s "
                                  "network; these flags mean what they mean there)")
