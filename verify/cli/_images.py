@@ -80,7 +80,7 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
     n_times = args.n_times if args.n_times is not None else (32 if quick else 128)
     sde = ImageExperiment.sde  # the experiment's process (the paper's beta_max = 16, T = 1)
     log_snr = (args.training_times or "log-snr") == "log-snr"
-    s_min = args.train_s_min if args.train_s_min is not None else 1e-4
+    s_min = args.train_s_min if args.train_s_min is not None else ImageExperiment.time_sampler.s_min
     # the estimates integrate over the times the networks were trained on
     if args.importance:
         times = ImportanceSampler(PiecewiseConstant.log_uniform(sde.T, s_min=s_min if log_snr else 1e-5),
@@ -89,9 +89,9 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
         times = LogSNRGrid(n_times=n_times, s_min=s_min * sde.T) if log_snr else UniformGrid(n_times=n_times)
     return ImageExperiment(
         unet=unet, train=train, classifier=classifier, times=times,
-        weighting=args.weighting or "likelihood",
+        weighting=args.weighting or ImageExperiment.weighting,
         time_sampler=LogSNRTime(s_min=s_min) if log_snr else UniformTime(),
-        condition_dropout=args.label_dropout if args.label_dropout is not None else 0.5,
+        condition_dropout=args.label_dropout if args.label_dropout is not None else ImageExperiment.condition_dropout,
         n_eval=args.n_eval if args.n_eval is not None else (200 if quick else 1000),
         chunk_size=args.chunk_size if args.chunk_size is not None else (32 if quick else 8),
         cfg_weights=args.cfg_weights, per_class=args.per_class if args.per_class is not None else (2 if quick else 4),

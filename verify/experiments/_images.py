@@ -326,8 +326,9 @@ class ImageExperiment:
             raise ValueError("ImageExperiment.time_sampler must be a time density (learned.LogSNRTime(s_min), "
                              f"learned.UniformTime()); got {self.time_sampler!r}.")
         lowest, _ = self.time_sampler.support(self.sde)
-        if isinstance(self.times, AbstractGrid) and _first_node(self.times, self.sde) < lowest * (1 - 1e-9):
-            raise ValueError(f"ImageExperiment.times reaches s = {_first_node(self.times, self.sde):.3g}, below the "
+        first = _first_node(self.times, self.sde) if isinstance(self.times, AbstractGrid) else lowest
+        if first < lowest * (1 - 1e-9):
+            raise ValueError(f"ImageExperiment.times reaches s = {first:.3g}, below the "
                              f"smallest training time {lowest:.3g} of {self.time_sampler!r}: the networks never saw it.")
         if self.guidance is not None and not isinstance(self.guidance, ClassifierConfig):
             raise ValueError(f"ImageExperiment.guidance must be a learned.ClassifierConfig or None; got {self.guidance!r}.")
@@ -457,7 +458,6 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
     timings = {}
 
     t0 = time.perf_counter()
-    model, _ = experiment.model_and_loss(key=k_init)
     results = train_networks(experiment, data, checkpoint_dir, init_key=k_init, train_key=k_train, parallel=parallel)
     result = results[0]
     timings["train_s"] = time.perf_counter() - t0
@@ -527,7 +527,7 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
             "n_train": int(len(data.train_x)), "n_test": int(len(data.test_x)), "n_eval": int(len(x_eval)),
             "pixel_range": data.pixel_range,
             "sde": {"beta_min": experiment.sde.beta_min, "beta_max": experiment.sde.beta_max, "T": experiment.sde.T},
-            "unet": config_dict(unet_cfg), "parameters": learned.parameter_count(model),
+            "unet": config_dict(unet_cfg), "parameters": learned.parameter_count(result.model),
             "train": config_dict(experiment.train), "classifier": config_dict(experiment.classifier),
             "condition_dropout": experiment.condition_dropout,
             "weighting": experiment.weighting,

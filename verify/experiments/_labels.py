@@ -194,7 +194,6 @@ class ImageSource(AbstractLabelSource):
         k_init, k_train, *_ = jax.random.split(key, 5)
         ckpt = None if cfg.checkpoint_dir is None else Path(out) / cfg.checkpoint_dir
         t0 = time.perf_counter()
-        model, _ = cfg.model_and_loss(key=k_init)
         # with `cross_fit`, the first network (the one the images estimates come from), on its half of the images
         result, = train_networks(cfg, data, ckpt, init_key=k_init, train_key=k_train, first_only=True)
         timings["train_s"] = time.perf_counter() - t0
@@ -227,7 +226,7 @@ class ImageSource(AbstractLabelSource):
             instance={"dataset": data.name, "image_shape": data.image_shape, "num_classes": data.num_classes,
                       "n_train": int(len(data.train_x)), "n_eval_held_out": int(len(x_eval)),
                       "pixel_range": data.pixel_range, "unet": config_dict(unet_cfg),
-                      "parameters": learned.parameter_count(model), "train": config_dict(cfg.train),
+                      "parameters": learned.parameter_count(result.model), "train": config_dict(cfg.train),
                       "condition_dropout": cfg.condition_dropout, "weighting": cfg.weighting,
                       "n_train_network": int(len(data.train_x[training_parts(cfg, data)[0]])),
                       "final_loss_mean_last_10pct": float(np.mean(losses[-max(1, len(losses) // 10):])),
