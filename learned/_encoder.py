@@ -104,6 +104,10 @@ class EncoderConfig:
     - `blocks_per_stage`: stride-1 convolutions per stage.
     - `hidden`: width of the dense layer before the two heads.
     - `min_log_sigma`: $\log\sigma$ is kept above this (smoothly): a floor on the posterior width.
+    - `init_log_sigma`: $\log\sigma$ of the untrained encoder, for every input (above `min_log_sigma`). A narrow
+      start lets the decoder read the latent from the first step: on the digits, a DAE started at $\sigma = 1$
+      learnt to ignore its latent, one started at $\sigma = e^{-2}$ used it
+      (`benchmarks/bench_autoencoder_collapse.py`).
     """
 
     image_shape: tuple[int, int, int]
@@ -112,6 +116,7 @@ class EncoderConfig:
     blocks_per_stage: int = 1
     hidden: int = 128
     min_log_sigma: float = -7.0
+    init_log_sigma: float = -2.0
 
     def __post_init__(self):
         def positive(name, value):
@@ -132,6 +137,10 @@ class EncoderConfig:
             positive("channels", value)
         if not (isinstance(self.min_log_sigma, (int, float)) and math.isfinite(self.min_log_sigma)):
             raise ValueError(f"EncoderConfig.min_log_sigma must be a finite number; got {self.min_log_sigma!r}.")
+        if not (isinstance(self.init_log_sigma, (int, float)) and math.isfinite(self.init_log_sigma)
+                and self.init_log_sigma > self.min_log_sigma):
+            raise ValueError(f"EncoderConfig.init_log_sigma must be a finite number above min_log_sigma = "
+                             f"{self.min_log_sigma}; got {self.init_log_sigma!r}.")
 
 
 class ConvEncoder(AbstractEncoder):
@@ -145,7 +154,8 @@ class ConvEncoder(AbstractEncoder):
     layer at Equinox's default initialisation shrinks the spread across inputs about three-fold, and on the digits
     the spread of $\mu$ at initialisation was 2e-4 against a posterior width of 1, a latent the decoder could not
     tell from noise and learnt to ignore (measured, `benchmarks/bench_autoencoder_collapse.py`).
-    The $\log\sigma$ head starts with zero weights and the bias that gives $\sigma = 1$ for every input.
+    The $\log\sigma$ head starts with zero weights and the bias that gives $\log\sigma$ = `init_log_sigma` for
+    every input.
 
     **Arguments:**
 
@@ -186,7 +196,7 @@ class ConvEncoder(AbstractEncoder):
         self.head_mu = eqx.nn.Linear(config.hidden, config.dim_latent, dtype=dtype, key=keys[-2])
         head = eqx.nn.Linear(config.hidden, config.dim_latent, dtype=dtype, key=keys[-1])
         m = float(config.min_log_sigma)
-        bias = math.log(math.expm1(-m))  # softplus(bias) = -m, so log_sigma = 0
+        bias = math.log(math.expm1(config.init_log_sigma - m))  # softplus(bias) = init - m: log_sigma = init
         self.head_sigma = eqx.tree_at(lambda l: (l.weight, l.bias), head,
                                       (jnp.zeros_like(head.weight), jnp.full_like(head.bias, bias)))
 

@@ -132,7 +132,7 @@ def test_dae_protocol_and_unet_decoder(key):
     np.testing.assert_array_equal(dae.encode(x), mu)
     eta = jax.random.normal(key, (2,), jnp.float32)
     np.testing.assert_allclose(dae.encode(x, key=key), mu + jnp.exp(log_sigma) * eta, rtol=1e-6)
-    np.testing.assert_allclose(log_sigma, 0.0, atol=1e-6)  # an untrained encoder's posterior has unit width
+    np.testing.assert_allclose(log_sigma, -2.0, atol=1e-6)  # an untrained encoder's posterior: init_log_sigma
 
 
 # ---------------------------------------------------------------------------------------------- encoder, VAE
@@ -166,17 +166,20 @@ def test_reparameterised_draws_have_the_encoder_moments(key):
 
 
 def test_untrained_conv_encoder_means_differ_between_images(key):
-    """The means of an untrained `ConvEncoder` spread across the digits on the scale of its unit posterior width.
+    """The means of an untrained `ConvEncoder` spread across the digits by more than its initial posterior width.
 
-    Without its normalisations the spread was 2e-4 per coordinate (each layer shrank it about three-fold), a latent
-    no decoder can tell from its noise: the DAE latents then carried no label at any tau."""
+    Without its normalisations the spread was 2e-4 per coordinate (each layer shrank it about three-fold) against a
+    width of 1, a latent no decoder can tell from its noise: the DAE latents then carried no label at any tau."""
     digits = learned.load_digits()
     x = jnp.asarray(digits.test_x[:200])
-    for k in jax.random.split(key, 3):
-        enc = learned.ConvEncoder(learned.EncoderConfig((1, 8, 8), 20, channels=(16, 32), hidden=64), key=k)
+    for k, init in zip(jax.random.split(key, 3), (-2.0, -3.0, 0.0)):
+        enc = learned.ConvEncoder(learned.EncoderConfig((1, 8, 8), 20, channels=(16, 32), hidden=64,
+                                                        init_log_sigma=init), key=k)
         mu, log_sigma = jax.vmap(enc)(x)
         assert float(jnp.mean(jnp.std(mu, axis=0))) > 0.1
-        np.testing.assert_allclose(log_sigma, 0.0, atol=1e-6)
+        np.testing.assert_allclose(log_sigma, init, atol=1e-5)
+    with pytest.raises(ValueError, match="init_log_sigma must be a finite number above min_log_sigma"):
+        learned.EncoderConfig((1, 8, 8), 20, min_log_sigma=-3.0, init_log_sigma=-3.0)
 
 
 def test_vae_trains_through_the_one_loop(key):

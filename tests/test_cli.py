@@ -85,6 +85,9 @@ def test_gaussian_sweeps(tmp_path):
     (["images", "--train-s-min", "0.5"], "--train-s-min: must be a fraction of T in (0, 0.01)"),
     (["images", "--label-dropout", "1.5"], "--label-dropout"),
     (["images", "--dataset", "mnist"], "needs --data-dir"),
+    (["autoencoder", "--gamma", "-1"], "--gamma: must be a finite number >= 0"),
+    (["autoencoder", "--weighting", "uniform"], "--weighting: must be one of likelihood, constant"),
+    (["autoencoder", "--train-s-min", "0.5"], "--train-s-min: must be a fraction of T in (0, 0.01)"),
 ])
 def test_bad_arguments_fail_before_any_work(tmp_path, capsys, argv, message):
     """Each bad flag gives one line naming it, before anything is trained or written."""

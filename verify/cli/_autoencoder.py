@@ -10,7 +10,7 @@ from pathlib import Path
 import jax
 
 import learned
-from learned import TrainConfig
+from learned import LogSNRTime, TrainConfig, UniformTime
 
 from ..experiments import EXPERIMENTS, AutoencoderExperiment, LatentInformationConfig
 from ._common import (
@@ -20,9 +20,11 @@ from ._common import (
     float_list,
     int_list,
     load_image_data,
+    nonnegative_float,
     positive_float,
     positive_int,
 )
+from ._images import DEM_FLAGS, training_times
 
 QUICK = "digits"
 """The data set of `--quick`, the CPU smoke configuration tested in CI."""
@@ -73,12 +75,16 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Autoe
                           checkpoint_every=mi_per_call * -(-mi_steps // mi_per_call), progress=False))
     taus = args.tau if args.tau is not None else ((0.1,) if quick else (0.02, 0.05, 0.1, 0.2, 0.4))
     latent_dim = args.latent_dim if args.latent_dim is not None else (2 if quick else 20)
+    log_snr, s_min = training_times(args)
     return AutoencoderExperiment(
         unet=unet, train=train, vae_train=vae_train, latent_dim=latent_dim, taus=taus,
         comparison_latent_dim=args.comparison_latent_dim,
         semantic_channels=args.semantic_channels or ((16, 32) if quick else (32, 64)),
         perceptual_channels=args.perceptual_channels or ((16,) if quick else (32,)),
-        encoder_hidden=64 if quick else 128, gamma=args.gamma, noisy_semantic=args.noisy_semantic,
+        encoder_hidden=64 if quick else 128,
+        gamma=args.gamma if args.gamma is not None else AutoencoderExperiment.gamma,
+        weighting=args.weighting or AutoencoderExperiment.weighting,
+        time_sampler=LogSNRTime(s_min=s_min) if log_snr else UniformTime(), noisy_semantic=args.noisy_semantic,
         sigma_dec=args.sigma_dec, latent=latent, latent_draws=args.latent_draws,
         n_eval=args.n_eval if args.n_eval is not None else (300 if quick else 1000),
         recon_steps=args.recon_steps if args.recon_steps is not None else (16 if quick else 64),
@@ -102,7 +108,8 @@ class AutoencoderCommand:
         p.add_argument("--comparison-latent-dim", type=positive_int, default=2, help="D_Z of the DAE vs VAE comparison")
         p.add_argument("--tsne-tau", type=float, default=0.1, help="tau of the t-SNE figure (the nearest of --tau)")
         g = p.add_argument_group("autoencoders")
-        g.add_argument("--gamma", type=float, default=1.0, help="KL weight (beta-VAE gamma)")
+        g.add_argument("--gamma", type=nonnegative_float, default=None,
+                       help=f"KL weight (beta-VAE gamma; default {AutoencoderExperiment.gamma:g}, the paper's code 1)")
         g.add_argument("--noisy-semantic", action="store_true",
                        help="feed the semantic encoder the image diffused to tau instead of the clean image")
         g.add_argument("--sigma-dec", type=positive_float, default=0.1, help="the VAE decoder's fixed std")
@@ -115,6 +122,8 @@ class AutoencoderCommand:
                        help="DAE steps per jitted call (default: 1 on a CPU, 100 on a GPU)")
         g.add_argument("--batch-size", type=positive_int, default=None, help="DAE minibatch size (default 64)")
         g.add_argument("--lr", type=positive_float, default=None, help="DAE learning rate (default 5e-4; --quick 1e-3)")
+        for flag, parse, text in DEM_FLAGS:
+            g.add_argument(flag, type=parse, default=None, help=f"the DAE decoders' {text}")
         g.add_argument("--vae-steps", type=positive_int, default=None, help="VAE steps (default 4000; --quick 300)")
         g.add_argument("--mi-steps", type=positive_int, default=None,
                        help="steps of each latent MI model (default 3000; --quick 400)")

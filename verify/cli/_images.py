@@ -79,8 +79,7 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
         steps=args.classifier_steps if args.classifier_steps is not None else (300 if quick else 3000))
     n_times = args.n_times if args.n_times is not None else (32 if quick else 128)
     sde = ImageExperiment.sde  # the experiment's process (the paper's beta_max = 16, T = 1)
-    log_snr = (args.training_times or "log-snr") == "log-snr"
-    s_min = args.train_s_min if args.train_s_min is not None else ImageExperiment.time_sampler.s_min
+    log_snr, s_min = training_times(args)
     # the estimates integrate over the times the networks were trained on
     if args.importance:
         times = ImportanceSampler(PiecewiseConstant.log_uniform(sde.T, s_min=s_min if log_snr else 1e-5),
@@ -134,15 +133,27 @@ def _small_time(text: str) -> float:
     return value
 
 
-TRAINING_FLAGS = (
-    ("--label-dropout", probability, "label dropout: the fraction of steps trained on the null label (default 0.5; "
-                                     "0.1 read I_MINDE 1.5 to 3 times H(Y) on digits)"),
+DEM_FLAGS = (
     ("--weighting", _choice("likelihood", "constant"),
      "DEM loss weighting: likelihood (beta/2, default) or constant (the paper's)"),
     ("--training-times", _choice("log-snr", "uniform"),
      "training times: uniform in log-SNR on [s_min T, T] (default) or uniform in s (the paper's)"),
     ("--train-s-min", _small_time, "with log-SNR times: the smallest training and estimation time, a fraction of T "
                              "(default 1e-4)"),
+)
+"""The DEM loss flags of every command that trains a diffusion network (`training_times` reads them)."""
+
+
+def training_times(args: argparse.Namespace) -> tuple[bool, float]:
+    """`(log_snr, s_min)` from `--training-times` and `--train-s-min` (defaults: `ImageExperiment.time_sampler`)."""
+    log_snr = (args.training_times or "log-snr") == "log-snr"
+    return log_snr, args.train_s_min if args.train_s_min is not None else ImageExperiment.time_sampler.s_min
+
+
+TRAINING_FLAGS = (
+    ("--label-dropout", probability, "label dropout: the fraction of steps trained on the null label (default 0.5; "
+                                     "0.1 read I_MINDE 1.5 to 3 times H(Y) on digits)"),
+    *DEM_FLAGS,
     ("--batch-size", positive_int, "minibatch size (default 128; --quick 64)"),
     ("--lr", positive_float, "peak learning rate (default 2e-4; --quick 1e-3)"),
     ("--warmup-steps", nonnegative_int, "linear warm-up steps, 0 for none (default 500; --quick 50)"),

@@ -30,7 +30,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from tqdm.auto import tqdm
 
 import learned
-from gaussian_oracle import VPSDE, Estimate, PiecewiseConstant
+from gaussian_oracle import VPSDE, AbstractTimeDensity, Estimate, LogSNRTime, PiecewiseConstant
 from learned import EncoderConfig, ImageData, TrainConfig, UNetConfig
 
 from .._figures import new_figure, save_figure
@@ -42,7 +42,7 @@ from ..estimators import (
     mutual_information_minde,
     mutual_information_minde_crossfit,
 )
-from ._images import Bounds, configured_data
+from ._images import Bounds, check_dem_training, configured_data, dem_loss
 
 __all__ = ["LatentInformationConfig", "LatentInformation", "latent_information", "AutoencoderExperiment",
            "reconstruct", "run", "run_autoencoder_experiment"]
@@ -235,7 +235,10 @@ class AutoencoderExperiment:
     - `semantic_channels`, `perceptual_channels`: the encoders' stages (the semantic one deeper: a larger
       receptive field); the VAE and the single DAE use the semantic architecture.
     - `encoder_hidden`: width of the encoders' dense layer.
-    - `gamma`: the KL weight (the paper's code: 1).
+    - `gamma`: the KL weight of the DAEs and the VAE (the paper's code: 1; default 0.01, measured below).
+    - `weighting`, `time_sampler`: the decoders' DEM loss, as in `ImageExperiment`: `"likelihood"` ($\sigma^2/2$,
+      Eq. 66; the loss is then the negative ELBO of Eq. 60 up to a constant) or `"constant"`; times uniform in
+      log-SNR (`LogSNRTime(s_min)`) or in s (`UniformTime()`).
     - `noisy_semantic`: feed the semantic encoder $\tilde x_\tau$ instead of the clean image.
     - `sigma_dec`: the VAE decoder's fixed standard deviation.
     - `latent`: the `LatentInformationConfig` of the $I(Z;Y)$ measurements.
@@ -256,7 +259,9 @@ class AutoencoderExperiment:
     semantic_channels: tuple[int, ...] = (32, 64)
     perceptual_channels: tuple[int, ...] = (32,)
     encoder_hidden: int = 128
-    gamma: float = 1.0
+    gamma: float = 0.01
+    weighting: str = "likelihood"
+    time_sampler: AbstractTimeDensity = LogSNRTime(s_min=1e-4)
     noisy_semantic: bool = False
     sigma_dec: float = 0.1
     latent: LatentInformationConfig = LatentInformationConfig()
@@ -285,6 +290,7 @@ class AutoencoderExperiment:
                 raise ValueError(f"every tau must lie in [0, T] = [0, {self.sde.T}]; got {tau!r}.")
         if not (isinstance(self.gamma, (int, float)) and math.isfinite(self.gamma) and self.gamma >= 0):
             raise ValueError(f"AutoencoderExperiment.gamma must be a finite number >= 0; got {self.gamma!r}.")
+        check_dem_training("AutoencoderExperiment", self.weighting, self.time_sampler, self.sde)
         if not (isinstance(self.sigma_dec, (int, float)) and math.isfinite(self.sigma_dec) and self.sigma_dec > 0):
             raise ValueError(f"AutoencoderExperiment.sigma_dec must be a finite number > 0; got {self.sigma_dec!r}.")
 
@@ -389,7 +395,8 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
     x_train, y_train = data.train_x, np.asarray(data.train_y)
     x_eval, y_eval = data.test_x[: config.n_eval], np.asarray(data.test_y[: config.n_eval])
     x_recon = x_eval[: config.n_recon]
-    loss = learned.AutoencoderLoss(learned.DEMLoss(model_key=config.unet.dropout > 0), gamma=config.gamma)
+    loss = learned.AutoencoderLoss(dem_loss(config.weighting, config.time_sampler, config.sde,
+                                            model_key=config.unet.dropout > 0), gamma=config.gamma)
     keys = iter(jax.random.split(key, 16 + 8 * len(config.taus)))
     timings, figures, flags = {}, {}, []
 
@@ -481,7 +488,10 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
             "n_train": int(len(x_train)), "n_test": int(len(data.test_x)), "n_eval": int(len(x_eval)),
             "pixel_range": data.pixel_range, "latent_dim": config.latent_dim,
             "comparison_latent_dim": d2, "taus": [float(t) for t in config.taus], "tau_units": "T",
-            "gamma": config.gamma, "noisy_semantic": config.noisy_semantic, "sigma_dec": config.sigma_dec,
+            "gamma": config.gamma, "weighting": config.weighting,
+            "time_sampler": {"density": type(config.time_sampler).__name__,
+                             "support": list(config.time_sampler.support(config.sde))},
+            "noisy_semantic": config.noisy_semantic, "sigma_dec": config.sigma_dec,
             "semantic_channels": config.semantic_channels, "perceptual_channels": config.perceptual_channels,
             "encoder_hidden": config.encoder_hidden,
             "sde": {"beta_min": config.sde.beta_min, "beta_max": config.sde.beta_max, "T": T},

@@ -230,6 +230,22 @@ WEIGHTINGS = {"likelihood": learned.Likelihood, "constant": lambda sde: learned.
 """The DEM loss weightings `ImageExperiment.weighting` names, each built for the experiment's process."""
 
 
+def check_dem_training(owner: str, weighting: str, time_sampler, sde: VPSDE) -> float:
+    """One clear error unless `weighting` names a `WEIGHTINGS` entry and `time_sampler` is a time density;
+    returns the smallest training time of `time_sampler` on `sde`."""
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"{owner}.weighting must be one of {sorted(WEIGHTINGS)}; got {weighting!r}.")
+    if not isinstance(time_sampler, AbstractTimeDensity):
+        raise ValueError(f"{owner}.time_sampler must be a time density (learned.LogSNRTime(s_min), "
+                         f"learned.UniformTime()); got {time_sampler!r}.")
+    return time_sampler.support(sde)[0]
+
+
+def dem_loss(weighting: str, time_sampler, sde: VPSDE, **kwargs) -> DEMLoss:
+    """The `DEMLoss` of a named weighting (`WEIGHTINGS`) built for `sde`, with `time_sampler` and `kwargs`."""
+    return DEMLoss(WEIGHTINGS[weighting](sde), time_sampler, **kwargs)
+
+
 def _first_node(grid, sde: VPSDE) -> float:
     return float(np.min(grid.nodes_weights(sde)[0]))
 
@@ -320,12 +336,7 @@ class ImageExperiment:
             raise ValueError(f"ImageExperiment.pixel_range must be (low, high) with low < high; got {self.pixel_range!r}.")
         if not all(np.isfinite(w) for w in self.cfg_weights):
             raise ValueError(f"ImageExperiment.cfg_weights must be finite; got {self.cfg_weights!r}.")
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"ImageExperiment.weighting must be one of {sorted(WEIGHTINGS)}; got {self.weighting!r}.")
-        if not isinstance(self.time_sampler, AbstractTimeDensity):
-            raise ValueError("ImageExperiment.time_sampler must be a time density (learned.LogSNRTime(s_min), "
-                             f"learned.UniformTime()); got {self.time_sampler!r}.")
-        lowest, _ = self.time_sampler.support(self.sde)
+        lowest = check_dem_training("ImageExperiment", self.weighting, self.time_sampler, self.sde)
         first = _first_node(self.times, self.sde) if isinstance(self.times, AbstractGrid) else lowest
         if first < lowest * (1 - 1e-9):
             raise ValueError(f"ImageExperiment.times reaches s = {first:.3g}, below the "
@@ -338,8 +349,8 @@ class ImageExperiment:
 
     def model_and_loss(self, *, key: PRNGKeyArray) -> tuple[eqx.Module, eqx.Module]:
         """A freshly initialised label-conditional protocol model and the loss that trains it."""
-        dem = DEMLoss(WEIGHTINGS[self.weighting](self.sde), self.time_sampler,
-                      condition_dropout=self.condition_dropout, model_key=self.unet.dropout > 0)
+        dem = dem_loss(self.weighting, self.time_sampler, self.sde, condition_dropout=self.condition_dropout,
+                       model_key=self.unet.dropout > 0)
         if self.guidance is None:
             return EntropyUNet(self.unet, self.sde, key=key), dem
         k_u, k_c = jax.random.split(key)
