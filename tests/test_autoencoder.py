@@ -276,6 +276,20 @@ def test_bad_inputs_one_clear_error_each(key):
         dae(jnp.ones(6), 0.5, jnp.ones(2))
 
 
+def test_experiment_refuses_a_tau_below_the_training_times():
+    from verify.experiments import AutoencoderExperiment
+
+    unet = learned.UNetConfig.digits_tiny(channels=8, embed_dim=16, num_groups=4, num_classes=None)
+    train = learned.TrainConfig(steps=1, batch_size=2, steps_per_call=1, checkpoint_every=1, progress=False)
+    with pytest.raises(ValueError, match="the perceptual latent, used for s < tau, would never be trained"):
+        AutoencoderExperiment(unet=unet, train=train, vae_train=train, taus=(0.0, 1e-5))
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        AutoencoderExperiment(unet=unet, train=train, vae_train=train, weighting="uniform")
+    experiment = AutoencoderExperiment(unet=unet, train=train, vae_train=train, taus=(0.0, 1e-5),
+                                       time_sampler=learned.UniformTime())
+    assert experiment.gamma == 0.01 and experiment.weighting == "likelihood"
+
+
 # ---------------------------------------------------------------------------------------------- latent MI
 def _mixture(dim=20, k=10, scale=0.45, seed=0):
     rng = np.random.default_rng(seed)
@@ -333,9 +347,13 @@ def test_latent_information_bounds_and_flags(key):
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-@pytest.mark.slow
 def test_autoencoder_quick_end_to_end(tmp_path):
-    """`separability autoencoder --quick` on digits: the results' structure and bounds consistency."""
+    """`separability autoencoder --quick` on digits (about 90 s): the results' structure, bounds consistency, and
+    latents that carry the label.
+
+    Measured at seed 0: I(Z_sem;Y) = 0.51 ± 0.04 nats with H(Y) - CE = 0.51 ± 0.05 (D_Z = 2, tau = 0.1 T); the
+    VAE's I(Z;Y) = 1.47 ± 0.07, k-NN accuracy 0.68. Before the encoder was normalised the DAE latents read
+    0.002 nats at every tau (a classifier on them at chance), which the lower thresholds below refuse."""
     out = tmp_path / "quick"
     assert main(["autoencoder", "--quick", "--out", str(out), "--no-progress"]) == 0
     payload = json.loads((out / "results.json").read_text())
@@ -363,11 +381,14 @@ def test_autoencoder_quick_end_to_end(tmp_path):
             assert any("bound" in f for f in est["flags"]) == outside
             assert 0 <= knn[part]["value"] <= 1
             flags += est["flags"]
+    semantic = q["mutual_information"][0]["semantic"]
+    assert semantic["value"] > 0.1 and q["bounds"]["lower"]["per_tau"][0]["semantic"]["value"] > 0.1
     for name in ("dae", "vae"):
         block = q["comparison"][name]
         assert block["latent_dim"] == 2 and np.isfinite(block["value"])
         assert 0 <= block["knn_accuracy"]["value"] <= 1
         flags += block["flags"]
+    assert q["comparison"]["vae"]["value"] > 0.5 and q["comparison"]["vae"]["knn_accuracy"]["value"] > 0.4
     assert sorted(q["flags"]) == sorted(flags)
     r = q["reconstruction_error"]
     assert r["vae"]["value"] > 0 and r["dae"]["value"] > 0 and len(r["split"]) == len(taus)

@@ -290,7 +290,12 @@ class AutoencoderExperiment:
                 raise ValueError(f"every tau must lie in [0, T] = [0, {self.sde.T}]; got {tau!r}.")
         if not (isinstance(self.gamma, (int, float)) and math.isfinite(self.gamma) and self.gamma >= 0):
             raise ValueError(f"AutoencoderExperiment.gamma must be a finite number >= 0; got {self.gamma!r}.")
-        check_dem_training("AutoencoderExperiment", self.weighting, self.time_sampler, self.sde)
+        lowest = check_dem_training("AutoencoderExperiment", self.weighting, self.time_sampler, self.sde)
+        for tau in self.taus:
+            if 0.0 < tau * self.sde.T <= lowest:
+                raise ValueError(f"tau = {tau!r} T lies at or below the smallest training time {lowest:.3g} of "
+                                 f"{self.time_sampler!r}: the perceptual latent, used for s < tau, would never be "
+                                 "trained (tau = 0 is the single DAE on z_sem).")
         if not (isinstance(self.sigma_dec, (int, float)) and math.isfinite(self.sigma_dec) and self.sigma_dec > 0):
             raise ValueError(f"AutoencoderExperiment.sigma_dec must be a finite number > 0; got {self.sigma_dec!r}.")
 
