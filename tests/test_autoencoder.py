@@ -394,3 +394,11 @@ def test_autoencoder_quick_end_to_end(tmp_path):
     assert r["vae"]["value"] > 0 and r["dae"]["value"] > 0 and len(r["split"]) == len(taus)
     for figure in payload["figures"].values():
         assert (out / figure).stat().st_size > 1000
+    # every autoencoder was checkpointed; a second run reads them back instead of retraining, to the same numbers
+    saved = {d.name: (d / "checkpoint.eqx").stat().st_mtime_ns for d in (out / "checkpoints").iterdir()}
+    assert set(saved) == {"dae", "vae", "split_tau=0.1"}
+    assert main(["autoencoder", "--quick", "--out", str(out), "--no-progress"]) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert {d.name: (d / "checkpoint.eqx").stat().st_mtime_ns for d in (out / "checkpoints").iterdir()} == saved
+    assert again["quantities"]["mutual_information"] == q["mutual_information"]
+    assert again["quantities"]["comparison"]["vae"]["value"] == q["comparison"]["vae"]["value"]

@@ -17,12 +17,15 @@ from ._common import (
     add_dataset,
     add_output,
     add_seed,
+    checkpoint_dir,
+    describe_checkpoints,
     float_list,
     int_list,
     load_image_data,
     nonnegative_float,
     positive_float,
     positive_int,
+    resume,
 )
 from ._images import DEM_FLAGS, training_times
 
@@ -58,13 +61,16 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Autoe
                         lr=args.lr if args.lr is not None else (1e-3 if quick else 5e-4),
                         warmup_steps=min(50 if quick else 200, steps), final_lr_fraction=0.1, max_grad_norm=1.0,
                         ema_decay=0.99 if quick else 0.995, steps_per_call=per_call,
-                        checkpoint_every=per_call * calls, progress=progress, unroll=True if on_cpu else 1)
+                        # about ten checkpoints per DAE, so an interrupted run loses at most a tenth of one
+                        checkpoint_every=per_call * max(1, calls // 10), progress=progress,
+                        unroll=True if on_cpu else 1)
     vae_steps = args.vae_steps if args.vae_steps is not None else (300 if quick else 4000)
     # the VAE's encoder is convolutional too: a few unrolled steps per call on a CPU
     vae_per_call = min(vae_steps, 5 if on_cpu else 100)
     vae_train = TrainConfig(steps=vae_steps, batch_size=64, lr=1e-3, warmup_steps=min(50, vae_steps),
                             final_lr_fraction=0.1, ema_decay=0.99, steps_per_call=vae_per_call,
-                            checkpoint_every=vae_per_call * -(-vae_steps // vae_per_call), progress=progress,
+                            checkpoint_every=vae_per_call * max(1, -(-vae_steps // vae_per_call) // 10),
+                            progress=progress,
                             unroll=True if on_cpu else 1)
     mi_steps = args.mi_steps if args.mi_steps is not None else (400 if quick else 3000)
     mi_per_call = min(mi_steps, 100)
@@ -89,13 +95,14 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Autoe
         n_eval=args.n_eval if args.n_eval is not None else (300 if quick else 1000),
         recon_steps=args.recon_steps if args.recon_steps is not None else (16 if quick else 64),
         tsne_tau=args.tsne_tau, dataset=args.dataset, data_dir=args.data_dir, n_train=args.n_train,
+        checkpoint_dir=checkpoint_dir(args), resume=resume(args),
     )
 
 
 class AutoencoderCommand:
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         add_dataset(p, QUICK)
-        add_output(p, "out/autoencoder", checkpoints=False)
+        add_output(p, "out/autoencoder", checkpoints=True)
         p.add_argument("--quick", action="store_true",
                        help=f"CPU smoke run on {QUICK} in a few minutes (tested in CI): tau = 0.1, D_Z = 2, "
                             "150 DAE steps")
@@ -139,7 +146,7 @@ class AutoencoderCommand:
         start = time.perf_counter()
         data = load_image_data(args, QUICK)
         experiment = build_experiment(args, data)
-        print(f"separability autoencoder --dataset {data.name} → {args.out}")
+        print(f"separability autoencoder --dataset {data.name} → {args.out}  ({describe_checkpoints(args)})")
         payload = EXPERIMENTS["autoencoder"].run(experiment, args.out, key=jax.random.key(args.seed), data=data,
                                                  instance={"seed": args.seed, "quick": bool(args.quick)})
         q = payload["quantities"]

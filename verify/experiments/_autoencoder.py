@@ -248,6 +248,11 @@ class AutoencoderExperiment:
     - `tsne_tau`: the $\tau$ of the t-SNE figure (the nearest of `taus`; the paper: 0.1 T).
     - `sde`: the forward process of the decoders (the paper: beta_min = 0.1, beta_max = 16, T = 1).
     - `dataset`, `data_dir`, `pixel_range`, `n_train`: the data set, as in `ImageExperiment`.
+    - `checkpoint_dir`: where the autoencoders' training checkpoints go, relative to the output folder (an absolute
+      path is used as it is), one folder per model (`dae`, `vae`, `split_tau=...`), or `None` for none. A finished
+      checkpoint is read back instead of retrained, so an interrupted scan resumes at the model it was training.
+      The latent MI models (seconds each) are not checkpointed.
+    - `resume`: what to do with a checkpoint already there (`learned.train`'s `resume`).
     """
 
     unet: UNetConfig
@@ -275,6 +280,8 @@ class AutoencoderExperiment:
     data_dir: str | None = None
     pixel_range: tuple[float, float] = (0.0, 1.0)
     n_train: int | None = None
+    checkpoint_dir: str | None = "checkpoints"
+    resume: str = "auto"
 
     def __post_init__(self):
         for name in ("latent_dim", "comparison_latent_dim", "encoder_hidden", "latent_draws", "n_recon", "recon_steps"):
@@ -366,11 +373,13 @@ def run(config: AutoencoderExperiment, out: str | Path, *, key: PRNGKeyArray, da
     """
     if data is None:
         data = configured_data(config)
-    return run_autoencoder_experiment(data, config, out, instance=instance, key=key)
+    ckpt = None if config.checkpoint_dir is None else Path(out) / config.checkpoint_dir
+    return run_autoencoder_experiment(data, config, out, checkpoint_dir=ckpt, instance=instance, key=key)
 
 
 def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, out: str | Path, *,
-                               instance: dict | None = None, key: PRNGKeyArray) -> dict:
+                               checkpoint_dir: str | Path | None = None, instance: dict | None = None,
+                               key: PRNGKeyArray) -> dict:
     """Train the DAE, the VAE and one split DAE per tau; measure the latents; plot; write `out/results.json`.
 
     **Arguments:**
@@ -378,6 +387,8 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
     - `data`: an `ImageData`.
     - `config`: an `AutoencoderExperiment`.
     - `out`: output directory (results.json, reconstructions.png, latents_2d.png, tsne.png, tau_scan.png).
+    - `checkpoint_dir`: where each autoencoder's checkpoints go (`checkpoint_dir / name`), resumed when present; or
+      `None`.
     - `instance`: extra entries for the `instance` block.
     - `key`: PRNG key.
 
@@ -403,6 +414,11 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
     loss = learned.AutoencoderLoss(dem_loss(config.weighting, config.time_sampler, config.sde,
                                             model_key=config.unet.dropout > 0), gamma=config.gamma)
     keys = iter(jax.random.split(key, 16 + 8 * len(config.taus)))
+
+    def fit(model, loss, train_config, name, k):
+        folder = None if checkpoint_dir is None else Path(checkpoint_dir) / name
+        return learned.train(model, x_train, None, config=train_config, loss=loss, key=k, checkpoint_dir=folder,
+                             resume=config.resume).ema_model
     timings, figures, flags = {}, {}, []
 
     def measure(z_tr, z_ev, name):
@@ -421,11 +437,10 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
     t0 = time.perf_counter()
     d2 = config.comparison_latent_dim
     dae = _split_model(config, shape, d2, 0.0, key=next(keys))
-    dae = learned.train(dae, x_train, None, config=config.train, loss=loss, key=next(keys)).ema_model
+    dae = fit(dae, loss, config.train, "dae", next(keys))
     vae = learned.VAE(_encoder(config, shape, d2, config.semantic_channels, next(keys)), sigma_dec=config.sigma_dec,
                       key=next(keys))
-    vae = learned.train(vae, x_train, None, config=config.vae_train, loss=learned.VAELoss(config.gamma),
-                        key=next(keys)).ema_model
+    vae = fit(vae, learned.VAELoss(config.gamma), config.vae_train, "vae", next(keys))
     timings["comparison_train_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     k_lat = next(keys)
@@ -447,7 +462,7 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
     for tau in tqdm(config.taus, desc="tau scan", unit="tau", disable=not config.train.progress):
         t0 = time.perf_counter()
         model = _split_model(config, shape, config.latent_dim, float(tau) * T, key=next(keys))
-        model = learned.train(model, x_train, None, config=config.train, loss=loss, key=next(keys)).ema_model
+        model = fit(model, loss, config.train, f"split_tau={float(tau):g}", next(keys))
         d = config.latent_dim
         k_lat = next(keys)
         both_tr, both_ev = latents(model, k_lat)
@@ -508,6 +523,7 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
                           "knn_neighbours": config.latent.knn_neighbours, "logistic_c": config.latent.logistic_c,
                           "crossfit": config.latent.crossfit},
             "latent_draws": config.latent_draws,
+            "checkpoints": None if checkpoint_dir is None else str(checkpoint_dir),
             "latent_definition": "Z ~ q(z|x): MI models and classifiers fitted on latent_draws draws per training "
                                  "image, measured on one draw for each of the first n_eval test images",
             **(instance or {}),
