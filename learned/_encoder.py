@@ -105,9 +105,9 @@ class EncoderConfig:
     - `hidden`: width of the dense layer before the two heads.
     - `min_log_sigma`: $\log\sigma$ is kept above this (smoothly): a floor on the posterior width.
     - `init_log_sigma`: $\log\sigma$ of the untrained encoder, for every input (above `min_log_sigma`). A narrow
-      start lets the decoder read the latent from the first step: on the digits, a DAE started at $\sigma = 1$
-      learnt to ignore its latent, one started at $\sigma = e^{-2}$ used it
-      (`benchmarks/bench_autoencoder_collapse.py`).
+      start lets the decoder read the latent from the first step: on the digits (D_Z = 20, gamma = 0.01, 400
+      steps) the 5-NN label accuracy of the latent draws was 0.52 from a start at $\sigma = 1$ and 0.68 from
+      $\sigma = e^{-2}$ (`benchmarks/bench_autoencoder_collapse.py`).
     """
 
     image_shape: tuple[int, int, int]
@@ -153,7 +153,8 @@ class ConvEncoder(AbstractEncoder):
     The normalisations are what lets an untrained encoder's $\mu(x)$ differ between inputs: without them each
     layer at Equinox's default initialisation shrinks the spread across inputs about three-fold, and on the digits
     the spread of $\mu$ at initialisation was 2e-4 against a posterior width of 1, a latent the decoder could not
-    tell from noise and learnt to ignore (measured, `benchmarks/bench_autoencoder_collapse.py`).
+    tell from noise and learnt to ignore (`tests/test_autoencoder.py` checks the spread).
+
     The $\log\sigma$ head starts with zero weights and the bias that gives $\log\sigma$ = `init_log_sigma` for
     every input.
 
