@@ -425,6 +425,7 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
         folder = None if checkpoint_dir is None else Path(checkpoint_dir) / name
         return learned.train(model, x_train, None, config=train_config, loss=loss, key=k, checkpoint_dir=folder,
                              resume=config.resume).ema_model
+
     timings, figures, flags = {}, {}, []
 
     def measure(z_tr, z_ev, name):
