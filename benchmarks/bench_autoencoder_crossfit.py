@@ -2,10 +2,10 @@
 
 The committed scan (`separability autoencoder --dataset digits --tau 0.02,0.05,0.1,0.2,0.4 --latent-dim 20 --steps 800
 --vae-steps 600 --mi-steps 1500`, `results/autoencoder_digits/`) measures I(Z;Y) with one latent MI model per
-latent (plug-in MINDE) and flags three I(Z_per;Y) above H(Y). This script runs the same experiment (same flags, same
+latent (plug-in MINDE) and flags three I(Z_per;Y) above H(Y). This script runs the same command (same flags, same
 seed, so the same autoencoders: read back from `--checkpoints` when that folder holds the scan's checkpoints,
-trained afresh otherwise) with `LatentInformationConfig(crossfit=True)`: two latent models on disjoint halves of
-the training latents, the cross-fitted MINDE, which removes the upward bias of their independent fit errors.
+trained afresh otherwise) with `--latent-crossfit`: two latent models on disjoint halves of the training latents,
+the cross-fitted MINDE, which removes the upward bias of their independent fit errors.
 
     python benchmarks/bench_autoencoder_crossfit.py --checkpoints OUT_OF_THE_SCAN/checkpoints
         [--out benchmarks/results/autoencoder_digits_crossfit]
@@ -14,15 +14,9 @@ the training latents, the cross-fitted MINDE, which removes the upward bias of t
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import pathlib
 
-import jax
-
-from verify.cli._autoencoder import build_experiment
-from verify.cli._common import load_image_data
-from verify.cli._main import build_parser
-from verify.experiments._autoencoder import run_autoencoder_experiment
+from verify.cli import main as cli
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "autoencoder_digits_crossfit"
 SCAN = ["autoencoder", "--dataset", "digits", "--tau", "0.02,0.05,0.1,0.2,0.4", "--latent-dim", "20", "--steps", "800",
@@ -35,15 +29,7 @@ def main(argv=None) -> int:
                    help="the scan's checkpoint folder (read back; written when absent)")
     p.add_argument("--out", type=pathlib.Path, default=RESULTS)
     args = p.parse_args(argv)
-    scan = build_parser().parse_args([*SCAN, "--out", str(args.out)])
-    data = load_image_data(scan, "digits")
-    experiment = build_experiment(scan, data)
-    experiment = dataclasses.replace(experiment, latent=dataclasses.replace(experiment.latent, crossfit=True))
-    run_autoencoder_experiment(data, experiment, args.out, checkpoint_dir=args.checkpoints,
-                               instance={"seed": scan.seed, "quick": False, "script": "bench_autoencoder_crossfit.py"},
-                               key=jax.random.key(scan.seed))
-    print(f"-> {args.out}/results.json")
-    return 0
+    return cli([*SCAN, "--latent-crossfit", "--checkpoint-dir", str(args.checkpoints.resolve()), "--out", str(args.out)])
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Autoe
     mi_steps = args.mi_steps if args.mi_steps is not None else (400 if quick else 3000)
     mi_per_call = min(mi_steps, 100)
     latent = LatentInformationConfig(
-        width=64 if quick else 128,
+        width=64 if quick else 128, crossfit=args.latent_crossfit,
         train=TrainConfig(steps=mi_steps, batch_size=256, lr=2e-3, warmup_steps=min(100, mi_steps),
                           final_lr_fraction=0.05, ema_decay=0.99, steps_per_call=mi_per_call,
                           checkpoint_every=mi_per_call * -(-mi_steps // mi_per_call), progress=False))
@@ -134,6 +134,9 @@ class AutoencoderCommand:
         g.add_argument("--vae-steps", type=positive_int, default=None, help="VAE steps (default 4000; --quick 300)")
         g.add_argument("--mi-steps", type=positive_int, default=None,
                        help="steps of each latent MI model (default 3000; --quick 400)")
+        g.add_argument("--latent-crossfit", action="store_true",
+                       help="two latent MI models on the two halves of the training latents and the cross-fitted "
+                            "MINDE (free of the plug-in's upward bias by the fits' variance)")
         g.add_argument("--latent-draws", type=positive_int, default=4,
                        help="draws z ~ q(z|x) per training image for the latent MI model and classifiers")
         g = p.add_argument_group("measurement")
