@@ -14,6 +14,7 @@ from learned import LogSNRTime, TrainConfig, UniformTime
 
 from ..experiments import EXPERIMENTS, AutoencoderExperiment, LatentInformationConfig
 from ._common import (
+    about_ten_checkpoints,
     add_dataset,
     add_output,
     add_seed,
@@ -55,22 +56,19 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Autoe
     steps = args.steps if args.steps is not None else (150 if quick else 4000)
     # On a CPU one step per call compiles fastest (XLA compiles unrolled steps one by one); on a GPU a long scan.
     per_call = min(steps, args.steps_per_call if args.steps_per_call is not None else (1 if on_cpu else 100))
-    calls = -(-steps // per_call)
     progress = not args.no_progress
     train = TrainConfig(steps=steps, batch_size=args.batch_size if args.batch_size is not None else 64,
                         lr=args.lr if args.lr is not None else (1e-3 if quick else 5e-4),
                         warmup_steps=min(50 if quick else 200, steps), final_lr_fraction=0.1, max_grad_norm=1.0,
                         ema_decay=0.99 if quick else 0.995, steps_per_call=per_call,
-                        # about ten checkpoints per DAE, so an interrupted run loses at most a tenth of one
-                        checkpoint_every=per_call * max(1, calls // 10), progress=progress,
+                        checkpoint_every=about_ten_checkpoints(steps, per_call), progress=progress,
                         unroll=True if on_cpu else 1)
     vae_steps = args.vae_steps if args.vae_steps is not None else (300 if quick else 4000)
     # the VAE's encoder is convolutional too: a few unrolled steps per call on a CPU
     vae_per_call = min(vae_steps, 5 if on_cpu else 100)
     vae_train = TrainConfig(steps=vae_steps, batch_size=64, lr=1e-3, warmup_steps=min(50, vae_steps),
                             final_lr_fraction=0.1, ema_decay=0.99, steps_per_call=vae_per_call,
-                            checkpoint_every=vae_per_call * max(1, -(-vae_steps // vae_per_call) // 10),
-                            progress=progress,
+                            checkpoint_every=about_ten_checkpoints(vae_steps, vae_per_call), progress=progress,
                             unroll=True if on_cpu else 1)
     mi_steps = args.mi_steps if args.mi_steps is not None else (400 if quick else 3000)
     mi_per_call = min(mi_steps, 100)

@@ -96,6 +96,12 @@ def add_output(p: argparse.ArgumentParser, default: str, *, checkpoints: bool) -
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def about_ten_checkpoints(steps: int, per_call: int) -> int:
+    """`checkpoint_every` for about ten checkpoints per run (a multiple of `per_call`), so an interrupted run loses
+    at most about a tenth of its work."""
+    return per_call * max(1, -(-steps // per_call) // 10)
+
+
 def checkpoint_dir(args: argparse.Namespace) -> str | None:
     return None if args.no_checkpoints else args.checkpoint_dir
 

@@ -16,6 +16,7 @@ from learned import ClassifierConfig, LogSNRTime, TrainConfig, UniformTime
 from ..estimators import ImportanceSampler, LogSNRGrid, PiecewiseConstant, UniformGrid
 from ..experiments import EXPERIMENTS, ImageExperiment
 from ._common import (
+    about_ten_checkpoints,
     add_dataset,
     add_output,
     add_seed,
@@ -63,15 +64,13 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
     on_cpu = jax.default_backend() == "cpu"
     per_call = args.steps_per_call if args.steps_per_call is not None else (5 if quick else (2 if on_cpu else 100))
     per_call = min(per_call, steps)
-    calls = -(-steps // per_call)
     train = TrainConfig(
         steps=steps, batch_size=args.batch_size if args.batch_size is not None else (64 if quick else 128),
         lr=args.lr if args.lr is not None else (1e-3 if quick else 2e-4),
         warmup_steps=min(args.warmup_steps if args.warmup_steps is not None else (50 if quick else 500), steps),
         final_lr_fraction=1.0, max_grad_norm=1.0,
         ema_decay=args.ema_decay if args.ema_decay is not None else (0.99 if quick else 0.999),
-        # about ten checkpoints per run, so an interrupted run loses at most a tenth of its work
-        steps_per_call=per_call, checkpoint_every=per_call * max(1, calls // 10),
+        steps_per_call=per_call, checkpoint_every=about_ten_checkpoints(steps, per_call),
         progress=not args.no_progress, unroll=True if (args.unroll or quick or on_cpu) else 1,
     )
     classifier = ClassifierConfig(
