@@ -1,11 +1,12 @@
-"""Issue 10: the digits tau-scan's latent I(Z;Y) with cross-fitted latent MI models.
+"""Issue 10: the digits tau-scan's latent I(Z;Y), plug-in against cross-fitted latent MI models.
 
 The committed scan (`separability autoencoder --dataset digits --tau 0.02,0.05,0.1,0.2,0.4 --latent-dim 20 --steps 800
---vae-steps 600 --mi-steps 1500`, `results/autoencoder_digits/`) measures I(Z;Y) with one latent MI model per
-latent (plug-in MINDE) and flags three I(Z_per;Y) above H(Y). This script runs the same command (same flags, same
-seed, so the same autoencoders: read back from `--checkpoints` when that folder holds the scan's checkpoints,
-trained afresh otherwise) with `--latent-crossfit`: two latent models on disjoint halves of the training latents,
-the cross-fitted MINDE, which removes the upward bias of their independent fit errors.
+--vae-steps 600 --mi-steps 1500 --no-latent-crossfit`, `results/autoencoder_digits/`) measures I(Z;Y) with one latent
+MI model per latent (plug-in MINDE, the default when it ran) and flags three I(Z_per;Y) above H(Y). This script runs
+the same command (same flags, same seed, so the same autoencoders: read back from `--checkpoints` when that folder
+holds the scan's checkpoints, trained afresh otherwise) with `--latent-crossfit`, now the default: two latent models on
+disjoint halves of the training latents, the cross-fitted MINDE, which removes the upward bias of their independent
+fit errors.
 
     python benchmarks/bench_autoencoder_crossfit.py --checkpoints OUT_OF_THE_SCAN/checkpoints
         [--out benchmarks/results/autoencoder_digits_crossfit]

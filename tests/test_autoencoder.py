@@ -370,6 +370,11 @@ def test_autoencoder_quick_end_to_end(tmp_path):
     assert [row["tau"] for row in q["mutual_information"]] == taus
     assert [row["tau"] for row in q["bounds"]["lower"]["per_tau"]] == taus
     assert [row["tau"] for row in q["knn_accuracy"]] == taus
+    # the default latent I(Z;Y) is the cross-fit of two latent models, with the first model's plug-in beside it
+    assert payload["instance"]["latent_mi"]["crossfit"] is True
+    for row in q["mutual_information"]:
+        for part in ("semantic", "perceptual"):
+            assert np.isfinite(row[part]["plain_minde_one_fit"]["value"])
     flags = []
     for row, low, knn in zip(q["mutual_information"], q["bounds"]["lower"]["per_tau"], q["knn_accuracy"]):
         for part in ("semantic", "perceptual"):

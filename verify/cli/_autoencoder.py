@@ -132,9 +132,10 @@ class AutoencoderCommand:
         g.add_argument("--vae-steps", type=positive_int, default=None, help="VAE steps (default 4000; --quick 300)")
         g.add_argument("--mi-steps", type=positive_int, default=None,
                        help="steps of each latent MI model (default 3000; --quick 400)")
-        g.add_argument("--latent-crossfit", action="store_true",
+        g.add_argument("--latent-crossfit", action=argparse.BooleanOptionalAction, default=True,
                        help="two latent MI models on the two halves of the training latents and the cross-fitted "
-                            "MINDE (free of the plug-in's upward bias by the fits' variance)")
+                            "MINDE, free of the plug-in's upward bias by the fits' variance (--no-latent-crossfit: "
+                            "one model on all of them, the plug-in MINDE)")
         g.add_argument("--latent-draws", type=positive_int, default=4,
                        help="draws z ~ q(z|x) per training image for the latent MI model and classifiers")
         g = p.add_argument_group("measurement")
