@@ -111,7 +111,8 @@ class LatentInformation:
     plain_minde: Estimate | None = None
 
     def estimate(self) -> dict:
-        """The reported I(Z;Y): value, stderr, flags, and (one fit's plug-in MINDE) beside a cross-fit."""
+        """The reported I(Z;Y) (value, stderr, flags) with the first latent model's plug-in MINDE beside it
+        (`plain_minde_one_fit`; the same number when `crossfit` is off)."""
         plain = None if self.plain_minde is None else {"value": self.plain_minde.value,
                                                        "stderr": self.plain_minde.stderr}
         return {"value": self.minde.value, "stderr": self.minde.stderr, "flags": list(self.minde.flags),
