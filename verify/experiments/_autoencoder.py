@@ -108,22 +108,24 @@ class LatentInformation:
     bounds: Bounds
     knn_accuracy: float
     knn_stderr: float
-    plain_minde: Estimate | None = None
+    plain_minde: Estimate
 
     def estimate(self) -> dict:
         """The reported I(Z;Y) (value, stderr, flags) with the first latent model's plug-in MINDE beside it
         (`plain_minde_one_fit`; the same number when `crossfit` is off)."""
-        plain = None if self.plain_minde is None else {"value": self.plain_minde.value,
-                                                       "stderr": self.plain_minde.stderr}
         return {"value": self.minde.value, "stderr": self.minde.stderr, "flags": list(self.minde.flags),
-                "plain_minde_one_fit": plain}
+                "plain_minde_one_fit": {"value": self.plain_minde.value, "stderr": self.plain_minde.stderr}}
+
+    def lower_bound(self) -> dict:
+        return {"value": self.bounds.lower, "stderr": self.bounds.lower_stderr,
+                "cross_entropy": self.bounds.cross_entropy, "classifier_accuracy": self.bounds.accuracy}
+
+    def knn(self) -> dict:
+        return {"value": self.knn_accuracy, "stderr": self.knn_stderr}
 
     def to_dict(self) -> dict:
-        return {**self.minde.to_dict(), **self.estimate(),
-                "lower_bound": {"value": self.bounds.lower, "stderr": self.bounds.lower_stderr,
-                                "cross_entropy": self.bounds.cross_entropy,
-                                "classifier_accuracy": self.bounds.accuracy},
-                "knn_accuracy": {"value": self.knn_accuracy, "stderr": self.knn_stderr}}
+        return {**self.minde.to_dict(), **self.estimate(), "lower_bound": self.lower_bound(),
+                "knn_accuracy": self.knn()}
 
 
 def _check_latents(name, z, y, num_classes):
@@ -484,13 +486,10 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
         sem = measure(both_tr[:, :d], both_ev[:, :d], f"I(Z_sem;Y) at tau={tau:g}")
         per = measure(both_tr[:, d:], both_ev[:, d:], f"I(Z_per;Y) at tau={tau:g}")
         flags += [*sem.minde.flags, *per.minde.flags]
-        scan.append({"tau": float(tau), "semantic": sem.estimate(), "perceptual": per.estimate()})
-        knn.append({"tau": float(tau), "semantic": {"value": sem.knn_accuracy, "stderr": sem.knn_stderr},
-                    "perceptual": {"value": per.knn_accuracy, "stderr": per.knn_stderr}})
-        lower.append({"tau": float(tau), **{part: {"value": info.bounds.lower, "stderr": info.bounds.lower_stderr,
-                                                   "cross_entropy": info.bounds.cross_entropy,
-                                                   "classifier_accuracy": info.bounds.accuracy}
-                                            for part, info in (("semantic", sem), ("perceptual", per))}})
+        parts = (("semantic", sem), ("perceptual", per))
+        scan.append({"tau": float(tau), **{part: info.estimate() for part, info in parts}})
+        knn.append({"tau": float(tau), **{part: info.knn() for part, info in parts}})
+        lower.append({"tau": float(tau), **{part: info.lower_bound() for part, info in parts}})
         rec = reconstruct(model, x_recon, n_steps=config.recon_steps, key=k_rec)
         split_recon[float(tau)] = _mse(rec, x_recon)
         if tau == tsne_tau:
