@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from gaussian_oracle import JointGaussian
+import learned
 from verify.cli import main
 
 TINY = ["--steps", "200", "--n-train", "4000", "--n-eval", "200", "--n-times", "16", "--width", "32",
@@ -85,6 +86,9 @@ def test_gaussian_sweeps(tmp_path):
     (["images", "--train-s-min", "0.5"], "--train-s-min: must be a fraction of T in (0, 0.01)"),
     (["images", "--label-dropout", "1.5"], "--label-dropout"),
     (["images", "--dataset", "mnist"], "needs --data-dir"),
+    (["images", "--cpu"], "--cpu is sized for --dataset mnist5k or fashion-mnist or mnist; got 'digits'"),
+    (["images", "--quick", "--cpu"], "not allowed with argument"),
+    (["budget", "--cpu", "--dataset", "digits"], "--cpu is sized for --dataset"),
     (["autoencoder", "--gamma", "-1"], "--gamma: must be a finite number >= 0"),
     (["autoencoder", "--weighting", "uniform"], "--weighting: must be one of likelihood, constant"),
     (["autoencoder", "--train-s-min", "0.5"], "--train-s-min: must be a fraction of T in (0, 0.01)"),
@@ -135,3 +139,21 @@ def test_stale_checkpoints_are_refused_not_reused(tmp_path, capsys):
     assert fresh["instance"]["seed"] == 1
     assert fresh["quantities"]["total_entropy"]["exact"] == pytest.approx(g.total_entropy(), rel=1e-12)
     assert fresh["quantities"]["total_entropy"]["neural"]["value"] != first["quantities"]["total_entropy"]["neural"]["value"]
+
+
+def test_cpu_preset_builds_the_measured_configuration():
+    """`images --cpu` on MNIST-5k is the configuration of `benchmarks/results/images_mnist5k_cpu30/` (small U-Net,
+    1,200 steps, batch 64, 500 classifier steps, 32 grid times, 200 images); explicit flags still override it."""
+    from verify.cli import PRESETS, build_image_experiment, build_parser
+
+    data = learned.load_mnist5k()
+    args = build_parser().parse_args(["images", "--cpu", "--dataset", "mnist5k", "--no-checkpoints"])
+    e = build_image_experiment(args, data)
+    assert (e.unet.channels, e.unet.embed_dim, e.unet.num_groups) == (16, 64, 8)
+    assert (e.train.steps, e.train.batch_size, e.train.lr, e.train.ema_decay) == (PRESETS["cpu"].steps, 64, 1e-3, 0.99)
+    assert e.classifier.steps == 500 and e.classifier.channels == (32, 64)
+    assert (e.times.n_times, e.n_eval, e.chunk_size, e.sample_steps, e.per_class) == (32, 200, 32, 16, 2)
+    assert e.cross_fit
+    args = build_parser().parse_args(["images", "--cpu", "--dataset", "mnist5k", "--steps", "7", "--n-eval", "9"])
+    e = build_image_experiment(args, data)
+    assert (e.train.steps, e.n_eval, e.train.steps_per_call) == (7, 9, 2)

@@ -38,16 +38,78 @@ QUICK = "digits"
 QUICK_STEPS = 1500
 """Training steps of each `--quick` network (`benchmarks/bench_images_crossfit.py`: the digits cross-fit lies inside
 its bounds from 1,000 steps on)."""
+CPU_STEPS = 1200
+"""Training steps of each `--cpu` network (`benchmarks/README.md`, `results/images_mnist5k_cpu30/`: MNIST-5k's
+cross-fit was below its lower bound at 800 steps and inside it at 1,200 and 1,400)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """The value each unset flag of `separability images` takes: the full run, `--quick` or `--cpu`.
+
+    `datasets` are the data sets the preset is sized for (`None`: any); `unet` overrides the data set's U-Net preset;
+    `steps_per_call=None` is the platform's choice (a few unrolled steps on a CPU, a long scan on a GPU)."""
+
+    name: str
+    datasets: tuple[str, ...] | None
+    unet: tuple[tuple[str, object], ...]
+    steps: int
+    batch_size: int
+    lr: float
+    warmup_steps: int
+    ema_decay: float
+    steps_per_call: int | None
+    classifier_channels: tuple[int, ...]
+    classifier_hidden: int
+    classifier_steps: int
+    n_times: int
+    n_eval: int
+    chunk_size: int
+    per_class: int
+    sample_steps: int
+
+    def check(self, dataset: str) -> None:
+        if self.datasets is not None and dataset not in self.datasets:
+            raise ValueError(f"--{self.name} is sized for --dataset {' or '.join(self.datasets)}; got {dataset!r}.")
+
+
+_SMALL_UNET = (("channels", 16), ("embed_dim", 64))
+PRESETS = {
+    "full": Preset("full", None, (), steps=20_000, batch_size=128, lr=2e-4, warmup_steps=500, ema_decay=0.999,
+                   steps_per_call=None, classifier_channels=(32, 64), classifier_hidden=128, classifier_steps=3000,
+                   n_times=128, n_eval=1000, chunk_size=8, per_class=4, sample_steps=100),
+    "quick": Preset("quick", (QUICK,), _SMALL_UNET + (("num_groups", 4),), steps=QUICK_STEPS, batch_size=64,
+                    lr=1e-3, warmup_steps=50, ema_decay=0.99, steps_per_call=5, classifier_channels=(16, 32),
+                    classifier_hidden=64, classifier_steps=300, n_times=32, n_eval=200, chunk_size=32, per_class=2,
+                    sample_steps=16),
+    # the 28 x 28 data sets in about 30 minutes on 2 cores: the quick network (8 groups) trained 1,200 steps
+    "cpu": Preset("cpu", ("mnist5k", "fashion-mnist", "mnist"), _SMALL_UNET, steps=CPU_STEPS, batch_size=64,
+                  lr=1e-3, warmup_steps=50, ema_decay=0.99, steps_per_call=None, classifier_channels=(32, 64),
+                  classifier_hidden=128, classifier_steps=500, n_times=32, n_eval=200, chunk_size=32, per_class=2,
+                  sample_steps=16),
+}
+"""The presets of `separability images` (and of the commands built on it) by name."""
+
+
+def preset_values(field: str) -> str:
+    """'default 128; --quick 64; --cpu 64': a flag's value in each preset, for its help."""
+    full, quick, cpu = (getattr(PRESETS[name], field) for name in ("full", "quick", "cpu"))
+    return f"default {full}; --quick {quick}; --cpu {cpu}"
+
+
+def preset_of(args: argparse.Namespace) -> Preset:
+    """The preset `--quick` or `--cpu` selects (the full run otherwise), checked against `--dataset`."""
+    preset = PRESETS["quick" if args.quick else "cpu" if getattr(args, "cpu", False) else "full"]
+    preset.check(args.dataset)
+    return preset
 
 
 def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> ImageExperiment:
-    """Turn parsed arguments into an `ImageExperiment` (the data set's preset and the `--quick` settings first,
-    explicit flags override)."""
+    """Turn parsed arguments into an `ImageExperiment` (the data set's U-Net, the preset of `--quick` or `--cpu`
+    (`preset_of`), explicit flags override)."""
+    preset = preset_of(args)
     unet = learned.DATASETS[args.dataset].unet_preset(data.num_classes)
-    quick = args.quick
-    overrides = {}
-    if quick:
-        overrides.update(channels=16, embed_dim=64, num_groups=4)
+    overrides = dict(preset.unet)
     for flag in ("channels", "embed_dim", "num_res_blocks", "dropout", "num_heads", "channel_mult",
                  "attention_resolutions"):
         if getattr(args, flag) is not None:
@@ -58,25 +120,26 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
         overrides["compute_dtype"] = jnp.bfloat16
     unet = dataclasses.replace(unet, **overrides)
 
-    steps = args.steps if args.steps is not None else (QUICK_STEPS if quick else 20_000)
+    def flag(name: str):
+        value = getattr(args, name)
+        return getattr(preset, name) if value is None else value
+
+    steps = flag("steps")
     # XLA on a CPU runs convolutions with loop-carried weights ~30x slower inside a scan: there a few fully unrolled
     # steps per call are fastest (and compile in seconds); on a GPU a long scan is.
     on_cpu = jax.default_backend() == "cpu"
-    per_call = args.steps_per_call if args.steps_per_call is not None else (5 if quick else (2 if on_cpu else 100))
+    per_call = args.steps_per_call or preset.steps_per_call or (2 if on_cpu else 100)
     per_call = min(per_call, steps)
     train = TrainConfig(
-        steps=steps, batch_size=args.batch_size if args.batch_size is not None else (64 if quick else 128),
-        lr=args.lr if args.lr is not None else (1e-3 if quick else 2e-4),
-        warmup_steps=min(args.warmup_steps if args.warmup_steps is not None else (50 if quick else 500), steps),
-        final_lr_fraction=1.0, max_grad_norm=1.0,
-        ema_decay=args.ema_decay if args.ema_decay is not None else (0.99 if quick else 0.999),
+        steps=steps, batch_size=flag("batch_size"), lr=flag("lr"),
+        warmup_steps=min(flag("warmup_steps"), steps),
+        final_lr_fraction=1.0, max_grad_norm=1.0, ema_decay=flag("ema_decay"),
         steps_per_call=per_call, checkpoint_every=about_ten_checkpoints(steps, per_call),
-        progress=not args.no_progress, unroll=True if (args.unroll or quick or on_cpu) else 1,
+        progress=not args.no_progress, unroll=True if (args.unroll or on_cpu or preset.name == "quick") else 1,
     )
-    classifier = ClassifierConfig(
-        data.image_shape, data.num_classes, channels=(16, 32) if quick else (32, 64), hidden=64 if quick else 128,
-        steps=args.classifier_steps if args.classifier_steps is not None else (300 if quick else 3000))
-    n_times = args.n_times if args.n_times is not None else (32 if quick else 128)
+    classifier = ClassifierConfig(data.image_shape, data.num_classes, channels=preset.classifier_channels,
+                                  hidden=preset.classifier_hidden, steps=flag("classifier_steps"))
+    n_times = flag("n_times")
     sde = ImageExperiment.sde  # the experiment's process (the paper's beta_max = 16, T = 1)
     log_snr, s_min = training_times(args)
     # the estimates integrate over the times the networks were trained on
@@ -90,10 +153,8 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
         weighting=args.weighting or ImageExperiment.weighting,
         time_sampler=LogSNRTime(s_min=s_min) if log_snr else UniformTime(),
         condition_dropout=args.label_dropout if args.label_dropout is not None else ImageExperiment.condition_dropout,
-        n_eval=args.n_eval if args.n_eval is not None else (200 if quick else 1000),
-        chunk_size=args.chunk_size if args.chunk_size is not None else (32 if quick else 8),
-        cfg_weights=args.cfg_weights, per_class=args.per_class if args.per_class is not None else (2 if quick else 4),
-        sample_steps=args.sample_steps if args.sample_steps is not None else (16 if quick else 100),
+        n_eval=flag("n_eval"), chunk_size=flag("chunk_size"), cfg_weights=args.cfg_weights,
+        per_class=flag("per_class"), sample_steps=flag("sample_steps"),
         dataset=args.dataset, data_dir=args.data_dir, pixel_range=args.pixel_range, n_train=args.n_train,
         checkpoint_dir=checkpoint_dir(args), resume=resume(args),
         guidance=classifier if args.guided else None,  # the bound classifier's architecture, noise-conditional
@@ -153,10 +214,10 @@ TRAINING_FLAGS = (
     ("--label-dropout", probability, "label dropout: the fraction of steps trained on the null label (default 0.5; "
                                      "0.1 read I_MINDE 1.5 to 3 times H(Y) on digits)"),
     *DEM_FLAGS,
-    ("--batch-size", positive_int, "minibatch size (default 128; --quick 64)"),
-    ("--lr", positive_float, "peak learning rate (default 2e-4; --quick 1e-3)"),
-    ("--warmup-steps", nonnegative_int, "linear warm-up steps, 0 for none (default 500; --quick 50)"),
-    ("--ema-decay", probability, "EMA decay (default 0.999; --quick 0.99)"),
+    ("--batch-size", positive_int, f"minibatch size ({preset_values('batch_size')})"),
+    ("--lr", positive_float, f"peak learning rate ({preset_values('lr')})"),
+    ("--warmup-steps", nonnegative_int, f"linear warm-up steps, 0 for none ({preset_values('warmup_steps')})"),
+    ("--ema-decay", probability, f"EMA decay ({preset_values('ema_decay')})"),
 )
 """The U-Net and training flags (flag, parser, help) that `separability labels` passes through to this command with
 the same meaning, so that the network they configure is the one resumed from its checkpoint."""
@@ -165,9 +226,13 @@ class ImagesCommand:
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         add_dataset(p, QUICK)
         add_output(p, "out/images", checkpoints=True)
-        p.add_argument("--quick", action="store_true",
-                       help=f"CPU run on {QUICK} in about five minutes (tested in CI): two networks of {QUICK_STEPS} "
-                            "steps, 32 grid times, 200 evaluation images")
+        size = p.add_mutually_exclusive_group()
+        size.add_argument("--quick", action="store_true",
+                          help=f"CPU run on {QUICK} in about five minutes (tested in CI): two networks of "
+                               f"{QUICK_STEPS} steps, 32 grid times, 200 evaluation images")
+        size.add_argument("--cpu", action="store_true",
+                          help=f"CPU run on {' or '.join(PRESETS['cpu'].datasets)} in about 30 minutes on 2 cores: "
+                               f"two networks of {CPU_STEPS} steps, 32 grid times, 200 evaluation images")
         add_seed(p, "initialisation, training and estimation")
         p.add_argument("--pixel-range", type=_pixel_range, default=(0.0, 1.0),
                        help="pixel scaling 'low,high' (0,1 as in the paper's code; or -1,1)")
@@ -189,8 +254,8 @@ class ImagesCommand:
                        help="train two networks on the two halves of the training images and add the cross-fitted "
                             "I_MINDE, free of the plug-in's upward bias by the fit's variance (default; twice the "
                             "training time)")
-        g = p.add_argument_group(f"training (default: the preset; --quick: {QUICK_STEPS} steps)")
-        g.add_argument("--steps", type=positive_int, default=None, help="optimiser steps (default 20000)")
+        g = p.add_argument_group("training (default: the preset of --quick, --cpu or the full run)")
+        g.add_argument("--steps", type=positive_int, default=None, help=f"optimiser steps ({preset_values('steps')})")
         for flag, parse, text in TRAINING_FLAGS:
             g.add_argument(flag, type=parse, default=None, help=text)
         g.add_argument("--steps-per-call", type=positive_int, default=None,
@@ -200,30 +265,32 @@ class ImagesCommand:
                        help="fully unroll the steps of each call (the default on a CPU, where it is much faster)")
         g.add_argument("--data-parallel", action="store_true", help="split every batch over all jax.devices()")
         g.add_argument("--classifier-steps", type=positive_int, default=None,
-                       help="steps of the bound classifier (default 3000; --quick 300)")
+                       help=f"steps of the bound classifier ({preset_values('classifier_steps')})")
         g = p.add_argument_group("estimation and samples")
         g.add_argument("--n-times", type=positive_int, default=None,
-                       help="grid cells: uniform in log-SNR over the training times (default 128; --quick 32), or "
+                       help=f"grid cells: uniform in log-SNR over the training times ({preset_values('n_times')}), or "
                             "uniform in s with --training-times uniform")
         g.add_argument("--importance", action="store_true",
                        help="log-uniform importance sampling in time instead of the grid (n-times draws per image)")
         g.add_argument("--n-eval", type=at_least_two, default=None,
-                       help="evaluate on the first N test images (default 1000; --quick 200)")
+                       help=f"evaluate on the first N test images ({preset_values('n_eval')})")
         g.add_argument("--chunk-size", type=positive_int, default=None,
-                       help="images per compiled estimation call (default 8; --quick 32)")
+                       help=f"images per compiled estimation call ({preset_values('chunk_size')})")
         g.add_argument("--cfg-weights", type=float_list, default=(0.0, 1.0, 3.0), help="guidance weights of the sample grid")
-        g.add_argument("--per-class", type=positive_int, default=None, help="samples per class (default 4; --quick 2)")
+        g.add_argument("--per-class", type=positive_int, default=None, help=f"samples per class ({preset_values('per_class')})")
         g.add_argument("--sample-steps", type=positive_int, default=None,
-                       help="Heun steps of the sampler (default 100; --quick 16)")
+                       help=f"Heun steps of the sampler ({preset_values('sample_steps')})")
 
     def run(self, args: argparse.Namespace) -> dict:
         start = time.perf_counter()
+        preset = preset_of(args)  # refused before the data set loads
         data = load_image_data(args, QUICK)
         experiment = build_experiment(args, data)
         parallel = learned.DataParallel.over() if args.data_parallel else None
         print(f"separability images --dataset {data.name} → {args.out}  ({describe_checkpoints(args)})")
         payload = EXPERIMENTS["images"].run(experiment, args.out, key=jax.random.key(args.seed), data=data,
-                                            parallel=parallel, instance={"seed": args.seed, "quick": bool(args.quick)})
+                                            parallel=parallel, instance={"seed": args.seed, "quick": bool(args.quick),
+                                                      "preset": preset.name})
         q = payload["quantities"]
         b = q["bounds"]
         out = Path(args.out)

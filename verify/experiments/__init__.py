@@ -47,6 +47,7 @@ from ._images import (
     information_bounds as information_bounds,
     plot_sample_grid as plot_sample_grid,
     run_image_experiment as run_image_experiment,
+    train_networks as train_networks,
 )
 from ._labels import (
     MIXTURES as MIXTURES,

@@ -422,12 +422,16 @@ def training_parts(experiment: ImageExperiment, data: ImageData) -> list[slice]:
 
 
 def train_networks(experiment: ImageExperiment, data: ImageData, checkpoint_dir: str | Path | None, *,
-                   init_key: PRNGKeyArray, train_key: PRNGKeyArray, parallel: learned.DataParallel | None = None,
+                   key: PRNGKeyArray, parallel: learned.DataParallel | None = None,
                    first_only: bool = False) -> list[learned.TrainResult]:
     """Train (or resume) the experiment's networks: one on all training images, or with `cross_fit` one on each half,
     checkpointed in `checkpoint_dir / "a"` and `/ "b"`. The first network is the one the other estimates use, and
-    `first_only` trains only it, with the same keys and checkpoint, so a later command resumes what `separability
-    images` finished."""
+    `first_only` trains only it.
+
+    `key` is the key of the whole run (`run_image_experiment`'s): the networks' initialisation and training keys are
+    drawn from it here, the same way for every caller, so a later command (or a benchmark) given the same key resumes
+    the networks `separability images` finished instead of training new ones."""
+    init_key, train_key, *_ = jax.random.split(key, 5)  # the first two of run_image_experiment's five keys
     parts = training_parts(experiment, data)
     results = []
     for i, part in enumerate(parts[:1] if first_only else parts):
@@ -465,11 +469,11 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
     if unet_cfg.image_shape != data.image_shape or unet_cfg.num_classes != data.num_classes:
         raise ValueError(f"UNetConfig has image_shape {unet_cfg.image_shape}, num_classes {unet_cfg.num_classes}; "
                          f"the data have {data.image_shape}, {data.num_classes}.")
-    k_init, k_train, k_cls, k_est, k_samp = jax.random.split(key, 5)
+    _, _, k_cls, k_est, k_samp = jax.random.split(key, 5)  # the first two: train_networks'
     timings = {}
 
     t0 = time.perf_counter()
-    results = train_networks(experiment, data, checkpoint_dir, init_key=k_init, train_key=k_train, parallel=parallel)
+    results = train_networks(experiment, data, checkpoint_dir, key=key, parallel=parallel)
     result = results[0]
     timings["train_s"] = time.perf_counter() - t0
     losses = np.asarray(result.losses)

@@ -188,14 +188,13 @@ class ImageSource(AbstractLabelSource):
         if unet_cfg.image_shape != data.image_shape or unet_cfg.num_classes != data.num_classes:
             raise ValueError(f"UNetConfig has image_shape {unet_cfg.image_shape}, num_classes {unet_cfg.num_classes}; "
                              f"the data have {data.image_shape}, {data.num_classes}.")
-        # the keys, model and loss (`ImageExperiment.model_and_loss`) and checkpoint folder of `run_image_experiment`:
-        # the same seed and configuration give the same checkpoint fingerprint, so a network trained by
-        # `separability images` is reused as it is
-        k_init, k_train, *_ = jax.random.split(key, 5)
+        # the keys (`train_networks` draws them from the run's key), model and loss and checkpoint folder of
+        # `run_image_experiment`: the same seed and configuration give the same checkpoint fingerprint, so a network
+        # trained by `separability images` is reused as it is
         ckpt = None if cfg.checkpoint_dir is None else Path(out) / cfg.checkpoint_dir
         t0 = time.perf_counter()
         # with `cross_fit`, the first network (the one the images estimates come from), on its half of the images
-        result, = train_networks(cfg, data, ckpt, init_key=k_init, train_key=k_train, first_only=True)
+        result, = train_networks(cfg, data, ckpt, key=key, first_only=True)
         timings["train_s"] = time.perf_counter() - t0
         losses = np.asarray(result.losses)
 
