@@ -233,7 +233,8 @@ class ImagesCommand:
                                f"{QUICK_STEPS} steps, 32 grid times, 200 evaluation images")
         size.add_argument("--cpu", action="store_true",
                           help=f"CPU run on {' or '.join(PRESETS['cpu'].datasets)} in about 30 minutes on 2 cores: "
-                               f"two networks of {CPU_STEPS} steps, 32 grid times, 200 evaluation images")
+                               f"two networks of {CPU_STEPS} steps, 32 grid times, 200 evaluation images (its I_MINDE is "
+                               "not yet inside its bounds: benchmarks/README.md)")
         add_seed(p, "initialisation, training and estimation")
         p.add_argument("--pixel-range", type=_pixel_range, default=(0.0, 1.0),
                        help="pixel scaling 'low,high' (0,1 as in the paper's code; or -1,1)")
