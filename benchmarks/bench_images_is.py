@@ -37,7 +37,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import learned
 from verify import (
     GeometricGrid,
     ImportanceSampler,
@@ -49,7 +48,7 @@ from verify import (
     versions,
     write_json,
 )
-from verify.cli import build_image_experiment, build_parser
+from verify.cli import build_parser, prepare_images
 from verify.experiments import train_networks
 
 RESULTS = pathlib.Path(__file__).parent / "results"
@@ -62,14 +61,14 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
-def compare(name, estimator, x, y, args, *, n_times, chunk_size, key):
+def compare(name, estimator, x, y, args, *, n_times, chunk_size, T, key):
     """Grid on the first `--n-images`, pilot, and importance sampling on the first `--n-is` images for one quantity."""
     k_grid, k_pilot, k_is = jax.random.split(key, 3)
     grid, grid_s = _timed(lambda: estimator(x[: args.n_images], y[: args.n_images],
                                             times=UniformGrid(n_times=n_times), chunk_size=chunk_size, key=k_grid))
     pilot, pilot_s = _timed(lambda: estimator(x[: args.n_pilot], y[: args.n_pilot], times=GeometricGrid(24, 1e-4),
                                               chunk_size=chunk_size, key=k_pilot))
-    proposal = PiecewiseConstant.fit(pilot.times, pilot.rate, T=1.0, floor=0.1)
+    proposal = PiecewiseConstant.fit(pilot.times, pilot.rate, T=T, floor=0.1)
     chunk = chunk_size * max(1, n_times // args.per_sample)
     imp, imp_s = _timed(lambda: estimator(x[: args.n_is], y[: args.n_is],
                                           times=ImportanceSampler(proposal, n_per_sample=args.per_sample),
@@ -119,10 +118,7 @@ def main(argv=None) -> int:
     if args.run is None:
         p.error("--run (the `separability images` output folder) is required")
     images = build_parser().parse_args(["images", *shlex.split(args.images), "--out", args.run, "--no-progress"])
-    data = learned.load_dataset(images.dataset, images.data_dir, pixel_range=images.pixel_range)
-    if images.n_train is not None:
-        data = data.subset(n_train=images.n_train)
-    experiment = build_image_experiment(images, data)
+    data, experiment = prepare_images(images)
     key = jax.random.key(images.seed)
     start = time.perf_counter()
     result, = train_networks(experiment, data, pathlib.Path(args.run) / experiment.checkpoint_dir, key=key,
@@ -142,9 +138,9 @@ def main(argv=None) -> int:
 
     k_s, k_i = jax.random.split(jax.random.fold_in(key, 7))
     quantities = {"neural_entropy": compare("S_NN", entropy, x, y, args, n_times=n_times,
-                                            chunk_size=args.chunk_size, key=k_s),
+                                            chunk_size=args.chunk_size, T=experiment.sde.T, key=k_s),
                   "minde": compare("I_MINDE", minde, x, y, args, n_times=n_times,
-                                   chunk_size=max(1, args.chunk_size // 2), key=k_i)}
+                                   chunk_size=max(1, args.chunk_size // 2), T=experiment.sde.T, key=k_i)}
     payload = {
         "benchmark": "images_importance_sampling", "smoke": bool(args.smoke),
         "note": ("CPU smoke configuration: proves the script runs; NOT a measurement of the goal" if args.smoke else

@@ -163,6 +163,14 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
     )
 
 
+def prepare_images(args: argparse.Namespace) -> tuple[learned.ImageData, ImageExperiment]:
+    """The data and the `ImageExperiment` that `separability images` with parsed `args` runs, without running it (the
+    preset is checked before the data set loads)."""
+    preset_of(args)
+    data = load_image_data(args, QUICK)
+    return data, build_experiment(args, data)
+
+
 def _pixel_range(text: str) -> tuple[float, float]:
     values = float_list(text)
     if len(values) != 2 or not values[0] < values[1]:
@@ -285,9 +293,8 @@ class ImagesCommand:
 
     def run(self, args: argparse.Namespace) -> dict:
         start = time.perf_counter()
-        preset = preset_of(args)  # refused before the data set loads
-        data = load_image_data(args, QUICK)
-        experiment = build_experiment(args, data)
+        data, experiment = prepare_images(args)
+        preset = preset_of(args)
         parallel = learned.DataParallel.over() if args.data_parallel else None
         print(f"separability images --dataset {data.name} → {args.out}  ({describe_checkpoints(args)})")
         payload = EXPERIMENTS["images"].run(experiment, args.out, key=jax.random.key(args.seed), data=data,
