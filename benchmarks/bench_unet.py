@@ -15,6 +15,10 @@ GPU:  python benchmarks/bench_unet.py --batch-sizes 32,128 --dtypes float32,bflo
       (writes benchmarks/results/unet_<device>.json)
 CPU smoke (proves the script runs; numbers are not the goal):
       python benchmarks/bench_unet.py --smoke   (writes benchmarks/results/unet_cpu_smoke.json)
+The `--cpu` preset's network on 2 cores, training as `separability images --cpu` runs it (batch 64, 2 unrolled steps
+per call) and its estimation (`--estimation`: S_NN on a 32-cell log-SNR grid, 32 images per compiled call):
+      python benchmarks/bench_unet.py --preset cpu --batch-sizes 64 --dtypes float32 --steps-per-call 2 --unroll \
+          --estimation   (writes benchmarks/results/unet_cpu_cpu_preset_unrolled.json)
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ import numpy as np
 
 import learned
 from gaussian_oracle import VPSDE
-from verify import device, versions, write_json
+from verify import LogSNRGrid, device, neural_entropy, versions, write_json
+from verify.cli import PRESETS
 
 REFERENCE_IMG_S = {32: 701.0, 128: 2200.0}
 RESULTS = pathlib.Path(__file__).parent / "results"
@@ -75,6 +80,30 @@ def measure(unet: learned.UNetConfig, batch_size: int, steps_per_call: int, repe
             "final_loss": float(np.asarray(last[0])[-1])}
 
 
+def measure_estimation(unet: learned.UNetConfig, n_images: int, n_times: int, chunk_size: int, repeats: int) -> dict:
+    """Compile time and network evaluations per second of `verify.neural_entropy` on `n_images` images over an
+    `n_times`-cell log-SNR grid with `chunk_size` images per compiled call: the estimation of `separability images`.
+
+    The first call holds the compilation; the rate is the best of `repeats` further calls (untrained network: the
+    cost of an evaluation does not depend on the weights)."""
+    model = learned.EntropyUNet(unet, VPSDE(0.1, 16.0, 1.0), key=jax.random.key(0))
+    x = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (n_images, *unet.image_shape)), jnp.float32)
+    grid = LogSNRGrid(n_times=n_times, s_min=1e-4)
+
+    def call(i):
+        start = time.perf_counter()
+        est = neural_entropy(model, x, times=grid, chunk_size=chunk_size, key=jax.random.key(i))
+        jax.block_until_ready(est.value)
+        return time.perf_counter() - start, est.n_evals
+
+    first, n_evals = call(0)
+    times = [call(i + 1)[0] for i in range(repeats)]
+    best = min(times)
+    return {"n_images": n_images, "n_times": n_times, "chunk_size": chunk_size, "network_evaluations": n_evals,
+            "compile_plus_first_call_s": first, "call_times_s": times, "best_call_s": best,
+            "evaluations_per_s": n_evals / best}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch-sizes", default="32,128")
@@ -86,14 +115,19 @@ def main(argv=None) -> int:
     p.add_argument("--unroll", action="store_true", help="fully unroll the scanned steps (helps on CPU)")
     p.add_argument("--data-parallel", action="store_true", help="split batches over all jax.devices()")
     p.add_argument("--smoke", action="store_true", help="tiny CPU configuration that only proves the script runs")
-    p.add_argument("--preset", choices=("cifar10", "mnist-small"), default="cifar10",
+    p.add_argument("--preset", choices=("cifar10", "mnist-small", "cpu"), default="cifar10",
                    help="cifar10: the reference configuration (42.1M parameters); mnist-small: the MNIST-5k / "
-                        "Fashion-MNIST preset of `separability images` (1.7M parameters, 28 x 28)")
+                        "Fashion-MNIST preset of `separability images` (1.7M parameters, 28 x 28); cpu: its network "
+                        "under `--cpu` (0.44M parameters)")
+    p.add_argument("--estimation", action="store_true",
+                   help="also time S_NN estimation (compile and network evaluations/s) as `separability images` runs it")
+    p.add_argument("--estimation-images", type=int, default=64, help="images of the estimation timing")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
 
-    unet = (learned.UNetConfig.cifar10_reference(dropout=0.0) if args.preset == "cifar10"
-            else learned.UNetConfig.mnist_small())
+    unet = {"cifar10": lambda: learned.UNetConfig.cifar10_reference(dropout=0.0),
+            "mnist-small": learned.UNetConfig.mnist_small,
+            "cpu": lambda: learned.UNetConfig.mnist_small(**dict(PRESETS["cpu"].unet))}[args.preset]()
     batch_sizes = tuple(int(b) for b in args.batch_sizes.split(","))
     steps_per_call, repeats, n_data, unroll = args.steps_per_call, args.repeats, args.n_data, args.unroll
     if args.smoke:
@@ -118,10 +152,19 @@ def main(argv=None) -> int:
                   f"compile {row['compile_plus_first_call_s']:.1f} s  MFU {100 * row['mfu']:.2f} %"
                   + (f"  ({row['speedup_vs_reference']:.2f}x reference)" if "speedup_vs_reference" in row else ""),
                   flush=True)
+    estimation = None
+    if args.estimation:
+        preset = PRESETS["cpu"]
+        n_times, chunk = (8, 4) if args.smoke else (preset.n_times, preset.chunk_size)
+        estimation = measure_estimation(unet, 8 if args.smoke else args.estimation_images, n_times, chunk,
+                                        repeats=1 if args.smoke else 2)
+        print(f"estimation: {estimation['evaluations_per_s']:.0f} network evaluations/s, compile + first call "
+              f"{estimation['compile_plus_first_call_s']:.1f} s", flush=True)
     kind = jax.devices()[0].device_kind
     name = "unet_cpu_smoke" if args.smoke else "unet_" + re.sub(r"[^a-z0-9]+", "_", kind.lower()).strip("_")
     if args.preset != "cifar10" and not args.smoke:
-        name += "_" + args.preset.replace("-", "_") + ("_unrolled" if unroll else "_scanned")
+        name += "_" + {"cpu": "cpu_preset"}.get(args.preset, args.preset.replace("-", "_"))
+        name += "_unrolled" if unroll else "_scanned"
     out = pathlib.Path(args.out) if args.out else RESULTS / f"{name}.json"
     write_json(out, {
         "benchmark": "unet_training_throughput", "smoke": bool(args.smoke), "preset": args.preset,
@@ -132,7 +175,7 @@ def main(argv=None) -> int:
                  for f in dataclasses.fields(unet)},
         "parameters": params, "forward_flops_per_image": flops_fwd, "train_flops_per_image": 3 * flops_fwd,
         "peak_tflops": args.peak_tflops, "data_parallel_devices": parallel.num_devices if parallel else 1,
-        "rows": rows, "device": device(), "versions": versions(),
+        "rows": rows, "estimation": estimation, "device": device(), "versions": versions(),
     })
     print(f"→ {out}")
     return 0
