@@ -287,6 +287,56 @@ def test_crossfit_is_the_polarised_minde(case):
     np.testing.assert_allclose(cross.rate, 0.25 * (plus.rate - minus.rate), rtol=1e-10, atol=1e-12)
 
 
+class _OtherUnconditional(eqx.Module):
+    """The exact conditional e*(x, s; y) of one joint with the exact unconditional e*(x, s) of another Gaussian q:
+    an inconsistent pair, whose null-label output is not the posterior mixture of its conditional outputs."""
+
+    conditional: eqx.Module
+    unconditional: eqx.Module
+
+    @property
+    def sde(self):
+        return self.conditional.sde
+
+    def __call__(self, x, s, y=None):
+        return self.unconditional(x, s, None) if y is None else self.conditional(x, s, y)
+
+
+def _gaussian_kl(a, b) -> float:
+    """KL(N(0, a) || N(0, b)) in nats, closed form."""
+    solve = np.linalg.solve(b, a)
+    return 0.5 * (np.trace(solve) - len(a) - np.linalg.slogdet(solve)[1])
+
+
+def test_minde_reads_the_unconditional_outputs_kl_on_top_of_I(case):
+    r"""Why a learned pair reads $I_{MINDE}$ above $H(Y)$ although its errors are not noise: with exact conditional
+    scores and an unconditional output that is the exact score of another distribution $q$, MINDE integrates
+    $rac{d}{ds}$ of $\mathbb E_y KL(p_{y,s}\|q_s) = I(X_s;Y) + KL(p_{X,s}\|q_s)$, so it reads
+    $I(X;Y) - I(X_T;Y) + KL(p_X\|q) - KL(p_{X,T}\|q_T)$: above $I$ by the unconditional output's own KL error
+    (closed form for $q = \mathcal N(0, \Sigma_q)$, within 4 stderr). Cross-fitting two fits that share that error
+    keeps it; cross-fitting against a consistent model removes it, since $\mathbb E[
+abla\log p_s(x|y) -
+    
+abla\log p_s(x) \mid x_s] = 0$."""
+    joint, model, x, y, _ = case
+    sigma_x = np.asarray(joint.sigma_x, np.float64)
+    sigma_q = 0.6 * sigma_x + 0.4 * np.trace(sigma_x) / len(sigma_x) * np.eye(len(sigma_x))
+    q = JointGaussian(sigma_q, joint.A, joint.sigma_eps, sde=joint.sde).model()
+    wrong = _OtherUnconditional(model, q)
+    alpha_T = float(joint.sde.alpha(joint.sde.T))
+    diffused = lambda cov: alpha_T * cov + (1 - alpha_T) * np.eye(len(cov))  # noqa: E731
+    kl = _gaussian_kl(sigma_x, sigma_q) - _gaussian_kl(diffused(sigma_x), diffused(sigma_q))
+    exact = joint.mutual_information_curve(joint.sde.T)
+    est = mutual_information_minde(wrong, x, y, times=GRID, key=jax.random.key(44))
+    assert kl > 10 * est.stderr  # the bias is resolved by this test's precision
+    assert est.within(exact + kl, 4.0), (est, exact, kl)
+    assert not est.within(exact, 4.0)
+    shared = mutual_information_minde_crossfit(wrong, wrong, x, y, times=GRID, key=jax.random.key(45))
+    assert shared.within(exact + kl, 4.0), (shared, exact, kl)
+    against_consistent = mutual_information_minde_crossfit(wrong, model, x, y, times=GRID, key=jax.random.key(46))
+    assert against_consistent.within(exact, 4.0), (against_consistent, exact)
+
+
 def test_crossfit_refuses_models_on_different_processes(case):
     joint, model, x, y, _ = case
     other = JointGaussian(joint.sigma_x, joint.A, joint.sigma_eps, sde=VPSDE(0.1, 10.0, 1.0)).model()
