@@ -111,6 +111,11 @@ def test_images_quick_end_to_end(quick_images):
         assert block["gap"]["stderr"] > 0
     curves = payload["curves"]["neural_entropy"]
     assert len(curves["times"]) == len(curves["rate"]) == payload["instance"]["times"]["n_times"]
+    # the headline estimate's curve is saved too, on the same times; its cumulative integral at the last node (the
+    # last half cell short of T) is the reported value less that half cell
+    cross_curve = payload["curves"]["minde_crossfit"]
+    assert cross_curve["times"] == curves["times"]
+    assert abs(cross_curve["cumulative"][-1] - cross["value"]) <= 0.05 * abs(cross["value"]) + 2 * cross["stderr"]
     for figure in payload["figures"].values():
         assert (out / figure).stat().st_size > 1000
     assert (out / "loss.csv").read_text().startswith("step,loss")

@@ -363,10 +363,18 @@ class ImageExperiment:
         return model, learned.GuidedLoss(dem, cross_entropy=self.guidance_cross_entropy)
 
 
-def _plot_rates(info: ImageInformation, path: Path, title: str) -> Path | None:
+def _plot_rates(info: ImageInformation, path: Path, title: str, crossfit: Estimate | None = None) -> Path | None:
     s_x, s_xy, minde = info.neural_entropy, info.conditional_neural_entropy, info.minde
     if s_x.times is None:
         return None
+    minde_rates = [{"label": "$I$ rate (MINDE)", "y": minde.rate, "stderr": minde.rate_stderr}]
+    minde_cumulative = [{"label": "$I(s)$ (MINDE)", "y": minde.cumulative, "stderr": minde.cumulative_stderr}]
+    if crossfit is not None and crossfit.times is not None:
+        minde_rates.append({"label": "$I$ rate (cross-fit)", "y": crossfit.rate, "stderr": crossfit.rate_stderr})
+        minde_cumulative.append({"label": "$I(s)$ (cross-fit)", "y": crossfit.cumulative,
+                                 "stderr": crossfit.cumulative_stderr})
+    for label, value, color in (("$H(Y)$", info.bounds.upper, "k"), ("$H(Y) - CE$", info.bounds.lower, "0.5")):
+        minde_cumulative.append({"label": label, "y": np.full(len(s_x.times), value), "exact": True, "color": color})
     return plot_curves(s_x.times, [
         ("entropy rate (cf. Fig. 16)", "nats per unit s", [
             {"label": "$S^X_{NN}$ rate", "y": s_x.rate, "stderr": s_x.rate_stderr},
@@ -376,9 +384,8 @@ def _plot_rates(info: ImageInformation, path: Path, title: str) -> Path | None:
             {"label": "$S^X_{NN}(s)$", "y": s_x.cumulative, "stderr": s_x.cumulative_stderr},
             {"label": "$S^{X|Y}_{NN}(s)$", "y": s_xy.cumulative, "stderr": s_xy.cumulative_stderr},
         ]),
-        ("MINDE integrand", "nats per unit s", [
-            {"label": "$I$ rate (MINDE)", "y": minde.rate, "stderr": minde.rate_stderr},
-        ]),
+        ("MINDE integrand", "nats per unit s", minde_rates),
+        ("cumulative MINDE (0 to s)", "nats", minde_cumulative),
     ], path, title=title, log_x=True)
 
 
@@ -525,7 +532,7 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
 
     t0 = time.perf_counter()
     figures = {}
-    rates = _plot_rates(info, out / "rates.png", f"{data.name}: neural entropy rates (EMA network)")
+    rates = _plot_rates(info, out / "rates.png", f"{data.name}: neural entropy rates (EMA network)", crossfit)
     if rates is not None:
         figures["rates"] = rates.name
     samples = cfg_samples(result.ema_model, data.num_classes, experiment.per_class, experiment.cfg_weights,
@@ -558,7 +565,8 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
             **(instance or {}),
         },
         "quantities": _with_crossfit(info.quantities(), crossfit) | {"memorisation": memorisation},
-        "curves": info.curves(),
+        "curves": info.curves() | ({} if crossfit is None or crossfit.times is None else {"minde_crossfit": {
+            k: v for k, v in crossfit.to_dict(curves=True).items() if k not in ("value", "stderr")}}),
         "training": {"final_loss_mean_last_10pct": float(np.mean(losses[-max(1, len(losses) // 10):])),
                      "steps": int(len(losses)), "loss_log": "loss.csv"},
         "cfg_weights": list(experiment.cfg_weights),
