@@ -42,6 +42,7 @@ from verify.cli import PRESETS
 
 REFERENCE_IMG_S = {32: 701.0, 128: 2200.0}
 RESULTS = pathlib.Path(__file__).parent / "results"
+SDE = VPSDE(0.1, 16.0, 1.0)  # the images experiment's process (beta_max = 16, T = 1)
 
 
 def measure(unet: learned.UNetConfig, batch_size: int, steps_per_call: int, repeats: int, n_data: int,
@@ -52,7 +53,7 @@ def measure(unet: learned.UNetConfig, batch_size: int, steps_per_call: int, repe
     after every call (the losses it receives are already on the host, so each interval is a finished call); the
     first interval holds the compilation.
     """
-    sde = VPSDE(0.1, 16.0, 1.0)
+    sde = SDE
     model = learned.EntropyUNet(unet, sde, key=jax.random.key(0))
     steps = steps_per_call * (repeats + 1)
     config = learned.TrainConfig(steps=steps, batch_size=batch_size, lr=2e-4, steps_per_call=steps_per_call,
@@ -86,7 +87,7 @@ def measure_estimation(unet: learned.UNetConfig, n_images: int, n_times: int, ch
 
     The first call holds the compilation; the rate is the best of `repeats` further calls (untrained network: the
     cost of an evaluation does not depend on the weights)."""
-    model = learned.EntropyUNet(unet, VPSDE(0.1, 16.0, 1.0), key=jax.random.key(0))
+    model = learned.EntropyUNet(unet, SDE, key=jax.random.key(0))
     x = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (n_images, *unet.image_shape)), jnp.float32)
     grid = LogSNRGrid(n_times=n_times, s_min=1e-4)
 

@@ -311,13 +311,11 @@ def _gaussian_kl(a, b) -> float:
 def test_minde_reads_the_unconditional_outputs_kl_on_top_of_I(case):
     r"""Why a learned pair reads $I_{MINDE}$ above $H(Y)$ although its errors are not noise: with exact conditional
     scores and an unconditional output that is the exact score of another distribution $q$, MINDE integrates
-    $rac{d}{ds}$ of $\mathbb E_y KL(p_{y,s}\|q_s) = I(X_s;Y) + KL(p_{X,s}\|q_s)$, so it reads
+    $\frac{d}{ds}$ of $\mathbb E_y KL(p_{y,s}\|q_s) = I(X_s;Y) + KL(p_{X,s}\|q_s)$, so it reads
     $I(X;Y) - I(X_T;Y) + KL(p_X\|q) - KL(p_{X,T}\|q_T)$: above $I$ by the unconditional output's own KL error
     (closed form for $q = \mathcal N(0, \Sigma_q)$, within 4 stderr). Cross-fitting two fits that share that error
-    keeps it; cross-fitting against a consistent model removes it, since $\mathbb E[
-abla\log p_s(x|y) -
-    
-abla\log p_s(x) \mid x_s] = 0$."""
+    keeps it; cross-fitting against a consistent model removes it, since
+    $\mathbb E[\nabla\log p_s(x|y) - \nabla\log p_s(x) \mid x_s] = 0$."""
     joint, model, x, y, _ = case
     sigma_x = np.asarray(joint.sigma_x, np.float64)
     sigma_q = 0.6 * sigma_x + 0.4 * np.trace(sigma_x) / len(sigma_x) * np.eye(len(sigma_x))

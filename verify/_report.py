@@ -53,6 +53,13 @@ def config_dict(config) -> dict:
     return out
 
 
+def curves_of(estimates: dict) -> dict:
+    """The `curves` block of a results.json: `{name: curve}` for each `Estimate` that has a curve (`None` and
+    curve-less estimates are left out), each its `to_dict(curves=True)` without the value and stderr."""
+    return {name: {k: v for k, v in est.to_dict(curves=True).items() if k not in ("value", "stderr")}
+            for name, est in estimates.items() if est is not None and est.times is not None}
+
+
 def to_json_value(obj):
     """`obj` as plain JSON values: NumPy/JAX arrays and scalars to lists and numbers, objects with `to_dict` through
     it, paths to strings, and NaN or infinity to `null` (strict JSON, which every parser reads)."""

@@ -27,6 +27,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from gaussian_oracle import VPSDE, Estimate, check_key, marginal_kl_curves, mean_stderr
 
+from .._report import curves_of
 from ._information import _check_data, _entropy_integrand, _minde_integrand
 from ._integrators import AbstractGrid, GeometricGrid, _chunks, _grid_chunk
 from ._label_entropy import FromEnd
@@ -174,8 +175,7 @@ class InformationBudget:
 
     def to_dict(self) -> dict:
         """JSON-ready: the split times, the parts and fractions (value, stderr, flags), and the curves."""
-        curves = {name: {k: v for k, v in est.to_dict(curves=True).items() if k not in ("value", "stderr")}
-                  for name, est in self.curves.items()}
+        curves = curves_of(self.curves)
         curves["marginal_sum"] = {"times": self.curves["neural_entropy"].times.tolist(),
                                   "cumulative": self.marginal_sum.tolist()}
         return {"tau": self.tau, "s_min": self.s_min, "T": self.T,

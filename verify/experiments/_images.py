@@ -30,7 +30,7 @@ from gaussian_oracle import VPSDE, AbstractTimeDensity, Estimate, LogSNRTime
 from learned import ClassifierConfig, DEMLoss, EntropyUNet, ImageData, TrainConfig, UNetConfig
 
 from .._figures import new_figure, plot_curves, save_figure
-from .._report import config_dict, provenance, write_json
+from .._report import config_dict, curves_of, provenance, write_json
 from .._sampling import sample_probability_flow
 from ..estimators import (
     AbstractGrid,
@@ -136,12 +136,10 @@ class ImageInformation:
         }
 
     def curves(self) -> dict:
-        out = {}
-        for name in ("neural_entropy", "conditional_neural_entropy", "minde", "difference"):
-            est = getattr(self, name)
-            if est.times is not None:
-                out[name] = {k: v for k, v in est.to_dict(curves=True).items() if k not in ("value", "stderr")}
-        return out
+        """The `curves` block of results.json: each time-resolved estimate's curve."""
+        return curves_of({name: getattr(self, name)
+                          for name in ("neural_entropy", "conditional_neural_entropy", "minde", "difference")})
+
 
 
 def image_information(model, x: Float[Array, "batch channels height width"], y: Int[Array, " batch"], *,
@@ -565,8 +563,7 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
             **(instance or {}),
         },
         "quantities": _with_crossfit(info.quantities(), crossfit) | {"memorisation": memorisation},
-        "curves": info.curves() | ({} if crossfit is None or crossfit.times is None else {"minde_crossfit": {
-            k: v for k, v in crossfit.to_dict(curves=True).items() if k not in ("value", "stderr")}}),
+        "curves": info.curves() | curves_of({"minde_crossfit": crossfit}),
         "training": {"final_loss_mean_last_10pct": float(np.mean(losses[-max(1, len(losses) // 10):])),
                      "steps": int(len(losses)), "loss_log": "loss.csv"},
         "cfg_weights": list(experiment.cfg_weights),
