@@ -73,7 +73,10 @@ from ._guided import (
     ClassifierGuided as ClassifierGuided,
     GuidedLoss as GuidedLoss,
     NoisyClassifier as NoisyClassifier,
+    NoisyClassifierLoss as NoisyClassifierLoss,
     noisy_cross_entropy as noisy_cross_entropy,
+    noisy_cross_entropy_curve as noisy_cross_entropy_curve,
+    train_noisy_classifier as train_noisy_classifier,
 )
 from ._encoder import (
     AbstractEncoder as AbstractEncoder,

@@ -160,9 +160,17 @@ def train_classifier(config: ClassifierConfig, x: Float[ArrayLike, "batch channe
 
     The trained classifier.
     """
+    _key_data(key)  # one clear error for a bad key, before anything is built
+    check_labelled_images(config, x, y)
+    k_init, k_train = jax.random.split(key)
+    return fit_classifier(ConvClassifier(config, key=k_init), ClassifierLoss(), config, x, y, progress=progress,
+                          key=k_train)
+
+
+def check_labelled_images(config: ClassifierConfig, x, y) -> None:
+    """One clear error for a configuration, images or labels a classifier of `config` cannot be trained on."""
     if not isinstance(config, ClassifierConfig):
         raise ValueError(f"config must be a ClassifierConfig; got {type(config).__name__}.")
-    _key_data(key)  # one clear error for a bad key, before anything is built
     x, y = np.asarray(x), np.asarray(y)
     if x.shape[1:] != config.image_shape or y.shape != (x.shape[0],):
         raise ValueError(f"x must have shape (batch, {config.image_shape}) and y (batch,); got {x.shape}, {y.shape}.")
@@ -171,15 +179,19 @@ def train_classifier(config: ClassifierConfig, x: Float[ArrayLike, "batch channe
     if y.size and (y.min() < 0 or y.max() >= config.num_classes):
         raise ValueError(f"y must hold labels in [0, {config.num_classes}) (config.num_classes); "
                          f"got values from {y.min()} to {y.max()}.")
-    k_init, k_train = jax.random.split(key)
-    model = ConvClassifier(config, key=k_init)
+
+
+def fit_classifier(model: eqx.Module, loss: eqx.Module, config: ClassifierConfig, x, y, *, progress: bool,
+                   key: PRNGKeyArray) -> eqx.Module:
+    """`learned.train` of a classifier `model` under `loss` with `config`'s AdamW (cosine decay to 0, no EMA, a few
+    unrolled steps per call); returns the trained model."""
     per_call = _steps_per_call(config.steps)
     train_config = TrainConfig(
         steps=config.steps, batch_size=config.batch_size, lr=config.lr, final_lr_fraction=0.0,
         weight_decay=config.weight_decay, ema_decay=0.0, steps_per_call=per_call, checkpoint_every=per_call,
         progress=progress, unroll=True,
     )
-    return train(model, x, y, config=train_config, loss=ClassifierLoss(), key=k_train).model
+    return train(model, np.asarray(x), np.asarray(y), config=train_config, loss=loss, key=key).model
 
 
 def cross_entropy(classifier: ConvClassifier, x: Float[ArrayLike, "batch channels height width"],

@@ -21,13 +21,16 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
-from gaussian_oracle import VPSDE, check_label
+from gaussian_oracle import VPSDE, AbstractTimeDensity, check_label
 
-from ._classifier import ClassifierConfig, ConvClassifier
+from ._classifier import ClassifierConfig, ConvClassifier, check_labelled_images, fit_classifier
+from ._train import _key_data
 
-__all__ = ["NoisyClassifier", "ClassifierGuided", "GuidedLoss", "noisy_cross_entropy"]
+__all__ = ["NoisyClassifier", "ClassifierGuided", "GuidedLoss", "NoisyClassifierLoss", "noisy_cross_entropy",
+           "noisy_cross_entropy_curve", "train_noisy_classifier"]
 
 
 class NoisyClassifier(eqx.Module):
@@ -96,21 +99,119 @@ class ClassifierGuided(eqx.Module):
         return e + jnp.where(drop, 0.0, 1.0) * self.log_posterior_grad(x, s, y, key=k_c)
 
 
+def _diffuse(sde: VPSDE, x, s, noise):
+    scale = (-1,) + (1,) * (x.ndim - 1)
+    return sde.mu(s).reshape(scale) * x + jnp.sqrt(sde.var(s)).reshape(scale) * noise
+
+
+def _nll(logits, y):
+    return jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0]
+
+
 def noisy_cross_entropy(classifier: NoisyClassifier, x: Float[Array, "batch channels height width"],
-                        y: Int[Array, " batch"], *, key: PRNGKeyArray) -> Float[Array, ""]:
-    r"""Mean cross-entropy $-\log p_\phi(y | \tilde x_s, s)$ of clean images diffused to times $s \sim \mathcal U(10^{-5}T, T)$.
+                        y: Int[Array, " batch"], *, key: PRNGKeyArray,
+                        times: AbstractTimeDensity | None = None) -> Float[Array, ""]:
+    r"""Mean cross-entropy $-\log p_\phi(y | \tilde x_s, s)$ of clean images diffused to random times s.
 
     Fits $p_\phi(y|x_s)$ to the posterior of the noisy image directly (by its values), where the DEM loss of
-    `ClassifierGuided` fits only its input-gradient.
+    `ClassifierGuided` fits only its input-gradient. The times are drawn from `times` (an `AbstractTimeDensity`,
+    e.g. `LogSNRTime(s_min)`), or uniform on $[10^{-5}T, T]$ when `None`.
     """
     sde = classifier.sde
     k_s, k_n = jax.random.split(key)
-    s = jax.random.uniform(k_s, (x.shape[0],), x.dtype, 1e-5 * sde.T, sde.T)
-    noise = jax.random.normal(k_n, x.shape, x.dtype)
-    scale = (-1,) + (1,) * (x.ndim - 1)
-    x_s = sde.mu(s).reshape(scale) * x + jnp.sqrt(sde.var(s)).reshape(scale) * noise
-    logits = jax.vmap(classifier)(x_s, s)
-    return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0])
+    if times is None:
+        s = jax.random.uniform(k_s, (x.shape[0],), x.dtype, 1e-5 * sde.T, sde.T)
+    else:
+        s = times.sample(sde, (x.shape[0],), key=k_s, dtype=x.dtype)
+    x_s = _diffuse(sde, x, s, jax.random.normal(k_n, x.shape, x.dtype))
+    return jnp.mean(_nll(jax.vmap(classifier)(x_s, s), y))
+
+
+class NoisyClassifierLoss(eqx.Module):
+    r"""`noisy_cross_entropy` as a `TrainingLoss` for `learned.train`: times drawn from `times` (`None`: uniform)."""
+
+    times: AbstractTimeDensity | None = None
+
+    def __call__(self, model: NoisyClassifier, x, y, *, key: PRNGKeyArray) -> Float[Array, ""]:
+        if y is None:
+            raise ValueError("NoisyClassifierLoss needs integer labels y; got None.")
+        return noisy_cross_entropy(model, x, y, key=key, times=self.times)
+
+
+def train_noisy_classifier(config: ClassifierConfig, sde: VPSDE, x: Float[ArrayLike, "batch channels height width"],
+                           y: Int[ArrayLike, " batch"], *, times: AbstractTimeDensity | None = None,
+                           progress: bool = False, key: PRNGKeyArray) -> NoisyClassifier:
+    r"""Train a `NoisyClassifier` $p_\phi(y|x_s, s)$ on clean `(x, y)` diffused by `sde` to times from `times`.
+
+    The noisy counterpart of `train_classifier` (same AdamW schedule, same checks): each minibatch image is
+    diffused to its own time and the loss is `noisy_cross_entropy`. Its held-out cross-entropy at time s
+    (`noisy_cross_entropy_curve`) bounds $H(Y|X_s)$ from above, so $I(X_s;Y) \ge H(Y) - CE_s$ at every s.
+
+    **Arguments:**
+
+    - `config`: the `ClassifierConfig` of the clean images (the noise level is added as a channel).
+    - `sde`: the forward process.
+    - `x`, `y`: training images and integer labels in `[0, config.num_classes)`.
+    - `times`: the training-time density (`None`: uniform on $[10^{-5}T, T]$).
+    - `progress`: show a progress bar.
+    - `key`: a PRNG key (initialisation, batches, times, noise).
+
+    **Returns:**
+
+    The trained `NoisyClassifier`.
+    """
+    _key_data(key)
+    check_labelled_images(config, x, y)
+    k_init, k_train = jax.random.split(key)
+    return fit_classifier(NoisyClassifier(config, sde, key=k_init), NoisyClassifierLoss(times), config, x, y,
+                          progress=progress, key=k_train)
+
+
+def noisy_cross_entropy_curve(classifier, sde: VPSDE, x: Float[ArrayLike, "batch *shape"], y: Int[ArrayLike, " batch"],
+                              times: Float[ArrayLike, " n_times"], *, chunk_size: int = 256, key: PRNGKeyArray
+                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Held-out cross-entropy $CE_s = \mathbb E[-\log p_\phi(y|\tilde x_s, s)]$ at each of `times`, in nats.
+
+    Each row of `x` is diffused once per time (independent noise) and the per-row values are averaged, so the
+    stderr is that of i.i.d. rows. For any classifier $CE_s \ge H(Y|X_s)$, with equality for the exact posterior.
+
+    **Arguments:**
+
+    - `classifier`: logits $\log p_\phi(y|x_s)$ + const, called `classifier(x_s, s)` for one sample (e.g. a trained
+      `NoisyClassifier`), not trained on `(x, y)`.
+    - `sde`: the forward process that diffuses `x`.
+    - `x`, `y`: held-out samples and their integer labels.
+    - `times`: forward times in $[0, T]$.
+    - `chunk_size`: rows per compiled call.
+    - `key`: a PRNG key for the noise.
+
+    **Returns:**
+
+    `(ce, stderr, accuracy)`, each of shape `(n_times,)` (float64).
+    """
+    x, y = jnp.asarray(x, jnp.float32), np.asarray(y)
+    times = np.asarray(times, np.float64)
+    if x.ndim < 2 or y.shape != (x.shape[0],) or x.shape[0] < 2:
+        raise ValueError(f"need at least 2 held-out samples with one label each; got {x.shape} and {y.shape}.")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y must hold integer labels; got dtype {y.dtype}.")
+    if times.ndim != 1 or times.size == 0 or not np.all((times >= 0) & (times <= sde.T)):
+        raise ValueError(f"times must be a non-empty 1-D array in [0, T = {sde.T}]; got {times!r}.")
+
+    @eqx.filter_jit
+    def chunk(model, xb, yb, s, k):
+        x_s = _diffuse(sde, xb, jnp.full(xb.shape[0], s, xb.dtype), jax.random.normal(k, xb.shape, xb.dtype))
+        logits = jax.vmap(lambda xi: model(xi, s))(x_s)
+        return _nll(logits, yb), jnp.argmax(logits, axis=-1) == yb
+
+    nll = np.empty((len(times), x.shape[0]))
+    hit = np.empty((len(times), x.shape[0]))
+    for i, s in enumerate(times):
+        for j in range(0, x.shape[0], chunk_size):
+            k = jax.random.fold_in(jax.random.fold_in(key, i), j)
+            a, b = chunk(classifier, x[j:j + chunk_size], jnp.asarray(y[j:j + chunk_size]), jnp.float32(s), k)
+            nll[i, j:j + chunk_size], hit[i, j:j + chunk_size] = np.asarray(a, np.float64), np.asarray(b)
+    return nll.mean(1), nll.std(1, ddof=1) / np.sqrt(x.shape[0]), hit.mean(1)
 
 
 class GuidedLoss(eqx.Module):

@@ -82,3 +82,65 @@ def test_guided_loss_is_dem_plus_noisy_cross_entropy(model):
     got = learned.GuidedLoss(dem, cross_entropy=0.5)(model, x, y, key=key)
     np.testing.assert_allclose(float(got), float(expected), rtol=1e-6)
     assert float(learned.GuidedLoss(dem, 0.0)(model, x, y, key=key)) == pytest.approx(float(dem(model, x, y, key=k_dem)))
+
+
+# ---------------------------------------------------------------------------------------------- the noisy classifier
+def test_noisy_cross_entropy_curve_of_the_exact_posterior_is_the_label_entropy():
+    """With the exact posterior log p(y|x_s) as the classifier, CE_s = H(Y|X_s): the two-class mixture's 1-D
+    quadrature, within 4 stderr at every time."""
+    from gaussian_oracle import GaussianMixture
+
+    mixture = GaussianMixture.symmetric_two_class(np.array([1.0, -0.5, 0.5]), sigma=0.7, sde=SDE)
+    exact_model = mixture.model()
+    x, y = mixture.sample(4000, key=jax.random.key(8))
+    times = np.array([0.02, 0.1, 0.3, 0.6])
+    ce, se, accuracy = learned.noisy_cross_entropy_curve(lambda xs, s: jnp.log(exact_model.posterior(xs, s)), SDE,
+                                                         x, y, times, key=jax.random.key(9))
+    exact = mixture.two_class_label_entropy(times)
+    assert np.all(np.abs(ce - exact) < 4 * se), (ce, se, exact)
+    assert exact[0] < 0.15 and exact[-1] > 0.6 and np.all(np.diff(accuracy) < 0)  # the times span the decision
+    with pytest.raises(ValueError, match=r"in \[0, T"):
+        learned.noisy_cross_entropy_curve(lambda xs, s: jnp.zeros(2), SDE, x, y, np.array([1.5]), key=jax.random.key(0))
+    with pytest.raises(ValueError, match="integer labels"):
+        learned.noisy_cross_entropy_curve(lambda xs, s: jnp.zeros(2), SDE, x, y.astype(float), times, key=jax.random.key(0))
+
+
+def _quadrant_images(key, n, num_classes=3):
+    """Images whose class sets the brightness of one quadrant."""
+    k_y, k_x = jax.random.split(key)
+    y = np.asarray(jax.random.randint(k_y, (n,), 0, num_classes))
+    x = 0.3 * np.asarray(jax.random.normal(k_x, (n, 1, 8, 8)), np.float32)
+    for c in range(num_classes):
+        x[y == c, 0, (c // 2) * 4:(c // 2) * 4 + 4, (c % 2) * 4:(c % 2) * 4 + 4] += 1.0
+    return x, y
+
+
+def test_train_noisy_classifier_is_train_with_the_noisy_loss_and_learns_the_posterior_at_small_noise():
+    from learned import LogSNRTime
+
+    x, y = _quadrant_images(jax.random.key(10), 400)
+    xt, yt = _quadrant_images(jax.random.key(11), 300)
+    cfg = learned.ClassifierConfig((1, 8, 8), 3, channels=(4, 8), hidden=16, steps=200, batch_size=32, lr=3e-3)
+    times = LogSNRTime(s_min=1e-4)
+    k_train = jax.random.key(12)
+    classifier = learned.train_noisy_classifier(cfg, SDE, x, y, times=times, key=k_train)
+    assert isinstance(classifier, learned.NoisyClassifier)
+    ce, se, accuracy = learned.noisy_cross_entropy_curve(classifier, SDE, xt, yt, np.array([1e-3, 1.0]),
+                                                         key=jax.random.key(13))
+    # clean enough to classify at s = 1e-3; at s = T (alpha ~ 3e-4) nothing is left to classify: CE ~ log 3
+    assert accuracy[0] > 0.9 and ce[0] < 0.3 * np.log(3), (ce, accuracy)
+    assert abs(ce[1] - np.log(3)) < 0.1, ce
+    # the wrapper is `train` with a NoisyClassifierLoss and the clean classifier's schedule
+    import equinox as eqx
+
+    k_init, k_loop = jax.random.split(k_train)
+    direct = learned.train(learned.NoisyClassifier(cfg, SDE, key=k_init), x, y, loss=learned.NoisyClassifierLoss(times),
+                           key=k_loop, config=learned.TrainConfig(
+                               steps=200, batch_size=32, lr=3e-3, final_lr_fraction=0.0, weight_decay=cfg.weight_decay,
+                               ema_decay=0.0, steps_per_call=5, checkpoint_every=5, progress=False, unroll=True))
+    a, b = (jax.tree.leaves(eqx.filter(m, eqx.is_array)) for m in (direct.model, classifier))
+    assert all(np.array_equal(np.asarray(u), np.asarray(v)) for u, v in zip(a, b))
+    with pytest.raises(ValueError, match=r"labels in \[0, 3\)"):
+        learned.train_noisy_classifier(cfg, SDE, x, np.where(y == 2, 3, y), key=k_train)
+    with pytest.raises(ValueError, match="needs integer labels"):
+        learned.NoisyClassifierLoss()(classifier, jnp.asarray(x[:4]), None, key=k_train)

@@ -13,7 +13,7 @@ from gaussian_oracle import Estimate
 import learned
 from learned import load_digits
 from verify.cli import main
-from verify.experiments import Bounds, ImageExperiment, information_bounds
+from verify.experiments import Bounds, ImageExperiment, LabelInformationCurve, information_bounds, label_information_curve
 from verify.estimators import LogSNRGrid, UniformGrid
 
 
@@ -63,6 +63,44 @@ def test_information_bounds_from_held_out_cross_entropy():
     nll_wrong = -(0 - np.log(np.exp(c) + 3))
     assert wrong.cross_entropy == pytest.approx(0.25 * nll_wrong + 0.75 * nll_right, rel=1e-6)
     assert wrong.lower_stderr > 0
+
+
+def test_label_information_curve_holds_for_the_exact_model_and_catches_a_cancelling_curve():
+    """Exact MINDE curve of a two-class mixture against the exact posterior's CE_s: no node outside the time-resolved
+    bounds. A curve with the same total whose information arrives too early (at small s) is flagged, though its
+    total lies inside [H(Y) - CE, H(Y)]."""
+    from gaussian_oracle import VPSDE, GaussianMixture
+    from verify.estimators import mutual_information_minde
+
+    sde = VPSDE(0.1, 16.0, 1.0)
+    mean = np.array([1.0, -0.5, 0.5])
+    mixture = GaussianMixture.symmetric_two_class(mean, sigma=0.7, sde=sde)
+    exact_model = mixture.model()
+    x, y = mixture.sample(2000, key=jax.random.key(20))
+    grid = LogSNRGrid(n_times=24, s_min=1e-4)
+    minde = mutual_information_minde(exact_model, x, y, times=grid, key=jax.random.key(21))
+    h_y = math.log(2)
+    curve = label_information_curve(lambda xs, s: jnp.log(exact_model.posterior(xs, s)), sde, x, y, minde.times,
+                                    label_entropy=h_y, data_variance=3 * 0.7**2 + float(mean @ mean),
+                                    key=jax.random.key(22))
+    assert 0 < curve.residual < 1e-3
+    assert curve.check(minde, "I_MINDE").flags == ()
+    v = curve.violations(minde)
+    assert v["below"]["n_times"] == 0 and v["above"]["n_times"] == 0
+    # a curve that produces all its information below the median node: same total, wrong shape
+    k = len(minde.times) // 2
+    early = np.where(np.arange(len(minde.times)) < k, minde.value / k, 0.0)
+    cancelling = Estimate(minde.value, minde.stderr, times=minde.times, rate=minde.rate, rate_stderr=minde.rate_stderr,
+                          cumulative=np.cumsum(early) - 0.5 * early, cumulative_stderr=minde.cumulative_stderr)
+    flags = curve.check(cancelling, "I_MINDE").flags
+    assert len(flags) == 1 and "below H(Y) - CE_s" in flags[0], flags
+    high = Estimate(5.0, 0.01, times=minde.times, cumulative=np.zeros(len(minde.times)),
+                    cumulative_stderr=np.zeros(len(minde.times)))
+    assert "above H(Y)" in curve.check(high, "I").flags[-1]
+    with pytest.raises(ValueError, match="nodes of this LabelInformationCurve"):
+        curve.check(Estimate(1.0, 0.1, times=minde.times[:-1], cumulative=minde.cumulative[:-1],
+                             cumulative_stderr=minde.cumulative_stderr[:-1]), "I")
+    assert isinstance(curve, LabelInformationCurve) and len(curve.to_dict()["lower"]) == len(minde.times)
 
 
 def test_images_quick_end_to_end(quick_images):

@@ -45,6 +45,8 @@ from ._images import (
     cfg_samples as cfg_samples,
     image_information as image_information,
     information_bounds as information_bounds,
+    LabelInformationCurve as LabelInformationCurve,
+    label_information_curve as label_information_curve,
     plot_sample_grid as plot_sample_grid,
     run_image_experiment as run_image_experiment,
     train_networks as train_networks,

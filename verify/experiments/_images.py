@@ -43,7 +43,8 @@ from ..estimators import (
     neural_entropy,
 )
 
-__all__ = ["ImageExperiment", "ImageInformation", "Bounds", "image_information", "information_bounds",
+__all__ = ["ImageExperiment", "ImageInformation", "Bounds", "LabelInformationCurve", "image_information",
+           "information_bounds", "label_information_curve",
            "cfg_samples", "plot_sample_grid", "run", "run_image_experiment", "train_networks", "training_parts"]
 
 
@@ -112,6 +113,116 @@ def information_bounds(classifier, x: Float[Array, "batch channels height width"
     ce, ce_se, accuracy = learned.cross_entropy(classifier, x, y)
     return Bounds(upper=h_y, lower=h_y - ce, lower_stderr=ce_se, cross_entropy=ce, accuracy=accuracy,
                   upper_definition=label_entropy_definition)
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelInformationCurve:
+    r"""Time-resolved bounds on the label information $I(X_s;Y)$ that MINDE's curve estimates, in nats.
+
+    MINDE integrated from $s$ to $T$ estimates $I(X_s;Y) - I(X_T;Y)$ (with the grid's midpoint cells, at a node
+    $s_k$: the total minus `cumulative`). A noise-conditional classifier's held-out cross-entropy $CE_s \ge H(Y|X_s)$
+    gives, at every node,
+    $$H(Y) - CE_{s} - r_T \;\le\; I(X_s;Y) - I(X_T;Y) \;\le\; H(Y),$$
+    with $r_T \ge I(X_T;Y)$ the Gaussian-channel bound $I(X_T;Y) \le I(X_T;X_0) \le
+    \tfrac{\alpha(T)}{2(1 - \alpha(T))}\operatorname{tr}\Sigma_X$. So the MINDE curve is checked at every time, not
+    only its total: a curve that gains too much label information at small s and too little at large s can land its
+    total inside $[H(Y) - CE, H(Y)]$ by cancellation and still fail here.
+
+    **Arguments:**
+
+    - `times`: the nodes $s_k$ (those of the MINDE grid).
+    - `cross_entropy`, `cross_entropy_stderr`, `accuracy`: the noisy classifier's held-out $CE_{s_k}$, its stderr
+      and its accuracy at each node.
+    - `upper`: $H(Y)$.
+    - `residual`: $r_T$.
+    """
+
+    times: np.ndarray
+    cross_entropy: np.ndarray
+    cross_entropy_stderr: np.ndarray
+    accuracy: np.ndarray
+    upper: float
+    residual: float
+
+    @property
+    def lower(self) -> np.ndarray:
+        """$H(Y) - CE_{s_k} - r_T$ at each node."""
+        return self.upper - self.cross_entropy - self.residual
+
+    def tail(self, estimate: Estimate) -> tuple[np.ndarray, np.ndarray]:
+        r"""MINDE from each node to T (`value - cumulative`) and a bound on its stderr.
+
+        The per-image tail is not stored, so its stderr is bounded by the triangle inequality of standard
+        deviations: $\mathrm{se}(\text{total} - \text{cum}_k) \le \mathrm{se}(\text{total}) + \mathrm{se}(\text{cum}_k)$
+        (conservative: the flags below are never raised by an underestimated stderr)."""
+        if (estimate.times is None or np.shape(estimate.times) != self.times.shape
+                or not np.allclose(estimate.times, self.times, rtol=1e-6, atol=0.0)):
+            raise ValueError("the estimate's curve must be on the nodes of this LabelInformationCurve "
+                             f"({len(self.times)} times from {self.times[0]:.3g}).")
+        return estimate.value - estimate.cumulative, estimate.stderr + estimate.cumulative_stderr
+
+    def violations(self, estimate: Estimate, n_sigma: float = 2.0) -> dict:
+        """Where the estimate's tail leaves the bounds by more than `n_sigma` combined stderr: the nodes below
+        $H(Y) - CE_s - r_T$ and above $H(Y)$, each with the largest shortfall (in stderr) and its time."""
+        tail, tail_se = self.tail(estimate)
+        z_low = (self.lower - tail) / np.hypot(tail_se, self.cross_entropy_stderr)
+        z_high = (tail - self.upper) / np.maximum(tail_se, 1e-300)
+        out = {}
+        for name, z in (("below", z_low), ("above", z_high)):
+            bad = np.flatnonzero(z > n_sigma)
+            worst = int(np.argmax(z))
+            out[name] = {"n_times": int(bad.size), "times": self.times[bad].tolist(),
+                         "worst_time": float(self.times[worst]), "worst_z": float(z[worst])}
+        return out
+
+    def check(self, estimate: Estimate, name: str, n_sigma: float = 2.0) -> Estimate:
+        """`estimate` with a flag when its curve leaves the time-resolved bounds anywhere (see `violations`)."""
+        flags = list(estimate.flags)
+        v = self.violations(estimate, n_sigma)
+        tail, _ = self.tail(estimate)
+        if v["below"]["n_times"]:
+            k = int(np.argmin(np.abs(self.times - v["below"]["worst_time"])))
+            flags.append(f"{name} from s to T is below H(Y) - CE_s at {v['below']['n_times']} of {len(self.times)} "
+                         f"times by more than {n_sigma} stderr (worst at s = {self.times[k]:.3g}: {tail[k]:.4g} < "
+                         f"{self.lower[k]:.4g}, {v['below']['worst_z']:.1f} stderr)")
+        if v["above"]["n_times"]:
+            k = int(np.argmin(np.abs(self.times - v["above"]["worst_time"])))
+            flags.append(f"{name} from s to T is above H(Y) at {v['above']['n_times']} of {len(self.times)} times "
+                         f"by more than {n_sigma} stderr (worst at s = {self.times[k]:.3g}: {tail[k]:.4g})")
+        return dataclasses.replace(estimate, flags=tuple(flags))
+
+    def to_dict(self) -> dict:
+        return {"definition": "lower = H(Y) - CE_s - r_T <= I(X_s;Y) - I(X_T;Y), CE_s the held-out cross-entropy "
+                              "of a noise-conditional classifier at time s; r_T = alpha(T) tr Cov(X) / "
+                              "(2 (1 - alpha(T))) >= I(X_T;Y)",
+                "times": self.times.tolist(), "lower": self.lower.tolist(),
+                "lower_stderr": self.cross_entropy_stderr.tolist(), "cross_entropy": self.cross_entropy.tolist(),
+                "accuracy": self.accuracy.tolist(), "upper": self.upper, "residual": self.residual}
+
+
+def label_information_curve(noisy_classifier, sde: VPSDE, x: Float[Array, "batch channels height width"],
+                            y: Int[Array, " batch"], times: Float[np.ndarray, " n_times"], *, label_entropy: float,
+                            data_variance: float, key: PRNGKeyArray) -> LabelInformationCurve:
+    r"""The `LabelInformationCurve` at `times` from a trained noise-conditional classifier and held-out `(x, y)`.
+
+    **Arguments:**
+
+    - `noisy_classifier`: logits of $p_\phi(y|x_s)$, called `(x_s, s)` (e.g. `learned.train_noisy_classifier`'s),
+      not trained on `(x, y)`.
+    - `sde`: the forward process.
+    - `x`, `y`: held-out images and labels.
+    - `times`: the nodes (those of the MINDE grid).
+    - `label_entropy`: $H(Y)$ in nats.
+    - `data_variance`: $\operatorname{tr}\Sigma_X$, the total variance of the data (for $r_T$).
+    - `key`: PRNG key for the noise.
+    """
+    if not (np.isfinite(data_variance) and data_variance >= 0):
+        raise ValueError(f"data_variance must be a finite number >= 0; got {data_variance!r}.")
+    ce, ce_se, accuracy = learned.noisy_cross_entropy_curve(noisy_classifier, sde, x, y, times, key=key)
+    alpha_t = float(sde.alpha(sde.T))
+    return LabelInformationCurve(times=np.asarray(times, np.float64), cross_entropy=ce, cross_entropy_stderr=ce_se,
+                                 accuracy=accuracy, upper=float(label_entropy),
+                                 residual=alpha_t * float(data_variance) / (2 * (1 - alpha_t)))
 
 
 # ---------------------------------------------------------------------------------------------- estimates
