@@ -246,6 +246,51 @@ def test_minde_and_difference_recover_mixture_information_with_integer_labels(x6
     assert 0.2 < truth.value < mixture.prior_entropy() - 0.2  # a test that can tell a wrong answer apart
 
 
+class _UnconditionalOf(eqx.Module):
+    """A label-conditional model whose unconditional output (y=None) comes from another model."""
+
+    model: eqx.Module
+    other: eqx.Module
+
+    @property
+    def sde(self):
+        return self.model.sde
+
+    def __call__(self, x, s, y=None):
+        return self.other(x, s, None) if y is None else self.model(x, s, y)
+
+
+def test_posterior_centred_minde_is_immune_to_the_unconditional_output():
+    """With exact conditional scores and the exact posterior, the posterior-centred MINDE (plug-in and cross-fit)
+    recovers I(X;Y) - I(X_T;Y) within 4 stderr even when the unconditional output is another mixture's score
+    (wrong weights), which the usual MINDE reads as extra information."""
+    mixture = _labelled_mixture()
+    truth = mixture.mutual_information(n=40_000, key=jax.random.key(20))
+    at_T = mixture.prior_entropy() - mixture.label_entropy(mixture.sde.T, n=40_000, key=jax.random.key(21)).value
+    exact = truth.value - at_T
+    times = ImportanceSampler(PiecewiseConstant.log_uniform(mixture.sde.T, s_min=1e-4), n_per_sample=8)
+    model = mixture.model()
+    reweighted = GaussianMixture(np.array([0.15, 0.25, 0.6]), np.asarray(mixture.means), np.asarray(mixture.covs))
+    wrong = _UnconditionalOf(model, reweighted.model())
+    posterior = lambda xs, s: jnp.log(model.posterior(xs, s))  # noqa: E731
+    x, y = mixture.sample(4_000, key=jax.random.key(22))
+    plain = mutual_information_minde(wrong, x, y, times=times, key=jax.random.key(23))
+    centred = mutual_information_minde(wrong, x, y, times=times, posterior=posterior, key=jax.random.key(23))
+    crossfit = mutual_information_minde_crossfit(wrong, wrong, x, y, times=times, posterior=posterior,
+                                                 key=jax.random.key(25))
+    assert plain.value - exact > 6 * math.hypot(plain.stderr, truth.stderr), (plain, exact)  # the error is resolved
+    for est in (centred, crossfit):
+        assert abs(est.value - exact) < 4 * math.hypot(est.stderr, truth.stderr), (est, exact)
+        assert est.flags == ()
+    assert centred.n_evals == 4_000 * 8 * 3 and crossfit.n_evals == 2 * centred.n_evals
+    with pytest.raises(ValueError, match="not both"):
+        mutual_information_minde(model, x, y, unconditional_model=model, posterior=posterior, key=jax.random.key(0))
+    with pytest.raises(ValueError, match=r"integer label in \[0, 3\)"):
+        mutual_information_minde(model, x, jnp.where(y == 2, 3, y), posterior=posterior, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="logits over the labels"):
+        mutual_information_minde(model, x, y, posterior=lambda xs, s: jnp.zeros(()), key=jax.random.key(0))
+
+
 # ---------------------------------------------------------------------------------------------- cross-fitted MINDE
 class _Combination(eqx.Module):
     """$c_a e_a + c_b e_b$: a protocol model built from two others (for the bilinearity check)."""

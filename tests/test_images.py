@@ -228,3 +228,29 @@ def test_images_guided_cross_fit_end_to_end(tmp_path):
     cross = q["mutual_information"]["minde_crossfit"]
     assert np.isfinite(cross["value"]) and cross["stderr"] > 0
     assert set(cross.get("flags", [])) <= set(q["flags"])
+
+
+def test_images_posterior_on_the_quick_networks(quick_images, tmp_path):
+    """`--posterior-steps` on the quick run's networks (resumed from their checkpoints): a noise-conditional classifier
+    adds the time-resolved bounds at the grid's nodes (checked against every MINDE curve) and the posterior-centred
+    cross-fit, with its curve, its flags and its panel."""
+    _, checkpoints = quick_images
+    out = tmp_path / "post"
+    stamps = {part: (checkpoints / part / "checkpoint.eqx").stat().st_mtime_ns for part in "ab"}
+    assert main(["images", "--quick", "--checkpoint-dir", str(checkpoints), "--n-eval", "8", "--n-times", "4",
+                 "--classifier-steps", "10", "--posterior-steps", "10", "--per-class", "1", "--sample-steps", "2",
+                 "--no-progress", "--out", str(out)]) == 0
+    payload = json.loads((out / "results.json").read_text())
+    q, curves = payload["quantities"], payload["curves"]
+    assert payload["instance"]["posterior"]["steps"] == 10
+    assert {part: (checkpoints / part / "checkpoint.eqx").stat().st_mtime_ns for part in "ab"} == stamps  # resumed
+    centred = q["mutual_information"]["minde_crossfit_centred"]
+    assert np.isfinite(centred["value"]) and centred["stderr"] > 0
+    assert centred["n_evals"] == 2 * 10 * 8 * 4  # two networks x ten labels per node and image
+    assert set(centred.get("flags", [])) <= set(q["flags"])
+    resolved = q["bounds"]["time_resolved"]
+    assert resolved["times"] == curves["minde_crossfit_centred"]["times"] == curves["minde"]["times"]
+    np.testing.assert_allclose(resolved["lower"], resolved["upper"] - np.asarray(resolved["cross_entropy"])
+                               - resolved["residual"])
+    assert 0 < resolved["residual"] < 0.1 and resolved["upper"] == q["bounds"]["upper"]["value"]
+    assert "noisy_classifier_s" in payload["timings_s"] and (out / "rates.png").exists()

@@ -65,6 +65,7 @@ class Preset:
     classifier_channels: tuple[int, ...]
     classifier_hidden: int
     classifier_steps: int
+    posterior_steps: int
     n_times: int
     n_eval: int
     chunk_size: int
@@ -80,15 +81,16 @@ _SMALL_UNET = (("channels", 16), ("embed_dim", 64))
 PRESETS = {
     "full": Preset("full", None, (), steps=20_000, batch_size=128, lr=2e-4, warmup_steps=500, ema_decay=0.999,
                    steps_per_call=None, classifier_channels=(32, 64), classifier_hidden=128, classifier_steps=3000,
+                   posterior_steps=3000,
                    n_times=128, n_eval=1000, chunk_size=8, per_class=4, sample_steps=100),
     "quick": Preset("quick", (QUICK,), _SMALL_UNET + (("num_groups", 4),), steps=QUICK_STEPS, batch_size=64,
                     lr=1e-3, warmup_steps=50, ema_decay=0.99, steps_per_call=5, classifier_channels=(16, 32),
-                    classifier_hidden=64, classifier_steps=300, n_times=32, n_eval=200, chunk_size=32, per_class=2,
+                    classifier_hidden=64, classifier_steps=300, posterior_steps=0, n_times=32, n_eval=200, chunk_size=32, per_class=2,
                     sample_steps=16),
     # the 28 x 28 data sets in about 25-28 minutes on 2 cores: the quick network (8 groups) trained 1,200 steps
     "cpu": Preset("cpu", ("mnist5k", "fashion-mnist", "mnist"), _SMALL_UNET, steps=CPU_STEPS, batch_size=64,
                   lr=1e-3, warmup_steps=50, ema_decay=0.99, steps_per_call=None, classifier_channels=(32, 64),
-                  classifier_hidden=128, classifier_steps=500, n_times=32, n_eval=200, chunk_size=32, per_class=2,
+                  classifier_hidden=128, classifier_steps=500, posterior_steps=0, n_times=32, n_eval=200, chunk_size=32, per_class=2,
                   sample_steps=16),
 }
 """The presets of `separability images` (and of the commands built on it) by name."""
@@ -142,6 +144,8 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
     )
     classifier = ClassifierConfig(data.image_shape, data.num_classes, channels=preset.classifier_channels,
                                   hidden=preset.classifier_hidden, steps=flag("classifier_steps"))
+    posterior_steps = flag("posterior_steps")
+    posterior = None if posterior_steps == 0 else dataclasses.replace(classifier, steps=posterior_steps)
     n_times = flag("n_times")
     sde = ImageExperiment.sde  # the experiment's process (the paper's beta_max = 16, T = 1)
     log_snr, s_min = training_times(args)
@@ -161,7 +165,7 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
         dataset=args.dataset, data_dir=args.data_dir, pixel_range=args.pixel_range, n_train=args.n_train,
         checkpoint_dir=checkpoint_dir(args), resume=resume(args),
         guidance=classifier if args.guided else None,  # the bound classifier's architecture, noise-conditional
-        guidance_cross_entropy=args.guidance_cross_entropy, cross_fit=args.cross_fit,
+        guidance_cross_entropy=args.guidance_cross_entropy, cross_fit=args.cross_fit, posterior=posterior,
     )
 
 
@@ -278,6 +282,11 @@ class ImagesCommand:
         g.add_argument("--data-parallel", action="store_true", help="split every batch over all jax.devices()")
         g.add_argument("--classifier-steps", type=positive_int, default=None,
                        help=f"steps of the bound classifier ({preset_values('classifier_steps')})")
+        g.add_argument("--posterior-steps", type=nonnegative_int, default=None,
+                       help="steps of a noise-conditional classifier (the bound classifier's architecture) that adds "
+                            "the time-resolved bounds H(Y) - CE_s <= I(X_s;Y) <= H(Y) on every MINDE curve and the "
+                            "posterior-centred cross-fit; 0: none "
+                            f"({preset_values('posterior_steps')})")
         g = p.add_argument_group("estimation and samples")
         g.add_argument("--n-times", type=positive_int, default=None,
                        help=f"grid cells: uniform in log-SNR over the training times ({preset_values('n_times')}), or "

@@ -8,6 +8,7 @@ an `Estimate` in nats whose stderr is the standard error of the mean of i.i.d. p
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
@@ -57,6 +58,47 @@ def _crossfit_integrand(models, datum, s, key):
     d_a = model_a(xs, s, y) - model_a(xs, s, None)
     d_b = model_b(xs, s, y) - model_b(xs, s, None)
     return 0.5 * model_a.sde.beta(s) * jnp.sum(d_a * d_b)
+
+
+def _centred_difference(model, posterior, xs, s, y):
+    r"""$e(\tilde x_s, s; y) - \sum_k p(k|\tilde x_s)\,e(\tilde x_s, s; k)$: the label part against the posterior mixture."""
+    logits = posterior(xs, s)
+    e_all = jax.vmap(lambda k: model(xs, s, k))(jnp.arange(logits.shape[-1]))
+    p = jax.nn.softmax(logits).astype(e_all.dtype)
+    return e_all[y] - jnp.tensordot(p, e_all, axes=1)  # y checked in [0, num_labels) by _num_labels
+
+
+def _centred_minde_integrand(models, datum, s, key):
+    r"""$\tfrac{\beta}{2}\|e(\tilde x_s, s; y) - \sum_k p(k|\tilde x_s)e(\tilde x_s, s; k)\|^2$."""
+    x0, y = datum
+    model, posterior = models
+    xs = _perturbed(model, x0, s, key)
+    return 0.5 * model.sde.beta(s) * jnp.sum(_centred_difference(model, posterior, xs, s, y) ** 2)
+
+
+def _centred_crossfit_integrand(models, datum, s, key):
+    r"""$\tfrac{\beta}{2}\,\hat d_a\cdot\hat d_b$ with each $\hat d$ centred on its own posterior mixture."""
+    x0, y = datum
+    model_a, model_b, posterior = models
+    xs = _perturbed(model_a, x0, s, key)
+    d_a = _centred_difference(model_a, posterior, xs, s, y)
+    d_b = _centred_difference(model_b, posterior, xs, s, y)
+    return 0.5 * model_a.sde.beta(s) * jnp.sum(d_a * d_b)
+
+
+def _num_labels(posterior, x, y) -> int:
+    """The number of labels a posterior gives logits for (its output's last axis, from its shape alone), after
+    checking that `y` holds integer labels below it."""
+    shape = jax.eval_shape(posterior, jax.ShapeDtypeStruct(np.shape(x)[1:], jnp.asarray(x).dtype),
+                           jax.ShapeDtypeStruct((), jnp.float32)).shape
+    if len(shape) != 1 or shape[0] < 2:
+        raise ValueError(f"posterior(x, s) must return logits over the labels, shape (num_labels >= 2,); got {shape}.")
+    y_np = np.asarray(y)
+    if y_np.ndim != 1 or not np.issubdtype(y_np.dtype, np.integer) or y_np.min() < 0 or y_np.max() >= shape[0]:
+        raise ValueError(f"with a posterior, y must hold one integer label in [0, {shape[0]}) per row (the posterior's "
+                         f"{shape[0]} labels); got dtype {y_np.dtype}, shape {y_np.shape}"
+                         + (f", values {y_np.min()}..{y_np.max()}." if y_np.size else "."))
+    return shape[0]
 
 
 def _difference_integrand(models, datum, s, key):
@@ -135,7 +177,8 @@ def neural_entropy(model, x: Float[Array, "batch *shape"], *, y: Float[Array, "b
 
 def mutual_information_minde(model, x: Float[Array, "batch *shape"], y: Float[Array, "batch dim_y"], *,
                              times: AbstractTimeIntegrator = UniformGrid(n_times=100),
-                             unconditional_model=None, chunk_size: int = 1024, key: PRNGKeyArray) -> Estimate:
+                             unconditional_model=None, posterior=None, chunk_size: int = 1024,
+                             key: PRNGKeyArray) -> Estimate:
     r"""MINDE mutual information $I(X;Y) \approx \int_0^T \tfrac{\beta}{2}\mathbb E_{X,Y}\|e(\tilde x_s, s; y) - e(\tilde x_s, s)\|^2 ds$ (Eqs. 12-13), in nats.
 
     The expectation runs over the data pairs $(x_0, y)$ and the forward noise. With exact scores the result is
@@ -148,6 +191,14 @@ def mutual_information_minde(model, x: Float[Array, "batch *shape"], y: Float[Ar
     - `x`, `y`: paired data samples, one pair per row.
     - `times`: the time integrator.
     - `unconditional_model`: a separately trained unconditional model (called with `y=None`), or `None`.
+    - `posterior`: `posterior(x, s) -> logits` of $p(k|\tilde x_s)$ over the integer labels (e.g. a trained
+      `learned.NoisyClassifier`), or `None`. When given, the unconditional $e$ is never called: it is replaced by the
+      posterior mixture of the conditional outputs, $\bar e = \sum_k p(k|\tilde x_s)\,e(\tilde x_s, s; k)$, the
+      exact identity for exact scores. Among all centrings $c(\tilde x_s)$, $\mathbb E_{Y|\tilde x_s}\|e(\tilde
+      x_s, s; Y) - c\|^2$ is least at the true posterior mean, so an unconditional output that errs (beyond the
+      conditional ones) only adds to MINDE; this removes that error, at the price of one conditional call per label
+      and a dependence on the posterior's calibration. Costs `num_labels` network calls per time (and one call of
+      `posterior`, not counted in `n_evals`).
     - `chunk_size`: data rows per compiled call.
     - `key`: a PRNG key.
 
@@ -157,14 +208,21 @@ def mutual_information_minde(model, x: Float[Array, "batch *shape"], y: Float[Ar
     """
     if y is None:
         raise ValueError("mutual_information_minde needs y, paired with the rows of x.")
+    if posterior is not None:
+        if unconditional_model is not None:
+            raise ValueError("pass unconditional_model or posterior, not both: with a posterior the unconditional e "
+                             "is the posterior mixture of the conditional outputs.")
+        est = _integrate(_centred_minde_integrand, (model, posterior), x, y, times, _num_labels(posterior, x, y),
+                         chunk_size, key)
+        return est.check_bounds(lower=0.0, name="I_MINDE (posterior-centred)")
     est = _integrate(_minde_integrand, (model, unconditional_model), x, y, times, 2, chunk_size, key)
     return est.check_bounds(lower=0.0, name="I_MINDE")
 
 
 def mutual_information_minde_crossfit(model_a, model_b, x: Float[Array, "batch *shape"],
                                       y: Float[Array, "batch dim_y"], *,
-                                      times: AbstractTimeIntegrator = UniformGrid(n_times=100), chunk_size: int = 1024,
-                                      key: PRNGKeyArray) -> Estimate:
+                                      times: AbstractTimeIntegrator = UniformGrid(n_times=100), posterior=None,
+                                      chunk_size: int = 1024, key: PRNGKeyArray) -> Estimate:
     r"""Cross-fitted MINDE $I(X;Y) \approx \int_0^T \tfrac{\beta}{2}\mathbb E[\hat d_a \cdot \hat d_b]\,ds$ from two
     independently trained models, $\hat d = e(\tilde x_s, s; y) - e(\tilde x_s, s)$, in nats.
 
@@ -181,6 +239,9 @@ def mutual_information_minde_crossfit(model_a, model_b, x: Float[Array, "batch *
       unconditional $e$.
     - `x`, `y`: paired data samples, one pair per row (held out from both fits).
     - `times`: the time integrator.
+    - `posterior`: logits of $p(k|\tilde x_s)$, or `None`; when given, each $\hat d$ is centred on its own model's
+      posterior mixture of conditional outputs instead of its unconditional output (see `mutual_information_minde`):
+      a bias the two unconditional outputs share then cannot reach the estimate.
     - `chunk_size`: data rows per compiled call.
     - `key`: a PRNG key (the same noisy points $\tilde x_s$ feed both models).
 
@@ -192,6 +253,10 @@ def mutual_information_minde_crossfit(model_a, model_b, x: Float[Array, "batch *
         raise ValueError("mutual_information_minde_crossfit needs y, paired with the rows of x.")
     if model_a.sde != model_b.sde:
         raise ValueError(f"the two models must share one forward process; got {model_a.sde} and {model_b.sde}.")
+    if posterior is not None:
+        est = _integrate(_centred_crossfit_integrand, (model_a, model_b, posterior), x, y, times,
+                         2 * _num_labels(posterior, x, y), chunk_size, key)
+        return est.check_bounds(lower=0.0, name="I_MINDE (cross-fit, posterior-centred)")
     est = _integrate(_crossfit_integrand, (model_a, model_b), x, y, times, 4, chunk_size, key)
     return est.check_bounds(lower=0.0, name="I_MINDE (cross-fit)")
 

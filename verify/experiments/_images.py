@@ -398,6 +398,12 @@ class ImageExperiment:
       the cross-fitted $I_{MINDE}$ (`verify.mutual_information_minde_crossfit`), free of the plug-in's upward bias
       by the fit's variance; the other estimates come from the first network. On by default: the plug-in
       $I_{MINDE}$ of one network reads the fit's variance as information (on digits, about 1.5 to 2 nats).
+    - `posterior`: a `ClassifierConfig` for a noise-conditional classifier (`learned.train_noisy_classifier`, trained
+      on all training images at the networks' training times), or `None`. When given, the run adds the
+      time-resolved bounds $H(Y) - CE_s \le I(X_s;Y) \le H(Y)$ at the grid's nodes (`LabelInformationCurve`,
+      checked against each MINDE curve) and, with `cross_fit`, the posterior-centred cross-fit (each network's
+      conditional outputs centred on their posterior mixture, so a bias the two unconditional outputs share cannot
+      reach it; `num_classes` network calls per time and network).
 
     The defaults are the measured ones (`benchmarks/bench_images_crossfit.py`, `bench_images_quick.py`, digits):
     the Gaussian half's likelihood weighting with log-SNR times, label dropout 0.5 and a cross-fitted pair put the
@@ -428,6 +434,7 @@ class ImageExperiment:
     guidance: ClassifierConfig | None = None
     guidance_cross_entropy: float = 1.0
     cross_fit: bool = True
+    posterior: ClassifierConfig | None = None
 
     def __post_init__(self):
         for name in ("n_eval", "chunk_size", "per_class", "sample_steps"):
@@ -450,6 +457,8 @@ class ImageExperiment:
         if first < lowest * (1 - 1e-9):
             raise ValueError(f"ImageExperiment.times reaches s = {first:.3g}, below the "
                              f"smallest training time {lowest:.3g} of {self.time_sampler!r}: the networks never saw it.")
+        if self.posterior is not None and not isinstance(self.posterior, ClassifierConfig):
+            raise ValueError(f"ImageExperiment.posterior must be a learned.ClassifierConfig or None; got {self.posterior!r}.")
         if self.guidance is not None and not isinstance(self.guidance, ClassifierConfig):
             raise ValueError(f"ImageExperiment.guidance must be a learned.ClassifierConfig or None; got {self.guidance!r}.")
         if not (np.isfinite(self.guidance_cross_entropy) and self.guidance_cross_entropy >= 0):
@@ -472,19 +481,27 @@ class ImageExperiment:
         return model, learned.GuidedLoss(dem, cross_entropy=self.guidance_cross_entropy)
 
 
-def _plot_rates(info: ImageInformation, path: Path, title: str, crossfit: Estimate | None = None) -> Path | None:
+def _plot_rates(info: ImageInformation, path: Path, title: str, crossfit: Estimate | None = None,
+                centred: Estimate | None = None, label_curve: LabelInformationCurve | None = None) -> Path | None:
     s_x, s_xy, minde = info.neural_entropy, info.conditional_neural_entropy, info.minde
     if s_x.times is None:
         return None
     minde_rates = [{"label": "$I$ rate (MINDE)", "y": minde.rate, "stderr": minde.rate_stderr}]
     minde_cumulative = [{"label": "$I(s)$ (MINDE)", "y": minde.cumulative, "stderr": minde.cumulative_stderr}]
-    if crossfit is not None and crossfit.times is not None:
-        minde_rates.append({"label": "$I$ rate (cross-fit)", "y": crossfit.rate, "stderr": crossfit.rate_stderr})
-        minde_cumulative.append({"label": "$I(s)$ (cross-fit)", "y": crossfit.cumulative,
-                                 "stderr": crossfit.cumulative_stderr})
+    tails = []
+    for label, est in (("cross-fit", crossfit), ("cross-fit, posterior-centred", centred)):
+        if est is None or est.times is None:
+            continue
+        color = f"C{len(minde_rates)}"  # the same colour in every panel
+        minde_rates.append({"label": f"$I$ rate ({label})", "y": est.rate, "stderr": est.rate_stderr, "color": color})
+        minde_cumulative.append({"label": f"$I(s)$ ({label})", "y": est.cumulative, "stderr": est.cumulative_stderr,
+                                 "color": color})
+        if label_curve is not None:
+            tail, tail_se = label_curve.tail(est)
+            tails.append({"label": f"MINDE from s to T ({label})", "y": tail, "stderr": tail_se, "color": color})
     for label, value, color in (("$H(Y)$", info.bounds.upper, "k"), ("$H(Y) - CE$", info.bounds.lower, "0.5")):
         minde_cumulative.append({"label": label, "y": np.full(len(s_x.times), value), "exact": True, "color": color})
-    return plot_curves(s_x.times, [
+    panels = [
         ("entropy rate (cf. Fig. 16)", "nats per unit s", [
             {"label": "$S^X_{NN}$ rate", "y": s_x.rate, "stderr": s_x.rate_stderr},
             {"label": "$S^{X|Y}_{NN}$ rate", "y": s_xy.rate, "stderr": s_xy.rate_stderr},
@@ -495,7 +512,15 @@ def _plot_rates(info: ImageInformation, path: Path, title: str, crossfit: Estima
         ]),
         ("MINDE integrand", "nats per unit s", minde_rates),
         ("cumulative MINDE (0 to s)", "nats", minde_cumulative),
-    ], path, title=title, log_x=True)
+    ]
+    if tails:
+        panels.append(("label information $I(X_s;Y)$", "nats", [
+            *tails,
+            {"label": "$H(Y) - CE_s - r_T$ (noisy classifier)", "y": label_curve.lower,
+             "stderr": label_curve.cross_entropy_stderr, "color": "0.4"},
+            {"label": "$H(Y)$", "y": np.full(len(s_x.times), label_curve.upper), "exact": True, "color": "k"},
+        ]))
+    return plot_curves(s_x.times, panels, path, title=title, log_x=True)
 
 
 def configured_data(config) -> ImageData:
@@ -605,6 +630,18 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
                                  f"{data.name} (train and test)")
     timings["classifier_s"] = time.perf_counter() - t0
 
+    noisy, label_curve = None, None
+    if experiment.posterior is not None:
+        t0 = time.perf_counter()
+        noisy = learned.train_noisy_classifier(experiment.posterior, experiment.sde, data.train_x, data.train_y,
+                                               times=experiment.time_sampler, key=jax.random.fold_in(k_cls, 1))
+        if isinstance(experiment.times, AbstractGrid):
+            label_curve = label_information_curve(
+                noisy, experiment.sde, x_eval, y_eval, experiment.times.nodes_weights(experiment.sde)[0],
+                label_entropy=bounds.upper, data_variance=float(np.var(data.train_x, axis=0).sum()),
+                key=jax.random.fold_in(k_cls, 2))
+        timings["noisy_classifier_s"] = time.perf_counter() - t0
+
     t0 = time.perf_counter()
     info = image_information(result.ema_model, jnp.asarray(x_eval), jnp.asarray(y_eval), bounds=bounds,
                              times=experiment.times, chunk_size=experiment.chunk_size, key=k_est)
@@ -614,6 +651,18 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
             results[0].ema_model, results[1].ema_model, jnp.asarray(x_eval), jnp.asarray(y_eval),
             times=experiment.times, chunk_size=experiment.chunk_size, key=k_est), "I_MINDE (cross-fit)")
     timings["estimation_s"] = time.perf_counter() - t0
+    centred = None
+    if experiment.cross_fit and noisy is not None:
+        t0 = time.perf_counter()
+        centred = bounds.check(mutual_information_minde_crossfit(
+            results[0].ema_model, results[1].ema_model, jnp.asarray(x_eval), jnp.asarray(y_eval),
+            times=experiment.times, posterior=noisy, chunk_size=experiment.chunk_size, key=k_est),
+            "I_MINDE (cross-fit, posterior-centred)")
+        timings["centred_estimation_s"] = time.perf_counter() - t0
+    if label_curve is not None:
+        info = dataclasses.replace(info, minde=label_curve.check(info.minde, "I_MINDE"))
+        crossfit = None if crossfit is None else label_curve.check(crossfit, "I_MINDE (cross-fit)")
+        centred = None if centred is None else label_curve.check(centred, "I_MINDE (cross-fit, posterior-centred)")
 
     memorisation = None
     if experiment.compare_train:
@@ -641,7 +690,8 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
 
     t0 = time.perf_counter()
     figures = {}
-    rates = _plot_rates(info, out / "rates.png", f"{data.name}: neural entropy rates (EMA network)", crossfit)
+    rates = _plot_rates(info, out / "rates.png", f"{data.name}: neural entropy rates (EMA network)", crossfit,
+                        centred, label_curve)
     if rates is not None:
         figures["rates"] = rates.name
     samples = cfg_samples(result.ema_model, data.num_classes, experiment.per_class, experiment.cfg_weights,
@@ -668,13 +718,14 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
                      f"ClassifierGuided (GuidedLoss, cross-entropy weight {experiment.guidance_cross_entropy})",
             "guidance": None if experiment.guidance is None else config_dict(experiment.guidance),
             "cross_fit": experiment.cross_fit,
+            "posterior": None if experiment.posterior is None else config_dict(experiment.posterior),
             "n_train_per_network": int(len(data.train_x[training_parts(experiment, data)[0]])),
             "times": {"integrator": type(times).__name__, **{f.name: getattr(times, f.name) for f in dataclasses.fields(times)
                                                               if not isinstance(getattr(times, f.name), eqx.Module)}},
             **(instance or {}),
         },
-        "quantities": _with_crossfit(info.quantities(), crossfit) | {"memorisation": memorisation},
-        "curves": info.curves() | curves_of({"minde_crossfit": crossfit}),
+        "quantities": _with_crossfit(info.quantities(), crossfit, centred, label_curve) | {"memorisation": memorisation},
+        "curves": info.curves() | curves_of({"minde_crossfit": crossfit, "minde_crossfit_centred": centred}),
         "training": {"final_loss_mean_last_10pct": float(np.mean(losses[-max(1, len(losses) // 10):])),
                      "steps": int(len(losses)), "loss_log": "loss.csv"},
         "cfg_weights": list(experiment.cfg_weights),
@@ -688,9 +739,14 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
     return payload
 
 
-def _with_crossfit(quantities: dict, crossfit: Estimate | None) -> dict:
-    """`quantities` with the cross-fitted MINDE (and its flags) added, when there is one."""
-    if crossfit is None:
-        return quantities
-    mi = {**quantities["mutual_information"], "minde_crossfit": crossfit.to_dict()}
-    return {**quantities, "mutual_information": mi, "flags": [*quantities["flags"], *crossfit.flags]}
+def _with_crossfit(quantities: dict, crossfit: Estimate | None, centred: Estimate | None = None,
+                   label_curve: LabelInformationCurve | None = None) -> dict:
+    """`quantities` with the cross-fitted MINDEs (and their flags) and the time-resolved bounds added, when there
+    are any (the plug-in's flags are already in `quantities`)."""
+    extra = {name: est for name, est in (("minde_crossfit", crossfit), ("minde_crossfit_centred", centred))
+             if est is not None}
+    mi = {**quantities["mutual_information"], **{name: est.to_dict() for name, est in extra.items()}}
+    bounds = quantities["bounds"] if label_curve is None else {**quantities["bounds"],
+                                                               "time_resolved": label_curve.to_dict()}
+    flags = [*quantities["flags"], *(f for est in extra.values() for f in est.flags)]
+    return {**quantities, "mutual_information": mi, "bounds": bounds, "flags": flags}
