@@ -1,6 +1,18 @@
-"""Independent float64 reference computations for the oracle tests: explicit matrices, no eigen-shortcuts."""
+"""Independent float64 reference computations for the oracle tests (explicit matrices, no eigen-shortcuts), and the
+toy labelled images the classifier tests share."""
 
+import jax
 import numpy as np
+
+
+def quadrant_images(key, n, num_classes=3):
+    """`n` noisy 8 x 8 images whose class sets the brightness of one quadrant (easy to classify), and their labels."""
+    k_y, k_x = jax.random.split(key)
+    y = np.asarray(jax.random.randint(k_y, (n,), 0, num_classes))
+    x = 0.3 * np.asarray(jax.random.normal(k_x, (n, 1, 8, 8)), np.float32)
+    for c in range(num_classes):
+        x[y == c, 0, (c // 2) * 4:(c // 2) * 4 + 4, (c % 2) * 4:(c % 2) * 4 + 4] += 1.0
+    return x, y
 
 
 def gaussian_kl_to_standard(mean, cov):

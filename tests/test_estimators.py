@@ -246,20 +246,6 @@ def test_minde_and_difference_recover_mixture_information_with_integer_labels(x6
     assert 0.2 < truth.value < mixture.prior_entropy() - 0.2  # a test that can tell a wrong answer apart
 
 
-class _UnconditionalOf(eqx.Module):
-    """A label-conditional model whose unconditional output (y=None) comes from another model."""
-
-    model: eqx.Module
-    other: eqx.Module
-
-    @property
-    def sde(self):
-        return self.model.sde
-
-    def __call__(self, x, s, y=None):
-        return self.other(x, s, None) if y is None else self.model(x, s, y)
-
-
 def test_posterior_centred_minde_is_immune_to_the_unconditional_output():
     """With exact conditional scores and the exact posterior, the posterior-centred MINDE (plug-in and cross-fit)
     recovers I(X;Y) - I(X_T;Y) within 4 stderr even when the unconditional output is another mixture's score
@@ -271,7 +257,7 @@ def test_posterior_centred_minde_is_immune_to_the_unconditional_output():
     times = ImportanceSampler(PiecewiseConstant.log_uniform(mixture.sde.T, s_min=1e-4), n_per_sample=8)
     model = mixture.model()
     reweighted = GaussianMixture(np.array([0.15, 0.25, 0.6]), np.asarray(mixture.means), np.asarray(mixture.covs))
-    wrong = _UnconditionalOf(model, reweighted.model())
+    wrong = _OtherUnconditional(model, reweighted.model())
     posterior = lambda xs, s: jnp.log(model.posterior(xs, s))  # noqa: E731
     x, y = mixture.sample(4_000, key=jax.random.key(22))
     plain = mutual_information_minde(wrong, x, y, times=times, key=jax.random.key(23))
@@ -333,8 +319,9 @@ def test_crossfit_is_the_polarised_minde(case):
 
 
 class _OtherUnconditional(eqx.Module):
-    """The exact conditional e*(x, s; y) of one joint with the exact unconditional e*(x, s) of another Gaussian q:
-    an inconsistent pair, whose null-label output is not the posterior mixture of its conditional outputs."""
+    """The conditional e(x, s; y) of one model with the unconditional e(x, s) of another (e.g. the exact scores of a
+    joint and of another Gaussian q): an inconsistent pair, whose null-label output is not the posterior mixture of
+    its conditional outputs."""
 
     conditional: eqx.Module
     unconditional: eqx.Module

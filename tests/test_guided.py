@@ -9,6 +9,8 @@ import learned
 from gaussian_oracle import VPSDE
 from verify import EntropyModel
 
+from _reference import quadrant_images
+
 SDE = VPSDE(0.1, 16.0, 1.0)
 
 
@@ -105,21 +107,11 @@ def test_noisy_cross_entropy_curve_of_the_exact_posterior_is_the_label_entropy()
         learned.noisy_cross_entropy_curve(lambda xs, s: jnp.zeros(2), SDE, x, y.astype(float), times, key=jax.random.key(0))
 
 
-def _quadrant_images(key, n, num_classes=3):
-    """Images whose class sets the brightness of one quadrant."""
-    k_y, k_x = jax.random.split(key)
-    y = np.asarray(jax.random.randint(k_y, (n,), 0, num_classes))
-    x = 0.3 * np.asarray(jax.random.normal(k_x, (n, 1, 8, 8)), np.float32)
-    for c in range(num_classes):
-        x[y == c, 0, (c // 2) * 4:(c // 2) * 4 + 4, (c % 2) * 4:(c % 2) * 4 + 4] += 1.0
-    return x, y
-
-
 def test_train_noisy_classifier_is_train_with_the_noisy_loss_and_learns_the_posterior_at_small_noise():
     from learned import LogSNRTime
 
-    x, y = _quadrant_images(jax.random.key(10), 400)
-    xt, yt = _quadrant_images(jax.random.key(11), 300)
+    x, y = quadrant_images(jax.random.key(10), 400)
+    xt, yt = quadrant_images(jax.random.key(11), 300)
     cfg = learned.ClassifierConfig((1, 8, 8), 3, channels=(4, 8), hidden=16, steps=200, batch_size=32, lr=3e-3)
     times = LogSNRTime(s_min=1e-4)
     k_train = jax.random.key(12)

@@ -12,6 +12,8 @@ import pytest
 import learned as L
 from gaussian_oracle import VPSDE, JointGaussian
 
+from _reference import quadrant_images
+
 SDE = VPSDE()
 CFG = L.TrainConfig(steps=20, batch_size=32, steps_per_call=5, checkpoint_every=10, progress=False, lr=1e-3)
 
@@ -304,21 +306,11 @@ def test_single_unrolled_step_has_no_loop(key):
 
 
 # ---------------------------------------------------------------------------------------------- the classifier
-def _digits_like(key, n, num_classes=3):
-    """Images whose class sets the brightness of one quadrant: easy to classify."""
-    k_y, k_x = jax.random.split(key)
-    y = np.asarray(jax.random.randint(k_y, (n,), 0, num_classes))
-    x = 0.3 * np.asarray(jax.random.normal(k_x, (n, 1, 8, 8)), np.float32)
-    for c in range(num_classes):
-        x[y == c, 0, (c // 2) * 4:(c // 2) * 4 + 4, (c % 2) * 4:(c % 2) * 4 + 4] += 1.0
-    return x, y
-
-
 def test_train_classifier_through_train(key):
     """`train_classifier` is `train` with a `ClassifierLoss`: it learns, is reproducible and checks its inputs."""
     k_data, k_test, k_train = jax.random.split(key, 3)
-    x, y = _digits_like(k_data, 300)
-    xt, yt = _digits_like(k_test, 200)
+    x, y = quadrant_images(k_data, 300)
+    xt, yt = quadrant_images(k_test, 200)
     cfg = L.ClassifierConfig((1, 8, 8), 3, channels=(4, 8), hidden=16, steps=100, batch_size=32, lr=3e-3)
     classifier = L.train_classifier(cfg, x, y, key=k_train)
     assert isinstance(classifier, L.ConvClassifier)
