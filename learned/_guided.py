@@ -197,6 +197,11 @@ def noisy_cross_entropy_curve(classifier, sde: VPSDE, x: Float[ArrayLike, "batch
         raise ValueError(f"y must hold integer labels; got dtype {y.dtype}.")
     if times.ndim != 1 or times.size == 0 or not np.all((times >= 0) & (times <= sde.T)):
         raise ValueError(f"times must be a non-empty 1-D array in [0, T = {sde.T}]; got {times!r}.")
+    num_labels = jax.eval_shape(classifier, jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
+                                jax.ShapeDtypeStruct((), jnp.float32)).shape[-1]
+    if y.min() < 0 or y.max() >= num_labels:
+        raise ValueError(f"y must hold labels in [0, {num_labels}) (the classifier's {num_labels} logits); "
+                         f"got values from {y.min()} to {y.max()}.")
 
     @eqx.filter_jit
     def chunk(model, xb, yb, s, k):

@@ -105,6 +105,8 @@ def test_noisy_cross_entropy_curve_of_the_exact_posterior_is_the_label_entropy()
         learned.noisy_cross_entropy_curve(lambda xs, s: jnp.zeros(2), SDE, x, y, np.array([1.5]), key=jax.random.key(0))
     with pytest.raises(ValueError, match="integer labels"):
         learned.noisy_cross_entropy_curve(lambda xs, s: jnp.zeros(2), SDE, x, y.astype(float), times, key=jax.random.key(0))
+    with pytest.raises(ValueError, match=r"labels in \[0, 2\)"):
+        learned.noisy_cross_entropy_curve(lambda xs, s: jnp.zeros(2), SDE, x, y + 1, times, key=jax.random.key(0))
 
 
 def test_train_noisy_classifier_is_train_with_the_noisy_loss_and_learns_the_posterior_at_small_noise():
