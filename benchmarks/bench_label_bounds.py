@@ -76,6 +76,7 @@ def main(argv=None) -> None:
     config = learned.ClassifierConfig(data.image_shape, data.num_classes, channels=channels, hidden=args.hidden,
                                       steps=args.steps)
     k_train, k_eval = jax.random.split(jax.random.key(args.seed))
+    data_variance = float(np.var(data.train_x, axis=0).sum())  # tr Cov(X), for r_T
     t0 = time.perf_counter()
     classifier = learned.train_noisy_classifier(config, sde, data.train_x, data.train_y,
                                                 times=ImageExperiment.time_sampler, key=k_train)
@@ -91,7 +92,7 @@ def main(argv=None) -> None:
         estimates = {c: _estimate(results, c) for c in CURVES}
         times = next(e.times for e in estimates.values() if e is not None)
         bound = label_information_curve(classifier, sde, x, y, times, label_entropy=data.label_entropy(),
-                                        data_variance=float(np.var(data.train_x, axis=0).sum()), key=k_eval)
+                                        data_variance=data_variance, key=k_eval)
         entry = {"n_eval": n_eval, "condition_dropout": results["instance"].get("condition_dropout"),
                  "seed": results["instance"].get("seed"), "bound": bound.to_dict(), "curves": {}}
         ax.plot(times, bound.lower, "k--", label="$H(Y) - CE_s - r_T$")

@@ -39,10 +39,11 @@ import learned
 from gaussian_oracle import VPSDE
 from verify import LogSNRGrid, device, neural_entropy, versions, write_json
 from verify.cli import PRESETS
+from verify.experiments import ImageExperiment
 
 REFERENCE_IMG_S = {32: 701.0, 128: 2200.0}
 RESULTS = pathlib.Path(__file__).parent / "results"
-SDE = VPSDE(0.1, 16.0, 1.0)  # the images experiment's process (beta_max = 16, T = 1)
+SDE = ImageExperiment.sde  # the images experiment's process (beta_max = 16, T = 1)
 
 
 def measure(unet: learned.UNetConfig, batch_size: int, steps_per_call: int, repeats: int, n_data: int,
@@ -53,8 +54,7 @@ def measure(unet: learned.UNetConfig, batch_size: int, steps_per_call: int, repe
     after every call (the losses it receives are already on the host, so each interval is a finished call); the
     first interval holds the compilation.
     """
-    sde = SDE
-    model = learned.EntropyUNet(unet, sde, key=jax.random.key(0))
+    model = learned.EntropyUNet(unet, SDE, key=jax.random.key(0))
     steps = steps_per_call * (repeats + 1)
     config = learned.TrainConfig(steps=steps, batch_size=batch_size, lr=2e-4, steps_per_call=steps_per_call,
                                  checkpoint_every=steps_per_call, progress=False, unroll=unroll)

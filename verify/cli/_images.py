@@ -81,17 +81,16 @@ _SMALL_UNET = (("channels", 16), ("embed_dim", 64))
 PRESETS = {
     "full": Preset("full", None, (), steps=20_000, batch_size=128, lr=2e-4, warmup_steps=500, ema_decay=0.999,
                    steps_per_call=None, classifier_channels=(32, 64), classifier_hidden=128, classifier_steps=3000,
-                   posterior_steps=3000,
-                   n_times=128, n_eval=1000, chunk_size=8, per_class=4, sample_steps=100),
+                   posterior_steps=3000, n_times=128, n_eval=1000, chunk_size=8, per_class=4, sample_steps=100),
     "quick": Preset("quick", (QUICK,), _SMALL_UNET + (("num_groups", 4),), steps=QUICK_STEPS, batch_size=64,
                     lr=1e-3, warmup_steps=50, ema_decay=0.99, steps_per_call=5, classifier_channels=(16, 32),
-                    classifier_hidden=64, classifier_steps=300, posterior_steps=0, n_times=32, n_eval=200, chunk_size=32, per_class=2,
-                    sample_steps=16),
+                    classifier_hidden=64, classifier_steps=300, posterior_steps=0, n_times=32, n_eval=200,
+                    chunk_size=32, per_class=2, sample_steps=16),
     # the 28 x 28 data sets in about 25-28 minutes on 2 cores: the quick network (8 groups) trained 1,200 steps
     "cpu": Preset("cpu", ("mnist5k", "fashion-mnist", "mnist"), _SMALL_UNET, steps=CPU_STEPS, batch_size=64,
                   lr=1e-3, warmup_steps=50, ema_decay=0.99, steps_per_call=None, classifier_channels=(32, 64),
-                  classifier_hidden=128, classifier_steps=500, posterior_steps=0, n_times=32, n_eval=200, chunk_size=32, per_class=2,
-                  sample_steps=16),
+                  classifier_hidden=128, classifier_steps=500, posterior_steps=0, n_times=32, n_eval=200,
+                  chunk_size=32, per_class=2, sample_steps=16),
 }
 """The presets of `separability images` (and of the commands built on it) by name."""
 

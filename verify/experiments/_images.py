@@ -161,34 +161,38 @@ class LabelInformationCurve:
                              f"({len(self.times)} times from {self.times[0]:.3g}).")
         return estimate.value - estimate.cumulative, estimate.stderr + estimate.cumulative_stderr
 
-    def violations(self, estimate: Estimate, n_sigma: float = 2.0) -> dict:
-        """Where the estimate's tail leaves the bounds by more than `n_sigma` combined stderr: the nodes below
-        $H(Y) - CE_s - r_T$ and above $H(Y)$, each with the largest shortfall (in stderr) and its time."""
+    def _scores(self, estimate: Estimate) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The estimate's tail, and by how many combined stderr it lies below the lower bound and above H(Y)."""
         tail, tail_se = self.tail(estimate)
         z_low = (self.lower - tail) / np.hypot(tail_se, self.cross_entropy_stderr)
         z_high = (tail - self.upper) / np.maximum(tail_se, 1e-300)
+        return tail, z_low, z_high
+
+    def violations(self, estimate: Estimate, n_sigma: float = 2.0) -> dict:
+        """Where the estimate's tail leaves the bounds by more than `n_sigma` combined stderr: the nodes below
+        $H(Y) - CE_s - r_T$ and above $H(Y)$, each with the largest shortfall (in stderr) and its time."""
+        _, z_low, z_high = self._scores(estimate)
         out = {}
         for name, z in (("below", z_low), ("above", z_high)):
-            bad = np.flatnonzero(z > n_sigma)
             worst = int(np.argmax(z))
-            out[name] = {"n_times": int(bad.size), "times": self.times[bad].tolist(),
+            out[name] = {"n_times": int(np.sum(z > n_sigma)), "times": self.times[z > n_sigma].tolist(),
                          "worst_time": float(self.times[worst]), "worst_z": float(z[worst])}
         return out
 
     def check(self, estimate: Estimate, name: str, n_sigma: float = 2.0) -> Estimate:
         """`estimate` with a flag when its curve leaves the time-resolved bounds anywhere (see `violations`)."""
         flags = list(estimate.flags)
-        v = self.violations(estimate, n_sigma)
-        tail, _ = self.tail(estimate)
-        if v["below"]["n_times"]:
-            k = int(np.argmin(np.abs(self.times - v["below"]["worst_time"])))
-            flags.append(f"{name} from s to T is below H(Y) - CE_s at {v['below']['n_times']} of {len(self.times)} "
-                         f"times by more than {n_sigma} stderr (worst at s = {self.times[k]:.3g}: {tail[k]:.4g} < "
-                         f"{self.lower[k]:.4g}, {v['below']['worst_z']:.1f} stderr)")
-        if v["above"]["n_times"]:
-            k = int(np.argmin(np.abs(self.times - v["above"]["worst_time"])))
-            flags.append(f"{name} from s to T is above H(Y) at {v['above']['n_times']} of {len(self.times)} times "
-                         f"by more than {n_sigma} stderr (worst at s = {self.times[k]:.3g}: {tail[k]:.4g})")
+        tail, z_low, z_high = self._scores(estimate)
+        n = len(self.times)
+        if np.any(z_low > n_sigma):
+            k = int(np.argmax(z_low))
+            flags.append(f"{name} from s to T is below H(Y) - CE_s at {int(np.sum(z_low > n_sigma))} of {n} times by "
+                         f"more than {n_sigma} stderr (worst at s = {self.times[k]:.3g}: {tail[k]:.4g} < "
+                         f"{self.lower[k]:.4g}, {z_low[k]:.1f} stderr)")
+        if np.any(z_high > n_sigma):
+            k = int(np.argmax(z_high))
+            flags.append(f"{name} from s to T is above H(Y) at {int(np.sum(z_high > n_sigma))} of {n} times by more "
+                         f"than {n_sigma} stderr (worst at s = {self.times[k]:.3g}: {tail[k]:.4g})")
         return dataclasses.replace(estimate, flags=tuple(flags))
 
     def to_dict(self) -> dict:
@@ -250,7 +254,6 @@ class ImageInformation:
         """The `curves` block of results.json: each time-resolved estimate's curve."""
         return curves_of({name: getattr(self, name)
                           for name in ("neural_entropy", "conditional_neural_entropy", "minde", "difference")})
-
 
 
 def image_information(model, x: Float[Array, "batch channels height width"], y: Int[Array, " batch"], *,
