@@ -1,9 +1,9 @@
 """Equinox networks that learn the entropy-matching vector e_theta, and how to train them.
 
-Here: the networks (`EntropyMLP`, `Pair`, `Preconditioned`, `ClassCentred`, `EntropyUNet`), the DEM loss (Eq. 40) with its
-weightings and time densities, the one training loop `train` (Adam/AdamW, EMA, held-out validation, fingerprinted
-checkpoints, exact resume, data parallelism), the image data sets by name (`DATASETS`, `load_dataset`) and the small
-classifier whose held-out cross-entropy bounds I(X;Y) from below.
+Here: the networks (`EntropyMLP`, `Pair`, `Preconditioned`, `ClassCentred`, `ClassGaussianBase`, `EntropyUNet`), the
+DEM loss (Eq. 40) with its weightings and time densities, the one training loop `train` (Adam/AdamW, EMA, held-out
+validation, fingerprinted checkpoints, exact resume, data parallelism), the image data sets by name (`DATASETS`,
+`load_dataset`) and the small classifier whose held-out cross-entropy bounds I(X;Y) from below.
 
 May import `gaussian_oracle` (the process and the time densities); never `verify`.
 """
@@ -30,6 +30,7 @@ from ._mlp import (
     Pair as Pair,
     VectorCondition as VectorCondition,
 )
+from ._gaussian_base import ClassGaussianBase as ClassGaussianBase, ClassGaussians as ClassGaussians
 from ._precondition import ClassCentred as ClassCentred, Preconditioned as Preconditioned
 from ._train import (
     TrainConfig as TrainConfig,

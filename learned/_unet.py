@@ -568,7 +568,12 @@ def unet_forward_flops(config: UNetConfig) -> int:
 
 
 def parameter_count(model_or_shape) -> int:
-    """Number of floating-point parameters in a module (or in an `eqx.filter_eval_shape` of one)."""
-    leaves = [leaf for leaf in jax.tree.leaves(model_or_shape)
-              if isinstance(leaf, (jax.Array, jax.ShapeDtypeStruct, np.ndarray)) and jnp.issubdtype(leaf.dtype, jnp.inexact)]
+    """Number of floating-point parameters in a module (or in an `eqx.filter_eval_shape` of one). Arrays a module
+    names in its `constant_fields` (fixed data such as `ClassGaussianBase`'s class model) are not parameters."""
+    from ._train import _decay_mask  # the one walk over `constant_fields` (the training loop's)
+
+    trainable = jax.tree.leaves(_decay_mask(model_or_shape))
+    leaves = [leaf for leaf, free in zip(jax.tree.leaves(model_or_shape), trainable, strict=True)
+              if free and isinstance(leaf, (jax.Array, jax.ShapeDtypeStruct, np.ndarray))
+              and jnp.issubdtype(leaf.dtype, jnp.inexact)]
     return int(sum(np.prod(leaf.shape) for leaf in leaves))

@@ -193,7 +193,8 @@ def _run_images(config: BudgetConfig, out: Path, key: PRNGKeyArray, data: learne
     images = _images.run_image_experiment(data, image, images_out, checkpoint_dir=ckpt, instance=instance, key=k_img)
     timings = {"images_experiment_s": time.perf_counter() - t0}
     # the trained EMA network, read back from the checkpoint the images experiment finished (structure only needed)
-    template, _ = image.model_and_loss(key=jax.random.key(0))
+    first = _images.training_parts(image, data)[0]
+    template, _ = image.model_and_loss(key=jax.random.key(0), train_x=data.train_x[first], train_y=data.train_y[first])
     _, result = learned.load_checkpoint(ckpt / "a" if image.cross_fit else ckpt, template, image.train,
                                         key=jax.random.key(0))
     model = result.ema_model

@@ -407,6 +407,10 @@ class ImageExperiment:
       checked against each MINDE curve) and, with `cross_fit`, the posterior-centred cross-fit (each network's
       conditional outputs centred on their posterior mixture, so a bias the two unconditional outputs share cannot
       reach it; `num_classes` network calls per time and network).
+    - `gaussian_base`: `None`, or the $\mathrm{SNR}_{1/2}$ of a `learned.ClassGaussianBase`: each network learns
+      the residual of a Gaussian model of each class fitted to its own training images (rank 64, shrinkage 0.5), whose
+      exact label part $g(s)\nabla\log p_G(y|x_s)$ carries the label where the diffused classes are near Gaussian.
+      Needs the label-embedding U-Net (`guidance=None`).
 
     The defaults are the measured ones (`benchmarks/bench_images_crossfit.py`, `bench_images_quick.py`, digits):
     the Gaussian half's likelihood weighting with log-SNR times, label dropout 0.5 and a cross-fitted pair put the
@@ -438,6 +442,7 @@ class ImageExperiment:
     guidance_cross_entropy: float = 1.0
     cross_fit: bool = True
     posterior: ClassifierConfig | None = None
+    gaussian_base: float | None = None
 
     def __post_init__(self):
         for name in ("n_eval", "chunk_size", "per_class", "sample_steps"):
@@ -464,16 +469,32 @@ class ImageExperiment:
             raise ValueError(f"ImageExperiment.posterior must be a learned.ClassifierConfig or None; got {self.posterior!r}.")
         if self.guidance is not None and not isinstance(self.guidance, ClassifierConfig):
             raise ValueError(f"ImageExperiment.guidance must be a learned.ClassifierConfig or None; got {self.guidance!r}.")
+        if self.gaussian_base is not None:
+            if isinstance(self.gaussian_base, bool) or not (isinstance(self.gaussian_base, (int, float))
+                                                            and math.isfinite(self.gaussian_base)
+                                                            and self.gaussian_base > 0):
+                raise ValueError(f"ImageExperiment.gaussian_base must be a finite SNR > 0 or None; got "
+                                 f"{self.gaussian_base!r}.")
+            if self.guidance is not None:
+                raise ValueError("ImageExperiment.gaussian_base needs the label-embedding U-Net (guidance=None).")
         if not (np.isfinite(self.guidance_cross_entropy) and self.guidance_cross_entropy >= 0):
             raise ValueError("ImageExperiment.guidance_cross_entropy must be a finite number >= 0; "
                              f"got {self.guidance_cross_entropy!r}.")
 
-    def model_and_loss(self, *, key: PRNGKeyArray) -> tuple[eqx.Module, eqx.Module]:
-        """A freshly initialised label-conditional protocol model and the loss that trains it."""
+    def model_and_loss(self, *, key: PRNGKeyArray, train_x=None, train_y=None) -> tuple[eqx.Module, eqx.Module]:
+        """A freshly initialised label-conditional protocol model and the loss that trains it; with `gaussian_base`
+        the network is wrapped in the `learned.ClassGaussianBase` fitted to its training images `train_x`,
+        `train_y`."""
         dem = dem_loss(self.weighting, self.time_sampler, self.sde, condition_dropout=self.condition_dropout,
                        model_key=self.unet.dropout > 0)
         if self.guidance is None:
-            return EntropyUNet(self.unet, self.sde, key=key), dem
+            network = EntropyUNet(self.unet, self.sde, key=key)
+            if self.gaussian_base is None:
+                return network, dem
+            if train_x is None or train_y is None:
+                raise ValueError("ImageExperiment.model_and_loss: gaussian_base needs the network's training images "
+                                 "(train_x, train_y) to fit its Gaussian class model.")
+            return learned.ClassGaussianBase.fit(network, train_x, train_y, snr_half=self.gaussian_base), dem
         k_u, k_c = jax.random.split(key)
         if self.guidance.image_shape != self.unet.image_shape or self.guidance.num_classes != self.unet.num_classes:
             raise ValueError(f"ImageExperiment.guidance is for images {self.guidance.image_shape} with "
@@ -580,7 +601,8 @@ def train_networks(experiment: ImageExperiment, data: ImageData, checkpoint_dir:
     results = []
     for i, part in enumerate(parts[:1] if first_only else parts):
         part_dir = checkpoint_dir if checkpoint_dir is None or len(parts) == 1 else Path(checkpoint_dir) / "ab"[i]
-        model, loss = experiment.model_and_loss(key=jax.random.fold_in(init_key, i) if i else init_key)
+        model, loss = experiment.model_and_loss(key=jax.random.fold_in(init_key, i) if i else init_key,
+                                                train_x=data.train_x[part], train_y=data.train_y[part])
         results.append(learned.train(model, data.train_x[part], data.train_y[part], config=experiment.train, loss=loss,
                                      checkpoint_dir=part_dir, resume=experiment.resume, parallel=parallel,
                                      key=jax.random.fold_in(train_key, i) if i else train_key))
@@ -717,7 +739,9 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
             "weighting": experiment.weighting,
             "time_sampler": {"density": type(experiment.time_sampler).__name__,
                              "support": list(experiment.time_sampler.support(experiment.sde))},
-            "model": "EntropyUNet with a label embedding" if experiment.guidance is None else
+            "model": ("EntropyUNet with a label embedding" + ("" if experiment.gaussian_base is None else
+                      f", residual of a ClassGaussianBase (SNR_1/2 = {experiment.gaussian_base})"))
+                     if experiment.guidance is None else
                      f"ClassifierGuided (GuidedLoss, cross-entropy weight {experiment.guidance_cross_entropy})",
             "guidance": None if experiment.guidance is None else config_dict(experiment.guidance),
             "cross_fit": experiment.cross_fit,
