@@ -23,6 +23,8 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from gaussian_oracle import VPSDE, check_label
 
+from ._precondition import WrapsNetwork, labelled_rows
+
 __all__ = ["ClassGaussians", "ClassGaussianBase"]
 
 
@@ -124,19 +126,7 @@ class ClassGaussians(eqx.Module):
         class's own covariance from a few hundred 784-pixel images is singular and overconfident; the pooled one is
         not; `benchmarks/bench_gaussian_base.py` measured 0.5). Every class must be present. Then `from_moments`
         with `rank` and `floor`."""
-        data = np.asarray(data_x, np.float64)
-        labels = np.asarray(data_y)
-        if data.ndim < 2 or data.shape[0] < 2:
-            raise ValueError(f"data_x must have shape (batch >= 2, ...); got {data.shape}.")
-        if not np.all(np.isfinite(data)):
-            raise ValueError("data_x must be finite; it contains NaN or infinity.")
-        if labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"data_y must hold one integer label per row of data_x, shape ({data.shape[0]},); got "
-                             f"dtype {labels.dtype}, shape {labels.shape}.")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}.")
-        if labels.min() < 0 or labels.max() >= num_classes:
-            raise ValueError(f"labels data_y must lie in 0..{num_classes - 1}; got {labels.min()}..{labels.max()}.")
+        data, labels = labelled_rows(data_x, data_y, num_classes, min_rows=2)
         counts = np.bincount(labels, minlength=num_classes)
         if np.any(counts < 2):
             raise ValueError(f"every class needs at least two training images for its covariance; counts {counts}.")
@@ -188,7 +178,7 @@ class ClassGaussians(eqx.Module):
         return logits, e.reshape(self.num_classes, *self.image_shape)
 
 
-class ClassGaussianBase(eqx.Module):
+class ClassGaussianBase(WrapsNetwork):
     r"""$e_\theta(x, s; y) = g(s)\,e_G(x, s; y) + F_\theta(x, s; y)$: a network learning the residual of a Gaussian
     class model, with $e_G(x, s) = \sum_k p_G(k|x_s)\,e_G(x, s; k)$ for `y=None` (and where `drop`, the null label of
     label dropout, is true), so the base's label part is exactly $g(s)\nabla\log p_G(y|x_s)$.
@@ -232,15 +222,6 @@ class ClassGaussianBase(eqx.Module):
         gaussians = ClassGaussians.fit(network.sde, data_x, data_y, classes, rank=rank, shrinkage=shrinkage,
                                        dtype=dtype)
         return cls(network, gaussians, snr_half)
-
-    @property
-    def sde(self) -> VPSDE:
-        return self.network.sde
-
-    @property
-    def config(self):
-        """The inner network's configuration (e.g. `config.image_shape` for the samplers)."""
-        return self.network.config
 
     def gate(self, s: Float[ArrayLike, ""]) -> Float[Array, ""]:
         r"""$g(s) = \mathrm{SNR}_{1/2}(1 - \alpha)/(\mathrm{SNR}_{1/2}(1 - \alpha) + \alpha)$ (1 for `snr_half=None`)."""

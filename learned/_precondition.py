@@ -172,7 +172,42 @@ class Preconditioned(eqx.Module):
         return conditional if drop is None else jnp.where(drop, mean, conditional)
 
 
-class ClassCentred(eqx.Module):
+def labelled_rows(data_x, data_y, num_classes: int, *, min_rows: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """`(data, labels)`: `data_x` as float64 (batch >= `min_rows`, ...), finite, with one integer label in
+    `0..num_classes - 1` per row in `data_y`; one clear error otherwise (what a class-wise fit needs)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer (or the network's config.num_classes); got "
+                         f"{num_classes!r}.")
+    data = np.asarray(data_x, dtype=np.float64)
+    labels = np.asarray(data_y)
+    if data.ndim < 2 or data.shape[0] < min_rows:
+        raise ValueError(f"data_x must have shape (batch >= {min_rows}, ...); got {data.shape}.")
+    if not np.all(np.isfinite(data)):
+        raise ValueError("data_x must be finite; it contains NaN or infinity.")
+    if labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"data_y must hold one integer label per row of data_x, shape ({data.shape[0]},); got "
+                         f"dtype {labels.dtype}, shape {labels.shape}.")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"labels data_y must lie in 0..{num_classes - 1}; got {labels.min()}..{labels.max()}.")
+    return data, labels
+
+
+class WrapsNetwork(eqx.Module):
+    """A protocol model built around an inner network `network`: its `sde` and `config` are the inner network's."""
+
+    network: eqx.AbstractVar[eqx.Module]
+
+    @property
+    def sde(self) -> VPSDE:
+        return self.network.sde
+
+    @property
+    def config(self):
+        """The inner network's configuration (e.g. `config.image_shape` for the samplers)."""
+        return self.network.config
+
+
+class ClassCentred(WrapsNetwork):
     r"""$e_\theta(x, s; y) = \sqrt{\alpha(s)}\,\hat m(y) + F_\theta\big(x - \sqrt{\alpha(s)}\,\hat m(y), s; y\big)$ for
     integer labels and inputs of any shape (images included), with $\hat m(y)$ the class mean of the training data
     and, for `y=None` or where `drop` is true (the null label of label dropout), the data mean.
@@ -217,37 +252,15 @@ class ClassCentred(eqx.Module):
         """Wrap `network` with the class means and the data mean of the training data (float64 sums, stored in
         `dtype`). A class absent from the data gets the data mean. `num_classes` defaults to the network's
         `config.num_classes`."""
-        data = np.asarray(data_x, dtype=np.float64)
-        labels = np.asarray(data_y)
-        if data.ndim < 2 or data.shape[0] < 1:
-            raise ValueError(f"data_x must have shape (batch >= 1, ...); got {data.shape}.")
-        if not np.all(np.isfinite(data)):
-            raise ValueError("data_x must be finite; it contains NaN or infinity.")
-        if labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"data_y must hold one integer label per row of data_x, shape ({data.shape[0]},); got "
-                             f"dtype {labels.dtype}, shape {labels.shape}.")
         classes = num_classes
         if classes is None:
             classes = getattr(getattr(network, "config", None), "num_classes", None)
-        if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
-            raise ValueError(f"num_classes must be a positive integer (or the network's config.num_classes); got "
-                             f"{classes!r}.")
-        if labels.min() < 0 or labels.max() >= classes:
-            raise ValueError(f"labels data_y must lie in 0..{classes - 1}; got {labels.min()}..{labels.max()}.")
+        data, labels = labelled_rows(data_x, data_y, classes)
         mean = data.mean(axis=0)
         means = np.broadcast_to(mean, (classes, *mean.shape)).copy()
         for label in np.unique(labels):
             means[label] = data[labels == label].mean(axis=0)
         return cls(network, jnp.asarray(means, dtype), jnp.asarray(mean, dtype))
-
-    @property
-    def sde(self) -> VPSDE:
-        return self.network.sde
-
-    @property
-    def config(self):
-        """The inner network's configuration (e.g. `config.image_shape` for the samplers)."""
-        return self.network.config
 
     def __call__(self, x: Float[ArrayLike, "..."], s: Float[ArrayLike, ""], y=None, **kwargs) -> Float[Array, "..."]:
         """$e_\\theta(x, s; y)$ for one sample; keyword arguments (`drop`, `key`, ...) go to the inner network."""

@@ -85,6 +85,7 @@ def test_gaussian_sweeps(tmp_path):
     (["images", "--training-times", "geometric"], "--training-times: must be one of log-snr, uniform"),
     (["images", "--train-s-min", "0.5"], "--train-s-min: must be a fraction of T in (0, 0.01)"),
     (["images", "--label-dropout", "1.5"], "--label-dropout"),
+    (["images", "--gaussian-base", "0"], "--gaussian-base: must be a finite number > 0"),
     (["images", "--dataset", "mnist"], "needs --data-dir"),
     (["images", "--cpu"], "--cpu is sized for --dataset mnist5k or fashion-mnist or mnist; got 'digits'"),
     (["images", "--quick", "--cpu"], "not allowed with argument"),
