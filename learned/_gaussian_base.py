@@ -12,6 +12,7 @@ network's output, so the network learns only the residual.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import ClassVar
 
@@ -51,6 +52,7 @@ class ClassGaussians(eqx.Module):
     - `means`: (K, d) class means, flattened.
     - `evecs`: (K, d, r) $U_k$; `evals`: (K, r) $\lambda_k$; `rest`: (K,) $\rho_k$ (all > 0).
     - `image_shape`: the shape of one input (its size is d).
+    - `shrinkage`: how `fit` shrank the class covariances (a record; `None` from `from_moments`).
 
     Use `ClassGaussians.fit` (from labelled data) or `ClassGaussians.from_moments` (exact parameters).
     """
@@ -64,6 +66,7 @@ class ClassGaussians(eqx.Module):
     evals: Float[Array, "K r"]
     rest: Float[Array, " K"]
     image_shape: tuple[int, ...] = eqx.field(static=True)
+    shrinkage: float | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
         k, d = jnp.shape(self.means)
@@ -137,8 +140,9 @@ class ClassGaussians(eqx.Module):
         covs = np.stack([np.cov(flat[labels == k], rowvar=False) for k in range(num_classes)])
         pooled = np.einsum("k,kij->ij", counts - 1.0, covs) / (len(labels) - num_classes)
         covs = (1.0 - shrinkage) * covs + shrinkage * pooled
-        return cls.from_moments(sde, counts / counts.sum(), means.reshape(num_classes, *data.shape[1:]), covs,
-                                rank=rank, floor=floor, dtype=dtype)
+        fitted = cls.from_moments(sde, counts / counts.sum(), means.reshape(num_classes, *data.shape[1:]), covs,
+                                  rank=rank, floor=floor, dtype=dtype)
+        return dataclasses.replace(fitted, shrinkage=float(shrinkage))
 
     # ------------------------------------------------------------------ the diffused classes
     @property

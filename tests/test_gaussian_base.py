@@ -64,6 +64,7 @@ def test_fit_moments_shrinkage_and_prior():
         return np.einsum("kdr,kr,ker->kde", v, np.asarray(g.evals), v)
 
     own = L.ClassGaussians.fit(sde, x, labels, 3, rank=None, shrinkage=0.0, floor=1e-12, dtype=jnp.float64)
+    assert own.shrinkage == 0.0
     flat = x.reshape(400, 4)
     for k in range(3):
         np.testing.assert_allclose(own.means[k], flat[labels == k].mean(0), rtol=1e-12)

@@ -282,6 +282,7 @@ def test_images_gaussian_base_trains_resumes_and_reports(tmp_path):
     assert main(argv) == 0
     first = json.loads((out / "results.json").read_text())
     assert "ClassGaussianBase (SNR_1/2 = 4.0)" in first["instance"]["model"]
+    assert first["instance"]["gaussian_base"] == {"snr_half": 4.0, "rank": 64, "shrinkage": 0.5}
     stamp = (out / "checkpoints" / "checkpoint.eqx").stat().st_mtime_ns
     assert main(argv) == 0
     again = json.loads((out / "results.json").read_text())

@@ -745,6 +745,9 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
                      f"ClassifierGuided (GuidedLoss, cross-entropy weight {experiment.guidance_cross_entropy})",
             "guidance": None if experiment.guidance is None else config_dict(experiment.guidance),
             "cross_fit": experiment.cross_fit,
+            "gaussian_base": None if experiment.gaussian_base is None else {
+                "snr_half": experiment.gaussian_base, "rank": int(result.model.gaussians.evecs.shape[-1]),
+                "shrinkage": result.model.gaussians.shrinkage},
             "posterior": None if experiment.posterior is None else config_dict(experiment.posterior),
             "n_train_per_network": int(len(data.train_x[training_parts(experiment, data)[0]])),
             "times": {"integrator": type(times).__name__, **{f.name: getattr(times, f.name) for f in dataclasses.fields(times)
