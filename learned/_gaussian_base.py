@@ -6,8 +6,8 @@ $e(x, s; y) - e(x, s) = \nabla\log p_s(y|x)$ at the times where the label is dec
 MNIST and Fashion-MNIST): short CPU training leaves it shrunk. There the diffused classes are close to Gaussian (the
 noise dominates their fine structure), and a Gaussian model of each class, fitted once from the training images,
 predicts the label from noisy images about as well as a trained noise-conditional classifier from about 0.25 T on
-(`benchmarks/bench_gaussian_base.py`; far worse at small s, hence the gate). `ClassGaussianBase` adds that model's exact entropy-matching vector to the
-network's output, so the network learns only the residual.
+(`benchmarks/bench_gaussian_base.py`; far worse at small s, hence the gate). `ClassGaussianBase` adds that model's
+exact entropy-matching vector to the network's output, so the network learns only the residual.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ __all__ = ["ClassGaussians", "ClassGaussianBase"]
 
 
 class ClassGaussians(eqx.Module):
-    r"""One Gaussian per class, $p_G(x|k) = \mathcal N(m_k, C_k)$ with prior $\pi_k$, diffused exactly by the VP process.
+    r"""One Gaussian per class, $p_G(x|k) = \mathcal N(m_k, C_k)$ with prior $\pi_k$, diffused exactly by the VP
+    process.
 
     Each covariance is a rank-r part plus an isotropic rest,
     $C_k = U_k\,\mathrm{diag}(\lambda_k)\,U_k^\top + \rho_k(I - U_kU_k^\top)$ ($U_k$: d x r orthonormal), so every
@@ -206,8 +207,9 @@ class ClassGaussianBase(WrapsNetwork):
     snr_half: float | None = eqx.field(static=True, default=4.0)
 
     def __check_init__(self):
-        if self.snr_half is not None and (isinstance(self.snr_half, bool) or not isinstance(self.snr_half, (int, float)) or not
-                                          (math.isfinite(self.snr_half) and self.snr_half > 0)):
+        snr = self.snr_half
+        if snr is not None and (isinstance(snr, bool) or not isinstance(snr, (int, float))
+                                or not (math.isfinite(snr) and snr > 0)):
             raise ValueError(f"ClassGaussianBase.snr_half must be a finite number > 0 or None; got {self.snr_half!r}.")
         classes = getattr(getattr(self.network, "config", None), "num_classes", None)
         if classes is not None and classes != self.gaussians.num_classes:
@@ -228,7 +230,8 @@ class ClassGaussianBase(WrapsNetwork):
         return cls(network, gaussians, snr_half)
 
     def gate(self, s: Float[ArrayLike, ""]) -> Float[Array, ""]:
-        r"""$g(s) = \mathrm{SNR}_{1/2}(1 - \alpha)/(\mathrm{SNR}_{1/2}(1 - \alpha) + \alpha)$ (1 for `snr_half=None`)."""
+        r"""$g(s) = \mathrm{SNR}_{1/2}(1 - \alpha)/(\mathrm{SNR}_{1/2}(1 - \alpha) + \alpha)$ (1 for
+        `snr_half=None`)."""
         if self.snr_half is None:
             return jnp.ones_like(jnp.asarray(s, jnp.float32))
         a, noise = self.sde.alpha(s), self.snr_half * self.sde.var(s)

@@ -267,8 +267,9 @@ class ImagesCommand:
         g.add_argument("--guidance-cross-entropy", type=float, default=1.0,
                        help="with --guided: the weight of the noisy classifier's cross-entropy in the loss")
         g.add_argument("--gaussian-base", type=positive_float, default=None, metavar="SNR",
-                       help="learned.ClassGaussianBase: the U-Net learns the residual of a Gaussian model of each class "
-                            "(fitted to its training images), gated on below signal-to-noise ratio SNR (default: off)")
+                       help="learned.ClassGaussianBase: the U-Net learns the residual of a Gaussian model of each "
+                            "class (fitted to its training images), gated on below signal-to-noise ratio SNR "
+                            "(default: off)")
         g.add_argument("--cross-fit", action=argparse.BooleanOptionalAction, default=True,
                        help="train two networks on the two halves of the training images and add the cross-fitted "
                             "I_MINDE, free of the plug-in's upward bias by the fit's variance (default; twice the "
