@@ -206,11 +206,16 @@ class ClassGaussianBase(WrapsNetwork):
     gaussians: ClassGaussians
     snr_half: float | None = eqx.field(static=True, default=4.0)
 
+    @staticmethod
+    def check_snr_half(value, name: str = "ClassGaussianBase.snr_half") -> None:
+        """One clear error, naming `name`, unless `value` is a finite SNR > 0 or None (for callers that take the gate
+        before they build the model, e.g. `verify.experiments.ImageExperiment.gaussian_base`)."""
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not (math.isfinite(value) and value > 0)):
+            raise ValueError(f"{name} must be a finite SNR > 0 or None; got {value!r}.")
+
     def __check_init__(self):
-        snr = self.snr_half
-        if snr is not None and (isinstance(snr, bool) or not isinstance(snr, (int, float))
-                                or not (math.isfinite(snr) and snr > 0)):
-            raise ValueError(f"ClassGaussianBase.snr_half must be a finite number > 0 or None; got {self.snr_half!r}.")
+        self.check_snr_half(self.snr_half)
         classes = getattr(getattr(self.network, "config", None), "num_classes", None)
         if classes is not None and classes != self.gaussians.num_classes:
             raise ValueError(f"ClassGaussianBase: the network has {classes} classes, the Gaussian model "
@@ -239,8 +244,8 @@ class ClassGaussianBase(WrapsNetwork):
 
     def base(self, x: Float[ArrayLike, "..."], s: Float[ArrayLike, ""], y: Int[ArrayLike, ""] | None = None,
              drop: Bool[ArrayLike, ""] | None = None) -> Float[Array, "..."]:
-        r"""The gated Gaussian part $g(s)\,e_G(x, s; y)$ alone (the posterior mixture for `y=None` or `drop`)."""
-        s = self.sde.check_time(s)
+        r"""The gated Gaussian part $g(s)\,e_G(x, s; y)$ alone (the posterior mixture for `y=None` or `drop`); the time
+        is checked by `ClassGaussians.entropy_vectors`."""
         logits, e = self.gaussians.entropy_vectors(x, s)
         mixture = jnp.tensordot(jax.nn.softmax(logits), e, axes=1)
         if y is None:

@@ -22,6 +22,8 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 from gaussian_oracle import VPSDE, check_label
 
+from ._train import _decay_mask  # the one walk over `constant_fields` (the training loop's)
+
 __all__ = ["UNetConfig", "EntropyUNet", "unet_forward_flops", "parameter_count"]
 
 
@@ -570,8 +572,6 @@ def unet_forward_flops(config: UNetConfig) -> int:
 def parameter_count(model_or_shape) -> int:
     """Number of floating-point parameters in a module (or in an `eqx.filter_eval_shape` of one). Arrays a module
     names in its `constant_fields` (fixed data such as `ClassGaussianBase`'s class model) are not parameters."""
-    from ._train import _decay_mask  # the one walk over `constant_fields` (the training loop's)
-
     trainable = jax.tree.leaves(_decay_mask(model_or_shape))
     leaves = [leaf for leaf, free in zip(jax.tree.leaves(model_or_shape), trainable, strict=True)
               if free and isinstance(leaf, (jax.Array, jax.ShapeDtypeStruct, np.ndarray))

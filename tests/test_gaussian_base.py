@@ -23,12 +23,14 @@ class _Zero(eqx.Module):
 
 
 def _low_rank_mixture():
-    """Three classes in 6 dimensions, each rank 2 plus 0.05 I (so rank-2 `ClassGaussians` are exact)."""
+    """Three classes in 6 dimensions, each rank 2 plus 0.05 I (so rank-2 `ClassGaussians` are exact): the oracle,
+    and its weights, means and covariances."""
     rng = np.random.default_rng(5)
     factors = rng.normal(size=(3, 6, 2))
     means = rng.normal(size=(3, 6)) * 1.5
     weights = np.array([0.2, 0.3, 0.5])
-    return GaussianMixture.low_rank(weights, means, factors, eps=0.05), weights, means, factors
+    mixture = GaussianMixture.low_rank(weights, means, factors, eps=0.05)
+    return mixture, weights, means, mixture.covs
 
 
 @pytest.mark.parametrize("s", [1e-4, 0.05, 0.5, 1.0])
@@ -37,8 +39,7 @@ def test_base_is_the_exact_mixture_e_star(s, rank, key):
     """With exact moments and g = 1, the base alone is the oracle's e*(x, s; y) for every label, its posterior
     mixture is the unconditional e*(x, s), and the logits give the oracle's posterior p(k|x_s); rank 2 (low rank plus
     the isotropic rest) is as exact as the full eigen-decomposition."""
-    mixture, weights, means, factors = _low_rank_mixture()
-    covs = factors @ np.swapaxes(factors, 1, 2) + 0.05 * np.eye(6)
+    mixture, weights, means, covs = _low_rank_mixture()
     gaussians = L.ClassGaussians.from_moments(mixture.sde, weights, means, covs, rank=rank, floor=1e-12,
                                               dtype=jnp.float64)
     model = L.ClassGaussianBase(_Zero(mixture.sde), gaussians, snr_half=None)
@@ -84,8 +85,7 @@ def test_fit_moments_shrinkage_and_prior():
 def test_gate_null_label_and_untrained_network(key):
     """g = 1/2 where SNR = snr_half, ~0 at small s, ~1 at T; y=None and drop=True give the posterior mixture; an
     untrained U-Net's output is its own plus the gated base (the U-Net's output convolution starts at zero)."""
-    mixture, weights, means, factors = _low_rank_mixture()
-    covs = factors @ np.swapaxes(factors, 1, 2) + 0.05 * np.eye(6)
+    mixture, weights, means, covs = _low_rank_mixture()
     gaussians = L.ClassGaussians.from_moments(mixture.sde, weights, means, covs, rank=2, dtype=jnp.float64)
     model = L.ClassGaussianBase(_Zero(mixture.sde), gaussians, snr_half=4.0)
     sde = mixture.sde

@@ -469,14 +469,9 @@ class ImageExperiment:
             raise ValueError(f"ImageExperiment.posterior must be a learned.ClassifierConfig or None; got {self.posterior!r}.")
         if self.guidance is not None and not isinstance(self.guidance, ClassifierConfig):
             raise ValueError(f"ImageExperiment.guidance must be a learned.ClassifierConfig or None; got {self.guidance!r}.")
-        if self.gaussian_base is not None:
-            if isinstance(self.gaussian_base, bool) or not (isinstance(self.gaussian_base, (int, float))
-                                                            and math.isfinite(self.gaussian_base)
-                                                            and self.gaussian_base > 0):
-                raise ValueError(f"ImageExperiment.gaussian_base must be a finite SNR > 0 or None; got "
-                                 f"{self.gaussian_base!r}.")
-            if self.guidance is not None:
-                raise ValueError("ImageExperiment.gaussian_base needs the label-embedding U-Net (guidance=None).")
+        learned.ClassGaussianBase.check_snr_half(self.gaussian_base, "ImageExperiment.gaussian_base")
+        if self.gaussian_base is not None and self.guidance is not None:
+            raise ValueError("ImageExperiment.gaussian_base needs the label-embedding U-Net (guidance=None).")
         if not (np.isfinite(self.guidance_cross_entropy) and self.guidance_cross_entropy >= 0):
             raise ValueError("ImageExperiment.guidance_cross_entropy must be a finite number >= 0; "
                              f"got {self.guidance_cross_entropy!r}.")
