@@ -86,6 +86,8 @@ def test_gaussian_sweeps(tmp_path):
     (["images", "--train-s-min", "0.5"], "--train-s-min: must be a fraction of T in (0, 0.01)"),
     (["images", "--label-dropout", "1.5"], "--label-dropout"),
     (["images", "--gaussian-base", "0"], "--gaussian-base: must be a finite number > 0"),
+    (["images", "--posterior-draws", "0"], "--posterior-draws: must be a positive integer"),
+    (["images", "--quick", "--posterior-draws", "2"], "and needs a posterior"),
     (["images", "--dataset", "mnist"], "needs --data-dir"),
     (["images", "--cpu"], "--cpu is sized for --dataset mnist5k or fashion-mnist or mnist; got 'digits'"),
     (["images", "--quick", "--cpu"], "not allowed with argument"),

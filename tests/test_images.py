@@ -221,6 +221,16 @@ def test_gaussian_base_experiment_wraps_each_network_on_its_own_images():
         _experiment(gaussian_base=4.0, guidance=learned.ClassifierConfig((1, 8, 8), 10))
 
 
+def test_posterior_draws_need_a_posterior_and_a_positive_count():
+    posterior = learned.ClassifierConfig((1, 8, 8), 10, channels=(8, 8), hidden=8)
+    assert _experiment(posterior=posterior, posterior_draws=3).posterior_draws == 3
+    for bad in (0, True, 2.0):
+        with pytest.raises(ValueError, match="posterior_draws must be None or a positive int"):
+            _experiment(posterior=posterior, posterior_draws=bad)
+    with pytest.raises(ValueError, match="needs a posterior"):
+        _experiment(posterior_draws=2)
+
+
 def test_guided_experiment_refuses_a_mismatched_classifier():
     with pytest.raises(ValueError, match="guidance is for images"):
         _experiment(guidance=learned.ClassifierConfig((1, 8, 8), 5)).model_and_loss(key=jax.random.key(0))
@@ -249,7 +259,7 @@ def test_images_guided_cross_fit_end_to_end(tmp_path):
 def test_images_posterior_on_the_quick_networks(quick_images, tmp_path):
     """`--posterior-steps` on the quick run's networks (resumed from their checkpoints): a noise-conditional classifier
     adds the time-resolved bounds at the grid's nodes (checked against every MINDE curve) and the posterior-centred
-    cross-fit, with its curve, its flags and its panel."""
+    cross-fit, with its curve, its flags and its panel; `--posterior-draws` centres on drawn labels instead."""
     _, checkpoints = quick_images
     out = tmp_path / "post"
     stamps = {part: (checkpoints / part / "checkpoint.eqx").stat().st_mtime_ns for part in "ab"}
@@ -270,6 +280,14 @@ def test_images_posterior_on_the_quick_networks(quick_images, tmp_path):
                                - resolved["residual"])
     assert 0 < resolved["residual"] < 0.1 and resolved["upper"] == q["bounds"]["upper"]["value"]
     assert "noisy_classifier_s" in payload["timings_s"] and (out / "rates.png").exists()
+    drawn = tmp_path / "drawn"  # the same with the mixture drawn: 1 + 2 labels per network, node and image
+    assert main(["images", "--quick", "--checkpoint-dir", str(checkpoints), "--n-eval", "8", "--n-times", "4",
+                 "--classifier-steps", "10", "--posterior-steps", "10", "--posterior-draws", "2", "--per-class", "1",
+                 "--sample-steps", "2", "--no-progress", "--out", str(drawn)]) == 0
+    payload = json.loads((drawn / "results.json").read_text())
+    assert payload["instance"]["posterior_draws"] == 2 and payload["instance"]["preset"] == "quick"
+    centred = payload["quantities"]["mutual_information"]["minde_crossfit_centred"]
+    assert np.isfinite(centred["value"]) and centred["stderr"] > 0 and centred["n_evals"] == 2 * 3 * 8 * 4
 
 
 def test_images_gaussian_base_trains_resumes_and_reports(tmp_path):

@@ -165,6 +165,7 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
         checkpoint_dir=checkpoint_dir(args), resume=resume(args),
         guidance=classifier if args.guided else None,  # the bound classifier's architecture, noise-conditional
         guidance_cross_entropy=args.guidance_cross_entropy, cross_fit=args.cross_fit, posterior=posterior,
+        posterior_draws=args.posterior_draws,
         gaussian_base=args.gaussian_base,
     )
 
@@ -291,6 +292,9 @@ class ImagesCommand:
                             "the time-resolved bounds H(Y) - CE_s <= I(X_s;Y) <= H(Y) on every MINDE curve and the "
                             "posterior-centred cross-fit; 0: none "
                             f"({preset_values('posterior_steps')})")
+        g.add_argument("--posterior-draws", type=positive_int, default=None, metavar="M",
+                       help="centre each network on its outputs at M labels drawn from the noisy classifier's "
+                            "posterior (unbiased; 1 + M calls per time instead of one per class); default: all labels")
         g = p.add_argument_group("estimation and samples")
         g.add_argument("--n-times", type=positive_int, default=None,
                        help=f"grid cells: uniform in log-SNR over the training times ({preset_values('n_times')}), or "
