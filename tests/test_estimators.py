@@ -225,13 +225,22 @@ def _labelled_mixture():
     return GaussianMixture(np.array([0.5, 0.3, 0.2]), means, covs)
 
 
-@pytest.mark.parametrize("x64", [True, False], ids=["float64", "float32"])
-def test_minde_and_difference_recover_mixture_information_with_integer_labels(x64):
-    """Integer labels through the estimators (the image path): MINDE and the entropy difference with the exact
-    mixture e* recover I(X;Y) - I(X_T;Y) from the oracle's own Monte Carlo (exact posteriors) within 4 stderr."""
+@pytest.fixture(scope="module")
+def mixture_truth():
+    """The labelled mixture's I(X;Y) (the oracle's Monte Carlo with exact posteriors) and I(X_T;Y) = H(Y) - H(Y|X_T),
+    computed once for the tests of the label path."""
     mixture = _labelled_mixture()
     truth = mixture.mutual_information(n=40_000, key=jax.random.key(20))
     at_T = mixture.prior_entropy() - mixture.label_entropy(mixture.sde.T, n=40_000, key=jax.random.key(21)).value
+    return truth, at_T
+
+
+@pytest.mark.parametrize("x64", [True, False], ids=["float64", "float32"])
+def test_minde_and_difference_recover_mixture_information_with_integer_labels(x64, mixture_truth):
+    """Integer labels through the estimators (the image path): MINDE and the entropy difference with the exact
+    mixture e* recover I(X;Y) - I(X_T;Y) from the oracle's own Monte Carlo (exact posteriors) within 4 stderr."""
+    mixture = _labelled_mixture()
+    truth, at_T = mixture_truth
     times = ImportanceSampler(PiecewiseConstant.log_uniform(mixture.sde.T, s_min=1e-4), n_per_sample=8)
     with jax.enable_x64(x64):
         model = mixture.model()
@@ -246,13 +255,12 @@ def test_minde_and_difference_recover_mixture_information_with_integer_labels(x6
     assert 0.2 < truth.value < mixture.prior_entropy() - 0.2  # a test that can tell a wrong answer apart
 
 
-def test_posterior_centred_minde_is_immune_to_the_unconditional_output():
+def test_posterior_centred_minde_is_immune_to_the_unconditional_output(mixture_truth):
     """With exact conditional scores and the exact posterior, the posterior-centred MINDE (plug-in and cross-fit)
     recovers I(X;Y) - I(X_T;Y) within 4 stderr even when the unconditional output is another mixture's score
     (wrong weights), which the usual MINDE reads as extra information."""
     mixture = _labelled_mixture()
-    truth = mixture.mutual_information(n=40_000, key=jax.random.key(20))
-    at_T = mixture.prior_entropy() - mixture.label_entropy(mixture.sde.T, n=40_000, key=jax.random.key(21)).value
+    truth, at_T = mixture_truth
     exact = truth.value - at_T
     times = ImportanceSampler(PiecewiseConstant.log_uniform(mixture.sde.T, s_min=1e-4), n_per_sample=8)
     model = mixture.model()
@@ -279,14 +287,13 @@ def test_posterior_centred_minde_is_immune_to_the_unconditional_output():
 
 
 @pytest.mark.parametrize("draws", [1, 2])
-def test_posterior_centred_minde_with_drawn_labels_is_unbiased(draws):
+def test_posterior_centred_minde_with_drawn_labels_is_unbiased(draws, mixture_truth):
     """With `posterior_draws` the mixture is a mean over labels drawn from the posterior, independently for each
     factor of the product: the plug-in and the cross-fit still recover I(X;Y) - I(X_T;Y) within 4 stderr, with the
     unconditional output wrong, at 1 + 2M and 2(1 + M) calls per time. (Drawing one set of labels for both factors
     would add the posterior variance of e, about I itself, and fail this.)"""
     mixture = _labelled_mixture()
-    truth = mixture.mutual_information(n=40_000, key=jax.random.key(20))
-    at_T = mixture.prior_entropy() - mixture.label_entropy(mixture.sde.T, n=40_000, key=jax.random.key(21)).value
+    truth, at_T = mixture_truth
     exact = truth.value - at_T
     times = ImportanceSampler(PiecewiseConstant.log_uniform(mixture.sde.T, s_min=1e-4), n_per_sample=8)
     model = mixture.model()
