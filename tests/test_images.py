@@ -263,9 +263,10 @@ def test_images_posterior_on_the_quick_networks(quick_images, tmp_path):
     _, checkpoints = quick_images
     out = tmp_path / "post"
     stamps = {part: (checkpoints / part / "checkpoint.eqx").stat().st_mtime_ns for part in "ab"}
-    assert main(["images", "--quick", "--checkpoint-dir", str(checkpoints), "--n-eval", "8", "--n-times", "4",
-                 "--classifier-steps", "10", "--posterior-steps", "10", "--per-class", "1", "--sample-steps", "2",
-                 "--no-progress", "--out", str(out)]) == 0
+    argv = ["images", "--quick", "--checkpoint-dir", str(checkpoints), "--n-eval", "8", "--n-times", "4",
+            "--classifier-steps", "10", "--posterior-steps", "10", "--per-class", "1", "--sample-steps", "2",
+            "--no-progress"]
+    assert main([*argv, "--out", str(out)]) == 0
     payload = json.loads((out / "results.json").read_text())
     q, curves = payload["quantities"], payload["curves"]
     assert payload["instance"]["posterior"]["steps"] == 10
@@ -281,9 +282,7 @@ def test_images_posterior_on_the_quick_networks(quick_images, tmp_path):
     assert 0 < resolved["residual"] < 0.1 and resolved["upper"] == q["bounds"]["upper"]["value"]
     assert "noisy_classifier_s" in payload["timings_s"] and (out / "rates.png").exists()
     drawn = tmp_path / "drawn"  # the same with the mixture drawn: 1 + 2 labels per network, node and image
-    assert main(["images", "--quick", "--checkpoint-dir", str(checkpoints), "--n-eval", "8", "--n-times", "4",
-                 "--classifier-steps", "10", "--posterior-steps", "10", "--posterior-draws", "2", "--per-class", "1",
-                 "--sample-steps", "2", "--no-progress", "--out", str(drawn)]) == 0
+    assert main([*argv, "--posterior-draws", "2", "--out", str(drawn)]) == 0
     payload = json.loads((drawn / "results.json").read_text())
     assert payload["instance"]["posterior_draws"] == 2 and payload["instance"]["preset"] == "quick"
     centred = payload["quantities"]["mutual_information"]["minde_crossfit_centred"]

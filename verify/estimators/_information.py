@@ -118,13 +118,16 @@ def _drawn_centred_crossfit_integrand(models, datum, s, key):
     return 0.5 * model_a.sde.beta(s) * jnp.sum((e_a - mix_a[0]) * (e_b - mix_b[0]))
 
 
-def _check_draws(draws, posterior) -> None:
+def _check_draws(draws, posterior) -> int | None:
+    """`posterior_draws` as a Python int (a static argument of the compiled integrand), or None; one clear error
+    otherwise."""
     if draws is None:
-        return
+        return None
     if posterior is None:
         raise ValueError("posterior_draws needs a posterior: it is the number of labels drawn from it.")
     if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 1:
         raise ValueError(f"posterior_draws must be a positive int (labels drawn per centring) or None; got {draws!r}.")
+    return int(draws)
 
 
 def _num_labels(posterior, x, y) -> int:
@@ -254,17 +257,17 @@ def mutual_information_minde(model, x: Float[Array, "batch *shape"], y: Float[Ar
     """
     if y is None:
         raise ValueError("mutual_information_minde needs y, paired with the rows of x.")
-    _check_draws(posterior_draws, posterior)
+    draws = _check_draws(posterior_draws, posterior)
     if posterior is not None:
         if unconditional_model is not None:
             raise ValueError("pass unconditional_model or posterior, not both: with a posterior the unconditional e "
                              "is the posterior mixture of the conditional outputs.")
         num_labels = _num_labels(posterior, x, y)
-        if posterior_draws is None:
+        if draws is None:
             est = _integrate(_centred_minde_integrand, (model, posterior), x, y, times, num_labels, chunk_size, key)
         else:
-            est = _integrate(_drawn_centred_minde_integrand, (model, posterior, int(posterior_draws)), x, y, times,
-                             1 + 2 * int(posterior_draws), chunk_size, key)
+            est = _integrate(_drawn_centred_minde_integrand, (model, posterior, draws), x, y, times, 1 + 2 * draws,
+                             chunk_size, key)
         return est.check_bounds(lower=0.0, name="I_MINDE (posterior-centred)")
     est = _integrate(_minde_integrand, (model, unconditional_model), x, y, times, 2, chunk_size, key)
     return est.check_bounds(lower=0.0, name="I_MINDE")
@@ -308,15 +311,15 @@ def mutual_information_minde_crossfit(model_a, model_b, x: Float[Array, "batch *
         raise ValueError("mutual_information_minde_crossfit needs y, paired with the rows of x.")
     if model_a.sde != model_b.sde:
         raise ValueError(f"the two models must share one forward process; got {model_a.sde} and {model_b.sde}.")
-    _check_draws(posterior_draws, posterior)
+    draws = _check_draws(posterior_draws, posterior)
     if posterior is not None:
         num_labels = _num_labels(posterior, x, y)
-        if posterior_draws is None:
+        if draws is None:
             est = _integrate(_centred_crossfit_integrand, (model_a, model_b, posterior), x, y, times, 2 * num_labels,
                              chunk_size, key)
         else:
-            est = _integrate(_drawn_centred_crossfit_integrand, (model_a, model_b, posterior, int(posterior_draws)),
-                             x, y, times, 2 * (1 + int(posterior_draws)), chunk_size, key)
+            est = _integrate(_drawn_centred_crossfit_integrand, (model_a, model_b, posterior, draws), x, y, times,
+                             2 * (1 + draws), chunk_size, key)
         return est.check_bounds(lower=0.0, name="I_MINDE (cross-fit, posterior-centred)")
     est = _integrate(_crossfit_integrand, (model_a, model_b), x, y, times, 4, chunk_size, key)
     return est.check_bounds(lower=0.0, name="I_MINDE (cross-fit)")
