@@ -88,6 +88,8 @@ def test_gaussian_sweeps(tmp_path):
     (["images", "--gaussian-base", "0"], "--gaussian-base: must be a finite number > 0"),
     (["images", "--posterior-draws", "0"], "--posterior-draws: must be a positive integer"),
     (["images", "--quick", "--posterior-draws", "2"], "and needs a posterior"),
+    (["images", "--quick", "--guidance-training", "separate"], "'separate' needs guidance"),
+    (["images", "--guidance-training", "apart"], "--guidance-training: must be one of joint, separate"),
     (["images", "--dataset", "mnist"], "needs --data-dir"),
     (["images", "--cpu"], "--cpu is sized for --dataset mnist5k or fashion-mnist or mnist; got 'digits'"),
     (["images", "--quick", "--cpu"], "not allowed with argument"),

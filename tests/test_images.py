@@ -13,8 +13,9 @@ from gaussian_oracle import Estimate
 import learned
 from learned import load_digits
 from verify.cli import main
-from verify.experiments import Bounds, ImageExperiment, LabelInformationCurve, information_bounds, label_information_curve
-from verify.estimators import LogSNRGrid, UniformGrid
+from verify.experiments import (Bounds, ImageExperiment, LabelInformationCurve, information_bounds,
+                                label_information_curve, train_networks)
+from verify.estimators import LogSNRGrid, UniformGrid, mutual_information_minde_crossfit
 
 
 class _Logits(eqx.Module):
@@ -229,6 +230,46 @@ def test_posterior_draws_need_a_posterior_and_a_positive_count():
             _experiment(posterior=posterior, posterior_draws=bad)
     with pytest.raises(ValueError, match="needs a posterior"):
         _experiment(posterior_draws=2)
+
+
+class _Zero(eqx.Module):
+    """An unconditional network that outputs zero."""
+
+    sde: object
+
+    def __call__(self, x, s, y=None, **kwargs):
+        return jnp.zeros_like(x)
+
+
+def test_separate_guidance_shares_one_unconditional_unet_that_cancels_from_minde():
+    """`guidance_training="separate"`: one unconditional U-Net on all training images and one cross-entropy classifier
+    per half; the two networks share the U-Net, their classifiers differ, and the cross-fitted MINDE is the
+    classifiers' alone: the same value, to float precision, with the U-Net replaced by zero."""
+    data = load_digits().subset(n_train=64)
+    guidance = learned.ClassifierConfig((1, 8, 8), 10, channels=(8, 8), hidden=8, steps=3, batch_size=8)
+    config = _experiment(guidance=guidance, guidance_training="separate", cross_fit=True, checkpoint_dir=None)
+    a, b = train_networks(config, data, None, key=jax.random.key(0))
+    for result in (a, b):
+        assert isinstance(result.ema_model, learned.ClassifierGuided)
+        assert result.ema_model.unconditional.config.num_classes is None and len(result.losses) == 2
+    assert eqx.tree_equal(a.ema_model.unconditional, b.ema_model.unconditional)
+    assert not eqx.tree_equal(a.ema_model.classifier, b.ema_model.classifier)
+    x, y = jnp.asarray(data.test_x[:6]), jnp.asarray(data.test_y[:6])
+    kwargs = dict(times=LogSNRGrid(n_times=4, s_min=1e-4), chunk_size=6, key=jax.random.key(1))
+    full = mutual_information_minde_crossfit(a.ema_model, b.ema_model, x, y, **kwargs)
+    bare = mutual_information_minde_crossfit(*(learned.ClassifierGuided(_Zero(config.sde), r.ema_model.classifier)
+                                               for r in (a, b)), x, y, **kwargs)
+    assert full.value != 0.0
+    np.testing.assert_allclose(full.value, bare.value, rtol=1e-5)
+    np.testing.assert_allclose(full.stderr, bare.stderr, rtol=1e-4)
+
+
+def test_separate_guidance_needs_guidance():
+    assert _experiment(guidance=learned.ClassifierConfig((1, 8, 8), 10)).guidance_training == "joint"
+    with pytest.raises(ValueError, match="'separate' needs guidance"):
+        _experiment(guidance_training="separate")
+    with pytest.raises(ValueError, match="guidance_training must be 'joint' or 'separate'"):
+        _experiment(guidance=learned.ClassifierConfig((1, 8, 8), 10), guidance_training="apart")
 
 
 def test_guided_experiment_refuses_a_mismatched_classifier():

@@ -165,8 +165,11 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
         per_class=flag("per_class"), sample_steps=flag("sample_steps"),
         dataset=args.dataset, data_dir=args.data_dir, pixel_range=args.pixel_range, n_train=args.n_train,
         checkpoint_dir=checkpoint_dir(args), resume=resume(args),
-        guidance=classifier if args.guided else None,  # the bound classifier's architecture, noise-conditional
-        guidance_cross_entropy=args.guidance_cross_entropy, cross_fit=args.cross_fit, posterior=posterior,
+        # the bound classifier's architecture, noise-conditional; trained apart, for --guidance-steps
+        guidance=None if not args.guided else classifier if args.guidance_training == "joint" else
+        dataclasses.replace(classifier, steps=args.guidance_steps),
+        guidance_cross_entropy=args.guidance_cross_entropy, guidance_training=args.guidance_training,
+        cross_fit=args.cross_fit, posterior=posterior,
         posterior_draws=args.posterior_draws,
         gaussian_base=args.gaussian_base,
     )
@@ -269,6 +272,12 @@ class ImagesCommand:
                             "classifier (the bound classifier's architecture), trained by learned.GuidedLoss")
         g.add_argument("--guidance-cross-entropy", type=float, default=1.0,
                        help="with --guided: the weight of the noisy classifier's cross-entropy in the loss")
+        g.add_argument("--guidance-training", type=_choice("joint", "separate"), default="joint",
+                       help="with --guided: joint (one learned.GuidedLoss per network) or separate (one unconditional "
+                            "U-Net on all training images by the DEM loss; each network's noisy classifier by "
+                            "cross-entropy alone on its own images, --guidance-steps steps)")
+        g.add_argument("--guidance-steps", type=positive_int, default=1500,
+                       help="with --guided --guidance-training separate: steps of each noisy classifier")
         g.add_argument("--gaussian-base", type=positive_float, default=None, metavar="SNR",
                        help="learned.ClassGaussianBase: the U-Net learns the residual of a Gaussian model of each "
                             "class (fitted to its training images), gated on below signal-to-noise ratio SNR "

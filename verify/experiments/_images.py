@@ -397,6 +397,13 @@ class ImageExperiment:
       label part of the score is then the gradient of a posterior, and no error of the unconditional network reaches
       $I_{MINDE}$).
     - `guidance_cross_entropy`: the cross-entropy weight of `learned.GuidedLoss` (with `guidance`).
+    - `guidance_training`: with `guidance`, `"joint"` (each `ClassifierGuided` network trained as one model by
+      `learned.GuidedLoss`) or `"separate"`: one unconditional U-Net trained by the DEM loss on all training images,
+      and each network's classifier trained by cross-entropy alone (`learned.train_noisy_classifier`, `guidance.steps`
+      steps, on that network's images: with `cross_fit` the two halves), so the label part is fitted to the labels'
+      values, a far less noisy target than the DEM loss's (`benchmarks/bench_classifier_fisher.py`). The networks then
+      share the U-Net, which cancels from every MINDE estimate; the classifiers are not checkpointed (they retrain,
+      deterministically, from the run's key).
     - `cross_fit`: train two networks (their own initialisations) on the two halves of the training images and add
       the cross-fitted $I_{MINDE}$ (`verify.mutual_information_minde_crossfit`), free of the plug-in's upward bias
       by the fit's variance; the other estimates come from the first network. On by default: the plug-in
@@ -443,6 +450,7 @@ class ImageExperiment:
     resume: str = "auto"
     guidance: ClassifierConfig | None = None
     guidance_cross_entropy: float = 1.0
+    guidance_training: str = "joint"
     cross_fit: bool = True
     posterior: ClassifierConfig | None = None
     posterior_draws: int | None = None
@@ -481,6 +489,10 @@ class ImageExperiment:
         learned.ClassGaussianBase.check_snr_half(self.gaussian_base, "ImageExperiment.gaussian_base")
         if self.gaussian_base is not None and self.guidance is not None:
             raise ValueError("ImageExperiment.gaussian_base needs the label-embedding U-Net (guidance=None).")
+        if self.guidance_training not in ("joint", "separate") or (self.guidance_training == "separate"
+                                                                    and self.guidance is None):
+            raise ValueError("ImageExperiment.guidance_training must be 'joint' or 'separate', and 'separate' needs "
+                             f"guidance; got {self.guidance_training!r} with guidance {self.guidance!r}.")
         if not (np.isfinite(self.guidance_cross_entropy) and self.guidance_cross_entropy >= 0):
             raise ValueError("ImageExperiment.guidance_cross_entropy must be a finite number >= 0; "
                              f"got {self.guidance_cross_entropy!r}.")
@@ -499,14 +511,18 @@ class ImageExperiment:
                 raise ValueError("ImageExperiment.model_and_loss: gaussian_base needs the network's training images "
                                  "(train_x, train_y) to fit its Gaussian class model.")
             return learned.ClassGaussianBase.fit(network, train_x, train_y, snr_half=self.gaussian_base), dem
+        unconditional, k_c = self._unconditional(key)
+        model = learned.ClassifierGuided(unconditional, learned.NoisyClassifier(self.guidance, self.sde, key=k_c))
+        return model, learned.GuidedLoss(dem, cross_entropy=self.guidance_cross_entropy)
+
+    def _unconditional(self, key: PRNGKeyArray) -> tuple[EntropyUNet, PRNGKeyArray]:
+        """The guided model's unconditional U-Net (from the first half of `key`) and the classifier's key."""
         k_u, k_c = jax.random.split(key)
         if self.guidance.image_shape != self.unet.image_shape or self.guidance.num_classes != self.unet.num_classes:
             raise ValueError(f"ImageExperiment.guidance is for images {self.guidance.image_shape} with "
                              f"{self.guidance.num_classes} classes; the U-Net's are {self.unet.image_shape} with "
                              f"{self.unet.num_classes}.")
-        unconditional = EntropyUNet(dataclasses.replace(self.unet, num_classes=None), self.sde, key=k_u)
-        model = learned.ClassifierGuided(unconditional, learned.NoisyClassifier(self.guidance, self.sde, key=k_c))
-        return model, learned.GuidedLoss(dem, cross_entropy=self.guidance_cross_entropy)
+        return EntropyUNet(dataclasses.replace(self.unet, num_classes=None), self.sde, key=k_u), k_c
 
 
 def _plot_rates(info: ImageInformation, path: Path, title: str, crossfit: Estimate | None = None,
@@ -602,6 +618,9 @@ def train_networks(experiment: ImageExperiment, data: ImageData, checkpoint_dir:
     the networks `separability images` finished instead of training new ones."""
     init_key, train_key, *_ = jax.random.split(key, 5)  # the first two of run_image_experiment's five keys
     parts = training_parts(experiment, data)
+    if experiment.guidance is not None and experiment.guidance_training == "separate":
+        return _train_separately(experiment, data, parts[:1] if first_only else parts, checkpoint_dir,
+                                 init_key=init_key, train_key=train_key, parallel=parallel)
     results = []
     for i, part in enumerate(parts[:1] if first_only else parts):
         part_dir = checkpoint_dir if checkpoint_dir is None or len(parts) == 1 else Path(checkpoint_dir) / "ab"[i]
@@ -610,6 +629,27 @@ def train_networks(experiment: ImageExperiment, data: ImageData, checkpoint_dir:
         results.append(learned.train(model, data.train_x[part], data.train_y[part], config=experiment.train, loss=loss,
                                      checkpoint_dir=part_dir, resume=experiment.resume, parallel=parallel,
                                      key=jax.random.fold_in(train_key, i) if i else train_key))
+    return results
+
+
+def _train_separately(experiment: ImageExperiment, data: ImageData, parts: list[slice],
+                      checkpoint_dir: str | Path | None, *, init_key: PRNGKeyArray, train_key: PRNGKeyArray,
+                      parallel: learned.DataParallel | None) -> list[learned.TrainResult]:
+    """`guidance_training="separate"`: one unconditional U-Net on all training images (checkpointed in
+    `checkpoint_dir`), and per part a noisy classifier trained by cross-entropy on that part's images; each result's
+    models are `ClassifierGuided(U-Net, that classifier)` and its losses the U-Net's."""
+    unet, k_c = experiment._unconditional(init_key)
+    dem = dem_loss(experiment.weighting, experiment.time_sampler, experiment.sde, model_key=experiment.unet.dropout > 0)
+    fit = learned.train(unet, data.train_x, None, config=experiment.train, loss=dem, checkpoint_dir=checkpoint_dir,
+                        resume=experiment.resume, parallel=parallel, key=train_key)
+    results = []
+    for i, part in enumerate(parts):
+        classifier = learned.train_noisy_classifier(experiment.guidance, experiment.sde, data.train_x[part],
+                                                    data.train_y[part], times=experiment.time_sampler,
+                                                    progress=experiment.train.progress, key=jax.random.fold_in(k_c, i))
+        results.append(learned.TrainResult(model=learned.ClassifierGuided(fit.model, classifier),
+                                           ema_model=learned.ClassifierGuided(fit.ema_model, classifier),
+                                           losses=fit.losses))
     return results
 
 
@@ -747,7 +787,11 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
             "model": ("EntropyUNet with a label embedding" + ("" if experiment.gaussian_base is None else
                       f", residual of a ClassGaussianBase (SNR_1/2 = {experiment.gaussian_base})"))
                      if experiment.guidance is None else
-                     f"ClassifierGuided (GuidedLoss, cross-entropy weight {experiment.guidance_cross_entropy})",
+                     (f"ClassifierGuided (GuidedLoss, cross-entropy weight {experiment.guidance_cross_entropy})"
+                      if experiment.guidance_training == "joint" else
+                      "ClassifierGuided (an unconditional U-Net on all training images by the DEM loss, each "
+                      "network's noisy classifier on its own images by cross-entropy)"),
+            "guidance_training": None if experiment.guidance is None else experiment.guidance_training,
             "guidance": None if experiment.guidance is None else config_dict(experiment.guidance),
             "cross_fit": experiment.cross_fit,
             "gaussian_base": None if experiment.gaussian_base is None else {

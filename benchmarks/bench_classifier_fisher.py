@@ -1,0 +1,178 @@
+r"""Does a noise-conditional classifier trained by cross-entropy carry the label part of the score? (no U-Net)
+
+The U-Nets of `separability images --cpu` learn the label part of the score from the DEM loss, whose target
+(the noise, 784 numbers per image) carries the label only through a part of squared size about the MINDE integrand
+(a few nats against 784): the label part is learnt from a small signal in a large noise, and on MNIST-5k it stays
+short where the label is decided. A noisy classifier learns the same quantity by cross-entropy, a much less noisy
+target. For the exact posterior the label part of the score is its input-gradient,
+$e(x, s; y) - e(x, s) = \nabla_x \log p_s(y|x)$ (`learned.ClassifierGuided`), so MINDE of
+`ClassifierGuided(zero, classifier)` is the classifier's Fisher information along the noise,
+$\int_0^T \tfrac{\beta}{2}\mathbb E\|\nabla_x\log p_\phi(y|\tilde x_s)\|^2 ds$, and equals $I(X;Y) - I(X_T;Y)$ when
+$p_\phi$ is the exact posterior (the I-MMSE identity). A trained classifier's values can be right (its
+cross-entropy near $H(Y|X_s)$) while its input-gradients are not, so this measures whether they are:
+
+- the plug-in Fisher MINDE of a classifier trained on all training images, and the cross-fit of two classifiers
+  trained on the two halves (`verify.mutual_information_minde_crossfit`, free of the gradients' fitting noise),
+  on held-out images at the images experiment's MINDE grid;
+- each curve from s to T against the time-resolved bounds $H(Y) - CE_s - r_T \le I(X_s;Y) - I(X_T;Y) \le H(Y)$ of
+  the all-images classifier (`verify.experiments.label_information_curve`), and the totals against
+  $[H(Y) - CE, H(Y)]$ of a `--reference` run's clean classifier.
+
+    python benchmarks/bench_classifier_fisher.py --dataset mnist5k \
+        --reference benchmarks/results/images_mnist5k_cpu_gaussian_base8/results.json \
+        --out benchmarks/results/classifier_fisher_mnist5k.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+import learned  # noqa: E402
+from verify import (LogSNRGrid, mutual_information_minde, mutual_information_minde_crossfit,  # noqa: E402
+                    provenance, write_json)
+from verify.experiments import ImageExperiment, LabelInformationCurve, label_information_curve  # noqa: E402
+
+REPORT_TIMES = (0.087, 0.159, 0.268, 0.403, 0.537)
+
+
+class Zero(eqx.Module):
+    """An unconditional network that outputs zero: `ClassifierGuided(Zero(sde), c)` is the classifier's label part."""
+
+    sde: object
+
+    def __call__(self, x, s, y=None, **kwargs):
+        return jnp.zeros_like(jnp.asarray(x))
+
+
+def _summary(name: str, estimate, curve) -> dict:
+    tail, tail_se = curve.tail(estimate)
+    checked = curve.check(estimate, name)
+    at = {f"{t:g}": float(np.interp(t, curve.times, tail)) for t in REPORT_TIMES}
+    print(f"{name}: {estimate.value:.3f} ± {estimate.stderr:.3f}; from s to T at s/T = "
+          + " / ".join(f"{v:.2f}" for v in at.values()) + f"; flags: {list(checked.flags)}")
+    return {"value": estimate.value, "stderr": estimate.stderr, "n_evals": estimate.n_evals, "tail": tail.tolist(),
+            "tail_stderr_bound": tail_se.tolist(), "tail_at": at, "flags": list(checked.flags)}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True, choices=sorted(learned.DATASETS))
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--reference", type=pathlib.Path, required=True,
+                        help="results.json of a `separability images --posterior-steps` run on this data set (its "
+                             "clean-classifier bounds and its MINDE curves are drawn beside these)")
+    parser.add_argument("--steps", type=int, default=1500, help="optimiser steps of each noisy classifier")
+    parser.add_argument("--no-all", dest="all", action="store_false",
+                        help="train only the two halves' classifiers (no plug-in on all images); the time-resolved "
+                             "bounds are then the reference run's")
+    parser.add_argument("--n-eval", type=int, default=200)
+    parser.add_argument("--n-times", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=pathlib.Path, required=True, help="JSON path; the figure goes beside it")
+    args = parser.parse_args(argv)
+
+    start = time.perf_counter()
+    data = learned.load_dataset(args.dataset, args.data_dir)
+    ref = json.loads(args.reference.read_text())
+    if ref["instance"]["dataset"] != data.name:
+        raise SystemExit(f"{args.reference} is a run on {ref['instance']['dataset']!r}, not {data.name!r}.")
+    if "time_resolved" not in ref["quantities"]["bounds"]:
+        raise SystemExit(f"{args.reference} has no time-resolved bounds (run it with --posterior-steps).")
+    sde = ImageExperiment.sde
+    grid = LogSNRGrid(n_times=args.n_times, s_min=ImageExperiment.time_sampler.s_min * sde.T)
+    times = np.asarray(grid.nodes_weights(sde)[0])
+    x, y = jnp.asarray(data.test_x[: args.n_eval]), jnp.asarray(data.test_y[: args.n_eval])
+    # the architecture of the images command's bound and noisy classifiers (--cpu and the full preset)
+    config = learned.ClassifierConfig(data.image_shape, data.num_classes, channels=(32, 64), hidden=128,
+                                      steps=args.steps)
+    key = jax.random.key(args.seed)
+    k_train, k_curve, k_est = jax.random.split(key, 3)
+    half = len(data.train_x) // 2
+    parts = {"all": slice(0, 2 * half)} if args.all else {}
+    parts |= {"a": slice(0, half), "b": slice(half, 2 * half)}
+    classifiers, timings = {}, {}
+    for i, (name, part) in enumerate(parts.items()):
+        t0 = time.perf_counter()
+        classifiers[name] = learned.train_noisy_classifier(config, sde, data.train_x[part], data.train_y[part],
+                                                           times=ImageExperiment.time_sampler,
+                                                           key=jax.random.fold_in(k_train, i))
+        timings[f"classifier_{name}_s"] = time.perf_counter() - t0
+        print(f"noisy classifier on {name} ({part.stop - part.start} images): {timings[f'classifier_{name}_s']:.0f} s")
+
+    t0 = time.perf_counter()
+    common = dict(label_entropy=data.label_entropy(), data_variance=float(np.var(data.train_x, axis=0).sum()))
+    if args.all:
+        curve = label_information_curve(classifiers["all"], sde, x, y, times, key=k_curve, **common)
+    else:
+        resolved = ref["quantities"]["bounds"]["time_resolved"]
+        if not np.allclose(resolved["times"], times, rtol=1e-6):
+            raise SystemExit(f"{args.reference} was evaluated at other times than this grid.")
+        curve = LabelInformationCurve(times, np.asarray(resolved["cross_entropy"]),
+                                      np.asarray(resolved["lower_stderr"]), np.asarray(resolved["accuracy"]),
+                                      resolved["upper"], resolved["residual"])
+    guided = {name: learned.ClassifierGuided(Zero(sde), c) for name, c in classifiers.items()}
+    estimates = {} if not args.all else {
+        "plug_in_all": mutual_information_minde(guided["all"], x, y, times=grid, chunk_size=50, key=k_est)}
+    estimates |= {
+        "plug_in_a": mutual_information_minde(guided["a"], x, y, times=grid, chunk_size=50, key=k_est),
+        "crossfit": mutual_information_minde_crossfit(guided["a"], guided["b"], x, y, times=grid, chunk_size=50,
+                                                      key=k_est),
+    }
+    timings["estimation_s"] = time.perf_counter() - t0
+    bounds = ref["quantities"]["bounds"]
+    print(f"bounds: H(Y) - CE = {bounds['lower']['value']:.3f} ± {bounds['lower']['stderr']:.3f} <= I <= "
+          f"H(Y) = {bounds['upper']['value']:.4f}; node bound at s/T = "
+          + " / ".join(f"{np.interp(t, times, curve.lower):.2f}" for t in REPORT_TIMES))
+    payload = {
+        "dataset": data.name, "n_train": int(2 * half), "n_eval": int(len(x)), "classifier": dataclasses.asdict(config),
+        "times": times.tolist(), "reference": str(args.reference),
+        "time_resolved_bounds_from": "the noisy classifier on all images" if args.all else "the reference run",
+        "bounds": {"upper": bounds["upper"], "lower": bounds["lower"],
+                   "time_resolved": {"lower": curve.lower.tolist(), "cross_entropy_stderr": curve.cross_entropy_stderr.tolist(),
+                                     "cross_entropy": curve.cross_entropy.tolist(),
+                                     "accuracy": curve.accuracy.tolist(), "residual": curve.residual,
+                                     "lower_at": {f"{t:g}": float(np.interp(t, times, curve.lower))
+                                                  for t in REPORT_TIMES}}},
+        "fisher_minde": {name: _summary(f"Fisher MINDE ({name})", est, curve) for name, est in estimates.items()},
+        "timings": timings,
+    }
+    payload["classifier"]["image_shape"] = list(config.image_shape)
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot(times, curve.lower, "k--", label="$H(Y) - CE_s - r_T$ (a noisy classifier on all images)")
+    ax.axhline(common["label_entropy"], color="k", lw=0.8, label="$H(Y)$")
+    for name, est in estimates.items():
+        tail, _ = curve.tail(est)
+        ax.plot(times, tail, label=f"classifier Fisher MINDE, {name.replace('_', ' ')}")
+    if "minde_crossfit_centred" in ref["curves"]:
+        total = ref["quantities"]["mutual_information"]["minde_crossfit_centred"]["value"]
+        cumulative = np.asarray(ref["curves"]["minde_crossfit_centred"]["cumulative"])
+        ax.plot(times, total - cumulative, ":", label="the reference's U-Nets, posterior-centred cross-fit")
+    ax.set_xscale("log")
+    ax.set_xlabel("forward time s")
+    ax.set_ylabel("label information from s to T (nats)")
+    ax.set_ylim(-0.5, 4.0)
+    ax.legend(fontsize=7)
+    ax.set_title(f"{data.name}: the label part of a cross-entropy classifier", fontsize=9)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(args.out.with_suffix(".png"), dpi=120)
+    write_json(args.out, payload | {"figure": args.out.with_suffix(".png").name, **provenance(start)})
+    print(f"wrote {args.out} ({time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
