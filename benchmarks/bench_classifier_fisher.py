@@ -27,13 +27,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import pathlib
 import time
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")
@@ -41,20 +38,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import learned  # noqa: E402
-from verify import (LogSNRGrid, mutual_information_minde, mutual_information_minde_crossfit,  # noqa: E402
-                    provenance, write_json)
-from verify.experiments import ImageExperiment, LabelInformationCurve, label_information_curve  # noqa: E402
+from bench_gaussian_base import add_evaluation_arguments, evaluation_setup, load_reference  # noqa: E402
+from verify import mutual_information_minde, mutual_information_minde_crossfit, provenance, write_json  # noqa: E402
+from verify.experiments import (ImageExperiment, LabelInformationCurve, label_information_curve,  # noqa: E402
+                                save_figure)
 
 REPORT_TIMES = (0.087, 0.159, 0.268, 0.403, 0.537)
-
-
-class Zero(eqx.Module):
-    """An unconditional network that outputs zero: `ClassifierGuided(Zero(sde), c)` is the classifier's label part."""
-
-    sde: object
-
-    def __call__(self, x, s, y=None, **kwargs):
-        return jnp.zeros_like(jnp.asarray(x))
 
 
 def _summary(name: str, estimate, curve) -> dict:
@@ -78,23 +67,13 @@ def main(argv=None) -> None:
     parser.add_argument("--no-all", dest="all", action="store_false",
                         help="train only the two halves' classifiers (no plug-in on all images); the time-resolved "
                              "bounds are then the reference run's")
-    parser.add_argument("--n-eval", type=int, default=200)
-    parser.add_argument("--n-times", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=pathlib.Path, required=True, help="JSON path; the figure goes beside it")
+    add_evaluation_arguments(parser)
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
-    data = learned.load_dataset(args.dataset, args.data_dir)
-    ref = json.loads(args.reference.read_text())
-    if ref["instance"]["dataset"] != data.name:
-        raise SystemExit(f"{args.reference} is a run on {ref['instance']['dataset']!r}, not {data.name!r}.")
-    if "time_resolved" not in ref["quantities"]["bounds"]:
-        raise SystemExit(f"{args.reference} has no time-resolved bounds (run it with --posterior-steps).")
+    data, grid, times, x, y = evaluation_setup(args)
+    ref = load_reference(args.reference, data, times)
     sde = ImageExperiment.sde
-    grid = LogSNRGrid(n_times=args.n_times, s_min=ImageExperiment.time_sampler.s_min * sde.T)
-    times = np.asarray(grid.nodes_weights(sde)[0])
-    x, y = jnp.asarray(data.test_x[: args.n_eval]), jnp.asarray(data.test_y[: args.n_eval])
     # the architecture of the images command's bound and noisy classifiers (--cpu and the full preset)
     config = learned.ClassifierConfig(data.image_shape, data.num_classes, channels=(32, 64), hidden=128,
                                       steps=args.steps)
@@ -118,12 +97,10 @@ def main(argv=None) -> None:
         curve = label_information_curve(classifiers["all"], sde, x, y, times, key=k_curve, **common)
     else:
         resolved = ref["quantities"]["bounds"]["time_resolved"]
-        if not np.allclose(resolved["times"], times, rtol=1e-6):
-            raise SystemExit(f"{args.reference} was evaluated at other times than this grid.")
         curve = LabelInformationCurve(times, np.asarray(resolved["cross_entropy"]),
                                       np.asarray(resolved["lower_stderr"]), np.asarray(resolved["accuracy"]),
                                       resolved["upper"], resolved["residual"])
-    guided = {name: learned.ClassifierGuided(Zero(sde), c) for name, c in classifiers.items()}
+    guided = {name: learned.ClassifierGuided(learned.ZeroNetwork(sde), c) for name, c in classifiers.items()}
     estimates = {} if not args.all else {
         "plug_in_all": mutual_information_minde(guided["all"], x, y, times=grid, chunk_size=50, key=k_est)}
     estimates |= {
@@ -141,7 +118,8 @@ def main(argv=None) -> None:
         "times": times.tolist(), "reference": str(args.reference),
         "time_resolved_bounds_from": "the noisy classifier on all images" if args.all else "the reference run",
         "bounds": {"upper": bounds["upper"], "lower": bounds["lower"],
-                   "time_resolved": {"lower": curve.lower.tolist(), "cross_entropy_stderr": curve.cross_entropy_stderr.tolist(),
+                   "time_resolved": {"lower": curve.lower.tolist(),
+                                     "cross_entropy_stderr": curve.cross_entropy_stderr.tolist(),
                                      "cross_entropy": curve.cross_entropy.tolist(),
                                      "accuracy": curve.accuracy.tolist(), "residual": curve.residual,
                                      "lower_at": {f"{t:g}": float(np.interp(t, times, curve.lower))
@@ -167,9 +145,7 @@ def main(argv=None) -> None:
     ax.set_ylim(-0.5, 4.0)
     ax.legend(fontsize=7)
     ax.set_title(f"{data.name}: the label part of a cross-entropy classifier", fontsize=9)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(args.out.with_suffix(".png"), dpi=120)
+    save_figure(fig, args.out.with_suffix(".png"), dpi=120)
     write_json(args.out, payload | {"figure": args.out.with_suffix(".png").name, **provenance(start)})
     print(f"wrote {args.out} ({time.perf_counter() - start:.0f} s)")
 

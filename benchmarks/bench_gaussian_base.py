@@ -25,7 +25,6 @@ import json
 import pathlib
 import time
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import matplotlib
@@ -36,16 +35,38 @@ import numpy as np  # noqa: E402
 
 import learned  # noqa: E402
 from verify import LogSNRGrid, mutual_information_minde, provenance, write_json  # noqa: E402
-from verify.experiments import ImageExperiment, label_information_curve  # noqa: E402
+from verify.experiments import ImageExperiment, label_information_curve, save_figure  # noqa: E402
 
 
-class Zero(eqx.Module):
-    """A network that outputs zero: `ClassGaussianBase(Zero(sde), ...)` is the gated base alone."""
+def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The evaluation options this script shares with `bench_classifier_fisher.py`."""
+    parser.add_argument("--n-eval", type=int, default=200)
+    parser.add_argument("--n-times", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=pathlib.Path, required=True, help="JSON path; the figure goes beside it")
 
-    sde: object
 
-    def __call__(self, x, s, y=None, **kwargs):
-        return jnp.zeros_like(jnp.asarray(x))
+def evaluation_setup(args: argparse.Namespace):
+    """The data set, the images experiment's MINDE grid (`--n-times` log-SNR cells) and its nodes, and the first
+    `--n-eval` held-out images with their labels."""
+    data = learned.load_dataset(args.dataset, args.data_dir)
+    sde = ImageExperiment.sde
+    grid = LogSNRGrid(n_times=args.n_times, s_min=ImageExperiment.time_sampler.s_min * sde.T)
+    times = np.asarray(grid.nodes_weights(sde)[0])
+    return data, grid, times, jnp.asarray(data.test_x[: args.n_eval]), jnp.asarray(data.test_y[: args.n_eval])
+
+
+def load_reference(path: pathlib.Path, data, times: np.ndarray) -> dict:
+    """A `separability images --posterior-steps` run's results.json, checked to be on `data` and at `times`."""
+    ref = json.loads(path.read_text())
+    if ref["instance"]["dataset"] != data.name:
+        raise SystemExit(f"{path} is a run on {ref['instance']['dataset']!r}, not {data.name!r}.")
+    resolved = ref["quantities"]["bounds"].get("time_resolved")
+    if resolved is None:
+        raise SystemExit(f"{path} has no time-resolved bounds (run it with --posterior-steps).")
+    if not np.allclose(resolved["times"], times, rtol=1e-6):
+        raise SystemExit(f"{path} was evaluated at other times than this grid.")
+    return ref
 
 
 def main(argv=None) -> None:
@@ -57,30 +78,17 @@ def main(argv=None) -> None:
     parser.add_argument("--shrinkage", default="0,0.5,0.95", help="comma-separated shrinkages to compare")
     parser.add_argument("--rank", type=int, default=64)
     parser.add_argument("--snr-half", type=float, default=4.0, help="the base's gate (ClassGaussianBase.snr_half)")
-    parser.add_argument("--n-eval", type=int, default=200)
-    parser.add_argument("--n-times", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=pathlib.Path, required=True, help="JSON path; the figure goes beside it")
+    add_evaluation_arguments(parser)
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
-    data = learned.load_dataset(args.dataset, args.data_dir)
+    data, grid, times, x, y = evaluation_setup(args)
     sde = ImageExperiment.sde
-    grid = LogSNRGrid(n_times=args.n_times, s_min=ImageExperiment.time_sampler.s_min * sde.T)
-    times = np.asarray(grid.nodes_weights(sde)[0])
-    x, y = jnp.asarray(data.test_x[: args.n_eval]), jnp.asarray(data.test_y[: args.n_eval])
     common = dict(label_entropy=data.label_entropy(), data_variance=float(np.var(data.train_x, axis=0).sum()))
     k_curve, k_minde = jax.random.split(jax.random.key(args.seed))
     reference = None
     if args.reference is not None:
-        ref = json.loads(args.reference.read_text())
-        if ref["instance"]["dataset"] != data.name:
-            raise SystemExit(f"{args.reference} is a run on {ref['instance']['dataset']!r}, not {data.name!r}.")
-        reference = ref["quantities"]["bounds"].get("time_resolved")
-        if reference is None:
-            raise SystemExit(f"{args.reference} has no time-resolved bounds (run it with --posterior-steps).")
-        if not np.allclose(reference["times"], times, rtol=1e-6):
-            raise SystemExit(f"{args.reference} was evaluated at other times than this grid.")
+        reference = load_reference(args.reference, data, times)["quantities"]["bounds"]["time_resolved"]
 
     payload = {"dataset": data.name, "n_train": int(len(data.train_x)), "n_eval": int(len(x)), "rank": args.rank,
                "snr_half": args.snr_half, "times": times.tolist(), "label_entropy": common["label_entropy"],
@@ -94,7 +102,7 @@ def main(argv=None) -> None:
         gaussians = learned.ClassGaussians.fit(sde, data.train_x, data.train_y, data.num_classes, rank=args.rank,
                                                shrinkage=shrinkage)
         curve = label_information_curve(gaussians, sde, x, y, times, key=k_curve, **common)
-        base = learned.ClassGaussianBase(Zero(sde), gaussians, snr_half=args.snr_half)
+        base = learned.ClassGaussianBase(learned.ZeroNetwork(sde), gaussians, snr_half=args.snr_half)
         minde = mutual_information_minde(base, x, y, times=grid, chunk_size=50, key=k_minde)
         tail, tail_se = curve.tail(minde)
         payload["shrinkage"][str(shrinkage)] = {
@@ -119,9 +127,7 @@ def main(argv=None) -> None:
     ax_tail.set_ylim(-0.5, 4.0)
     fig.suptitle(f"{data.name}: a Gaussian model of each class (rank {args.rank}), "
                  f"gate SNR$_{{1/2}}$ = {args.snr_half:g}", fontsize=9)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(args.out.with_suffix(".png"), dpi=120)
+    save_figure(fig, args.out.with_suffix(".png"), dpi=120)
     write_json(args.out, payload | {"figure": args.out.with_suffix(".png").name, **provenance(start)})
     print(f"wrote {args.out} ({time.perf_counter() - start:.0f} s)")
 

@@ -78,6 +78,7 @@ from ._guided import (
     noisy_cross_entropy as noisy_cross_entropy,
     noisy_cross_entropy_curve as noisy_cross_entropy_curve,
     train_noisy_classifier as train_noisy_classifier,
+    ZeroNetwork as ZeroNetwork,
 )
 from ._encoder import (
     AbstractEncoder as AbstractEncoder,

@@ -29,8 +29,8 @@ from gaussian_oracle import VPSDE, AbstractTimeDensity, check_label
 from ._classifier import ClassifierConfig, ConvClassifier, check_labelled_images, fit_classifier
 from ._train import _key_data
 
-__all__ = ["NoisyClassifier", "ClassifierGuided", "GuidedLoss", "NoisyClassifierLoss", "noisy_cross_entropy",
-           "noisy_cross_entropy_curve", "train_noisy_classifier"]
+__all__ = ["NoisyClassifier", "ClassifierGuided", "ZeroNetwork", "GuidedLoss", "NoisyClassifierLoss",
+           "noisy_cross_entropy", "noisy_cross_entropy_curve", "train_noisy_classifier"]
 
 
 class NoisyClassifier(eqx.Module):
@@ -97,6 +97,21 @@ class ClassifierGuided(eqx.Module):
         if y is None:
             return e
         return e + jnp.where(drop, 0.0, 1.0) * self.log_posterior_grad(x, s, y, key=k_c)
+
+
+class ZeroNetwork(eqx.Module):
+    r"""A protocol model whose output is zero for every input: `ClassifierGuided(ZeroNetwork(sde), classifier)` is the
+    classifier's label part alone, `ClassGaussianBase(ZeroNetwork(sde), gaussians)` the gated base alone.
+
+    **Arguments:**
+
+    - `sde`: the forward process.
+    """
+
+    sde: VPSDE
+
+    def __call__(self, x: Float[Array, "..."], s: Float[ArrayLike, ""], y=None, **kwargs) -> Float[Array, "..."]:
+        return jnp.zeros_like(jnp.asarray(x))
 
 
 def _diffuse(sde: VPSDE, x, s, noise):

@@ -232,15 +232,6 @@ def test_posterior_draws_need_a_posterior_and_a_positive_count():
         _experiment(posterior_draws=2)
 
 
-class _Zero(eqx.Module):
-    """An unconditional network that outputs zero."""
-
-    sde: object
-
-    def __call__(self, x, s, y=None, **kwargs):
-        return jnp.zeros_like(x)
-
-
 def test_separate_guidance_shares_one_unconditional_unet_that_cancels_from_minde():
     """`guidance_training="separate"`: one unconditional U-Net on all training images and one cross-entropy classifier
     per half; the two networks share the U-Net, their classifiers differ, and the cross-fitted MINDE is the
@@ -257,7 +248,7 @@ def test_separate_guidance_shares_one_unconditional_unet_that_cancels_from_minde
     x, y = jnp.asarray(data.test_x[:6]), jnp.asarray(data.test_y[:6])
     kwargs = dict(times=LogSNRGrid(n_times=4, s_min=1e-4), chunk_size=6, key=jax.random.key(1))
     full = mutual_information_minde_crossfit(a.ema_model, b.ema_model, x, y, **kwargs)
-    bare = mutual_information_minde_crossfit(*(learned.ClassifierGuided(_Zero(config.sde), r.ema_model.classifier)
+    bare = mutual_information_minde_crossfit(*(learned.ClassifierGuided(learned.ZeroNetwork(config.sde), r.ema_model.classifier)
                                                for r in (a, b)), x, y, **kwargs)
     assert full.value != 0.0
     np.testing.assert_allclose(full.value, bare.value, rtol=1e-5)
