@@ -248,8 +248,9 @@ def test_separate_guidance_shares_one_unconditional_unet_that_cancels_from_minde
     x, y = jnp.asarray(data.test_x[:6]), jnp.asarray(data.test_y[:6])
     kwargs = dict(times=LogSNRGrid(n_times=4, s_min=1e-4), chunk_size=6, key=jax.random.key(1))
     full = mutual_information_minde_crossfit(a.ema_model, b.ema_model, x, y, **kwargs)
-    bare = mutual_information_minde_crossfit(*(learned.ClassifierGuided(learned.ZeroNetwork(config.sde), r.ema_model.classifier)
-                                               for r in (a, b)), x, y, **kwargs)
+    zero = learned.ZeroNetwork(config.sde)
+    bare = mutual_information_minde_crossfit(*(learned.ClassifierGuided(zero, r.ema_model.classifier) for r in (a, b)),
+                                             x, y, **kwargs)
     assert full.value != 0.0
     np.testing.assert_allclose(full.value, bare.value, rtol=1e-5)
     np.testing.assert_allclose(full.stderr, bare.stderr, rtol=1e-4)
