@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 import learned  # noqa: E402
 from bench_gaussian_base import add_evaluation_arguments, evaluation_setup, load_reference  # noqa: E402
 from verify import mutual_information_minde, mutual_information_minde_crossfit, provenance, write_json  # noqa: E402
+from verify.cli import PRESETS  # noqa: E402
 from verify.experiments import (ImageExperiment, LabelInformationCurve, label_information_curve,  # noqa: E402
                                 save_figure)
 
@@ -74,9 +75,9 @@ def main(argv=None) -> None:
     data, grid, times, x, y = evaluation_setup(args)
     ref = load_reference(args.reference, data, times)
     sde = ImageExperiment.sde
-    # the architecture of the images command's bound and noisy classifiers (--cpu and the full preset)
-    config = learned.ClassifierConfig(data.image_shape, data.num_classes, channels=(32, 64), hidden=128,
-                                      steps=args.steps)
+    preset = PRESETS["cpu"]  # the architecture of the `--cpu` run's bound and noisy classifiers
+    config = learned.ClassifierConfig(data.image_shape, data.num_classes, channels=preset.classifier_channels,
+                                      hidden=preset.classifier_hidden, steps=args.steps)
     key = jax.random.key(args.seed)
     k_train, k_curve, k_est = jax.random.split(key, 3)
     half = len(data.train_x) // 2
