@@ -8,6 +8,8 @@ unbiased estimate of $CE$ with an honest standard error; the bound holds for eve
 from __future__ import annotations
 
 import dataclasses
+import os
+from typing import Literal
 
 import equinox as eqx
 import jax
@@ -141,7 +143,9 @@ def _steps_per_call(steps: int) -> int:
 
 
 def train_classifier(config: ClassifierConfig, x: Float[ArrayLike, "batch channels height width"],
-                     y: Int[ArrayLike, " batch"], *, progress: bool = False, key: PRNGKeyArray) -> ConvClassifier:
+                     y: Int[ArrayLike, " batch"], *, progress: bool = False,
+                     checkpoint_dir: str | os.PathLike | None = None,
+                     resume: Literal["auto", "overwrite", "unchecked"] = "auto", key: PRNGKeyArray) -> ConvClassifier:
     """Train a `ConvClassifier` with AdamW (cosine-decayed learning rate) on `(x, y)` held on device.
 
     A thin wrapper around `learned.train` with a `ClassifierLoss`: minibatches of `config.batch_size` drawn with
@@ -154,6 +158,8 @@ def train_classifier(config: ClassifierConfig, x: Float[ArrayLike, "batch channe
     - `config`: a `ClassifierConfig`.
     - `x`, `y`: training images and integer labels in `[0, config.num_classes)`.
     - `progress`: show a progress bar.
+    - `checkpoint_dir`, `resume`: as for `learned.train` (a checkpoint every 500 steps or so and at the end; a call
+      with the same arguments returns a finished classifier without training); `None` for none.
     - `key`: a PRNG key from `jax.random.key(seed)` (initialisation, batches, dropout).
 
     **Returns:**
@@ -164,7 +170,7 @@ def train_classifier(config: ClassifierConfig, x: Float[ArrayLike, "batch channe
     check_labelled_images(config, x, y)
     k_init, k_train = jax.random.split(key)
     return fit_classifier(ConvClassifier(config, key=k_init), ClassifierLoss(), config, x, y, progress=progress,
-                          key=k_train)
+                          checkpoint_dir=checkpoint_dir, resume=resume, key=k_train)
 
 
 def check_labelled_images(config: ClassifierConfig, x, y) -> None:
@@ -182,16 +188,18 @@ def check_labelled_images(config: ClassifierConfig, x, y) -> None:
 
 
 def fit_classifier(model: eqx.Module, loss: eqx.Module, config: ClassifierConfig, x, y, *, progress: bool,
-                   key: PRNGKeyArray) -> eqx.Module:
+                   checkpoint_dir: str | os.PathLike | None = None,
+                   resume: Literal["auto", "overwrite", "unchecked"] = "auto", key: PRNGKeyArray) -> eqx.Module:
     """`learned.train` of a classifier `model` under `loss` with `config`'s AdamW (cosine decay to 0, no EMA, a few
-    unrolled steps per call); returns the trained model."""
+    unrolled steps per call, checkpointed in `checkpoint_dir` about every 500 steps); returns the trained model."""
     per_call = _steps_per_call(config.steps)
     train_config = TrainConfig(
         steps=config.steps, batch_size=config.batch_size, lr=config.lr, final_lr_fraction=0.0,
-        weight_decay=config.weight_decay, ema_decay=0.0, steps_per_call=per_call, checkpoint_every=per_call,
-        progress=progress, unroll=True,
+        weight_decay=config.weight_decay, ema_decay=0.0, steps_per_call=per_call,
+        checkpoint_every=per_call * max(1, 500 // per_call), progress=progress, unroll=True,
     )
-    return train(model, np.asarray(x), np.asarray(y), config=train_config, loss=loss, key=key).model
+    return train(model, np.asarray(x), np.asarray(y), config=train_config, loss=loss, checkpoint_dir=checkpoint_dir,
+                 resume=resume, key=key).model
 
 
 def cross_entropy(classifier: ConvClassifier, x: Float[ArrayLike, "batch channels height width"],

@@ -18,6 +18,9 @@ $e(x, s)$, the others both parts.
 
 from __future__ import annotations
 
+import os
+from typing import Literal
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -155,7 +158,9 @@ class NoisyClassifierLoss(eqx.Module):
 
 def train_noisy_classifier(config: ClassifierConfig, sde: VPSDE, x: Float[ArrayLike, "batch channels height width"],
                            y: Int[ArrayLike, " batch"], *, times: AbstractTimeDensity | None = None,
-                           progress: bool = False, key: PRNGKeyArray) -> NoisyClassifier:
+                           progress: bool = False, checkpoint_dir: str | os.PathLike | None = None,
+                           resume: Literal["auto", "overwrite", "unchecked"] = "auto",
+                           key: PRNGKeyArray) -> NoisyClassifier:
     r"""Train a `NoisyClassifier` $p_\phi(y|x_s, s)$ on clean `(x, y)` diffused by `sde` to times from `times`.
 
     The noisy counterpart of `train_classifier` (same AdamW schedule, same checks): each minibatch image is
@@ -169,6 +174,8 @@ def train_noisy_classifier(config: ClassifierConfig, sde: VPSDE, x: Float[ArrayL
     - `x`, `y`: training images and integer labels in `[0, config.num_classes)`.
     - `times`: the training-time density (`None`: uniform on $[10^{-5}T, T]$).
     - `progress`: show a progress bar.
+    - `checkpoint_dir`, `resume`: as for `learned.train` (a checkpoint every 500 steps or so and at the end; a call
+      with the same arguments returns a finished classifier without training); `None` for none.
     - `key`: a PRNG key (initialisation, batches, times, noise).
 
     **Returns:**
@@ -179,7 +186,7 @@ def train_noisy_classifier(config: ClassifierConfig, sde: VPSDE, x: Float[ArrayL
     check_labelled_images(config, x, y)
     k_init, k_train = jax.random.split(key)
     return fit_classifier(NoisyClassifier(config, sde, key=k_init), NoisyClassifierLoss(times), config, x, y,
-                          progress=progress, key=k_train)
+                          progress=progress, checkpoint_dir=checkpoint_dir, resume=resume, key=k_train)
 
 
 def noisy_cross_entropy_curve(classifier, sde: VPSDE, x: Float[ArrayLike, "batch *shape"], y: Int[ArrayLike, " batch"],

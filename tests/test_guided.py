@@ -109,6 +109,26 @@ def test_noisy_cross_entropy_curve_of_the_exact_posterior_is_the_label_entropy()
         learned.noisy_cross_entropy_curve(lambda xs, s: jnp.zeros(2), SDE, x, y + 1, times, key=jax.random.key(0))
 
 
+def test_train_noisy_classifier_checkpoints_and_returns_a_finished_one_without_training(tmp_path):
+    """With `checkpoint_dir` the classifier is `train`'s checkpointed run: the same call later loads it (bitwise the
+    same weights, no step taken), and a call of another configuration refuses to resume it."""
+    import equinox as eqx
+
+    x, y = quadrant_images(jax.random.key(20), 64)
+    cfg = learned.ClassifierConfig((1, 8, 8), 3, channels=(4, 4), hidden=8, steps=10, batch_size=8)
+    folder = tmp_path / "clf"
+    first = learned.train_noisy_classifier(cfg, SDE, x, y, checkpoint_dir=folder, key=jax.random.key(21))
+    assert (folder / "checkpoint.eqx").exists() and (folder / "checkpoint.json").exists()
+    plain = learned.train_noisy_classifier(cfg, SDE, x, y, key=jax.random.key(21))
+    assert eqx.tree_equal(eqx.filter(first, eqx.is_array), eqx.filter(plain, eqx.is_array))
+    written = (folder / "checkpoint.eqx").stat().st_mtime_ns
+    again = learned.train_noisy_classifier(cfg, SDE, x, y, checkpoint_dir=folder, key=jax.random.key(21))
+    assert eqx.tree_equal(eqx.filter(first, eqx.is_array), eqx.filter(again, eqx.is_array))
+    assert (folder / "checkpoint.eqx").stat().st_mtime_ns == written  # training would have saved at its last step
+    with pytest.raises(ValueError, match="another run"):
+        learned.train_noisy_classifier(cfg, SDE, x, y[::-1].copy(), checkpoint_dir=folder, key=jax.random.key(21))
+
+
 def test_train_noisy_classifier_is_train_with_the_noisy_loss_and_learns_the_posterior_at_small_noise():
     from learned import LogSNRTime
 

@@ -232,14 +232,19 @@ def test_posterior_draws_need_a_posterior_and_a_positive_count():
         _experiment(posterior_draws=2)
 
 
-def test_separate_guidance_shares_one_unconditional_unet_that_cancels_from_minde():
+def test_separate_guidance_shares_one_unconditional_unet_that_cancels_from_minde(tmp_path):
     """`guidance_training="separate"`: one unconditional U-Net on all training images and one cross-entropy classifier
     per half; the two networks share the U-Net, their classifiers differ, and the cross-fitted MINDE is the
     classifiers' alone: the same value, to float precision, with the U-Net replaced by zero."""
     data = load_digits().subset(n_train=64)
     guidance = learned.ClassifierConfig((1, 8, 8), 10, channels=(8, 8), hidden=8, steps=3, batch_size=8)
     config = _experiment(guidance=guidance, guidance_training="separate", cross_fit=True, checkpoint_dir=None)
-    a, b = train_networks(config, data, None, key=jax.random.key(0))
+    a, b = train_networks(config, data, tmp_path, key=jax.random.key(0))
+    assert (tmp_path / "checkpoint.eqx").exists()  # the one U-Net; its classifiers beside it, resumed the next time
+    assert all((tmp_path / "classifiers" / f"guidance_{n}" / "checkpoint.eqx").exists() for n in "ab")
+    again = train_networks(config, data, tmp_path, key=jax.random.key(0))
+    assert all(eqx.tree_equal(eqx.filter(r.ema_model, eqx.is_array), eqx.filter(s.ema_model, eqx.is_array))
+               for r, s in zip((a, b), again))
     for result in (a, b):
         assert isinstance(result.ema_model, learned.ClassifierGuided)
         assert result.ema_model.unconditional.config.num_classes is None and len(result.losses) == 2

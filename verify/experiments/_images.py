@@ -387,8 +387,8 @@ class ImageExperiment:
     - `dataset`, `data_dir`, `pixel_range`, `n_train`: the data set by its name in `learned.DATASETS`, where its
       files are (when it needs them), the pixel scaling, and how many training images to use (`None`: all); used by
       `run` when no data are passed.
-    - `checkpoint_dir`: where the U-Net's training checkpoints go, relative to the output folder (an absolute path
-      is used as it is), or `None` for none. The last checkpoint is the trained model, saved with the results.
+    - `checkpoint_dir`: where the U-Net's training checkpoints go (and the classifiers', in its `classifiers/`),
+      relative to the output folder (an absolute path is used as it is), or `None` for none. The last checkpoint is the trained model, saved with the results.
     - `resume`: what to do with a checkpoint already there (`learned.train`'s `resume`: "auto" resumes only the same
       run, "overwrite" trains afresh).
     - `guidance`: `None` for one U-Net with a label embedding (`unet.num_classes` labels and a null label); a
@@ -402,8 +402,8 @@ class ImageExperiment:
       and each network's classifier trained by cross-entropy alone (`learned.train_noisy_classifier`, `guidance.steps`
       steps, on that network's images: with `cross_fit` the two halves), so the label part is fitted to the labels'
       values, a far less noisy target than the DEM loss's (`benchmarks/bench_classifier_fisher.py`). The networks then
-      share the U-Net, which cancels from every MINDE estimate; the classifiers are not checkpointed (they retrain,
-      deterministically, from the run's key).
+      share the U-Net, which cancels from every MINDE estimate; the classifiers are checkpointed in
+      `checkpoint_dir / "classifiers"`.
     - `cross_fit`: train two networks (their own initialisations) on the two halves of the training images and add
       the cross-fitted $I_{MINDE}$ (`verify.mutual_information_minde_crossfit`), free of the plug-in's upward bias
       by the fit's variance; the other estimates come from the first network. On by default: the plug-in
@@ -632,6 +632,11 @@ def train_networks(experiment: ImageExperiment, data: ImageData, checkpoint_dir:
     return results
 
 
+def classifier_dir(checkpoint_dir: str | Path | None, name: str) -> Path | None:
+    """Where the classifier `name` of a run checkpointed in `checkpoint_dir` keeps its checkpoint (`None`: none)."""
+    return None if checkpoint_dir is None else Path(checkpoint_dir) / "classifiers" / name
+
+
 def _train_separately(experiment: ImageExperiment, data: ImageData, parts: list[slice],
                       checkpoint_dir: str | Path | None, *, init_key: PRNGKeyArray, train_key: PRNGKeyArray,
                       parallel: learned.DataParallel | None) -> list[learned.TrainResult]:
@@ -644,9 +649,10 @@ def _train_separately(experiment: ImageExperiment, data: ImageData, parts: list[
                         resume=experiment.resume, parallel=parallel, key=train_key)
     results = []
     for i, part in enumerate(parts):
-        classifier = learned.train_noisy_classifier(experiment.guidance, experiment.sde, data.train_x[part],
-                                                    data.train_y[part], times=experiment.time_sampler,
-                                                    progress=experiment.train.progress, key=jax.random.fold_in(k_c, i))
+        classifier = learned.train_noisy_classifier(
+            experiment.guidance, experiment.sde, data.train_x[part], data.train_y[part], times=experiment.time_sampler,
+            progress=experiment.train.progress, checkpoint_dir=classifier_dir(checkpoint_dir, "guidance_" + "ab"[i]),
+            resume=experiment.resume, key=jax.random.fold_in(k_c, i))
         results.append(learned.TrainResult(model=learned.ClassifierGuided(fit.model, classifier),
                                            ema_model=learned.ClassifierGuided(fit.ema_model, classifier),
                                            losses=fit.losses))
@@ -663,7 +669,9 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
     - `data`: an `ImageData`.
     - `experiment`: an `ImageExperiment`.
     - `out`: output directory (results.json, loss.csv, rates.png, samples.png).
-    - `checkpoint_dir`: where the U-Net's training checkpoints go (resumed when present), or `None`.
+    - `checkpoint_dir`: where the U-Net's training checkpoints go (resumed when present), or `None`; the
+      classifiers' (the bound's, the posterior's, with `guidance_training="separate"` each network's) go in its
+      `classifiers/` folder.
     - `parallel`: a `learned.DataParallel` for data-parallel training, or `None`.
     - `instance`: extra entries for the `instance` block (e.g. the CLI's seed).
     - `key`: PRNG key.
@@ -691,7 +699,9 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
                header="step,loss", comments="", fmt=["%d", "%.6g"])
 
     t0 = time.perf_counter()
-    classifier = learned.train_classifier(experiment.classifier, data.train_x, data.train_y, key=k_cls)
+    classifier = learned.train_classifier(experiment.classifier, data.train_x, data.train_y,
+                                          checkpoint_dir=classifier_dir(checkpoint_dir, "bound"),
+                                          resume=experiment.resume, key=k_cls)
     x_eval, y_eval = data.test_x[: experiment.n_eval], data.test_y[: experiment.n_eval]
     bounds = information_bounds(
         classifier, x_eval, y_eval, label_entropy=data.label_entropy(),
@@ -703,7 +713,9 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
     if experiment.posterior is not None:
         t0 = time.perf_counter()
         noisy = learned.train_noisy_classifier(experiment.posterior, experiment.sde, data.train_x, data.train_y,
-                                               times=experiment.time_sampler, key=jax.random.fold_in(k_cls, 1))
+                                               times=experiment.time_sampler,
+                                               checkpoint_dir=classifier_dir(checkpoint_dir, "posterior"),
+                                               resume=experiment.resume, key=jax.random.fold_in(k_cls, 1))
         if isinstance(experiment.times, AbstractGrid):
             label_curve = label_information_curve(
                 noisy, experiment.sde, x_eval, y_eval, experiment.times.nodes_weights(experiment.sde)[0],
