@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 
 import learned  # noqa: E402
 from bench_gaussian_base import add_evaluation_arguments, evaluation_setup, load_reference  # noqa: E402
+from gaussian_oracle import PiecewiseConstant  # noqa: E402
 from verify import mutual_information_minde, mutual_information_minde_crossfit, provenance, write_json  # noqa: E402
 from verify.cli import PRESETS  # noqa: E402
 from verify.experiments import (ImageExperiment, LabelInformationCurve, label_information_curve,  # noqa: E402
@@ -57,6 +58,22 @@ def _summary(name: str, estimate, curve) -> dict:
             "tail_stderr_bound": tail_se.tolist(), "tail_at": at, "flags": list(checked.flags)}
 
 
+def decided_times(sde, times: np.ndarray, lower: np.ndarray, floor: float) -> PiecewiseConstant:
+    r"""Training times concentrated where the label is decided: each cell between consecutive nodes gets probability
+    $\propto$ the drop of the label-information bound `lower` across it (clipped at 0), mixed with weight `floor` of
+    the log-SNR-uniform density (`ImageExperiment.time_sampler`) so that every time is still trained."""
+    s_min = ImageExperiment.time_sampler.s_min * sde.T
+    edges = np.concatenate([[0.0, s_min], times[(times > s_min) & (times < sde.T)], [sde.T]])
+    rho = np.asarray(sde.log_snr(np.maximum(edges, s_min)), np.float64)
+    log_snr = np.maximum(rho[:-1] - rho[1:], 0.0) / (rho[1] - rho[-1])
+    drop = np.zeros(len(edges) - 1)
+    inner = np.searchsorted(edges, times[1:]) - 1  # the cell that ends at node k + 1 starts at node k
+    drop[inner] = np.maximum(lower[:-1] - lower[1:], 0.0)
+    probs = (1 - floor) * drop / drop.sum() + floor * log_snr
+    probs[0] = 1e-4 * probs.max()  # [0, s_min): never drawn by the log-SNR density; a sliver keeps every bin positive
+    return PiecewiseConstant(edges, probs)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, choices=sorted(learned.DATASETS))
@@ -68,6 +85,13 @@ def main(argv=None) -> None:
     parser.add_argument("--no-all", dest="all", action="store_false",
                         help="train only the two halves' classifiers (no plug-in on all images); the time-resolved "
                              "bounds are then the reference run's")
+    parser.add_argument("--channels", type=int, nargs=2, default=None, metavar=("C1", "C2"),
+                        help="the classifiers' channels (default: the --cpu preset's)")
+    parser.add_argument("--hidden", type=int, default=None, help="the classifiers' dense width (default: the preset's)")
+    parser.add_argument("--batch-size", type=int, default=learned.ClassifierConfig.batch_size)
+    parser.add_argument("--decided-times", type=float, default=None, metavar="FLOOR",
+                        help="train the classifiers at times concentrated where the reference's label-information "
+                             "bound drops, mixed with this weight of log-SNR-uniform times (default: log-SNR uniform)")
     add_evaluation_arguments(parser)
     args = parser.parse_args(argv)
 
@@ -76,18 +100,26 @@ def main(argv=None) -> None:
     ref = load_reference(args.reference, data, times)
     sde = ImageExperiment.sde
     preset = PRESETS["cpu"]  # the architecture of the `--cpu` run's bound and noisy classifiers
-    config = learned.ClassifierConfig(data.image_shape, data.num_classes, channels=preset.classifier_channels,
-                                      hidden=preset.classifier_hidden, steps=args.steps)
+    config = learned.ClassifierConfig(
+        data.image_shape, data.num_classes, steps=args.steps, batch_size=args.batch_size,
+        channels=preset.classifier_channels if args.channels is None else tuple(args.channels),
+        hidden=preset.classifier_hidden if args.hidden is None else args.hidden)
     key = jax.random.key(args.seed)
     k_train, k_curve, k_est = jax.random.split(key, 3)
     half = len(data.train_x) // 2
     parts = {"all": slice(0, 2 * half)} if args.all else {}
     parts |= {"a": slice(0, half), "b": slice(half, 2 * half)}
+    resolved = ref["quantities"]["bounds"]["time_resolved"]
+    reference_curve = LabelInformationCurve(times, np.asarray(resolved["cross_entropy"]),
+                                            np.asarray(resolved["lower_stderr"]), np.asarray(resolved["accuracy"]),
+                                            resolved["upper"], resolved["residual"])
+    training_times = (ImageExperiment.time_sampler if args.decided_times is None
+                      else decided_times(sde, times, reference_curve.lower, args.decided_times))
     classifiers, timings = {}, {}
     for i, (name, part) in enumerate(parts.items()):
         t0 = time.perf_counter()
         classifiers[name] = learned.train_noisy_classifier(config, sde, data.train_x[part], data.train_y[part],
-                                                           times=ImageExperiment.time_sampler,
+                                                           times=training_times,
                                                            key=jax.random.fold_in(k_train, i))
         timings[f"classifier_{name}_s"] = time.perf_counter() - t0
         print(f"noisy classifier on {name} ({part.stop - part.start} images): {timings[f'classifier_{name}_s']:.0f} s")
@@ -97,10 +129,9 @@ def main(argv=None) -> None:
     if args.all:
         curve = label_information_curve(classifiers["all"], sde, x, y, times, key=k_curve, **common)
     else:
-        resolved = ref["quantities"]["bounds"]["time_resolved"]
-        curve = LabelInformationCurve(times, np.asarray(resolved["cross_entropy"]),
-                                      np.asarray(resolved["lower_stderr"]), np.asarray(resolved["accuracy"]),
-                                      resolved["upper"], resolved["residual"])
+        curve = reference_curve
+    # classifier a's own held-out bound: how well the classifier whose gradients are measured fits the labels' values
+    own = label_information_curve(classifiers["a"], sde, x, y, times, key=k_curve, **common)
     guided = {name: learned.ClassifierGuided(learned.ZeroNetwork(sde), c) for name, c in classifiers.items()}
     estimates = {} if not args.all else {
         "plug_in_all": mutual_information_minde(guided["all"], x, y, times=grid, chunk_size=50, key=k_est)}
@@ -113,9 +144,13 @@ def main(argv=None) -> None:
     bounds = ref["quantities"]["bounds"]
     print(f"bounds: H(Y) - CE = {bounds['lower']['value']:.3f} ± {bounds['lower']['stderr']:.3f} <= I <= "
           f"H(Y) = {bounds['upper']['value']:.4f}; node bound at s/T = "
-          + " / ".join(f"{np.interp(t, times, curve.lower):.2f}" for t in REPORT_TIMES))
+          + " / ".join(f"{np.interp(t, times, curve.lower):.2f}" for t in REPORT_TIMES)
+          + "; classifier a's own (from s_min): "
+          + " / ".join(f"{np.interp(t, times, own.lower):.2f}" for t in (times[0], *REPORT_TIMES)))
     payload = {
         "dataset": data.name, "n_train": int(2 * half), "n_eval": int(len(x)), "classifier": dataclasses.asdict(config),
+        "training_times": "log-SNR uniform" if args.decided_times is None else
+        f"decided_times(floor={args.decided_times}): the reference's bound drop, mixed with log-SNR uniform",
         "times": times.tolist(), "reference": str(args.reference),
         "time_resolved_bounds_from": "the noisy classifier on all images" if args.all else "the reference run",
         "bounds": {"upper": bounds["upper"], "lower": bounds["lower"],
@@ -125,6 +160,7 @@ def main(argv=None) -> None:
                                      "accuracy": curve.accuracy.tolist(), "residual": curve.residual,
                                      "lower_at": {f"{t:g}": float(np.interp(t, times, curve.lower))
                                                   for t in REPORT_TIMES}}},
+        "classifier_a_lower_at": {f"{t:g}": float(np.interp(t, times, own.lower)) for t in (times[0], *REPORT_TIMES)},
         "fisher_minde": {name: _summary(f"Fisher MINDE ({name})", est, curve) for name, est in estimates.items()},
         "timings": timings,
     }
