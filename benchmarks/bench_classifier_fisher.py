@@ -92,6 +92,9 @@ def main(argv=None) -> None:
     parser.add_argument("--decided-times", type=float, default=None, metavar="FLOOR",
                         help="train the classifiers at times concentrated where the reference's label-information "
                              "bound drops, mixed with this weight of log-SNR-uniform times (default: log-SNR uniform)")
+    parser.add_argument("--gaussian-base", type=float, default=None, metavar="SNR_HALF",
+                        help="each classifier adds the gated logits of a Gaussian class model of its own training "
+                             "images (learned.train_noisy_classifier's gaussian_base) and learns the residual")
     add_evaluation_arguments(parser)
     args = parser.parse_args(argv)
 
@@ -119,7 +122,7 @@ def main(argv=None) -> None:
     for i, (name, part) in enumerate(parts.items()):
         t0 = time.perf_counter()
         classifiers[name] = learned.train_noisy_classifier(config, sde, data.train_x[part], data.train_y[part],
-                                                           times=training_times,
+                                                           times=training_times, gaussian_base=args.gaussian_base,
                                                            key=jax.random.fold_in(k_train, i))
         timings[f"classifier_{name}_s"] = time.perf_counter() - t0
         print(f"noisy classifier on {name} ({part.stop - part.start} images): {timings[f'classifier_{name}_s']:.0f} s")
@@ -151,6 +154,7 @@ def main(argv=None) -> None:
         "dataset": data.name, "n_train": int(2 * half), "n_eval": int(len(x)), "classifier": dataclasses.asdict(config),
         "training_times": "log-SNR uniform" if args.decided_times is None else
         f"decided_times(floor={args.decided_times}): the reference's bound drop, mixed with log-SNR uniform",
+        "gaussian_base": args.gaussian_base,
         "times": times.tolist(), "reference": str(args.reference),
         "time_resolved_bounds_from": "the noisy classifier on all images" if args.all else "the reference run",
         "bounds": {"upper": bounds["upper"], "lower": bounds["lower"],

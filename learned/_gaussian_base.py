@@ -183,6 +183,15 @@ class ClassGaussians(eqx.Module):
         return logits, e.reshape(self.num_classes, *self.image_shape)
 
 
+def snr_gate(sde: VPSDE, s: Float[ArrayLike, ""], snr_half: float | None) -> Float[Array, ""]:
+    r"""$g(s) = 1/(1 + \mathrm{SNR}(s)/\mathrm{SNR}_{1/2})$, the weight of a Gaussian class model at time s (1 for
+    `snr_half=None`): `ClassGaussianBase.gate` and `learned.NoisyClassifier`'s."""
+    if snr_half is None:
+        return jnp.ones_like(jnp.asarray(s, jnp.float32))
+    a, noise = sde.alpha(s), snr_half * sde.var(s)
+    return noise / (noise + a)
+
+
 class ClassGaussianBase(WrapsNetwork):
     r"""$e_\theta(x, s; y) = g(s)\,e_G(x, s; y) + F_\theta(x, s; y)$: a network learning the residual of a Gaussian
     class model, with $e_G(x, s) = \sum_k p_G(k|x_s)\,e_G(x, s; k)$ for `y=None` (and where `drop`, the null label of
@@ -237,10 +246,7 @@ class ClassGaussianBase(WrapsNetwork):
     def gate(self, s: Float[ArrayLike, ""]) -> Float[Array, ""]:
         r"""$g(s) = \mathrm{SNR}_{1/2}(1 - \alpha)/(\mathrm{SNR}_{1/2}(1 - \alpha) + \alpha)$ (1 for
         `snr_half=None`)."""
-        if self.snr_half is None:
-            return jnp.ones_like(jnp.asarray(s, jnp.float32))
-        a, noise = self.sde.alpha(s), self.snr_half * self.sde.var(s)
-        return noise / (noise + a)
+        return snr_gate(self.sde, s, self.snr_half)
 
     def base(self, x: Float[ArrayLike, "..."], s: Float[ArrayLike, ""], y: Int[ArrayLike, ""] | None = None,
              drop: Bool[ArrayLike, ""] | None = None) -> Float[Array, "..."]:

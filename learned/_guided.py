@@ -30,6 +30,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 from gaussian_oracle import VPSDE, AbstractTimeDensity, check_label
 
 from ._classifier import ClassifierConfig, ConvClassifier, check_labelled_images, fit_classifier
+from ._gaussian_base import ClassGaussianBase, ClassGaussians, snr_gate
 from ._train import _key_data
 
 __all__ = ["NoisyClassifier", "ClassifierGuided", "ZeroNetwork", "GuidedLoss", "NoisyClassifierLoss",
@@ -38,31 +39,52 @@ __all__ = ["NoisyClassifier", "ClassifierGuided", "ZeroNetwork", "GuidedLoss", "
 
 class NoisyClassifier(eqx.Module):
     r"""Logits of $p_\phi(y | x_s, s)$ for one noisy image: a `ConvClassifier` that sees the image and, as one more
-    channel, the noise level $\tfrac14\log(\alpha/(1-\alpha))$.
+    channel, the noise level $\tfrac14\log(\alpha/(1-\alpha))$; with `base`, plus the gated logits of a Gaussian
+    class model, $f_\phi(x_s, s) + g(s)\log p_G(y|x_s)$, so that the network learns only the residual where the
+    diffused classes are close to Gaussian (the gate $g$ of `ClassGaussianBase`, 1 at large noise, 0 at small).
 
     **Arguments:**
 
     - `config`: the `ClassifierConfig` of the clean images (`image_shape` is that of the data; one channel is added).
     - `sde`: the forward process.
+    - `base`: `None`, or a `ClassGaussians` of the same images and classes (`train_noisy_classifier(gaussian_base=...)`
+      fits it to the classifier's own training images).
+    - `snr_half`: the gate's $\mathrm{SNR}_{1/2}$, or `None` for $g \equiv 1$ (with `base`).
     - `key`: initialisation key.
     """
 
     network: ConvClassifier
     sde: VPSDE
+    base: ClassGaussians | None
+    snr_half: float | None = eqx.field(static=True)
 
-    def __init__(self, config: ClassifierConfig, sde: VPSDE, *, key: PRNGKeyArray):
+    def __init__(self, config: ClassifierConfig, sde: VPSDE, *, base: ClassGaussians | None = None,
+                 snr_half: float | None = 4.0, key: PRNGKeyArray):
         c, h, w = config.image_shape
+        if base is not None:
+            if not isinstance(base, ClassGaussians):
+                raise ValueError(f"NoisyClassifier.base must be a learned.ClassGaussians or None; got {base!r}.")
+            if base.image_shape != config.image_shape or base.num_classes != config.num_classes:
+                raise ValueError(f"NoisyClassifier.base models images {base.image_shape} with {base.num_classes} "
+                                 f"classes; the classifier's are {config.image_shape} with {config.num_classes}.")
+            ClassGaussianBase.check_snr_half(snr_half, "NoisyClassifier.snr_half")
         inner = ClassifierConfig((c + 1, h, w), config.num_classes, channels=config.channels, hidden=config.hidden,
                                  dropout=config.dropout, steps=config.steps, batch_size=config.batch_size,
                                  lr=config.lr, weight_decay=config.weight_decay)
         self.network = ConvClassifier(inner, key=key)
         self.sde = sde
+        self.base = base
+        self.snr_half = None if base is None else snr_half
 
     def __call__(self, x: Float[Array, "channels height width"], s: Float[ArrayLike, ""], *,
                  key: PRNGKeyArray | None = None) -> Float[Array, " num_classes"]:
         s = self.sde.check_time(s)
         level = jnp.full((1, *x.shape[1:]), 0.25 * self.sde.log_snr(s), x.dtype)
-        return self.network(jnp.concatenate([x, level]), key=key)
+        logits = self.network(jnp.concatenate([x, level]), key=key)
+        if self.base is None:
+            return logits
+        base = self.base(x, s)  # in its own dtype: a float64 base is not rounded to the network's float32
+        return logits + snr_gate(self.sde, s, self.snr_half).astype(base.dtype) * base
 
 
 class ClassifierGuided(eqx.Module):
@@ -158,7 +180,8 @@ class NoisyClassifierLoss(eqx.Module):
 
 def train_noisy_classifier(config: ClassifierConfig, sde: VPSDE, x: Float[ArrayLike, "batch channels height width"],
                            y: Int[ArrayLike, " batch"], *, times: AbstractTimeDensity | None = None,
-                           progress: bool = False, checkpoint_dir: str | os.PathLike | None = None,
+                           gaussian_base: float | None = None, progress: bool = False,
+                           checkpoint_dir: str | os.PathLike | None = None,
                            resume: Literal["auto", "overwrite", "unchecked"] = "auto",
                            key: PRNGKeyArray) -> NoisyClassifier:
     r"""Train a `NoisyClassifier` $p_\phi(y|x_s, s)$ on clean `(x, y)` diffused by `sde` to times from `times`.
@@ -173,6 +196,8 @@ def train_noisy_classifier(config: ClassifierConfig, sde: VPSDE, x: Float[ArrayL
     - `sde`: the forward process.
     - `x`, `y`: training images and integer labels in `[0, config.num_classes)`.
     - `times`: the training-time density (`None`: uniform on $[10^{-5}T, T]$).
+    - `gaussian_base`: `None`, or the gate's $\mathrm{SNR}_{1/2}$ of a Gaussian class model fitted to `(x, y)`
+      (`ClassGaussians.fit`, its defaults) whose gated logits the classifier adds to its own (`NoisyClassifier.base`).
     - `progress`: show a progress bar.
     - `checkpoint_dir`, `resume`: as for `learned.train` (a checkpoint every 500 steps or so and at the end; a call
       with the same arguments returns a finished classifier without training); `None` for none.
@@ -185,7 +210,10 @@ def train_noisy_classifier(config: ClassifierConfig, sde: VPSDE, x: Float[ArrayL
     _key_data(key)
     check_labelled_images(config, x, y)
     k_init, k_train = jax.random.split(key)
-    return fit_classifier(NoisyClassifier(config, sde, key=k_init), NoisyClassifierLoss(times), config, x, y,
+    ClassGaussianBase.check_snr_half(gaussian_base, "gaussian_base")
+    base = None if gaussian_base is None else ClassGaussians.fit(sde, x, y, config.num_classes)
+    model = NoisyClassifier(config, sde, base=base, snr_half=gaussian_base, key=k_init)
+    return fit_classifier(model, NoisyClassifierLoss(times), config, x, y,
                           progress=progress, checkpoint_dir=checkpoint_dir, resume=resume, key=k_train)
 
 

@@ -158,3 +158,49 @@ def test_train_noisy_classifier_is_train_with_the_noisy_loss_and_learns_the_post
         learned.train_noisy_classifier(cfg, SDE, x, np.where(y == 2, 3, y), key=k_train)
     with pytest.raises(ValueError, match="needs integer labels"):
         learned.NoisyClassifierLoss()(classifier, jnp.asarray(x[:4]), None, key=k_train)
+
+
+def test_noisy_classifier_with_a_gaussian_base_is_exact_for_gaussian_classes_and_learns_only_the_residual(key):
+    """With `base` the logits are the network's plus g(s) log p_G(y|x_s): with exact moments, g = 1 and the network's
+    output layer zeroed, the label part of `ClassifierGuided` is the mixture oracle's e*(x, s; y) - e*(x, s) at every
+    time; `train_noisy_classifier(gaussian_base=...)` fits the base to the classifier's own images and leaves it
+    untrained; a base of other images or classes, or a bad gate, is one clear error."""
+    import equinox as eqx
+    from gaussian_oracle import GaussianMixture
+
+    rng = np.random.default_rng(5)
+    weights, means = np.array([0.2, 0.3, 0.5]), rng.normal(size=(3, 6)) * 1.5
+    mixture = GaussianMixture.low_rank(weights, means, rng.normal(size=(3, 6, 2)), eps=0.05)
+    exact = mixture.model()
+    gaussians = learned.ClassGaussians.from_moments(mixture.sde, weights, means.reshape(3, 1, 2, 3), mixture.covs,
+                                                    rank=2, floor=1e-12, dtype=jnp.float64)
+    cfg = learned.ClassifierConfig((1, 2, 3), 3, channels=(4, 4), hidden=8)
+    clf = learned.NoisyClassifier(cfg, mixture.sde, base=gaussians, snr_half=None, key=key)
+    silent = eqx.tree_at(lambda c: (c.network.out.weight, c.network.out.bias), clf,
+                         (jnp.zeros_like(clf.network.out.weight), jnp.zeros_like(clf.network.out.bias)))
+    guided = learned.ClassifierGuided(learned.ZeroNetwork(mixture.sde), silent)  # the label part alone
+    for x in jax.random.normal(jax.random.key(3), (3, 6), jnp.float64) * 2.0:
+        for s in (0.05, 0.3, 1.0):
+            for label in range(3):
+                want = np.asarray(exact(x, s, label) - exact(x, s))
+                got = np.asarray(guided(x.reshape(1, 2, 3), s, label)).reshape(6)
+                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max() + 1e-12)
+
+    gated = learned.NoisyClassifier(cfg, mixture.sde, base=gaussians, snr_half=4.0, key=key)
+    x = np.asarray(jax.random.normal(jax.random.key(4), (1, 2, 3)), np.float32)
+    plain = learned.NoisyClassifier(cfg, mixture.sde, key=key)  # the same network, no base
+    gate = float(learned.ClassGaussianBase(learned.ZeroNetwork(mixture.sde), gaussians, 4.0).gate(0.3))
+    np.testing.assert_allclose(gated(x, 0.3), plain(x, 0.3) + gate * np.asarray(gaussians(x, 0.3)), rtol=1e-5)
+
+    images, labels = quadrant_images(jax.random.key(6), 64)
+    small = learned.ClassifierConfig((1, 8, 8), 3, channels=(4, 4), hidden=8, steps=10, batch_size=8,
+                                     weight_decay=0.5)
+    trained = learned.train_noisy_classifier(small, SDE, images, labels, gaussian_base=4.0, key=jax.random.key(7))
+    fitted = learned.ClassGaussians.fit(SDE, images, labels, 3)
+    assert trained.snr_half == 4.0
+    for name in learned.ClassGaussians.constant_fields:
+        np.testing.assert_array_equal(getattr(trained.base, name), getattr(fitted, name))
+    with pytest.raises(ValueError, match="NoisyClassifier.base models images"):
+        learned.NoisyClassifier(small, SDE, base=gaussians, key=key)
+    with pytest.raises(ValueError, match="gaussian_base must be a finite SNR"):
+        learned.train_noisy_classifier(small, SDE, images, labels, gaussian_base=-1.0, key=key)
