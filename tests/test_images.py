@@ -261,6 +261,22 @@ def test_separate_guidance_shares_one_unconditional_unet_that_cancels_from_minde
     np.testing.assert_allclose(full.stderr, bare.stderr, rtol=1e-4)
 
 
+def test_separate_guidance_with_a_gaussian_base_fits_each_classifier_on_its_own_half():
+    """`gaussian_base` with `guidance_training="separate"`: each classifier adds the gated Gaussian class model of
+    its own half (the cross-fit stays a product of two independent fits) and the U-Net stays unconditional."""
+    data = load_digits().subset(n_train=200)  # every class at least twice in each half
+    guidance = learned.ClassifierConfig((1, 8, 8), 10, channels=(8, 8), hidden=8, steps=3, batch_size=8)
+    config = _experiment(guidance=guidance, guidance_training="separate", gaussian_base=4.0, checkpoint_dir=None)
+    half = len(data.train_x) // 2
+    halves = (slice(0, half), slice(half, 2 * half))
+    for result, part in zip(train_networks(config, data, None, key=jax.random.key(0)), halves):
+        assert isinstance(result.model.unconditional, learned.EntropyUNet) and result.model.classifier.snr_half == 4.0
+        own = learned.ClassGaussians.fit(config.sde, data.train_x[part], data.train_y[part], 10)
+        np.testing.assert_array_equal(result.model.classifier.base.means, own.means)
+    with pytest.raises(ValueError, match="guidance_training='separate'"):
+        _experiment(gaussian_base=4.0, guidance=guidance, guidance_training="joint")
+
+
 def test_separate_guidance_needs_guidance():
     assert _experiment(guidance=learned.ClassifierConfig((1, 8, 8), 10)).guidance_training == "joint"
     with pytest.raises(ValueError, match="'separate' needs guidance"):

@@ -284,8 +284,8 @@ class ImagesCommand:
                        help="with --guided --guidance-training separate: steps of each noisy classifier")
         g.add_argument("--gaussian-base", type=positive_float, default=None, metavar="SNR",
                        help="learned.ClassGaussianBase: the U-Net learns the residual of a Gaussian model of each "
-                            "class (fitted to its training images), gated on below signal-to-noise ratio SNR "
-                            "(default: off)")
+                            "class (fitted to its training images), gated on below signal-to-noise ratio SNR; with "
+                            "--guided --guidance-training separate the noisy classifiers do (default: off)")
         g.add_argument("--cross-fit", action=argparse.BooleanOptionalAction, default=True,
                        help="train two networks on the two halves of the training images and add the cross-fitted "
                             "I_MINDE, free of the plug-in's upward bias by the fit's variance (default; twice the "

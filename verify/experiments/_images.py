@@ -420,7 +420,9 @@ class ImageExperiment:
     - `gaussian_base`: `None`, or the $\mathrm{SNR}_{1/2}$ of a `learned.ClassGaussianBase`: each network learns
       the residual of a Gaussian model of each class fitted to its own training images (rank 64, shrinkage 0.5), whose
       exact label part $g(s)\nabla\log p_G(y|x_s)$ carries the label where the diffused classes are near Gaussian.
-      Needs the label-embedding U-Net (`guidance=None`).
+      With `guidance_training="separate"` the classifiers carry it instead: each adds the gated logits of the
+      Gaussian model of its own images and learns the residual (`learned.train_noisy_classifier(gaussian_base=...)`).
+      Not with `guidance_training="joint"`.
 
     The defaults are the measured ones (`benchmarks/bench_images_crossfit.py`, `bench_images_quick.py`, digits):
     the Gaussian half's likelihood weighting with log-SNR times, label dropout 0.5 and a cross-fitted pair put the
@@ -487,8 +489,9 @@ class ImageExperiment:
         if self.guidance is not None and not isinstance(self.guidance, ClassifierConfig):
             raise ValueError(f"ImageExperiment.guidance must be a learned.ClassifierConfig or None; got {self.guidance!r}.")
         learned.ClassGaussianBase.check_snr_half(self.gaussian_base, "ImageExperiment.gaussian_base")
-        if self.gaussian_base is not None and self.guidance is not None:
-            raise ValueError("ImageExperiment.gaussian_base needs the label-embedding U-Net (guidance=None).")
+        if self.gaussian_base is not None and self.guidance is not None and self.guidance_training != "separate":
+            raise ValueError("ImageExperiment.gaussian_base needs the label-embedding U-Net (guidance=None) or "
+                             "separately trained classifiers (guidance_training='separate').")
         if self.guidance_training not in ("joint", "separate") or (self.guidance_training == "separate"
                                                                     and self.guidance is None):
             raise ValueError("ImageExperiment.guidance_training must be 'joint' or 'separate', and 'separate' needs "
@@ -651,7 +654,7 @@ def _train_separately(experiment: ImageExperiment, data: ImageData, parts: list[
     for i, part in enumerate(parts):
         classifier = learned.train_noisy_classifier(
             experiment.guidance, experiment.sde, data.train_x[part], data.train_y[part], times=experiment.time_sampler,
-            progress=experiment.train.progress, checkpoint_dir=classifier_dir(checkpoint_dir, "guidance_" + "ab"[i]),
+            gaussian_base=experiment.gaussian_base, progress=experiment.train.progress, checkpoint_dir=classifier_dir(checkpoint_dir, "guidance_" + "ab"[i]),
             resume=experiment.resume, key=jax.random.fold_in(k_c, i))
         results.append(learned.TrainResult(model=learned.ClassifierGuided(fit.model, classifier),
                                            ema_model=learned.ClassifierGuided(fit.ema_model, classifier),
@@ -783,6 +786,8 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
     timings["sampling_s"] = time.perf_counter() - t0
 
     times = experiment.times
+    gaussians = None if experiment.gaussian_base is None else (
+        result.model.gaussians if experiment.guidance is None else result.model.classifier.base)
     payload = {
         "experiment": "images",
         "instance": {
@@ -802,13 +807,15 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
                      (f"ClassifierGuided (GuidedLoss, cross-entropy weight {experiment.guidance_cross_entropy})"
                       if experiment.guidance_training == "joint" else
                       "ClassifierGuided (an unconditional U-Net on all training images by the DEM loss, each "
-                      "network's noisy classifier on its own images by cross-entropy)"),
+                      "network's noisy classifier on its own images by cross-entropy" + (
+                          ")" if experiment.gaussian_base is None else
+                          f", the residual of a Gaussian class model of them, SNR_1/2 = {experiment.gaussian_base})")),
             "guidance_training": None if experiment.guidance is None else experiment.guidance_training,
             "guidance": None if experiment.guidance is None else config_dict(experiment.guidance),
             "cross_fit": experiment.cross_fit,
             "gaussian_base": None if experiment.gaussian_base is None else {
-                "snr_half": experiment.gaussian_base, "rank": int(result.model.gaussians.evecs.shape[-1]),
-                "shrinkage": result.model.gaussians.shrinkage},
+                "snr_half": experiment.gaussian_base, "rank": int(gaussians.evecs.shape[-1]),
+                "shrinkage": gaussians.shrinkage},
             "posterior": None if experiment.posterior is None else config_dict(experiment.posterior),
             "posterior_draws": experiment.posterior_draws,
             "n_train_per_network": int(len(data.train_x[training_parts(experiment, data)[0]])),
