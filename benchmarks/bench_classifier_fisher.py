@@ -171,7 +171,8 @@ def main(argv=None) -> None:
     payload["classifier"]["image_shape"] = list(config.image_shape)
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.plot(times, curve.lower, "k--", label="$H(Y) - CE_s - r_T$ (a noisy classifier on all images)")
+    ax.plot(times, curve.lower, "k--", label="$H(Y) - CE_s - r_T$ ("
+            + ("a noisy classifier on all images" if args.all else "the reference run's noisy classifier") + ")")
     ax.axhline(common["label_entropy"], color="k", lw=0.8, label="$H(Y)$")
     for name, est in estimates.items():
         tail, _ = curve.tail(est)

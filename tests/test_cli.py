@@ -162,3 +162,20 @@ def test_cpu_preset_builds_the_measured_configuration():
     args = build_parser().parse_args(["images", "--cpu", "--dataset", "mnist5k", "--steps", "7", "--n-eval", "9"])
     e = build_image_experiment(args, data)
     assert (e.train.steps, e.n_eval, e.train.steps_per_call) == (7, 9, 2)
+
+
+def test_separate_guidance_flags_build_the_benchmarked_classifiers():
+    """`--guided --guidance-training separate --guidance-steps N --guidance-channels C1 C2 --gaussian-base SNR` is the
+    configuration of `benchmarks/bench_classifier_fisher.py --steps N --channels C1 C2 --gaussian-base SNR`: the noisy
+    classifiers' steps and channels, the rest the bound classifier's; without the flags, the bound's architecture."""
+    from verify.cli import build_image_experiment, build_parser
+
+    data = learned.load_mnist5k()
+    argv = ["images", "--cpu", "--dataset", "mnist5k", "--no-checkpoints", "--guided", "--guidance-training",
+            "separate", "--guidance-steps", "3000"]
+    e = build_image_experiment(build_parser().parse_args(argv + ["--guidance-channels", "16", "32",
+                                                                 "--gaussian-base", "4"]), data)
+    assert (e.guidance.steps, e.guidance.channels, e.guidance.hidden) == (3000, (16, 32), e.classifier.hidden)
+    assert e.gaussian_base == 4.0 and e.guidance_training == "separate" and e.classifier.channels == (32, 64)
+    e = build_image_experiment(build_parser().parse_args(argv), data)
+    assert (e.guidance.steps, e.guidance.channels) == (3000, (32, 64)) and e.gaussian_base is None

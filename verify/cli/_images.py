@@ -169,9 +169,11 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
         per_class=flag("per_class"), sample_steps=flag("sample_steps"),
         dataset=args.dataset, data_dir=args.data_dir, pixel_range=args.pixel_range, n_train=args.n_train,
         checkpoint_dir=checkpoint_dir(args), resume=resume(args),
-        # the bound classifier's architecture, noise-conditional; trained apart, for --guidance-steps
-        guidance=None if not args.guided else classifier if args.guidance_training == "joint" else
-        dataclasses.replace(classifier, steps=args.guidance_steps),
+        # the bound classifier's architecture (or --guidance-channels), noise-conditional; trained apart, for
+        # --guidance-steps
+        guidance=None if not args.guided else dataclasses.replace(
+            classifier, channels=tuple(args.guidance_channels or classifier.channels),
+            steps=classifier.steps if args.guidance_training == "joint" else args.guidance_steps),
         guidance_cross_entropy=args.guidance_cross_entropy, guidance_training=args.guidance_training,
         cross_fit=args.cross_fit, posterior=posterior,
         posterior_draws=args.posterior_draws,
@@ -282,6 +284,9 @@ class ImagesCommand:
                             "cross-entropy alone on its own images, --guidance-steps steps)")
         g.add_argument("--guidance-steps", type=positive_int, default=1500,
                        help="with --guided --guidance-training separate: steps of each noisy classifier")
+        g.add_argument("--guidance-channels", type=positive_int, nargs=2, default=None, metavar=("C1", "C2"),
+                       help="with --guided: the noisy classifiers' channels (default: the bound classifier's, "
+                            + preset_values("classifier_channels") + ")")
         g.add_argument("--gaussian-base", type=positive_float, default=None, metavar="SNR",
                        help="learned.ClassGaussianBase: the U-Net learns the residual of a Gaussian model of each "
                             "class (fitted to its training images), gated on below signal-to-noise ratio SNR; with "
