@@ -388,7 +388,8 @@ class ImageExperiment:
       files are (when it needs them), the pixel scaling, and how many training images to use (`None`: all); used by
       `run` when no data are passed.
     - `checkpoint_dir`: where the U-Net's training checkpoints go (and the classifiers', in its `classifiers/`),
-      relative to the output folder (an absolute path is used as it is), or `None` for none. The last checkpoint is the trained model, saved with the results.
+      relative to the output folder (an absolute path is used as it is), or `None` for none. The last checkpoint is
+      the trained model, saved with the results.
     - `resume`: what to do with a checkpoint already there (`learned.train`'s `resume`: "auto" resumes only the same
       run, "overwrite" trains afresh).
     - `guidance`: `None` for one U-Net with a label embedding (`unet.num_classes` labels and a null label); a
@@ -654,8 +655,9 @@ def _train_separately(experiment: ImageExperiment, data: ImageData, parts: list[
     for i, part in enumerate(parts):
         classifier = learned.train_noisy_classifier(
             experiment.guidance, experiment.sde, data.train_x[part], data.train_y[part], times=experiment.time_sampler,
-            gaussian_base=experiment.gaussian_base, progress=experiment.train.progress, checkpoint_dir=classifier_dir(checkpoint_dir, "guidance_" + "ab"[i]),
-            resume=experiment.resume, key=jax.random.fold_in(k_c, i))
+            gaussian_base=experiment.gaussian_base, progress=experiment.train.progress,
+            checkpoint_dir=classifier_dir(checkpoint_dir, "guidance_" + "ab"[i]), resume=experiment.resume,
+            key=jax.random.fold_in(k_c, i))
         results.append(learned.TrainResult(model=learned.ClassifierGuided(fit.model, classifier),
                                            ema_model=learned.ClassifierGuided(fit.ema_model, classifier),
                                            losses=fit.losses))
