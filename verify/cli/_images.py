@@ -51,8 +51,8 @@ cross-fit 2.035 ± 0.119, inside within 2 stderr (`results/images_mnist5k_cpu_gu
 training on idle cores; on Fashion-MNIST the same classifiers' cross-fit is below (1.745 against 2.007), and the
 bench reads it inside (1.976 ± 0.126) only when each classifier learns the residual of a Gaussian class model
 (`--gaussian-base 4` with separate guidance); with 16/32 channels (`--guidance-channels 16 32`) on MNIST-5k it reads
-2.196 plain and 2.044 with the base. None of these is yet a full run of the command on both data sets in 30 minutes,
-so none is the preset."""
+2.196 plain and 2.044 with the base, and on Fashion-MNIST 1.938 with the base (about 4 minutes per classifier). None
+of these is yet a full run of the command on both data sets in 30 minutes, so none is the preset."""
 
 
 @dataclasses.dataclass(frozen=True)
