@@ -14,6 +14,8 @@ All information in nats per image (summed over pixels).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import time
 from pathlib import Path
@@ -636,9 +638,14 @@ def train_networks(experiment: ImageExperiment, data: ImageData, checkpoint_dir:
     return results
 
 
-def classifier_dir(checkpoint_dir: str | Path | None, name: str) -> Path | None:
-    """Where the classifier `name` of a run checkpointed in `checkpoint_dir` keeps its checkpoint (`None`: none)."""
-    return None if checkpoint_dir is None else Path(checkpoint_dir) / "classifiers" / name
+def classifier_dir(checkpoint_dir: str | Path | None, name: str, config: ClassifierConfig, **extra) -> Path | None:
+    """Where the classifier `name` of `config` (and `extra` settings) of a run checkpointed in `checkpoint_dir` keeps
+    its checkpoint (`None`: none). The folder is named by a hash of the configuration, so a later command on the same
+    networks with another classifier (e.g. `--classifier-steps`) trains its own instead of refusing the first's."""
+    if checkpoint_dir is None:
+        return None
+    settings = json.dumps({"config": dataclasses.asdict(config), **extra}, sort_keys=True, default=str)
+    return Path(checkpoint_dir) / "classifiers" / f"{name}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
 
 
 def _train_separately(experiment: ImageExperiment, data: ImageData, parts: list[slice],
@@ -656,7 +663,8 @@ def _train_separately(experiment: ImageExperiment, data: ImageData, parts: list[
         classifier = learned.train_noisy_classifier(
             experiment.guidance, experiment.sde, data.train_x[part], data.train_y[part], times=experiment.time_sampler,
             gaussian_base=experiment.gaussian_base, progress=experiment.train.progress,
-            checkpoint_dir=classifier_dir(checkpoint_dir, "guidance_" + "ab"[i]), resume=experiment.resume,
+            checkpoint_dir=classifier_dir(checkpoint_dir, "guidance_" + "ab"[i], experiment.guidance,
+                                          gaussian_base=experiment.gaussian_base), resume=experiment.resume,
             key=jax.random.fold_in(k_c, i))
         results.append(learned.TrainResult(model=learned.ClassifierGuided(fit.model, classifier),
                                            ema_model=learned.ClassifierGuided(fit.ema_model, classifier),
@@ -705,7 +713,8 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
 
     t0 = time.perf_counter()
     classifier = learned.train_classifier(experiment.classifier, data.train_x, data.train_y,
-                                          checkpoint_dir=classifier_dir(checkpoint_dir, "bound"),
+                                          checkpoint_dir=classifier_dir(checkpoint_dir, "bound",
+                                                                        experiment.classifier),
                                           resume=experiment.resume, key=k_cls)
     x_eval, y_eval = data.test_x[: experiment.n_eval], data.test_y[: experiment.n_eval]
     bounds = information_bounds(
@@ -719,7 +728,8 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
         t0 = time.perf_counter()
         noisy = learned.train_noisy_classifier(experiment.posterior, experiment.sde, data.train_x, data.train_y,
                                                times=experiment.time_sampler,
-                                               checkpoint_dir=classifier_dir(checkpoint_dir, "posterior"),
+                                               checkpoint_dir=classifier_dir(checkpoint_dir, "posterior",
+                                                                             experiment.posterior),
                                                resume=experiment.resume, key=jax.random.fold_in(k_cls, 1))
         if isinstance(experiment.times, AbstractGrid):
             label_curve = label_information_curve(
