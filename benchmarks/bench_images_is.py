@@ -24,8 +24,9 @@ within their stderrs plus the grid's discretisation bias (reported as a z-score)
 The network: the first network of a `separability images` run, resumed from its checkpoint (`--images` are the
 command's flags and `--run` its `--out`; the same flags and seed give the same checkpoint fingerprint, and a missing
 checkpoint is trained first, as the command would). CPU (MNIST-5k at the 30-minute preset, the grid on 100 images):
-    separability images --cpu --dataset mnist5k --out out/mnist5k_cpu
-    python benchmarks/bench_images_is.py --images "--cpu --dataset mnist5k" --run out/mnist5k_cpu --n-images 100
+    separability images --cpu --no-guided --dataset mnist5k --out out/mnist5k_cpu
+    python benchmarks/bench_images_is.py --images "--cpu --no-guided --dataset mnist5k" \
+        --run out/mnist5k_cpu --n-images 100
 GPU (the protocol in full, on the full preset's network):
     python benchmarks/bench_images_is.py --images "--dataset fashion-mnist" --run out/fmnist --n-images 1000
 Smoke (proves the script runs; numbers are not the goal): --smoke (writes results/images_is_cpu_smoke.json).
@@ -117,7 +118,7 @@ def _pilot(text: str) -> tuple[int, int, float]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--images", default="--cpu --dataset mnist5k",
+    p.add_argument("--images", default="--cpu --no-guided --dataset mnist5k",
                    help="the flags of the `separability images` run whose first network is measured")
     p.add_argument("--run", default=None, help="that run's --out (its checkpoints are resumed)")
     p.add_argument("--n-images", type=int, default=1000, help="grid: the first N test images (protocol: 1,000)")

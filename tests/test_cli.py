@@ -85,7 +85,7 @@ def test_gaussian_sweeps(tmp_path):
     (["images", "--training-times", "geometric"], "--training-times: must be one of log-snr, uniform"),
     (["images", "--train-s-min", "0.5"], "--train-s-min: must be a fraction of T in (0, 0.01)"),
     (["images", "--label-dropout", "1.5"], "--label-dropout"),
-    (["images", "--gaussian-base", "0"], "--gaussian-base: must be a finite number > 0"),
+    (["images", "--gaussian-base", "-1"], "--gaussian-base: must be a finite number >= 0"),
     (["images", "--posterior-draws", "0"], "--posterior-draws: must be a positive integer"),
     (["images", "--quick", "--posterior-draws", "2"], "and needs a posterior"),
     (["images", "--quick", "--guidance-training", "separate"], "'separate' needs guidance"),
@@ -147,21 +147,38 @@ def test_stale_checkpoints_are_refused_not_reused(tmp_path, capsys):
 
 
 def test_cpu_preset_builds_the_measured_configuration():
-    """`images --cpu` on MNIST-5k is the configuration of `benchmarks/results/images_mnist5k_cpu30/` (small U-Net,
-    1,200 steps, batch 64, 500 classifier steps, 32 grid times, 200 images); explicit flags still override it."""
+    """`images --cpu` is the configuration of `benchmarks/results/images_{mnist5k,fmnist}_cpu_preset/` (one small
+    unconditional U-Net of 1,200 steps, batch 64; on each half a 16/32-channel noisy classifier of 3,000 steps, on
+    Fashion-MNIST with a Gaussian base of SNR_1/2 = 4; a 500-step bound classifier; 32 grid times, 200 images);
+    explicit flags still override it, and the preset's base goes only with its label model."""
     from verify.cli import PRESETS, build_image_experiment, build_parser
 
     data = learned.load_mnist5k()
-    args = build_parser().parse_args(["images", "--cpu", "--dataset", "mnist5k", "--no-checkpoints"])
-    e = build_image_experiment(args, data)
+    parse = build_parser().parse_args
+    e = build_image_experiment(parse(["images", "--cpu", "--dataset", "mnist5k", "--no-checkpoints"]), data)
     assert (e.unet.channels, e.unet.embed_dim, e.unet.num_groups) == (16, 64, 8)
     assert (e.train.steps, e.train.batch_size, e.train.lr, e.train.ema_decay) == (PRESETS["cpu"].steps, 64, 1e-3, 0.99)
     assert e.classifier.steps == 500 and e.classifier.channels == (32, 64)
+    assert e.guidance_training == "separate" and (e.guidance.steps, e.guidance.channels) == (3000, (16, 32))
+    assert e.guidance.hidden == e.classifier.hidden and e.gaussian_base is None
     assert (e.times.n_times, e.n_eval, e.chunk_size, e.sample_steps, e.per_class) == (32, 200, 32, 16, 2)
-    assert e.cross_fit
-    args = build_parser().parse_args(["images", "--cpu", "--dataset", "mnist5k", "--steps", "7", "--n-eval", "9"])
-    e = build_image_experiment(args, data)
+    assert e.cross_fit and e.posterior is None
+    # Fashion-MNIST's preset adds the base (the experiment needs only the 28 x 28 shapes, so MNIST-5k's data stands in
+    # for the data set's files)
+    fashion = ["images", "--cpu", "--dataset", "fashion-mnist", "--no-checkpoints"]
+    assert build_image_experiment(parse(fashion), data).gaussian_base == 4.0
+    assert build_image_experiment(parse(fashion + ["--gaussian-base", "0"]), data).gaussian_base is None
+    assert build_image_experiment(parse(fashion + ["--gaussian-base", "8"]), data).gaussian_base == 8.0
+    e = build_image_experiment(parse(fashion + ["--no-guided"]), data)
+    assert e.guidance is None and e.gaussian_base is None
+    e = build_image_experiment(parse(fashion + ["--guidance-training", "joint"]), data)
+    assert e.guidance_training == "joint" and e.guidance.steps == 500 and e.gaussian_base is None
+    e = build_image_experiment(parse(["images", "--cpu", "--dataset", "mnist5k", "--steps", "7", "--n-eval", "9"]),
+                               data)
     assert (e.train.steps, e.n_eval, e.train.steps_per_call) == (7, 9, 2)
+    # without a preset: a label-embedding U-Net and no base
+    e = build_image_experiment(parse(["images", "--dataset", "mnist5k", "--no-checkpoints"]), data)
+    assert e.guidance is None and e.gaussian_base is None
 
 
 def test_separate_guidance_flags_build_the_benchmarked_classifiers():
@@ -171,11 +188,11 @@ def test_separate_guidance_flags_build_the_benchmarked_classifiers():
     from verify.cli import build_image_experiment, build_parser
 
     data = learned.load_mnist5k()
-    argv = ["images", "--cpu", "--dataset", "mnist5k", "--no-checkpoints", "--guided", "--guidance-training",
-            "separate", "--guidance-steps", "3000"]
+    argv = ["images", "--dataset", "mnist5k", "--no-checkpoints", "--guided", "--guidance-training", "separate",
+            "--guidance-steps", "3000"]
     e = build_image_experiment(build_parser().parse_args(argv + ["--guidance-channels", "16", "32",
                                                                  "--gaussian-base", "4"]), data)
     assert (e.guidance.steps, e.guidance.channels, e.guidance.hidden) == (3000, (16, 32), e.classifier.hidden)
     assert e.gaussian_base == 4.0 and e.guidance_training == "separate" and e.classifier.channels == (32, 64)
     e = build_image_experiment(build_parser().parse_args(argv), data)
-    assert (e.guidance.steps, e.guidance.channels) == (3000, (32, 64)) and e.gaussian_base is None
+    assert (e.guidance.steps, e.guidance.channels) == (3000, e.classifier.channels) and e.gaussian_base is None

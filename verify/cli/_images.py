@@ -26,6 +26,7 @@ from ._common import (
     float_list,
     int_list,
     load_image_data,
+    nonnegative_float,
     nonnegative_int,
     positive_float,
     positive_int,
@@ -39,20 +40,13 @@ QUICK_STEPS = 1500
 """Training steps of each `--quick` network (`benchmarks/bench_images_crossfit.py`: the digits cross-fit lies inside
 its bounds from 1,000 steps on)."""
 CPU_STEPS = 1200
-"""Training steps of each `--cpu` network, sized for about 25 minutes on 2 cores. With these plain label-embedding
-networks the cross-fitted I_MINDE is not accurate: 1.96 on MNIST-5k (below H(Y) - CE = 2.27), 3.08 on Fashion-MNIST
-(above H(Y) = 2.30), and the node-wise bounds of `--posterior-steps` show the label part short at s = 0.1-0.6 T on
-both (`benchmarks/README.md`). `--gaussian-base 4 --posterior-steps 1500` fixes that on Fashion-MNIST (posterior-centred
-cross-fit 2.308 ± 0.128, inside at every node; `results/images_fmnist_cpu_gaussian_base/`), in about 50 minutes
-(`--posterior-draws 2` cuts the centred estimate's 10 minutes to 2-3); not on MNIST-5k (1.63 with SNR_1/2 = 4, 1.78
-with 8, against 2.27), where the trained residual adds nothing to the gated base. On MNIST-5k `--guided
---guidance-training separate --guidance-steps 3000` (the label part from classifiers fitted by cross-entropy) reads the
-cross-fit 2.035 ± 0.119, inside within 2 stderr (`results/images_mnist5k_cpu_guided_separate/`), in about 33 minutes of
-training on idle cores; on Fashion-MNIST the same classifiers' cross-fit is below (1.745 against 2.007), and the
-bench reads it inside (1.976 ± 0.126) only when each classifier learns the residual of a Gaussian class model
-(`--gaussian-base 4` with separate guidance); with 16/32 channels (`--guidance-channels 16 32`) on MNIST-5k it reads
-2.196 plain and 2.044 with the base, and on Fashion-MNIST 1.938 with the base (about 4 minutes per classifier). None
-of these is yet a full run of the command on both data sets in 30 minutes, so none is the preset."""
+"""Training steps of `--cpu`'s unconditional U-Net. The label part of the score comes from a 16/32-channel noisy
+classifier of 3,000 steps on each half of the training images (`--guided --guidance-training separate`), on
+Fashion-MNIST learning the residual of a Gaussian class model (SNR_1/2 = 4): about 27-28 minutes on 2 idle cores,
+with the cross-fitted I_MINDE inside [H(Y) - CE, H(Y)] on both data sets (`benchmarks/results/images_*_cpu_preset*/`,
+`benchmarks/README.md`). The first preset, two label-embedding U-Nets of these steps (`--no-guided`), read 1.96 on
+MNIST-5k (below 2.27) and 3.08 on Fashion-MNIST (above 2.30); on MNIST-5k the Gaussian base lowers the classifiers'
+cross-fit (1.84, below), so the preset uses it on Fashion-MNIST only."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,10 +74,29 @@ class Preset:
     chunk_size: int
     per_class: int
     sample_steps: int
+    guided: bool = False
+    guidance_training: str = "joint"
+    guidance_steps: int = 1500
+    guidance_channels: tuple[int, ...] | None = None
+    gaussian_base: tuple[tuple[str, float], ...] = ()
 
     def check(self, dataset: str) -> None:
         if self.datasets is not None and dataset not in self.datasets:
             raise ValueError(f"--{self.name} is sized for --dataset {' or '.join(self.datasets)}; got {dataset!r}.")
+
+    @property
+    def noisy_classifier_channels(self) -> tuple[int, ...]:
+        """The channels of `--guided`'s noisy classifiers: `guidance_channels`, else the bound classifier's."""
+        return self.guidance_channels or self.classifier_channels
+
+    def gaussian_base_for(self, dataset: str) -> float | None:
+        """The SNR_1/2 of the preset's `learned.ClassGaussianBase` on `dataset` (`None`: none)."""
+        return dict(self.gaussian_base).get(dataset)
+
+    @property
+    def gaussian_base_help(self) -> str:
+        """'4 on fashion-mnist' or 'off', for the help of `--gaussian-base`."""
+        return ", ".join(f"{snr:g} on {name}" for name, snr in self.gaussian_base) or "off"
 
 
 _SMALL_UNET = (("channels", 16), ("embed_dim", 64))
@@ -95,11 +108,14 @@ PRESETS = {
                     lr=1e-3, warmup_steps=50, ema_decay=0.99, steps_per_call=5, classifier_channels=(16, 32),
                     classifier_hidden=64, classifier_steps=300, posterior_steps=0, n_times=32, n_eval=200,
                     chunk_size=32, per_class=2, sample_steps=16),
-    # the 28 x 28 data sets in about 25-28 minutes on 2 cores: the quick network (8 groups) trained 1,200 steps
+    # the 28 x 28 data sets in about 28 minutes on 2 cores: one unconditional U-Net (the quick network, 8 groups) of
+    # 1,200 steps and on each half of the images a 16/32-channel noisy classifier of 3,000 steps (on Fashion-MNIST
+    # learning the residual of a Gaussian class model), the label part of the score (CPU_STEPS)
     "cpu": Preset("cpu", ("mnist5k", "fashion-mnist", "mnist"), _SMALL_UNET, steps=CPU_STEPS, batch_size=64,
                   lr=1e-3, warmup_steps=50, ema_decay=0.99, steps_per_call=None, classifier_channels=(32, 64),
                   classifier_hidden=128, classifier_steps=500, posterior_steps=0, n_times=32, n_eval=200,
-                  chunk_size=32, per_class=2, sample_steps=16),
+                  chunk_size=32, per_class=2, sample_steps=16, guided=True, guidance_training="separate",
+                  guidance_steps=3000, guidance_channels=(16, 32), gaussian_base=(("fashion-mnist", 4.0),)),
 }
 """The presets of `separability images` (and of the commands built on it) by name."""
 
@@ -155,6 +171,16 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
     posterior_steps = flag("posterior_steps")
     posterior = None if posterior_steps == 0 else dataclasses.replace(classifier, steps=posterior_steps)
     n_times = flag("n_times")
+    guided = flag("guided")
+    # the preset's guidance training only with guidance (--cpu --no-guided is a label-embedding U-Net)
+    guidance_training = args.guidance_training or (preset.guidance_training if guided else "joint")
+    # the preset's Gaussian base was measured with its own label model, so it goes with it: --no-guided or another
+    # --guidance-training under --cpu drops it unless --gaussian-base is given (0: off)
+    if args.gaussian_base is not None:
+        gaussian_base = args.gaussian_base or None
+    else:
+        same_model = guided == preset.guided and (not guided or guidance_training == preset.guidance_training)
+        gaussian_base = preset.gaussian_base_for(args.dataset) if same_model else None
     sde = ImageExperiment.sde  # the experiment's process (the paper's beta_max = 16, T = 1)
     log_snr, s_min = training_times(args)
     # the estimates integrate over the times the networks were trained on
@@ -174,13 +200,13 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
         checkpoint_dir=checkpoint_dir(args), resume=resume(args),
         # the bound classifier's architecture (or --guidance-channels), noise-conditional; trained apart, for
         # --guidance-steps
-        guidance=None if not args.guided else dataclasses.replace(
-            classifier, channels=tuple(args.guidance_channels or classifier.channels),
-            steps=classifier.steps if args.guidance_training == "joint" else args.guidance_steps),
-        guidance_cross_entropy=args.guidance_cross_entropy, guidance_training=args.guidance_training,
+        guidance=None if not guided else dataclasses.replace(
+            classifier, channels=tuple(args.guidance_channels or preset.noisy_classifier_channels),
+            steps=classifier.steps if guidance_training == "joint" else flag("guidance_steps")),
+        guidance_cross_entropy=args.guidance_cross_entropy, guidance_training=guidance_training,
         cross_fit=args.cross_fit, posterior=posterior,
         posterior_draws=args.posterior_draws,
-        gaussian_base=args.gaussian_base,
+        gaussian_base=gaussian_base,
     )
 
 
@@ -262,8 +288,9 @@ class ImagesCommand:
                                f"{QUICK_STEPS} steps, 32 grid times, 200 evaluation images")
         size.add_argument("--cpu", action="store_true",
                           help=f"CPU run on {' or '.join(PRESETS['cpu'].datasets)} in about 30 minutes on 2 cores: "
-                               f"two networks of {CPU_STEPS} steps, 32 grid times, 200 evaluation images (its I_MINDE is "
-                               "not yet inside its bounds: benchmarks/README.md)")
+                               f"one unconditional U-Net of {CPU_STEPS} steps and a noisy classifier on each half of "
+                               "the images (--guided --guidance-training separate), 32 grid times, 200 evaluation "
+                               "images (benchmarks/README.md)")
         add_seed(p, "initialisation, training and estimation")
         p.add_argument("--pixel-range", type=_pixel_range, default=(0.0, 1.0),
                        help="pixel scaling 'low,high' (0,1 as in the paper's code; or -1,1)")
@@ -276,24 +303,29 @@ class ImagesCommand:
         g.add_argument("--dropout", type=probability, default=None, help="dropout in the residual blocks")
         g.add_argument("--min-std", type=float, default=None, help="output scaling sigma_min (<= 0: none)")
         g.add_argument("--bf16", action="store_true", help="bfloat16 compute (parameters stay float32)")
-        g.add_argument("--guided", action="store_true",
+        g.add_argument("--guided", action=argparse.BooleanOptionalAction, default=None,
                        help="learned.ClassifierGuided: an unconditional U-Net plus the input-gradient of a noisy "
-                            "classifier (the bound classifier's architecture), trained by learned.GuidedLoss")
+                            "classifier (the bound classifier's architecture), trained by learned.GuidedLoss "
+                            "(--no-guided: a label-embedding U-Net; " + preset_values("guided") + ")")
         g.add_argument("--guidance-cross-entropy", type=float, default=1.0,
                        help="with --guided: the weight of the noisy classifier's cross-entropy in the loss")
-        g.add_argument("--guidance-training", type=_choice("joint", "separate"), default="joint",
+        g.add_argument("--guidance-training", type=_choice("joint", "separate"), default=None,
                        help="with --guided: joint (one learned.GuidedLoss per network) or separate (one unconditional "
                             "U-Net on all training images by the DEM loss; each network's noisy classifier by "
-                            "cross-entropy alone on its own images, --guidance-steps steps)")
-        g.add_argument("--guidance-steps", type=positive_int, default=1500,
-                       help="with --guided --guidance-training separate: steps of each noisy classifier")
+                            "cross-entropy alone on its own images, --guidance-steps steps) ("
+                            + preset_values("guidance_training") + ")")
+        g.add_argument("--guidance-steps", type=positive_int, default=None,
+                       help="with --guided --guidance-training separate: steps of each noisy classifier ("
+                            + preset_values("guidance_steps") + ")")
         g.add_argument("--guidance-channels", type=positive_int, nargs=2, default=None, metavar=("C1", "C2"),
-                       help="with --guided: the noisy classifiers' channels (default: the bound classifier's, "
-                            + preset_values("classifier_channels") + ")")
-        g.add_argument("--gaussian-base", type=positive_float, default=None, metavar="SNR",
+                       help="with --guided: the noisy classifiers' channels ("
+                            + preset_values("noisy_classifier_channels") + ")")
+        g.add_argument("--gaussian-base", type=nonnegative_float, default=None, metavar="SNR",
                        help="learned.ClassGaussianBase: the U-Net learns the residual of a Gaussian model of each "
                             "class (fitted to its training images), gated on below signal-to-noise ratio SNR; with "
-                            "--guided --guidance-training separate the noisy classifiers do (default: off)")
+                            "--guided --guidance-training separate the noisy classifiers do; 0: off ("
+                            + preset_values("gaussian_base_help")
+                            + "; a preset's only with its --guided and --guidance-training)")
         g.add_argument("--cross-fit", action=argparse.BooleanOptionalAction, default=True,
                        help="train two networks on the two halves of the training images and add the cross-fitted "
                             "I_MINDE, free of the plug-in's upward bias by the fit's variance (default; twice the "
@@ -328,8 +360,10 @@ class ImagesCommand:
                        help=f"evaluate on the first N test images ({preset_values('n_eval')})")
         g.add_argument("--chunk-size", type=positive_int, default=None,
                        help=f"images per compiled estimation call ({preset_values('chunk_size')})")
-        g.add_argument("--cfg-weights", type=float_list, default=(0.0, 1.0, 3.0), help="guidance weights of the sample grid")
-        g.add_argument("--per-class", type=positive_int, default=None, help=f"samples per class ({preset_values('per_class')})")
+        g.add_argument("--cfg-weights", type=float_list, default=(0.0, 1.0, 3.0),
+                       help="guidance weights of the sample grid")
+        g.add_argument("--per-class", type=positive_int, default=None,
+                       help=f"samples per class ({preset_values('per_class')})")
         g.add_argument("--sample-steps", type=positive_int, default=None,
                        help=f"Heun steps of the sampler ({preset_values('sample_steps')})")
 
