@@ -198,8 +198,8 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
         per_class=flag("per_class"), sample_steps=flag("sample_steps"),
         dataset=args.dataset, data_dir=args.data_dir, pixel_range=args.pixel_range, n_train=args.n_train,
         checkpoint_dir=checkpoint_dir(args), resume=resume(args),
-        # the bound classifier's architecture (or --guidance-channels), noise-conditional; trained apart, for
-        # --guidance-steps
+        # the bound classifier's architecture with the preset's noisy-classifier channels (or --guidance-channels),
+        # noise-conditional; trained apart, for --guidance-steps
         guidance=None if not guided else dataclasses.replace(
             classifier, channels=tuple(args.guidance_channels or preset.noisy_classifier_channels),
             steps=classifier.steps if guidance_training == "joint" else flag("guidance_steps")),
