@@ -347,16 +347,40 @@ def test_latent_information_bounds_and_flags(key):
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def test_autoencoder_quick_end_to_end(tmp_path):
-    """`separability autoencoder --quick` on digits (about 90 s): the results' structure, bounds consistency, and
-    latents that carry the label.
+def test_autoencoder_quick_end_to_end(tmp_path, monkeypatch):
+    """`separability autoencoder --quick` on digits (about 2 minutes): the results' structure, bounds consistency,
+    latents that carry the label, and a scan interrupted in its first split DAE keeping what it measured.
 
     Measured at seed 0: I(Z_sem;Y) = 0.51 ± 0.04 nats with H(Y) - CE = 0.51 ± 0.05 (D_Z = 2, tau = 0.1 T); the
     VAE's I(Z;Y) = 1.47 ± 0.07, k-NN accuracy 0.68. Before the encoder was normalised the DAE latents read
     0.002 nats at every tau (a classifier on them at chance), which the lower thresholds below refuse."""
     out = tmp_path / "quick"
+    train = learned.train
+
+    def interrupted(model, *args, checkpoint_dir=None, **kwargs):
+        if checkpoint_dir is not None and checkpoint_dir.name.startswith("split_tau"):
+            raise KeyboardInterrupt  # Ctrl-C in the first split DAE
+        return train(model, *args, checkpoint_dir=checkpoint_dir, **kwargs)
+
+    monkeypatch.setattr(learned, "train", interrupted)
+    assert main(["autoencoder", "--quick", "--out", str(out), "--no-progress"]) == 130
+    monkeypatch.undo()
+    assert not (out / "results.json").exists()
+    partial = json.loads((out / "results.partial.json").read_text())
+    assert partial["complete"] is False and "partial" in partial and partial["figures"] == {}
+    assert partial["quantities"]["mutual_information"] == [] and partial["quantities"]["knn_accuracy"] == []
+    for name in ("dae", "vae"):
+        block = partial["quantities"]["comparison"][name]
+        assert np.isfinite(block["value"]) and block["stderr"] > 0
+    interrupted_at = {d.name: (d / "checkpoint.eqx").stat().st_mtime_ns for d in (out / "checkpoints").iterdir()}
+    assert set(interrupted_at) == {"dae", "vae"}
+
+    # the same command again reads the finished autoencoders back and completes the scan
     assert main(["autoencoder", "--quick", "--out", str(out), "--no-progress"]) == 0
+    assert not (out / "results.partial.json").exists()
     payload = json.loads((out / "results.json").read_text())
+    assert payload["complete"] is True and "partial" not in payload
+    assert payload["quantities"]["comparison"] == partial["quantities"]["comparison"]
     for name in ("experiment", "instance", "quantities", "figures", "versions", "device", "wall_time_s"):
         assert name in payload
     assert payload["experiment"] == "autoencoder" and payload["instance"]["dataset"] == "digits"
@@ -402,6 +426,7 @@ def test_autoencoder_quick_end_to_end(tmp_path):
     # every autoencoder was checkpointed; a second run reads them back instead of retraining, to the same numbers
     saved = {d.name: (d / "checkpoint.eqx").stat().st_mtime_ns for d in (out / "checkpoints").iterdir()}
     assert set(saved) == {"dae", "vae", "split_tau=0.1"}
+    assert {name: saved[name] for name in interrupted_at} == interrupted_at
     assert main(["autoencoder", "--quick", "--out", str(out), "--no-progress"]) == 0
     again = json.loads((out / "results.json").read_text())
     assert {d.name: (d / "checkpoint.eqx").stat().st_mtime_ns for d in (out / "checkpoints").iterdir()} == saved

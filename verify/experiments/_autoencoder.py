@@ -402,7 +402,10 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
 
     - `data`: an `ImageData`.
     - `config`: an `AutoencoderExperiment`.
-    - `out`: output directory (results.json, reconstructions.png, latents_2d.png, tsne.png, tau_scan.png).
+    - `out`: output directory (results.json, reconstructions.png, latents_2d.png, tsne.png, tau_scan.png). While
+      the scan runs, `results.partial.json` holds what is measured so far (the comparison, then each finished tau;
+      `"complete": false`, no figures), so a scan stopped part-way keeps its numbers; `results.json` (`"complete":
+      true`) replaces it at the end.
     - `checkpoint_dir`: where each autoencoder's checkpoints go (`checkpoint_dir / name`), resumed when present; or
       `None`.
     - `instance`: extra entries for the `instance` block.
@@ -437,6 +440,62 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
                              resume=config.resume).ema_model
 
     timings, figures, flags = {}, {}, []
+    comparison, recon = {}, {}
+    scan, knn, lower, split_recon, tsne_latents = [], [], [], {}, None
+    partial = out / "results.partial.json"
+
+    def payload(complete: bool) -> dict:
+        return {
+            "experiment": "autoencoder",
+            "complete": complete,
+            "instance": {
+                "dataset": data.name, "image_shape": data.image_shape, "num_classes": K,
+                "n_train": int(len(x_train)), "n_test": int(len(data.test_x)), "n_eval": int(len(x_eval)),
+                "pixel_range": data.pixel_range, "latent_dim": config.latent_dim,
+                "comparison_latent_dim": d2, "taus": [float(t) for t in config.taus], "tau_units": "T",
+                "gamma": config.gamma, "weighting": config.weighting,
+                "time_sampler": {"density": type(config.time_sampler).__name__,
+                                 "support": list(config.time_sampler.support(config.sde))},
+                "noisy_semantic": config.noisy_semantic, "sigma_dec": config.sigma_dec,
+                "semantic_channels": config.semantic_channels, "perceptual_channels": config.perceptual_channels,
+                "encoder_hidden": config.encoder_hidden,
+                "sde": {"beta_min": config.sde.beta_min, "beta_max": config.sde.beta_max, "T": T},
+                "unet": config_dict(config.unet), "train": config_dict(config.train),
+                "vae_train": config_dict(config.vae_train),
+                "latent_mi": {"width": config.latent.width, "depth": config.latent.depth,
+                              "train": config_dict(config.latent.train), "label_dropout": config.latent.label_dropout,
+                              "times": type(config.latent.integrator(config.sde)).__name__,
+                              "knn_neighbours": config.latent.knn_neighbours, "logistic_c": config.latent.logistic_c,
+                              "crossfit": config.latent.crossfit},
+                "latent_draws": config.latent_draws,
+                "checkpoints": None if checkpoint_dir is None else str(checkpoint_dir),
+                "latent_definition": "Z ~ q(z|x): MI models and classifiers fitted on latent_draws draws per training "
+                                     "image, measured on one draw for each of the first n_eval test images",
+                **(instance or {}),
+            },
+            "quantities": {
+                "mutual_information": scan,
+                "bounds": {"upper": {"value": h_y, "stderr": 0.0, "definition": h_def},
+                           "lower": {"definition": "H(Y) - CE(Z), CE = held-out cross-entropy of a logistic regression "
+                                                   "on the latents, one per latent and tau",
+                                     "per_tau": lower}},
+                "knn_accuracy": knn,
+                "comparison": comparison,
+                "reconstruction_error": {
+                    "definition": "mean squared error per pixel of n_recon held-out reconstructions (DAE: probability "
+                                  "flow from noise given the mean latent; VAE: decoder mean at the mean latent)",
+                    "dae": _mse(recon["dae"], x_recon), "vae": _mse(recon["vae"], x_recon),
+                    "split": [{"tau": t, **v} for t, v in split_recon.items()]},
+                "flags": flags,
+            },
+            # a scan in progress: the comparison and the taus measured so far, without figures
+            **({} if complete else {"partial": "measured so far: the comparison and the finished taus; "
+                                               "results.json replaces this file when the scan ends"}),
+            "figures": figures,
+            "timings_s": timings,
+            "units": "nats; tau in units of T; reconstruction error in squared pixel units",
+            **provenance(start),
+        }
 
     def measure(z_tr, z_ev, name):
         return latent_information(z_tr, np.tile(y_train, config.latent_draws), z_ev, y_eval, num_classes=K,
@@ -463,18 +522,17 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
     k_lat = next(keys)
     z_dae = latents(dae, k_lat, slice(0, d2))
     z_vae = latents(vae, k_lat)
-    comparison = {}
     for name, (z_tr, z_ev) in (("dae", z_dae), ("vae", z_vae)):
         info = measure(z_tr, z_ev, f"I(Z_{name};Y)")
         flags += list(info.minde.flags)
         comparison[name] = {"latent_dim": d2, **info.to_dict()}
     k_rec = next(keys)
-    recon = {"original": x_recon, "dae": reconstruct(dae, x_recon, n_steps=config.recon_steps, key=k_rec),
-             "vae": np.asarray(jax.vmap(vae.reconstruct)(jnp.asarray(x_recon)))}
+    recon.update({"original": x_recon, "dae": reconstruct(dae, x_recon, n_steps=config.recon_steps, key=k_rec),
+                  "vae": np.asarray(jax.vmap(vae.reconstruct)(jnp.asarray(x_recon)))})
     timings["comparison_measure_s"] = time.perf_counter() - t0
+    write_json(partial, payload(complete=False))
 
     # ---- the tau scan
-    scan, knn, lower, split_recon, tsne_latents = [], [], [], {}, None
     tsne_tau = _nearest(config.taus, config.tsne_tau)
     for tau in tqdm(config.taus, desc="tau scan", unit="tau", disable=not config.train.progress):
         t0 = time.perf_counter()
@@ -496,6 +554,7 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
             tsne_latents = (both_ev[:, :d], both_ev[:, d:])
             recon[f"split DAE, tau = {tau:g}"] = rec
         timings[f"tau_{tau:g}_s"] = time.perf_counter() - t0
+        write_json(partial, payload(complete=False))
 
     # ---- figures
     t0 = time.perf_counter()
@@ -512,55 +571,10 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
                                      f"{data.name}: I(Z;Y) of the split-DAE latents (D_Z = {config.latent_dim})").name
     timings["figures_s"] = time.perf_counter() - t0
 
-    payload = {
-        "experiment": "autoencoder",
-        "instance": {
-            "dataset": data.name, "image_shape": data.image_shape, "num_classes": K,
-            "n_train": int(len(x_train)), "n_test": int(len(data.test_x)), "n_eval": int(len(x_eval)),
-            "pixel_range": data.pixel_range, "latent_dim": config.latent_dim,
-            "comparison_latent_dim": d2, "taus": [float(t) for t in config.taus], "tau_units": "T",
-            "gamma": config.gamma, "weighting": config.weighting,
-            "time_sampler": {"density": type(config.time_sampler).__name__,
-                             "support": list(config.time_sampler.support(config.sde))},
-            "noisy_semantic": config.noisy_semantic, "sigma_dec": config.sigma_dec,
-            "semantic_channels": config.semantic_channels, "perceptual_channels": config.perceptual_channels,
-            "encoder_hidden": config.encoder_hidden,
-            "sde": {"beta_min": config.sde.beta_min, "beta_max": config.sde.beta_max, "T": T},
-            "unet": config_dict(config.unet), "train": config_dict(config.train),
-            "vae_train": config_dict(config.vae_train),
-            "latent_mi": {"width": config.latent.width, "depth": config.latent.depth,
-                          "train": config_dict(config.latent.train), "label_dropout": config.latent.label_dropout,
-                          "times": type(config.latent.integrator(config.sde)).__name__,
-                          "knn_neighbours": config.latent.knn_neighbours, "logistic_c": config.latent.logistic_c,
-                          "crossfit": config.latent.crossfit},
-            "latent_draws": config.latent_draws,
-            "checkpoints": None if checkpoint_dir is None else str(checkpoint_dir),
-            "latent_definition": "Z ~ q(z|x): MI models and classifiers fitted on latent_draws draws per training "
-                                 "image, measured on one draw for each of the first n_eval test images",
-            **(instance or {}),
-        },
-        "quantities": {
-            "mutual_information": scan,
-            "bounds": {"upper": {"value": h_y, "stderr": 0.0, "definition": h_def},
-                       "lower": {"definition": "H(Y) - CE(Z), CE = held-out cross-entropy of a logistic regression "
-                                               "on the latents, one per latent and tau",
-                                 "per_tau": lower}},
-            "knn_accuracy": knn,
-            "comparison": comparison,
-            "reconstruction_error": {
-                "definition": "mean squared error per pixel of n_recon held-out reconstructions (DAE: probability "
-                              "flow from noise given the mean latent; VAE: decoder mean at the mean latent)",
-                "dae": _mse(recon["dae"], x_recon), "vae": _mse(recon["vae"], x_recon),
-                "split": [{"tau": t, **v} for t, v in split_recon.items()]},
-            "flags": flags,
-        },
-        "figures": figures,
-        "timings_s": timings,
-        "units": "nats; tau in units of T; reconstruction error in squared pixel units",
-        **provenance(start),
-    }
-    write_json(out / "results.json", payload)
-    return payload
+    final = payload(complete=True)
+    write_json(out / "results.json", final)
+    partial.unlink(missing_ok=True)
+    return final
 
 
 
