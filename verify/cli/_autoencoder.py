@@ -107,7 +107,8 @@ class AutoencoderCommand:
         add_seed(p, "initialisation, training and estimation")
         p.add_argument("--n-train", type=positive_int, default=None, help="use only the first N training images")
         p.add_argument("--tau", type=_taus, default=None,
-                       help="split times in units of T (default 0.02,0.05,0.1,0.2,0.4; --quick 0.1)")
+                       help="split times in units of T, trained and reported in this order "
+                            "(default 0.02,0.05,0.1,0.2,0.4; --quick 0.1)")
         p.add_argument("--latent-dim", type=positive_int, default=None,
                        help="D_Z of each split-DAE latent (default 20; --quick 2)")
         p.add_argument("--comparison-latent-dim", type=positive_int, default=2, help="D_Z of the DAE vs VAE comparison")

@@ -240,7 +240,7 @@ class AutoencoderExperiment:
     - `train`: the `TrainConfig` of every DAE (split or not).
     - `vae_train`: the VAE's `TrainConfig`.
     - `latent_dim`: $D_Z$ of each split-DAE latent (the paper: 20 for MNIST).
-    - `taus`: the split times $\tau$, in units of T.
+    - `taus`: the split times $\tau$, in units of T, trained and reported in this order (the figure sorts them).
     - `comparison_latent_dim`: $D_Z$ of the DAE vs VAE comparison (Figs. 14, 15; the paper: 2).
     - `semantic_channels`, `perceptual_channels`: the encoders' stages (the semantic one deeper: a larger
       receptive field); the VAE and the single DAE use the semantic architecture.
@@ -620,6 +620,8 @@ def _plot_latents(panels: dict, labels, path, title) -> Path:
 def _plot_scan(scan, lower, h_y, path, title) -> Path:
     fig, axes = new_figure(1, 1, figsize=(6.0, 4.2))
     ax = axes[0, 0]
+    order = np.argsort([row["tau"] for row in scan], kind="stable")  # the scan may run its taus in any order
+    scan, lower = [scan[i] for i in order], [lower[i] for i in order]
     taus = np.array([row["tau"] for row in scan])
     for part, color in (("semantic", "C0"), ("perceptual", "C3")):
         value = np.array([row[part]["value"] for row in scan])
