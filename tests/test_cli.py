@@ -97,6 +97,8 @@ def test_gaussian_sweeps(tmp_path):
     (["autoencoder", "--gamma", "-1"], "--gamma: must be a finite number >= 0"),
     (["autoencoder", "--weighting", "uniform"], "--weighting: must be one of likelihood, constant"),
     (["autoencoder", "--train-s-min", "0.5"], "--train-s-min: must be a fraction of T in (0, 0.01)"),
+    (["autoencoder", "--tau", "0.1,0.2,0.1"], "--tau: must not repeat a split time"),
+    (["autoencoder", "--quick", "--tau", "none", "--no-comparison"], "nothing to run"),
 ])
 def test_bad_arguments_fail_before_any_work(tmp_path, capsys, argv, message):
     """Each bad flag gives one line naming it, before anything is trained or written."""

@@ -12,7 +12,7 @@ import jax
 import learned
 from learned import LogSNRTime, TrainConfig, UniformTime
 
-from ..experiments import EXPERIMENTS, AutoencoderExperiment, LatentInformationConfig
+from ..experiments import EXPERIMENTS, AutoencoderExperiment, LatentInformationConfig, merge_autoencoder_results
 from ._common import (
     about_ten_checkpoints,
     add_dataset,
@@ -35,9 +35,14 @@ QUICK = "digits"
 
 
 def _taus(text: str) -> tuple[float, ...]:
+    if text.strip().lower() == "none":
+        return ()
     values = float_list(text)
     if not values or not all(0.0 <= v <= 1.0 for v in values):
-        raise argparse.ArgumentTypeError(f"must be comma-separated split times in [0, 1] (units of T); got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be comma-separated split times in [0, 1] (units of T), or none; "
+                                         f"got {text!r}")
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"must not repeat a split time; got {text!r}")
     return values
 
 
@@ -82,7 +87,7 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Autoe
     log_snr, s_min = training_times(args)
     return AutoencoderExperiment(
         unet=unet, train=train, vae_train=vae_train, latent_dim=latent_dim, taus=taus,
-        comparison_latent_dim=args.comparison_latent_dim,
+        comparison=args.comparison, comparison_latent_dim=args.comparison_latent_dim,
         semantic_channels=args.semantic_channels or ((16, 32) if quick else (32, 64)),
         perceptual_channels=args.perceptual_channels or ((16,) if quick else (32,)),
         encoder_hidden=64 if quick else 128,
@@ -105,10 +110,19 @@ class AutoencoderCommand:
                        help=f"CPU smoke run on {QUICK} in a few minutes (tested in CI): tau = 0.1, D_Z = 2, "
                             "150 DAE steps")
         add_seed(p, "initialisation, training and estimation")
+        p.add_argument("--merge", nargs="+", metavar="DIR", default=None,
+                       help="join the results of runs in parts (the same command with other --tau and --comparison, "
+                            "in the folders DIR) into --out: results.json, arrays.npz and the figures; nothing is "
+                            "trained, and the other options are not used")
         p.add_argument("--n-train", type=positive_int, default=None, help="use only the first N training images")
         p.add_argument("--tau", type=_taus, default=None,
                        help="split times in units of T, trained and reported in this order "
-                            "(default 0.02,0.05,0.1,0.2,0.4; --quick 0.1)")
+                            "(default 0.02,0.05,0.1,0.2,0.4; --quick 0.1), or none (the comparison only). A tau "
+                            "gives the same model and numbers whatever the other taus: a long scan can be run in "
+                            "parts (--tau 0.1 --no-comparison here, --tau 0.2 there) and joined with --merge")
+        p.add_argument("--comparison", action=argparse.BooleanOptionalAction, default=True,
+                       help="the DAE vs VAE comparison at --comparison-latent-dim (--no-comparison: the split DAEs "
+                            "only)")
         p.add_argument("--latent-dim", type=positive_int, default=None,
                        help="D_Z of each split-DAE latent (default 20; --quick 2)")
         p.add_argument("--comparison-latent-dim", type=positive_int, default=2, help="D_Z of the DAE vs VAE comparison")
@@ -147,27 +161,38 @@ class AutoencoderCommand:
 
     def run(self, args: argparse.Namespace) -> dict:
         start = time.perf_counter()
-        data = load_image_data(args, QUICK)
-        experiment = build_experiment(args, data)
-        print(f"separability autoencoder --dataset {data.name} → {args.out}  ({describe_checkpoints(args)})")
-        payload = EXPERIMENTS["autoencoder"].run(experiment, args.out, key=jax.random.key(args.seed), data=data,
-                                                 instance={"seed": args.seed, "quick": bool(args.quick)})
-        q = payload["quantities"]
-        h_y = q["bounds"]["upper"]["value"]
-        print(f"autoencoder report ({data.name}, D_Z = {experiment.latent_dim}) → {Path(args.out)}/results.json")
-        print(f"  H(Y) = {h_y:.3f} nats")
-        for row, low, knn in zip(q["mutual_information"], q["bounds"]["lower"]["per_tau"], q["knn_accuracy"]):
-            for part in ("semantic", "perceptual"):
-                est = row[part]
-                print(f"  tau = {row['tau']:<5g} I(Z_{part[:3]};Y) = {est['value']:.3f} ± {est['stderr']:.3f}  "
-                      f"(H(Y) - CE = {low[part]['value']:.3f} ± {low[part]['stderr']:.3f}; "
-                      f"k-NN accuracy {knn[part]['value']:.3f})")
-        for name, block in q["comparison"].items():
-            print(f"  {name.upper()} (D_Z = {block['latent_dim']}): I(Z;Y) = {block['value']:.3f} ± {block['stderr']:.3f},"
-                  f" k-NN accuracy {block['knn_accuracy']['value']:.3f}")
-        r = q["reconstruction_error"]
-        print(f"  reconstruction MSE per pixel: DAE {r['dae']['value']:.4f}, VAE {r['vae']['value']:.4f}")
-        for flag in q["flags"]:
-            print(f"  FLAG: {flag}")
-        print(f"  figures: {', '.join(payload['figures'].values())}; wall time {time.perf_counter() - start:.1f} s")
+        if args.merge:
+            payload = merge_autoencoder_results(args.merge, args.out)
+            print(f"separability autoencoder --merge {' '.join(args.merge)} → {args.out}")
+        else:
+            data = load_image_data(args, QUICK)
+            experiment = build_experiment(args, data)
+            print(f"separability autoencoder --dataset {data.name} → {args.out}  ({describe_checkpoints(args)})")
+            payload = EXPERIMENTS["autoencoder"].run(experiment, args.out, key=jax.random.key(args.seed), data=data,
+                                                     instance={"seed": args.seed, "quick": bool(args.quick)})
+        _print_report(payload, args.out, time.perf_counter() - start)
         return payload
+
+
+def _print_report(payload: dict, out, wall_time: float) -> None:
+    q, instance = payload["quantities"], payload["instance"]
+    h_y = q["bounds"]["upper"]["value"]
+    name = "results.json" if payload["complete"] else "results.partial.json (some run was stopped part-way)"
+    print(f"autoencoder report ({instance['dataset']}, D_Z = {instance['latent_dim']}) → {Path(out)}/{name}")
+    print(f"  H(Y) = {h_y:.3f} nats")
+    for row, low, knn in zip(q["mutual_information"], q["bounds"]["lower"]["per_tau"], q["knn_accuracy"]):
+        for part in ("semantic", "perceptual"):
+            est = row[part]
+            print(f"  tau = {row['tau']:<5g} I(Z_{part[:3]};Y) = {est['value']:.3f} ± {est['stderr']:.3f}  "
+                  f"(H(Y) - CE = {low[part]['value']:.3f} ± {low[part]['stderr']:.3f}; "
+                  f"k-NN accuracy {knn[part]['value']:.3f})")
+    for name, block in q["comparison"].items():
+        print(f"  {name.upper()} (D_Z = {block['latent_dim']}): I(Z;Y) = {block['value']:.3f} ± {block['stderr']:.3f},"
+              f" k-NN accuracy {block['knn_accuracy']['value']:.3f}")
+    r = q["reconstruction_error"]
+    errors = [(name.upper(), r[name]) for name in ("dae", "vae") if r[name] is not None]
+    errors += [(f"split DAE at tau = {row['tau']:g}", row) for row in r["split"]]
+    print("  reconstruction MSE per pixel: " + ", ".join(f"{name} {e['value']:.4f}" for name, e in errors))
+    for flag in q["flags"]:
+        print(f"  FLAG: {flag}")
+    print(f"  figures: {', '.join(payload['figures'].values())}; wall time {wall_time:.1f} s")

@@ -18,6 +18,7 @@ from ._autoencoder import (
     LatentInformation as LatentInformation,
     LatentInformationConfig as LatentInformationConfig,
     latent_information as latent_information,
+    merge_autoencoder_results as merge_autoencoder_results,
     reconstruct as reconstruct,
 )
 from ._budget import BudgetConfig as BudgetConfig

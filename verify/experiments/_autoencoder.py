@@ -18,8 +18,10 @@ decoder (Eq. 64) on the same encoder architecture. All information in nats.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
+import zlib
 from pathlib import Path
 
 import diffrax
@@ -45,7 +47,7 @@ from ..estimators import (
 from ._images import Bounds, check_dem_training, configured_data, dem_loss
 
 __all__ = ["LatentInformationConfig", "LatentInformation", "latent_information", "AutoencoderExperiment",
-           "reconstruct", "run", "run_autoencoder_experiment"]
+           "reconstruct", "run", "run_autoencoder_experiment", "merge_autoencoder_results", "ARRAYS"]
 
 
 # ---------------------------------------------------------------------------------------------- latent MI
@@ -240,7 +242,11 @@ class AutoencoderExperiment:
     - `train`: the `TrainConfig` of every DAE (split or not).
     - `vae_train`: the VAE's `TrainConfig`.
     - `latent_dim`: $D_Z$ of each split-DAE latent (the paper: 20 for MNIST).
-    - `taus`: the split times $\tau$, in units of T, trained and reported in this order (the figure sorts them).
+    - `taus`: the split times $\tau$, in units of T, trained and reported in this order (the figure sorts them);
+      may be empty when `comparison` is on. Each model's keys derive from the run's key and the model's name
+      (`dae`, `vae`, `split_tau=...`), so one $\tau$ gives the same model whatever the other taus and their order:
+      a scan can be split into runs (on several machines or sessions) and merged (`merge_autoencoder_results`).
+    - `comparison`: train and measure the DAE vs VAE comparison (`False`: the split DAEs only).
     - `comparison_latent_dim`: $D_Z$ of the DAE vs VAE comparison (Figs. 14, 15; the paper: 2).
     - `semantic_channels`, `perceptual_channels`: the encoders' stages (the semantic one deeper: a larger
       receptive field); the VAE and the single DAE use the semantic architecture.
@@ -276,6 +282,7 @@ class AutoencoderExperiment:
     vae_train: TrainConfig
     latent_dim: int = 20
     taus: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.4)
+    comparison: bool = True
     comparison_latent_dim: int = 2
     semantic_channels: tuple[int, ...] = (32, 64)
     perceptual_channels: tuple[int, ...] = (32,)
@@ -306,8 +313,12 @@ class AutoencoderExperiment:
                 raise ValueError(f"AutoencoderExperiment.{name} must be a positive integer; got {value!r}.")
         if isinstance(self.n_eval, bool) or not isinstance(self.n_eval, int) or self.n_eval < 10:
             raise ValueError(f"AutoencoderExperiment.n_eval must be an integer >= 10; got {self.n_eval!r}.")
-        if not self.taus:
-            raise ValueError("AutoencoderExperiment.taus must hold at least one split time.")
+        if not isinstance(self.comparison, bool):
+            raise ValueError(f"AutoencoderExperiment.comparison must be True or False; got {self.comparison!r}.")
+        if not self.taus and not self.comparison:
+            raise ValueError("AutoencoderExperiment has nothing to run: no split time in taus and the comparison off.")
+        if len({float(t) for t in self.taus}) != len(self.taus):
+            raise ValueError(f"AutoencoderExperiment.taus must not repeat a split time; got {self.taus!r}.")
         for tau in (*self.taus, self.tsne_tau):
             if not (isinstance(tau, (int, float)) and math.isfinite(tau) and 0.0 <= tau <= self.sde.T):
                 raise ValueError(f"every tau must lie in [0, T] = [0, {self.sde.T}]; got {tau!r}.")
@@ -402,10 +413,11 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
 
     - `data`: an `ImageData`.
     - `config`: an `AutoencoderExperiment`.
-    - `out`: output directory (results.json, reconstructions.png, latents_2d.png, tsne.png, tau_scan.png). While
-      the scan runs, `results.partial.json` holds what is measured so far (the comparison, then each finished tau;
-      `"complete": false`, no figures), so a scan stopped part-way keeps its numbers; `results.json` (`"complete":
-      true`) replaces it at the end.
+    - `out`: output directory (results.json, arrays.npz, reconstructions.png, latents_2d.png, tsne.png,
+      tau_scan.png). While the scan runs, `results.partial.json` and `arrays.npz` hold what is measured so far (the
+      comparison, then each finished tau; `"complete": false`, no figures), so a scan stopped part-way keeps its
+      numbers; `results.json` (`"complete": true`) replaces it at the end. Runs of parts of one experiment (other
+      `taus`, `comparison` off) are joined by `merge_autoencoder_results`.
     - `checkpoint_dir`: where each autoencoder's checkpoints go (`checkpoint_dir / name`), resumed when present; or
       `None`.
     - `instance`: extra entries for the `instance` block.
@@ -432,7 +444,7 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
     x_recon = x_eval[: config.n_recon]
     loss = learned.AutoencoderLoss(dem_loss(config.weighting, config.time_sampler, config.sde,
                                             model_key=config.unet.dropout > 0), gamma=config.gamma)
-    keys = iter(jax.random.split(key, 16 + 8 * len(config.taus)))
+    arrays = {"y_eval": y_eval, "x_recon": x_recon}  # what the figures are drawn from (saved as ARRAYS)
 
     def fit(model, loss, train_config, name, k):
         folder = None if checkpoint_dir is None else Path(checkpoint_dir) / name
@@ -440,9 +452,10 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
                              resume=config.resume).ema_model
 
     timings, figures, flags = {}, {}, []
-    comparison, recon = {}, {}
-    scan, knn, lower, split_recon, tsne_latents = [], [], [], {}, None
+    comparison, recon_error = {}, {}
+    scan, knn, lower, split_recon = [], [], [], []
     partial = out / "results.partial.json"
+    d2 = config.comparison_latent_dim
 
     def payload(complete: bool) -> dict:
         return {
@@ -451,7 +464,7 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
             "instance": {
                 "dataset": data.name, "image_shape": data.image_shape, "num_classes": K,
                 "n_train": int(len(x_train)), "n_test": int(len(data.test_x)), "n_eval": int(len(x_eval)),
-                "pixel_range": data.pixel_range, "latent_dim": config.latent_dim,
+                "pixel_range": data.pixel_range, "latent_dim": config.latent_dim, "comparison": config.comparison,
                 "comparison_latent_dim": d2, "taus": [float(t) for t in config.taus], "tau_units": "T",
                 "gamma": config.gamma, "weighting": config.weighting,
                 "time_sampler": {"density": type(config.time_sampler).__name__,
@@ -467,7 +480,8 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
                               "times": type(config.latent.integrator(config.sde)).__name__,
                               "knn_neighbours": config.latent.knn_neighbours, "logistic_c": config.latent.logistic_c,
                               "crossfit": config.latent.crossfit},
-                "latent_draws": config.latent_draws,
+                "latent_draws": config.latent_draws, "n_recon": int(len(x_recon)), "recon_steps": config.recon_steps,
+                "tsne_tau": config.tsne_tau,
                 "checkpoints": None if checkpoint_dir is None else str(checkpoint_dir),
                 "latent_definition": "Z ~ q(z|x): MI models and classifiers fitted on latent_draws draws per training "
                                      "image, measured on one draw for each of the first n_eval test images",
@@ -484,8 +498,7 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
                 "reconstruction_error": {
                     "definition": "mean squared error per pixel of n_recon held-out reconstructions (DAE: probability "
                                   "flow from noise given the mean latent; VAE: decoder mean at the mean latent)",
-                    "dae": _mse(recon["dae"], x_recon), "vae": _mse(recon["vae"], x_recon),
-                    "split": [{"tau": t, **v} for t, v in split_recon.items()]},
+                    "dae": recon_error.get("dae"), "vae": recon_error.get("vae"), "split": split_recon},
                 "flags": flags,
             },
             # a scan in progress: the comparison and the taus measured so far, without figures
@@ -497,10 +510,14 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
             **provenance(start),
         }
 
-    def measure(z_tr, z_ev, name):
+    def save_partial():
+        _save_arrays(out / ARRAYS, arrays)
+        write_json(partial, payload(complete=False))
+
+    def measure(z_tr, z_ev, name, k):
         return latent_information(z_tr, np.tile(y_train, config.latent_draws), z_ev, y_eval, num_classes=K,
                                   label_entropy=h_y, config=config.latent, sde=config.sde, name=name,
-                                  label_entropy_definition=h_def, key=next(keys))
+                                  label_entropy_definition=h_def, key=k)
 
     def latents(model, k, part=slice(None)):
         # `latent_draws` draws z ~ q(z|x) per training image: more samples of the joint (Z, Y) for the MI model
@@ -509,73 +526,230 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
                                for i in range(config.latent_draws)])
         return z_tr, learned.encode_batch(model, x_eval, key=k_ev)[:, part]
 
+    k_rec = _named_keys(key, "reconstructions", 1)[0]  # one starting noise for every model's reconstructions
+
     # ---- DAE vs VAE at comparison_latent_dim (the DAE is the split DAE at tau = 0: exactly a DAE on z_sem)
-    t0 = time.perf_counter()
-    d2 = config.comparison_latent_dim
-    dae = _split_model(config, shape, d2, 0.0, key=next(keys))
-    dae = fit(dae, loss, config.train, "dae", next(keys))
-    vae = learned.VAE(_encoder(config, shape, d2, config.semantic_channels, next(keys)), sigma_dec=config.sigma_dec,
-                      key=next(keys))
-    vae = fit(vae, learned.VAELoss(config.gamma), config.vae_train, "vae", next(keys))
-    timings["comparison_train_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    k_lat = next(keys)
-    z_dae = latents(dae, k_lat, slice(0, d2))
-    z_vae = latents(vae, k_lat)
-    for name, (z_tr, z_ev) in (("dae", z_dae), ("vae", z_vae)):
-        info = measure(z_tr, z_ev, f"I(Z_{name};Y)")
-        flags += list(info.minde.flags)
-        comparison[name] = {"latent_dim": d2, **info.to_dict()}
-    k_rec = next(keys)
-    recon.update({"original": x_recon, "dae": reconstruct(dae, x_recon, n_steps=config.recon_steps, key=k_rec),
-                  "vae": np.asarray(jax.vmap(vae.reconstruct)(jnp.asarray(x_recon)))})
-    timings["comparison_measure_s"] = time.perf_counter() - t0
-    write_json(partial, payload(complete=False))
+    if config.comparison:
+        t0 = time.perf_counter()
+        k_init, k_fit, k_dae_lat, k_dae_mi = _named_keys(key, "dae", 4)
+        dae = fit(_split_model(config, shape, d2, 0.0, key=k_init), loss, config.train, "dae", k_fit)
+        k_enc, k_init, k_fit, k_vae_lat, k_vae_mi = _named_keys(key, "vae", 5)
+        vae = learned.VAE(_encoder(config, shape, d2, config.semantic_channels, k_enc), sigma_dec=config.sigma_dec,
+                          key=k_init)
+        vae = fit(vae, learned.VAELoss(config.gamma), config.vae_train, "vae", k_fit)
+        timings["comparison_train_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for name, (z_tr, z_ev), k_mi in (("dae", latents(dae, k_dae_lat, slice(0, d2)), k_dae_mi),
+                                         ("vae", latents(vae, k_vae_lat), k_vae_mi)):
+            info = measure(z_tr, z_ev, f"I(Z_{name};Y)", k_mi)
+            flags += list(info.minde.flags)
+            comparison[name] = {"latent_dim": d2, **info.to_dict()}
+            arrays[f"z_{name}"] = z_ev
+        arrays["recon_dae"] = reconstruct(dae, x_recon, n_steps=config.recon_steps, key=k_rec)
+        arrays["recon_vae"] = np.asarray(jax.vmap(vae.reconstruct)(jnp.asarray(x_recon)))
+        recon_error.update(dae=_mse(arrays["recon_dae"], x_recon), vae=_mse(arrays["recon_vae"], x_recon))
+        timings["comparison_measure_s"] = time.perf_counter() - t0
+        save_partial()
 
     # ---- the tau scan
-    tsne_tau = _nearest(config.taus, config.tsne_tau)
     for tau in tqdm(config.taus, desc="tau scan", unit="tau", disable=not config.train.progress):
         t0 = time.perf_counter()
-        model = _split_model(config, shape, config.latent_dim, float(tau) * T, key=next(keys))
-        model = fit(model, loss, config.train, f"split_tau={float(tau):g}", next(keys))
+        name = _split_name(tau)
+        k_init, k_fit, k_lat, k_sem, k_per = _named_keys(key, name, 5)
+        model = _split_model(config, shape, config.latent_dim, float(tau) * T, key=k_init)
+        model = fit(model, loss, config.train, name, k_fit)
         d = config.latent_dim
-        k_lat = next(keys)
         both_tr, both_ev = latents(model, k_lat)
-        sem = measure(both_tr[:, :d], both_ev[:, :d], f"I(Z_sem;Y) at tau={tau:g}")
-        per = measure(both_tr[:, d:], both_ev[:, d:], f"I(Z_per;Y) at tau={tau:g}")
+        sem = measure(both_tr[:, :d], both_ev[:, :d], f"I(Z_sem;Y) at tau={tau:g}", k_sem)
+        per = measure(both_tr[:, d:], both_ev[:, d:], f"I(Z_per;Y) at tau={tau:g}", k_per)
         flags += [*sem.minde.flags, *per.minde.flags]
         parts = (("semantic", sem), ("perceptual", per))
         scan.append({"tau": float(tau), **{part: info.estimate() for part, info in parts}})
         knn.append({"tau": float(tau), **{part: info.knn() for part, info in parts}})
         lower.append({"tau": float(tau), **{part: info.lower_bound() for part, info in parts}})
-        rec = reconstruct(model, x_recon, n_steps=config.recon_steps, key=k_rec)
-        split_recon[float(tau)] = _mse(rec, x_recon)
-        if tau == tsne_tau:
-            tsne_latents = (both_ev[:, :d], both_ev[:, d:])
-            recon[f"split DAE, tau = {tau:g}"] = rec
+        arrays[f"z_sem_{name}"], arrays[f"z_per_{name}"] = both_ev[:, :d], both_ev[:, d:]
+        arrays[f"recon_{name}"] = reconstruct(model, x_recon, n_steps=config.recon_steps, key=k_rec)
+        split_recon.append({"tau": float(tau), **_mse(arrays[f"recon_{name}"], x_recon)})
         timings[f"tau_{tau:g}_s"] = time.perf_counter() - t0
-        write_json(partial, payload(complete=False))
+        save_partial()
 
-    # ---- figures
     t0 = time.perf_counter()
-    figures["reconstructions"] = _plot_reconstructions(recon, out / "reconstructions.png", data.pixel_range,
-                                                       f"{data.name}: originals and reconstructions (held-out)").name
-    figures["latents_2d"] = _plot_latents({f"DAE (D_Z = {d2})": z_dae[1], f"VAE (D_Z = {d2})": z_vae[1]}, y_eval,
-                                          out / "latents_2d.png", f"{data.name}: held-out latents by label "
-                                          "(first two coordinates)").name
-    figures["tsne"] = _plot_latents(
-        {f"z_sem, tau = {tsne_tau:g} T": _tsne(tsne_latents[0], key=0),
-         f"z_per, tau = {tsne_tau:g} T": _tsne(tsne_latents[1], key=0)}, y_eval, out / "tsne.png",
-        f"{data.name}: t-SNE of the held-out latents (D_Z = {config.latent_dim})").name
-    figures["tau_scan"] = _plot_scan(scan, lower, h_y, out / "tau_scan.png",
-                                     f"{data.name}: I(Z;Y) of the split-DAE latents (D_Z = {config.latent_dim})").name
+    figures.update(_draw_figures(out, data.name, arrays, scan, lower, h_y, pixel_range=data.pixel_range,
+                                 latent_dim=config.latent_dim,
+                                 comparison_latent_dim=d2, tsne_tau=config.tsne_tau))
     timings["figures_s"] = time.perf_counter() - t0
-
     final = payload(complete=True)
+    _save_arrays(out / ARRAYS, arrays)
     write_json(out / "results.json", final)
     partial.unlink(missing_ok=True)
     return final
 
+
+# ---------------------------------------------------------------------------------------------- runs in parts
+ARRAYS = "arrays.npz"
+"""The arrays an autoencoder run's figures are drawn from, beside its results: `y_eval` and `x_recon` (the held-out
+labels and the reconstructed originals), `z_dae`, `z_vae`, `recon_dae`, `recon_vae` (the comparison's held-out
+latents and reconstructions) and per split time `z_sem_split_tau=...`, `z_per_split_tau=...`, `recon_split_tau=...`."""
+
+_MERGE_FREE = ("taus", "comparison", "checkpoints", "merged_from")
+"""Instance entries in which merged runs may differ (each run's part); all others must agree."""
+
+
+def _named_keys(key: PRNGKeyArray, name: str, n: int) -> PRNGKeyArray:
+    """`n` keys of the part `name` of a run (a model and its measurements): a function of the run's key and the
+    name only, so a part gives the same numbers whichever other parts run beside it and in which order."""
+    return jax.random.split(jax.random.fold_in(key, zlib.crc32(name.encode()) & 0x7FFFFFFF), n)
+
+
+def _split_name(tau: float) -> str:
+    return f"split_tau={float(tau):g}"
+
+
+def _save_arrays(path: Path, arrays: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **{k: np.asarray(v, np.float32 if k != "y_eval" else np.int64) for k, v in arrays.items()})
+    tmp.replace(path)
+
+
+def _draw_figures(out: Path, dataset: str, arrays: dict, scan: list, lower: list, h_y: float, *, pixel_range,
+                  latent_dim: int, comparison_latent_dim: int, tsne_tau: float) -> dict:
+    """Draw the figures of what `arrays` and `scan` hold: reconstructions (originals, DAE, VAE, the split DAE at the
+    tau nearest `tsne_tau`), the comparison's 2-d latents, the t-SNE of z_sem and z_per at that tau, the tau-scan."""
+    figures, y_eval, d2 = {}, arrays["y_eval"], comparison_latent_dim
+    taus = [row["tau"] for row in scan]
+    tsne_at = _split_name(_nearest(taus, tsne_tau)) if taus else None
+    rows = {"original": arrays["x_recon"]}
+    if "recon_dae" in arrays:
+        rows.update(dae=arrays["recon_dae"], vae=arrays["recon_vae"])
+    if tsne_at is not None:
+        rows[f"split DAE, tau = {_nearest(taus, tsne_tau):g}"] = arrays[f"recon_{tsne_at}"]
+    figures["reconstructions"] = _plot_reconstructions(rows, out / "reconstructions.png", pixel_range,
+                                                       f"{dataset}: originals and reconstructions (held-out)").name
+    if "z_dae" in arrays:
+        panels = {f"DAE (D_Z = {d2})": arrays["z_dae"], f"VAE (D_Z = {d2})": arrays["z_vae"]}
+        figures["latents_2d"] = _plot_latents(panels, y_eval, out / "latents_2d.png",
+                                              f"{dataset}: held-out latents by label (first two coordinates)").name
+    if tsne_at is not None:
+        t = _nearest(taus, tsne_tau)
+        figures["tsne"] = _plot_latents(
+            {f"z_sem, tau = {t:g} T": _tsne(arrays[f"z_sem_{tsne_at}"], key=0),
+             f"z_per, tau = {t:g} T": _tsne(arrays[f"z_per_{tsne_at}"], key=0)}, y_eval, out / "tsne.png",
+            f"{dataset}: t-SNE of the held-out latents (D_Z = {latent_dim})").name
+        figures["tau_scan"] = _plot_scan(scan, lower, h_y, out / "tau_scan.png",
+                                         f"{dataset}: I(Z;Y) of the split-DAE latents (D_Z = {latent_dim})").name
+    return figures
+
+
+def merge_autoencoder_results(folders, out: str | Path) -> dict:
+    r"""Join autoencoder runs that measured different parts of one experiment into one results file and its figures.
+
+    Each part of a run (the DAE vs VAE comparison, the split DAE at one $\tau$) draws its keys from the run's key and
+    its own name only, so `--tau 0.1 --no-comparison` on one machine and `--tau none` on another measure exactly what
+    one run with both would. The runs must agree in everything but their taus and comparison (data, seed, models,
+    training, measurement); no $\tau$ and no comparison may be measured twice. A run stopped part-way
+    (`results.partial.json`) contributes what it measured.
+
+    **Arguments:**
+
+    - `folders`: the runs' output folders, each with `results.json` or `results.partial.json` and `arrays.npz`.
+    - `out`: output folder: `results.json` (`"complete": true` when every run was complete), or
+      `results.partial.json` when one was not, the joined `arrays.npz`, and the figures.
+
+    **Returns:**
+
+    The joined results payload: the runs' quantities in the order of `folders`, `instance.taus` the measured taus,
+    `instance.merged_from` the folders, and `shards` each run's provenance.
+    """
+    start = time.perf_counter()
+    folders = [Path(f) for f in folders]
+    if not folders:
+        raise ValueError("merge_autoencoder_results needs at least one run folder.")
+    runs = []
+    for folder in folders:
+        found = [folder / name for name in ("results.json", "results.partial.json") if (folder / name).is_file()]
+        if not found:
+            raise FileNotFoundError(f"{folder} holds neither results.json nor results.partial.json of "
+                                    "`separability autoencoder`.")
+        payload = json.loads(found[0].read_text())
+        if payload.get("experiment") != "autoencoder":
+            raise ValueError(f"{found[0]} is the results of the {payload.get('experiment')!r} experiment, not of the "
+                             "autoencoder experiment.")
+        if not (folder / ARRAYS).is_file():
+            raise FileNotFoundError(f"{folder} has no {ARRAYS} (the arrays its figures are drawn from); re-run the "
+                                    "same command there: it reads its finished checkpoints back and writes them.")
+        with np.load(folder / ARRAYS) as saved:
+            runs.append((folder, payload, dict(saved)))
+
+    def fixed(instance):
+        return {k: v for k, v in instance.items() if k not in _MERGE_FREE}
+
+    first_folder, first, arrays = runs[0][0], runs[0][1], dict(runs[0][2])
+    measured = {}
+    comparison_from = None
+    for folder, payload, saved in runs:
+        a, b = fixed(first["instance"]), fixed(payload["instance"])
+        differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        if differ:
+            raise ValueError(f"{folder} and {first_folder} are runs of different experiments: they differ in "
+                             f"{', '.join(differ)}; only runs that differ in their taus and comparison are merged.")
+        for tau in (row["tau"] for row in payload["quantities"]["mutual_information"]):
+            if tau in measured:
+                raise ValueError(f"tau = {tau:g} T is measured in both {measured[tau]} and {folder}; "
+                                 "merge one of them.")
+            measured[tau] = folder
+        if payload["quantities"]["comparison"]:
+            if comparison_from is not None:
+                raise ValueError(f"the DAE vs VAE comparison is measured in both {comparison_from} and {folder}; "
+                                 "merge one of them.")
+            comparison_from = folder
+        for k, v in saved.items():
+            if k in arrays and not np.array_equal(arrays[k], v):
+                raise ValueError(f"{folder} and {first_folder} disagree in {k} of {ARRAYS}: not one experiment's runs.")
+            arrays[k] = v
+
+    def joined(get):
+        return [row for _, payload, _ in runs for row in get(payload["quantities"])]
+
+    q0 = first["quantities"]
+    comparison_run = next((p for f, p, _ in runs if f == comparison_from), None)
+    scan, lower = joined(lambda q: q["mutual_information"]), joined(lambda q: q["bounds"]["lower"]["per_tau"])
+    complete = all(payload["complete"] for _, payload, _ in runs)
+    instance = first["instance"]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = _draw_figures(out, instance["dataset"], arrays, scan, lower, q0["bounds"]["upper"]["value"],
+                            pixel_range=tuple(instance["pixel_range"]), latent_dim=instance["latent_dim"],
+                            comparison_latent_dim=instance["comparison_latent_dim"], tsne_tau=instance["tsne_tau"])
+    recon = {"definition": q0["reconstruction_error"]["definition"],
+             **{name: None if comparison_run is None else comparison_run["quantities"]["reconstruction_error"][name]
+                for name in ("dae", "vae")},
+             "split": joined(lambda q: q["reconstruction_error"]["split"])}
+    merged = {
+        "experiment": "autoencoder",
+        "complete": complete,
+        "instance": {**instance, "taus": list(measured), "comparison": comparison_from is not None,
+                     "checkpoints": [payload["instance"]["checkpoints"] for _, payload, _ in runs],
+                     "merged_from": [str(folder) for folder in folders]},
+        "quantities": {
+            "mutual_information": scan,
+            "bounds": {"upper": q0["bounds"]["upper"],
+                       "lower": {"definition": q0["bounds"]["lower"]["definition"], "per_tau": lower}},
+            "knn_accuracy": joined(lambda q: q["knn_accuracy"]),
+            "comparison": {} if comparison_run is None else comparison_run["quantities"]["comparison"],
+            "reconstruction_error": recon,
+            "flags": joined(lambda q: q["flags"]),
+        },
+        **({} if complete else {"partial": "joined from runs of which at least one was stopped part-way"}),
+        "figures": figures,
+        "timings_s": {str(folder): payload["timings_s"] for folder, payload, _ in runs},
+        "shards": [{"folder": str(folder), "complete": payload["complete"], "versions": payload["versions"],
+                    "device": payload["device"], "wall_time_s": payload["wall_time_s"]} for folder, payload, _ in runs],
+        "units": first["units"],
+        **provenance(start),
+    }
+    _save_arrays(out / ARRAYS, arrays)
+    write_json(out / ("results.json" if complete else "results.partial.json"), merged)
+    return merged
 
 
 def _tsne(z, *, key: int) -> np.ndarray:
