@@ -6,7 +6,9 @@ MI model per latent (plug-in MINDE, the default when it ran) and flags three I(Z
 the same command (same flags, same seed, so the same autoencoders: read back from `--checkpoints` when that folder
 holds the scan's checkpoints, trained afresh otherwise) with `--latent-crossfit`, now the default: two latent models on
 disjoint halves of the training latents, the cross-fitted MINDE, which removes the upward bias of their independent
-fit errors.
+fit errors. Since session 19 each autoencoder's keys come from the seed and its name, not its place in the scan, so
+checkpoints of scans run before then are refused (their fingerprints' keys differ) and the script trains afresh only
+in an empty folder.
 
     python benchmarks/bench_autoencoder_crossfit.py --checkpoints OUT_OF_THE_SCAN/checkpoints
         [--out benchmarks/results/autoencoder_digits_crossfit]

@@ -381,6 +381,10 @@ def test_autoencoder_quick_end_to_end(tmp_path, monkeypatch):
         assert np.isfinite(block["value"]) and block["stderr"] > 0
     interrupted_at = {d.name: (d / "checkpoint.eqx").stat().st_mtime_ns for d in (out / "checkpoints").iterdir()}
     assert set(interrupted_at) == {"dae", "vae"}
+    stopped = tmp_path / "stopped"  # what the stopped run left, for the merge below
+    stopped.mkdir()
+    for name in ("results.partial.json", "arrays.npz"):
+        (stopped / name).write_bytes((out / name).read_bytes())
 
     # the same command again reads the finished autoencoders back and completes the scan
     assert main(["autoencoder", "--quick", "--out", str(out), "--no-progress"]) == 0
@@ -459,6 +463,14 @@ def test_autoencoder_quick_end_to_end(tmp_path, monkeypatch):
         assert (merged_dir / figure).stat().st_size > 1000
     with np.load(out / "arrays.npz") as whole, np.load(merged_dir / "arrays.npz") as joined:
         assert sorted(whole) == sorted(joined) and all(np.array_equal(whole[k], joined[k]) for k in whole)
+
+    # a run stopped part-way contributes what it measured; the merge is then partial too
+    assert main(["autoencoder", "--merge", str(stopped), str(tmp_path / "tau"), "--out", str(tmp_path / "m1")]) == 0
+    assert not (tmp_path / "m1" / "results.json").exists()
+    joined = json.loads((tmp_path / "m1" / "results.partial.json").read_text())
+    assert joined["complete"] is False and "partial" in joined and joined["instance"]["taus"] == taus
+    assert joined["quantities"]["mutual_information"] == q["mutual_information"]
+    assert joined["quantities"]["comparison"] == q["comparison"]
 
     # what cannot be merged: a part measured twice, another experiment's run, a folder without results
     assert main(["autoencoder", "--merge", str(out), str(tmp_path / "tau"), "--out", str(tmp_path / "m2")]) == 2
