@@ -177,8 +177,8 @@ class AutoencoderCommand:
 def _print_report(payload: dict, out, wall_time: float) -> None:
     q, instance = payload["quantities"], payload["instance"]
     h_y = q["bounds"]["upper"]["value"]
-    name = "results.json" if payload["complete"] else "results.partial.json (some run was stopped part-way)"
-    print(f"autoencoder report ({instance['dataset']}, D_Z = {instance['latent_dim']}) → {Path(out)}/{name}")
+    file = "results.json" if payload["complete"] else "results.partial.json (some run was stopped part-way)"
+    print(f"autoencoder report ({instance['dataset']}, D_Z = {instance['latent_dim']}) → {Path(out)}/{file}")
     print(f"  H(Y) = {h_y:.3f} nats")
     for row, low, knn in zip(q["mutual_information"], q["bounds"]["lower"]["per_tau"], q["knn_accuracy"]):
         for part in ("semantic", "perceptual"):

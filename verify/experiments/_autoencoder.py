@@ -578,8 +578,7 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
                                  latent_dim=config.latent_dim,
                                  comparison_latent_dim=d2, tsne_tau=config.tsne_tau))
     timings["figures_s"] = time.perf_counter() - t0
-    final = payload(complete=True)
-    _save_arrays(out / ARRAYS, arrays)
+    final = payload(complete=True)  # arrays.npz was written with the last part (save_partial)
     write_json(out / "results.json", final)
     partial.unlink(missing_ok=True)
     return final
@@ -617,12 +616,13 @@ def _draw_figures(out: Path, dataset: str, arrays: dict, scan: list, lower: list
     tau nearest `tsne_tau`), the comparison's 2-d latents, the t-SNE of z_sem and z_per at that tau, the tau-scan."""
     figures, y_eval, d2 = {}, arrays["y_eval"], comparison_latent_dim
     taus = [row["tau"] for row in scan]
-    tsne_at = _split_name(_nearest(taus, tsne_tau)) if taus else None
+    t = _nearest(taus, tsne_tau) if taus else None
+    tsne_at = None if t is None else _split_name(t)
     rows = {"original": arrays["x_recon"]}
     if "recon_dae" in arrays:
         rows.update(dae=arrays["recon_dae"], vae=arrays["recon_vae"])
     if tsne_at is not None:
-        rows[f"split DAE, tau = {_nearest(taus, tsne_tau):g}"] = arrays[f"recon_{tsne_at}"]
+        rows[f"split DAE, tau = {t:g}"] = arrays[f"recon_{tsne_at}"]
     figures["reconstructions"] = _plot_reconstructions(rows, out / "reconstructions.png", pixel_range,
                                                        f"{dataset}: originals and reconstructions (held-out)").name
     if "z_dae" in arrays:
@@ -630,7 +630,6 @@ def _draw_figures(out: Path, dataset: str, arrays: dict, scan: list, lower: list
         figures["latents_2d"] = _plot_latents(panels, y_eval, out / "latents_2d.png",
                                               f"{dataset}: held-out latents by label (first two coordinates)").name
     if tsne_at is not None:
-        t = _nearest(taus, tsne_tau)
         figures["tsne"] = _plot_latents(
             {f"z_sem, tau = {t:g} T": _tsne(arrays[f"z_sem_{tsne_at}"], key=0),
              f"z_per, tau = {t:g} T": _tsne(arrays[f"z_per_{tsne_at}"], key=0)}, y_eval, out / "tsne.png",
@@ -685,7 +684,7 @@ def merge_autoencoder_results(folders, out: str | Path) -> dict:
 
     first_folder, first, arrays = runs[0][0], runs[0][1], dict(runs[0][2])
     measured = {}
-    comparison_from = None
+    comparison_from, comparison_run = None, None
     for folder, payload, saved in runs:
         a, b = fixed(first["instance"]), fixed(payload["instance"])
         differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
@@ -701,7 +700,7 @@ def merge_autoencoder_results(folders, out: str | Path) -> dict:
             if comparison_from is not None:
                 raise ValueError(f"the DAE vs VAE comparison is measured in both {comparison_from} and {folder}; "
                                  "merge one of them.")
-            comparison_from = folder
+            comparison_from, comparison_run = folder, payload
         for k, v in saved.items():
             if k in arrays and not np.array_equal(arrays[k], v):
                 raise ValueError(f"{folder} and {first_folder} disagree in {k} of {ARRAYS}: not one experiment's runs.")
@@ -711,7 +710,6 @@ def merge_autoencoder_results(folders, out: str | Path) -> dict:
         return [row for _, payload, _ in runs for row in get(payload["quantities"])]
 
     q0 = first["quantities"]
-    comparison_run = next((p for f, p, _ in runs if f == comparison_from), None)
     scan, lower = joined(lambda q: q["mutual_information"]), joined(lambda q: q["bounds"]["lower"]["per_tau"])
     complete = all(payload["complete"] for _, payload, _ in runs)
     instance = first["instance"]
