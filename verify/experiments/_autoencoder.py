@@ -47,7 +47,7 @@ from ..estimators import (
 from ._images import Bounds, check_dem_training, configured_data, dem_loss
 
 __all__ = ["LatentInformationConfig", "LatentInformation", "latent_information", "AutoencoderExperiment",
-           "reconstruct", "run", "run_autoencoder_experiment", "merge_autoencoder_results", "ARRAYS"]
+           "reconstruct", "run", "run_autoencoder_experiment", "merge_autoencoder_results", "ARRAYS", "LATENTS"]
 
 
 # ---------------------------------------------------------------------------------------------- latent MI
@@ -67,7 +67,8 @@ class LatentInformationConfig:
     - `knn_neighbours`: k of the k-NN accuracy.
     - `logistic_c`: inverse regularisation strength of the logistic regression whose held-out cross-entropy gives
       the lower bound.
-    - `crossfit`: `True` (default): fit two models on disjoint halves of the training latents and use the
+    - `crossfit`: `True` (default): fit two models on disjoint halves of the training latents (of the training
+      images, in the experiment: all draws of an image in one half; `latent_information`'s `groups`) and use the
       cross-fitted MINDE (`verify.estimators.mutual_information_minde_crossfit`), which removes the upward bias of
       the fits' independent errors (not a bias they share: with label dropout 0.1 the mixture above still read
       +24 %). On the digits tau-scan (`benchmarks/results/autoencoder_digits*`) the plug-in read 0.01-0.66 nats
@@ -148,7 +149,7 @@ def latent_information(z_train: Float[Array, "n_train dim_latent"], y_train: Int
                        num_classes: int, label_entropy: float, config: LatentInformationConfig = LatentInformationConfig(),
                        sde: VPSDE = VPSDE(beta_min=0.1, beta_max=16.0, T=1.0), name: str = "I(Z;Y)",
                        label_entropy_definition: str = "H(Y), entropy of the label distribution",
-                       key: PRNGKeyArray) -> LatentInformation:
+                       groups: Int[Array, " n_train"] | None = None, key: PRNGKeyArray) -> LatentInformation:
     r"""$I(Z;Y)$ on held-out latents by MINDE, its bounds $[H(Y) - CE(Z), H(Y)]$ and the k-NN label accuracy, in nats.
 
     The latents are standardised per coordinate with the training latents' mean and standard deviation (an
@@ -167,6 +168,10 @@ def latent_information(z_train: Float[Array, "n_train dim_latent"], y_train: Int
     - `sde`: the latent diffusion model's forward process.
     - `name`: the estimate's name in its flags.
     - `label_entropy_definition`: how $H(Y)$ was computed, for the report.
+    - `groups`: `None` (the training rows are independent pairs), or one integer per training row naming what it was
+      drawn from (e.g. the image of each of several draws $z \sim q(z|x)$). With `config.crossfit` the halves then
+      split the groups, not the rows: two fits that share the same images through different draws share their
+      errors from fitting those images, which the cross-fit cannot remove.
     - `key`: PRNG key.
 
     **Returns:**
@@ -182,6 +187,13 @@ def latent_information(z_train: Float[Array, "n_train dim_latent"], y_train: Int
     z_test, y_test = _check_latents("held-out", z_test, y_test, num_classes)
     if z_train.shape[1] != z_test.shape[1]:
         raise ValueError(f"training and held-out latents must have one size; got {z_train.shape[1]} and {z_test.shape[1]}.")
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape != (len(z_train),) or not np.issubdtype(groups.dtype, np.integer):
+            raise ValueError(f"groups must be integers, one per training row, of shape ({len(z_train)},); got "
+                             f"{groups.shape}, {groups.dtype}.")
+        if config.crossfit and len(np.unique(groups)) < 2:
+            raise ValueError("groups must name at least 2 groups to split the training rows between two fits.")
     loc, scale = z_train.mean(axis=0), np.maximum(z_train.std(axis=0), 1e-8)
     a_train, a_test = (z_train - loc) / scale, (z_test - loc) / scale
 
@@ -215,9 +227,10 @@ def latent_information(z_train: Float[Array, "n_train dim_latent"], y_train: Int
     z_eval, y_eval = jnp.asarray(a_test, jnp.float32), jnp.asarray(y_test, jnp.int32)
     times = config.integrator(sde)
     if config.crossfit:
-        # two fits on disjoint halves: the cross-fitted integrand has no upward bias from the fits' own errors
-        order = np.random.default_rng(np.asarray(jax.random.key_data(k_init)).ravel()[-1]).permutation(len(a_train))
-        halves = (order[: len(order) // 2], order[len(order) // 2:])
+        # two fits on disjoint halves (of the groups, when rows share one): the cross-fitted integrand has no upward
+        # bias from the fits' own errors
+        halves = _halves(np.arange(len(a_train)) if groups is None else groups,
+                         np.random.default_rng(np.asarray(jax.random.key_data(k_init)).ravel()[-1]))
         k_ia, k_ib = jax.random.split(k_init)
         k_ta, k_tb = jax.random.split(k_train)
         model_a, model_b = fit(halves[0], k_ia, k_ta), fit(halves[1], k_ib, k_tb)
@@ -228,6 +241,13 @@ def latent_information(z_train: Float[Array, "n_train dim_latent"], y_train: Int
         minde = mutual_information_minde(model_a, z_eval, y_eval, times=times, key=k_est)
         plain = minde
     return LatentInformation(bounds.check(minde, name), bounds, knn_acc, knn_se, plain)
+
+
+def _halves(groups: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of two disjoint halves of the groups (a random half of the distinct groups, and the rest)."""
+    names = rng.permutation(np.unique(groups))
+    first = np.isin(groups, names[: len(names) // 2])
+    return np.flatnonzero(first), np.flatnonzero(~first)
 
 
 # ---------------------------------------------------------------------------------------------- experiment
@@ -269,6 +289,9 @@ class AutoencoderExperiment:
       checkpoint is read back instead of retrained, so an interrupted scan resumes at the model it was training.
       The latent MI models (seconds each) are not checkpointed.
     - `resume`: what to do with a checkpoint already there (`learned.train`'s `resume`).
+    - `save_latents`: also write every measured latent's training and held-out draws to `LATENTS` (`latents.npz`,
+      about 1.4 MB per latent at D_Z = 20 and 4,000 training images), to re-analyse the I(Z;Y) measurement
+      (`benchmarks/bench_latent_mi_diagnosis.py`); it changes no number.
 
     The defaults are the measured ones (`benchmarks/bench_autoencoder_collapse.py`, digits, D_Z = 20, 400 steps):
     with the likelihood weighting the DAE loss is the negative ELBO (Eq. 60) up to a constant, so at
@@ -305,6 +328,7 @@ class AutoencoderExperiment:
     n_train: int | None = None
     checkpoint_dir: str | None = "checkpoints"
     resume: str = "auto"
+    save_latents: bool = False
 
     def __post_init__(self):
         for name in ("latent_dim", "comparison_latent_dim", "encoder_hidden", "latent_draws", "n_recon", "recon_steps"):
@@ -313,8 +337,9 @@ class AutoencoderExperiment:
                 raise ValueError(f"AutoencoderExperiment.{name} must be a positive integer; got {value!r}.")
         if isinstance(self.n_eval, bool) or not isinstance(self.n_eval, int) or self.n_eval < 10:
             raise ValueError(f"AutoencoderExperiment.n_eval must be an integer >= 10; got {self.n_eval!r}.")
-        if not isinstance(self.comparison, bool):
-            raise ValueError(f"AutoencoderExperiment.comparison must be True or False; got {self.comparison!r}.")
+        for name in ("comparison", "save_latents"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"AutoencoderExperiment.{name} must be True or False; got {getattr(self, name)!r}.")
         if not self.taus and not self.comparison:
             raise ValueError("AutoencoderExperiment has nothing to run: no split time in taus and the comparison off.")
         if len({float(t) for t in self.taus}) != len(self.taus):
@@ -445,6 +470,7 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
     loss = learned.AutoencoderLoss(dem_loss(config.weighting, config.time_sampler, config.sde,
                                             model_key=config.unet.dropout > 0), gamma=config.gamma)
     arrays = {"y_eval": y_eval, "x_recon": x_recon}  # what the figures are drawn from (saved as ARRAYS)
+    measured = {"y_train": y_train, "y_eval": y_eval}  # with save_latents: every measured latent (saved as LATENTS)
 
     def fit(model, loss, train_config, name, k):
         folder = None if checkpoint_dir is None else Path(checkpoint_dir) / name
@@ -479,7 +505,9 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
                               "train": config_dict(config.latent.train), "label_dropout": config.latent.label_dropout,
                               "times": type(config.latent.integrator(config.sde)).__name__,
                               "knn_neighbours": config.latent.knn_neighbours, "logistic_c": config.latent.logistic_c,
-                              "crossfit": config.latent.crossfit},
+                              "crossfit": config.latent.crossfit,
+                              **({"crossfit_halves": "training images: all latent_draws draws of an image in one half"}
+                                 if config.latent.crossfit else {})},
                 "latent_draws": config.latent_draws, "n_recon": int(len(x_recon)), "recon_steps": config.recon_steps,
                 "tsne_tau": config.tsne_tau,
                 "checkpoints": None if checkpoint_dir is None else str(checkpoint_dir),
@@ -505,6 +533,7 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
             **({} if complete else {"partial": "measured so far: the comparison and the finished taus; "
                                                "results.json replaces this file when the scan ends"}),
             "figures": figures,
+            **({"latents": LATENTS} if config.save_latents else {}),
             "timings_s": timings,
             "units": "nats; tau in units of T; reconstruction error in squared pixel units",
             **provenance(start),
@@ -512,12 +541,17 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
 
     def save_partial():
         _save_arrays(out / ARRAYS, arrays)
+        if config.save_latents:
+            _save_arrays(out / LATENTS, measured)
         write_json(partial, payload(complete=False))
 
-    def measure(z_tr, z_ev, name, k):
+    def measure(z_tr, z_ev, name, label, k):
+        # row r of z_tr is a draw from training image r % n_train: the cross-fit's halves split the images
+        measured[f"z_train_{label}"], measured[f"z_eval_{label}"] = z_tr, z_ev
         return latent_information(z_tr, np.tile(y_train, config.latent_draws), z_ev, y_eval, num_classes=K,
                                   label_entropy=h_y, config=config.latent, sde=config.sde, name=name,
-                                  label_entropy_definition=h_def, key=k)
+                                  label_entropy_definition=h_def,
+                                  groups=np.tile(np.arange(len(y_train)), config.latent_draws), key=k)
 
     def latents(model, k, part=slice(None)):
         # `latent_draws` draws z ~ q(z|x) per training image: more samples of the joint (Z, Y) for the MI model
@@ -541,7 +575,7 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
         t0 = time.perf_counter()
         for name, (z_tr, z_ev), k_mi in (("dae", latents(dae, k_dae_lat, slice(0, d2)), k_dae_mi),
                                          ("vae", latents(vae, k_vae_lat), k_vae_mi)):
-            info = measure(z_tr, z_ev, f"I(Z_{name};Y)", k_mi)
+            info = measure(z_tr, z_ev, f"I(Z_{name};Y)", name, k_mi)
             flags += list(info.minde.flags)
             comparison[name] = {"latent_dim": d2, **info.to_dict()}
             arrays[f"z_{name}"] = z_ev
@@ -560,8 +594,8 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
         model = fit(model, loss, config.train, name, k_fit)
         d = config.latent_dim
         both_tr, both_ev = latents(model, k_lat)
-        sem = measure(both_tr[:, :d], both_ev[:, :d], f"I(Z_sem;Y) at tau={tau:g}", k_sem)
-        per = measure(both_tr[:, d:], both_ev[:, d:], f"I(Z_per;Y) at tau={tau:g}", k_per)
+        sem = measure(both_tr[:, :d], both_ev[:, :d], f"I(Z_sem;Y) at tau={tau:g}", f"sem_{name}", k_sem)
+        per = measure(both_tr[:, d:], both_ev[:, d:], f"I(Z_per;Y) at tau={tau:g}", f"per_{name}", k_per)
         flags += [*sem.minde.flags, *per.minde.flags]
         parts = (("semantic", sem), ("perceptual", per))
         scan.append({"tau": float(tau), **{part: info.estimate() for part, info in parts}})
@@ -590,6 +624,12 @@ ARRAYS = "arrays.npz"
 labels and the reconstructed originals), `z_dae`, `z_vae`, `recon_dae`, `recon_vae` (the comparison's held-out
 latents and reconstructions) and per split time `z_sem_split_tau=...`, `z_per_split_tau=...`, `recon_split_tau=...`."""
 
+LATENTS = "latents.npz"
+"""With `AutoencoderExperiment.save_latents`, every latent the run measured, beside its results: `y_train`, `y_eval`
+(the labels of the training images and of the held-out ones) and per latent (`dae`, `vae`, `sem_split_tau=...`,
+`per_split_tau=...`) `z_train_<latent>` (`latent_draws` draws per training image: row r is a draw of training image
+r % n_train) and `z_eval_<latent>` (one draw per held-out image), the rows `latent_information` was given."""
+
 _MERGE_FREE = ("taus", "comparison", "checkpoints", "merged_from")
 """Instance entries in which merged runs may differ (each run's part); all others must agree."""
 
@@ -605,8 +645,11 @@ def _split_name(tau: float) -> str:
 
 
 def _save_arrays(path: Path, arrays: dict) -> None:
+    """Write `arrays` atomically: integer arrays (labels) as int64, all others as float32."""
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **{k: np.asarray(v, np.float32 if k != "y_eval" else np.int64) for k, v in arrays.items()})
+    cast = {k: np.asarray(v) for k, v in arrays.items()}
+    np.savez_compressed(tmp, **{k: v.astype(np.int64 if np.issubdtype(v.dtype, np.integer) else np.float32)
+                                for k, v in cast.items()})
     tmp.replace(path)
 
 
