@@ -7,7 +7,8 @@ recovers a 20-d, 10-label Gaussian mixture's exact I(Z;Y) near 2.1 nats with the
 
 - two latent MI models are fitted as the experiment fits them (`LatentInformationConfig`'s recipe; the run's training
   schedule read from its results.json, `--width/--depth/--steps/--dropout` override it): each on the draws of one half
-  of the training images;
+  of the training images; with `--separate` each is a conditional network and an unconditional one of its own
+  (`learned.Pair`), both trained on every batch, in place of one network whose null label sees `--dropout` of them;
 - on a log-SNR grid (`LogSNRGrid`, 64 cells from s = 1e-4 T) the cross-fitted MINDE, the plug-in MINDE and the
   entropy difference of the first model (`verify.estimators`, with their time-resolved `cumulative`), and the
   denoising-loss difference of both (the unconditional branch's score-matching loss minus the conditional one's, at
@@ -19,7 +20,7 @@ recovers a 20-d, 10-label Gaussian mixture's exact I(Z;Y) near 2.1 nats with the
   located in [0, s].
 
     python benchmarks/bench_latent_mi_diagnosis.py RUN/latents.npz --latent sem_split_tau=0.1
-        [--width 128 --depth 2 --steps 3000 --dropout 0.5] [--out benchmarks/results/latent_mi_diagnosis]
+        [--width 128 --depth 2 --steps 3000 --dropout 0.5 | --separate] [--out benchmarks/results/latent_mi_diagnosis]
 
 Writes <out>/<run>_<latent>[_<overrides>].json and .png (tails against s, H(Y) and the classifier bounds).
 """
@@ -57,17 +58,28 @@ RESULTS = pathlib.Path(__file__).parent / "results" / "latent_mi_diagnosis"
 BOUND_TIMES = (0.0, 0.01, 0.025, 0.063, 0.1, 0.158, 0.25, 0.4)
 
 
-def fit_models(a_train, y_rows, halves, config: LatentInformationConfig, sde, num_classes, key):
-    """Two label-conditioned latent diffusion models, each on one half's rows (the experiment's recipe)."""
-    loss = learned.DEMLoss(learned.Likelihood(sde), learned.LogSNRTime(), condition_dropout=config.label_dropout)
-    models = []
-    for rows, k in zip(halves, jax.random.split(key, len(halves))):
+def fit_models(a_train, y_rows, halves, config: LatentInformationConfig, sde, num_classes, key, separate=False):
+    """Two latent diffusion models, each on one half's rows: one label-conditioned network with label dropout (the
+    experiment's recipe), or with `separate` a `learned.Pair` of a conditional network (no dropout) and an
+    unconditional one, each trained on every batch of the half."""
+    dropout = learned.DEMLoss(learned.Likelihood(sde), learned.LogSNRTime(), condition_dropout=config.label_dropout)
+    plain = learned.DEMLoss(learned.Likelihood(sde), learned.LogSNRTime())
+
+    def fit(rows, labels, loss, k):
         k_init, k_train = jax.random.split(k)
-        network = learned.EntropyMLP(learned.MLPConfig(dim_x=a_train.shape[1], num_classes=num_classes,
+        network = learned.EntropyMLP(learned.MLPConfig(dim_x=a_train.shape[1], num_classes=labels,
                                                        width=config.width, depth=config.depth), sde, key=k_init)
         model = learned.Preconditioned.fit(network, a_train[rows])
-        models.append(learned.train(model, a_train[rows], y_rows[rows], config=config.train, loss=loss,
-                                    key=k_train).ema_model)
+        return learned.train(model, a_train[rows], None if labels is None else y_rows[rows], config=config.train,
+                             loss=loss, key=k_train).ema_model
+
+    models = []
+    for rows, k in zip(halves, jax.random.split(key, len(halves))):
+        if separate:
+            k_c, k_u = jax.random.split(k)
+            models.append(learned.Pair(fit(rows, None, plain, k_u), fit(rows, num_classes, plain, k_c)))
+        else:
+            models.append(fit(rows, num_classes, dropout, k))
     return models
 
 
@@ -122,6 +134,8 @@ def main(argv=None) -> int:
     p.add_argument("--depth", type=int)
     p.add_argument("--steps", type=int)
     p.add_argument("--dropout", type=float)
+    p.add_argument("--separate", action="store_true",
+                   help="an unconditional network of its own beside a conditional one (no label dropout)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=pathlib.Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -152,7 +166,7 @@ def main(argv=None) -> int:
     halves = (np.flatnonzero(first), np.flatnonzero(~first))
     k_fit, k_est, k_loss = jax.random.split(jax.random.key(args.seed), 3)
     t0 = time.perf_counter()
-    model_a, model_b = fit_models(a_tr, y_rows, halves, config, sde, inst["num_classes"], k_fit)
+    model_a, model_b = fit_models(a_tr, y_rows, halves, config, sde, inst["num_classes"], k_fit, args.separate)
     fit_s = time.perf_counter() - t0
 
     grid = LogSNRGrid(n_times=64, s_min=1e-4 * sde.T)
@@ -181,10 +195,12 @@ def main(argv=None) -> int:
                        "stderr": math.hypot(cross["total"][1], best[1])})
 
     tag = "_".join([args.latents.parent.name, args.latent]
-                   + [f"{k}{getattr(args, k)}" for k in ("width", "depth", "steps", "dropout") if getattr(args, k)])
+                   + [f"{k}{getattr(args, k)}" for k in ("width", "depth", "steps", "dropout") if getattr(args, k)]
+                   + (["separate"] if args.separate else []))
     payload = {"benchmark": "latent_mi_diagnosis", "run": str(args.latents), "latent": args.latent, "H_Y": h_y,
                "latent_mi": {"width": config.width, "depth": config.depth, "steps": train.steps,
-                             "label_dropout": config.label_dropout},
+                             "label_dropout": None if args.separate else config.label_dropout,
+                             "separate_unconditional": args.separate},
                "n_train_images": n_images, "draws": draws, "n_eval": len(y_eval), "fit_s": fit_s,
                "times": s_nodes.tolist(), "curves": curves, "classifier_bounds": bounds, "increment_check": excess,
                "units": "nats; s in units of the latent SDE's time", **provenance(start)}
