@@ -545,13 +545,16 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
             _save_arrays(out / LATENTS, measured)
         write_json(partial, payload(complete=False))
 
+    # row r of the training latents is a draw from training image r % n_train: the cross-fit's halves split the images
+    y_rows = np.tile(y_train, config.latent_draws)
+    image_of_row = np.tile(np.arange(len(y_train)), config.latent_draws)
+
     def measure(z_tr, z_ev, name, label, k):
-        # row r of z_tr is a draw from training image r % n_train: the cross-fit's halves split the images
-        measured[f"z_train_{label}"], measured[f"z_eval_{label}"] = z_tr, z_ev
-        return latent_information(z_tr, np.tile(y_train, config.latent_draws), z_ev, y_eval, num_classes=K,
-                                  label_entropy=h_y, config=config.latent, sde=config.sde, name=name,
-                                  label_entropy_definition=h_def,
-                                  groups=np.tile(np.arange(len(y_train)), config.latent_draws), key=k)
+        if config.save_latents:
+            measured[f"z_train_{label}"], measured[f"z_eval_{label}"] = z_tr, z_ev
+        return latent_information(z_tr, y_rows, z_ev, y_eval, num_classes=K, label_entropy=h_y, config=config.latent,
+                                  sde=config.sde, name=name, label_entropy_definition=h_def, groups=image_of_row,
+                                  key=k)
 
     def latents(model, k, part=slice(None)):
         # `latent_draws` draws z ~ q(z|x) per training image: more samples of the joint (Z, Y) for the MI model
