@@ -52,7 +52,7 @@ from verify.estimators import (  # noqa: E402
     mutual_information_minde,
     mutual_information_minde_crossfit,
 )
-from verify.experiments import LatentInformationConfig  # noqa: E402
+from verify.experiments import LatentInformationConfig, crossfit_halves, fit_latent_model  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "latent_mi_diagnosis"
 BOUND_TIMES = (0.0, 0.01, 0.025, 0.063, 0.1, 0.158, 0.25, 0.4)
@@ -60,26 +60,21 @@ BOUND_TIMES = (0.0, 0.01, 0.025, 0.063, 0.1, 0.158, 0.25, 0.4)
 
 def fit_models(a_train, y_rows, halves, config: LatentInformationConfig, sde, num_classes, key, separate=False):
     """Two latent diffusion models, each on one half's rows: one label-conditioned network with label dropout (the
-    experiment's recipe), or with `separate` a `learned.Pair` of a conditional network (no dropout) and an
-    unconditional one, each trained on every batch of the half."""
-    dropout = learned.DEMLoss(learned.Likelihood(sde), learned.LogSNRTime(), condition_dropout=config.label_dropout)
-    plain = learned.DEMLoss(learned.Likelihood(sde), learned.LogSNRTime())
+    experiment's recipe, `fit_latent_model`), or with `separate` a `learned.Pair` of a conditional network (no
+    dropout) and an unconditional one, each trained on every batch of the half."""
 
-    def fit(rows, labels, loss, k):
+    def fit(rows, labels, k, **dropout):
         k_init, k_train = jax.random.split(k)
-        network = learned.EntropyMLP(learned.MLPConfig(dim_x=a_train.shape[1], num_classes=labels,
-                                                       width=config.width, depth=config.depth), sde, key=k_init)
-        model = learned.Preconditioned.fit(network, a_train[rows])
-        return learned.train(model, a_train[rows], None if labels is None else y_rows[rows], config=config.train,
-                             loss=loss, key=k_train).ema_model
+        return fit_latent_model(a_train[rows], None if labels is None else y_rows[rows], num_classes=labels,
+                                config=config, sde=sde, init_key=k_init, train_key=k_train, **dropout)
 
     models = []
     for rows, k in zip(halves, jax.random.split(key, len(halves))):
         if separate:
             k_c, k_u = jax.random.split(k)
-            models.append(learned.Pair(fit(rows, None, plain, k_u), fit(rows, num_classes, plain, k_c)))
+            models.append(learned.Pair(fit(rows, None, k_u), fit(rows, num_classes, k_c, label_dropout=0.0)))
         else:
-            models.append(fit(rows, num_classes, dropout, k))
+            models.append(fit(rows, num_classes, k))
     return models
 
 
@@ -161,9 +156,7 @@ def main(argv=None) -> int:
     loc, scale = z_tr.mean(axis=0), np.maximum(z_tr.std(axis=0), 1e-8)
     a_tr, a_ev = ((z_tr - loc) / scale).astype(np.float32), ((z_ev - loc) / scale).astype(np.float32)
 
-    rng = np.random.default_rng(args.seed)
-    first = np.isin(image, rng.permutation(n_images)[: n_images // 2])
-    halves = (np.flatnonzero(first), np.flatnonzero(~first))
+    halves = crossfit_halves(image, np.random.default_rng(args.seed))  # all draws of an image in one half
     k_fit, k_est, k_loss = jax.random.split(jax.random.key(args.seed), 3)
     t0 = time.perf_counter()
     model_a, model_b = fit_models(a_tr, y_rows, halves, config, sde, inst["num_classes"], k_fit, args.separate)

@@ -6,6 +6,7 @@ stderr; the KL and the Gaussian negative log-likelihood against scipy; the laten
 mixture's exact I(Z;Y) (slow); bad inputs one clear error each.
 """
 
+import functools
 import json
 import math
 
@@ -20,7 +21,13 @@ import learned
 from gaussian_oracle import VPSDE, GaussianMixture, JointGaussian, PiecewiseConstant
 from verify import ImportanceSampler, mutual_information_minde, neural_entropy
 from verify.cli import main
-from verify.experiments import LatentInformationConfig, latent_information, merge_autoencoder_results
+from verify.experiments import (
+    LatentInformationConfig,
+    crossfit_halves,
+    fit_latent_model,
+    latent_information,
+    merge_autoencoder_results,
+)
 
 SDE = VPSDE(beta_min=0.1, beta_max=16.0, T=1.0)
 
@@ -377,6 +384,39 @@ def test_latent_information_groups(key):
                        (np.zeros(64, int), "at least 2 groups")):
         with pytest.raises(ValueError, match=match):
             measure(bad)
+
+
+def test_crossfit_halves_and_fit_latent_model(key):
+    """`crossfit_halves` splits the distinct groups in two (half of them, rounded down, and the rest), never a group
+    between the halves; `fit_latent_model` fits labelled and unconditional latent models and refuses mismatched
+    labels, dropout without labels or outside [0, 1), and latents that are not finite 2-d arrays."""
+    rng = np.random.default_rng(0)
+    groups = rng.permutation(np.repeat(np.arange(11) * 7, 3))  # 11 groups of 3 rows, not numbered 0..10
+    first, second = crossfit_halves(groups, np.random.default_rng(1))
+    assert np.array_equal(np.sort(np.concatenate([first, second])), np.arange(33))
+    assert len(np.unique(groups[first])) == 5 and len(np.unique(groups[second])) == 6
+    assert not set(groups[first]) & set(groups[second])
+    for bad, match in ((np.zeros(4, int), "at least 2 groups"), (np.arange(4.0), "integer"),
+                       (np.zeros((2, 2), int), "1-d")):
+        with pytest.raises(ValueError, match=match):
+            crossfit_halves(bad, np.random.default_rng(0))
+
+    z, y = rng.normal(size=(32, 3)), rng.integers(0, 2, 32).astype(np.int32)
+    config = LatentInformationConfig(width=8, depth=1, train=learned.TrainConfig(
+        steps=10, batch_size=8, lr=1e-3, steps_per_call=5, checkpoint_every=10, progress=False))
+    k_i, k_t = jax.random.split(key)
+    fit = functools.partial(fit_latent_model, config=config, init_key=k_i, train_key=k_t)
+    labelled, unconditional = fit(z, y, num_classes=2), fit(z, None, num_classes=None)
+    x, s = jnp.asarray(z[0], jnp.float32), jnp.float32(0.3)
+    assert labelled(x, s, 1).shape == unconditional(x, s, None).shape == (3,)
+    for args, kwargs, match in (((z, y), {"num_classes": None}, "or neither"),
+                                ((z, None), {"num_classes": 2}, "or neither"),
+                                ((z, None), {"num_classes": None, "label_dropout": 0.5}, "no label to drop"),
+                                ((z, y), {"num_classes": 2, "label_dropout": 1.0}, r"\[0, 1\)"),
+                                ((np.full((32, 3), np.nan), y), {"num_classes": 2}, "finite"),
+                                ((z[:, 0], y), {"num_classes": 2}, "finite, of shape")):
+        with pytest.raises(ValueError, match=match):
+            fit(*args, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------- CLI

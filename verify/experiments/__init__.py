@@ -15,6 +15,8 @@ from .._figures import new_figure as new_figure, plot_curves as plot_curves, sav
 from . import _autoencoder, _budget, _gaussian, _images, _labels, _oracle
 from ._autoencoder import (
     AutoencoderExperiment as AutoencoderExperiment,
+    crossfit_halves as crossfit_halves,
+    fit_latent_model as fit_latent_model,
     LatentInformation as LatentInformation,
     LatentInformationConfig as LatentInformationConfig,
     latent_information as latent_information,

@@ -46,7 +46,8 @@ from ..estimators import (
 )
 from ._images import Bounds, check_dem_training, configured_data, dem_loss
 
-__all__ = ["LatentInformationConfig", "LatentInformation", "latent_information", "AutoencoderExperiment",
+__all__ = ["LatentInformationConfig", "LatentInformation", "latent_information", "fit_latent_model",
+           "crossfit_halves", "AutoencoderExperiment",
            "reconstruct", "run", "run_autoencoder_experiment", "merge_autoencoder_results", "ARRAYS", "LATENTS"]
 
 
@@ -214,23 +215,18 @@ def latent_information(z_train: Float[Array, "n_train dim_latent"], y_train: Int
 
     # MINDE from label-conditioned latent diffusion models
     k_init, k_train, k_est = jax.random.split(key, 3)
-    dim = a_train.shape[1]
-    loss = learned.DEMLoss(learned.Likelihood(sde), learned.LogSNRTime(), condition_dropout=config.label_dropout)
 
     def fit(rows, k_i, k_t):
-        network = learned.EntropyMLP(learned.MLPConfig(dim_x=dim, num_classes=num_classes, width=config.width,
-                                                       depth=config.depth), sde, key=k_i)
-        model = learned.Preconditioned.fit(network, a_train[rows])
-        return learned.train(model, a_train[rows].astype(np.float32), y_train[rows].astype(np.int32),
-                             config=config.train, loss=loss, key=k_t).ema_model
+        return fit_latent_model(a_train[rows], y_train[rows], num_classes=num_classes, config=config, sde=sde,
+                                init_key=k_i, train_key=k_t)
 
     z_eval, y_eval = jnp.asarray(a_test, jnp.float32), jnp.asarray(y_test, jnp.int32)
     times = config.integrator(sde)
     if config.crossfit:
         # two fits on disjoint halves (of the groups, when rows share one): the cross-fitted integrand has no upward
         # bias from the fits' own errors
-        halves = _halves(np.arange(len(a_train)) if groups is None else groups,
-                         np.random.default_rng(np.asarray(jax.random.key_data(k_init)).ravel()[-1]))
+        halves = crossfit_halves(np.arange(len(a_train)) if groups is None else groups,
+                                 np.random.default_rng(np.asarray(jax.random.key_data(k_init)).ravel()[-1]))
         k_ia, k_ib = jax.random.split(k_init)
         k_ta, k_tb = jax.random.split(k_train)
         model_a, model_b = fit(halves[0], k_ia, k_ta), fit(halves[1], k_ib, k_tb)
@@ -243,9 +239,58 @@ def latent_information(z_train: Float[Array, "n_train dim_latent"], y_train: Int
     return LatentInformation(bounds.check(minde, name), bounds, knn_acc, knn_se, plain)
 
 
-def _halves(groups: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of two disjoint halves of the groups (a random half of the distinct groups, and the rest)."""
+def fit_latent_model(z: Float[Array, "batch dim_latent"], y: Int[Array, " batch"] | None, *,
+                     num_classes: int | None, config: LatentInformationConfig = LatentInformationConfig(),
+                     sde: VPSDE = VPSDE(beta_min=0.1, beta_max=16.0, T=1.0), label_dropout: float | None = None,
+                     init_key: PRNGKeyArray, train_key: PRNGKeyArray) -> learned.Preconditioned:
+    r"""One latent diffusion model as `latent_information` fits it: an `EntropyMLP` (`config.width`, `config.depth`)
+    whitened by the latents' covariance (`learned.Preconditioned.fit`), trained by `learned.train` with the DEM loss
+    ($\lambda = \sigma^2/2$, times uniform in log-SNR) under `config.train`; the EMA model is returned.
+
+    **Arguments:**
+
+    - `z`: the (standardised) training latents.
+    - `y`: their labels, or `None` with `num_classes=None` (an unconditional model).
+    - `num_classes`: number of labels (the network's null label is one more), or `None`.
+    - `config`: a `LatentInformationConfig` (network size and training schedule).
+    - `sde`: the forward process.
+    - `label_dropout`: probability of the null label in training; `None`: `config.label_dropout` for a labelled
+      model, none for an unconditional one. `0.0` trains the labelled outputs only.
+    - `init_key`, `train_key`: PRNG keys of the initialisation and of the training (two, as `latent_information`
+      draws them, so that its fits are reproduced to the bit).
+    """
+    if (y is None) != (num_classes is None):
+        raise ValueError(f"fit_latent_model takes labels y with num_classes, or neither (an unconditional model); got "
+                         f"y={'None' if y is None else 'labels'} and num_classes={num_classes!r}.")
+    if num_classes is None and label_dropout:
+        raise ValueError(f"an unconditional latent model has no label to drop; got label_dropout={label_dropout!r}.")
+    if label_dropout is None:
+        label_dropout = 0.0 if num_classes is None else config.label_dropout
+    if not 0.0 <= label_dropout < 1.0:
+        raise ValueError(f"label_dropout must lie in [0, 1); got {label_dropout!r}.")
+    z = np.asarray(z)  # the whitening is fitted in float64 from the latents as given, the training is in float32
+    if z.ndim != 2 or z.shape[0] < 2 or not np.all(np.isfinite(z)):
+        raise ValueError(f"latents must be finite, of shape (batch >= 2, dim_latent); got shape {z.shape}.")
+    if y is not None:
+        _check_latents("training", z, y, num_classes)
+        y = np.asarray(y, np.int32)
+    loss = learned.DEMLoss(learned.Likelihood(sde), learned.LogSNRTime(), condition_dropout=label_dropout)
+    network = learned.EntropyMLP(learned.MLPConfig(dim_x=z.shape[1], num_classes=num_classes, width=config.width,
+                                                   depth=config.depth), sde, key=init_key)
+    model = learned.Preconditioned.fit(network, z)
+    return learned.train(model, z.astype(np.float32), y, config=config.train, loss=loss, key=train_key).ema_model
+
+
+def crossfit_halves(groups: Int[Array, " n"], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The row indices of two disjoint halves of the groups: the rows of a random half of the distinct groups
+    (`len(unique) // 2` of them, drawn by `rng.permutation`), and the rest. With one group per row this is a
+    random split of the rows; with the image of each of several draws, all draws of an image land in one half."""
+    groups = np.asarray(groups)
+    if groups.ndim != 1 or not np.issubdtype(groups.dtype, np.integer):
+        raise ValueError(f"groups must be a 1-d integer array, one per row; got {groups.shape}, {groups.dtype}.")
     names = rng.permutation(np.unique(groups))
+    if len(names) < 2:
+        raise ValueError("groups must name at least 2 groups to split the rows between two fits.")
     first = np.isin(groups, names[: len(names) // 2])
     return np.flatnonzero(first), np.flatnonzero(~first)
 
