@@ -93,11 +93,12 @@ class ClassifierGuided(eqx.Module):
     **Arguments:**
 
     - `unconditional`: a protocol model giving $e(x, s)$ (called with `y=None`), e.g. an `EntropyUNet` without labels.
-    - `classifier`: a `NoisyClassifier` (logits $f_\phi(x, s)$).
+    - `classifier`: a `NoisyClassifier` (logits $f_\phi(x, s)$), or any module called `classifier(x, s, key=...)`
+      for one sample that has an integer attribute `num_classes` (e.g. a classifier of vector data).
     """
 
     unconditional: eqx.Module
-    classifier: NoisyClassifier
+    classifier: eqx.Module
 
     @property
     def sde(self) -> VPSDE:
@@ -105,7 +106,9 @@ class ClassifierGuided(eqx.Module):
 
     @property
     def num_classes(self) -> int:
-        return self.classifier.network.out.out_features
+        if isinstance(self.classifier, NoisyClassifier):
+            return self.classifier.network.out.out_features
+        return self.classifier.num_classes
 
     def log_posterior_grad(self, x: Float[Array, "..."], s: Float[ArrayLike, ""], y: Int[ArrayLike, ""], *,
                            key: PRNGKeyArray | None = None) -> Float[Array, "..."]:

@@ -204,3 +204,32 @@ def test_noisy_classifier_with_a_gaussian_base_is_exact_for_gaussian_classes_and
         learned.NoisyClassifier(small, SDE, base=gaussians, key=key)
     with pytest.raises(ValueError, match="gaussian_base must be a finite SNR"):
         learned.train_noisy_classifier(small, SDE, images, labels, gaussian_base=-1.0, key=key)
+
+
+def test_classifier_guided_takes_a_vector_classifier_with_num_classes(key):
+    """Any classifier module with a `num_classes` attribute serves `ClassifierGuided`: with the mixture oracle's exact
+    log-posterior as the classifier, the label part is e*(x, s; y) - e*(x, s) at every time, and a label outside
+    [0, num_classes) is refused."""
+    import equinox as eqx
+    from gaussian_oracle import GaussianMixture
+
+    class ExactPosterior(eqx.Module):
+        mixture: GaussianMixture
+        num_classes: int = eqx.field(static=True)
+
+        def __call__(self, x, s, *, key=None):
+            return jnp.log(self.mixture.posterior(x, s))
+
+    rng = np.random.default_rng(6)
+    mixture = GaussianMixture.low_rank(np.array([0.2, 0.3, 0.5]), rng.normal(size=(3, 4)) * 1.5,
+                                       rng.normal(size=(3, 4, 2)), eps=0.05)
+    exact = mixture.model()
+    guided = learned.ClassifierGuided(learned.ZeroNetwork(mixture.sde), ExactPosterior(mixture, 3))
+    assert guided.num_classes == 3
+    for x in jax.random.normal(key, (3, 4), jnp.float64) * 2.0:
+        for s in (0.05, 0.3, 1.0):
+            for label in range(3):
+                want = np.asarray(exact(x, s, label) - exact(x, s))
+                np.testing.assert_allclose(guided(x, s, label), want, rtol=1e-6, atol=1e-9 * np.abs(want).max())
+    with pytest.raises(ValueError):
+        guided(x, 0.3, 3)
