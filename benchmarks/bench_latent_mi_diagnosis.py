@@ -66,6 +66,7 @@ from verify.experiments import LatentInformationConfig, crossfit_halves, fit_lat
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "latent_mi_diagnosis"
 BOUND_TIMES = (0.0, 0.01, 0.025, 0.063, 0.1, 0.158, 0.25, 0.4)
+POSTERIOR_TIMES = LogSNRTime(s_min=1e-5)  # the noisy latent classifiers' training times
 
 
 def fit_models(a_train, y_rows, halves, config: LatentInformationConfig, sde, num_classes, key, separate=False):
@@ -134,7 +135,7 @@ def fit_posterior(a_train, y_rows, num_classes, sde, key, steps=4000):
     config = learned.TrainConfig(steps=steps, batch_size=256, lr=1e-3, warmup_steps=100, final_lr_fraction=0.05,
                                  steps_per_call=100, checkpoint_every=steps, ema_decay=0.99, weight_decay=1e-4,
                                  progress=False)
-    return learned.train(model, a_train, y_rows, config=config, loss=learned.NoisyClassifierLoss(LogSNRTime()),
+    return learned.train(model, a_train, y_rows, config=config, loss=learned.NoisyClassifierLoss(POSTERIOR_TIMES),
                          key=k_train).ema_model
 
 
@@ -239,10 +240,13 @@ def main(argv=None) -> int:
         for name, est in centred.items():
             curves[name] = {"total": [float(est.value), float(est.stderr)],
                             "tail": (float(est.value) - np.asarray(est.cumulative)).tolist()}
-        ce, ce_se, _ = learned.noisy_cross_entropy_curve(posterior, sde, a_ev, y_eval, np.asarray(BOUND_TIMES),
-                                                         key=k_ce)
-        for row, c, c_se in zip(bounds, ce, ce_se):
+        # its log-SNR input is infinite at s = 0: there it is scored at its smallest training time, whose bound
+        # holds at s = 0 too (I(Z_s;Y) does not increase with s)
+        at = np.maximum(np.asarray(BOUND_TIMES), POSTERIOR_TIMES.s_min * sde.T)
+        ce, ce_se, _ = learned.noisy_cross_entropy_curve(posterior, sde, a_ev, y_eval, at, key=k_ce)
+        for row, c, c_se, s_at in zip(bounds, ce, ce_se, at):
             row["noisy_mlp"] = [h_y - float(c), float(c_se)]
+            row["noisy_mlp_scored_at"] = float(s_at)
 
     # each cross-fit's increment over [0, s] against the most it may be (CE_s = H(Y) - lower bound at s)
     def increments(cross):
