@@ -76,6 +76,10 @@ class NoisyClassifier(eqx.Module):
         self.base = base
         self.snr_half = None if base is None else snr_half
 
+    @property
+    def num_classes(self) -> int:
+        return self.network.out.out_features
+
     def __call__(self, x: Float[Array, "channels height width"], s: Float[ArrayLike, ""], *,
                  key: PRNGKeyArray | None = None) -> Float[Array, " num_classes"]:
         s = self.sde.check_time(s)
@@ -94,7 +98,7 @@ class ClassifierGuided(eqx.Module):
 
     - `unconditional`: a protocol model giving $e(x, s)$ (called with `y=None`), e.g. an `EntropyUNet` without labels.
     - `classifier`: a `NoisyClassifier` (logits $f_\phi(x, s)$), or any module called `classifier(x, s, key=...)`
-      for one sample that has an integer attribute `num_classes` (e.g. a classifier of vector data).
+      for one sample that has an integer `num_classes`, as `NoisyClassifier` has (e.g. a classifier of vector data).
     """
 
     unconditional: eqx.Module
@@ -106,8 +110,6 @@ class ClassifierGuided(eqx.Module):
 
     @property
     def num_classes(self) -> int:
-        if isinstance(self.classifier, NoisyClassifier):
-            return self.classifier.network.out.out_features
         return self.classifier.num_classes
 
     def log_posterior_grad(self, x: Float[Array, "..."], s: Float[ArrayLike, ""], y: Int[ArrayLike, ""], *,

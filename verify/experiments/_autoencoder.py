@@ -193,8 +193,12 @@ def latent_information(z_train: Float[Array, "n_train dim_latent"], y_train: Int
         if groups.shape != (len(z_train),) or not np.issubdtype(groups.dtype, np.integer):
             raise ValueError(f"groups must be integers, one per training row, of shape ({len(z_train)},); got "
                              f"{groups.shape}, {groups.dtype}.")
-        if config.crossfit and len(np.unique(groups)) < 2:
-            raise ValueError("groups must name at least 2 groups to split the training rows between two fits.")
+    k_init, k_train, k_est = jax.random.split(key, 3)
+    if config.crossfit:
+        # two fits on disjoint halves (of the groups, when rows share one): the cross-fitted integrand has no upward
+        # bias from the fits' own errors; drawn (and checked) before any classifier is fitted
+        halves = crossfit_halves(np.arange(len(z_train)) if groups is None else groups,
+                                 np.random.default_rng(np.asarray(jax.random.key_data(k_init)).ravel()[-1]))
     loc, scale = z_train.mean(axis=0), np.maximum(z_train.std(axis=0), 1e-8)
     a_train, a_test = (z_train - loc) / scale, (z_test - loc) / scale
 
@@ -214,8 +218,6 @@ def latent_information(z_train: Float[Array, "n_train dim_latent"], y_train: Int
     knn_se = math.sqrt(max(knn_acc * (1 - knn_acc), 0.0) / len(a_test))
 
     # MINDE from label-conditioned latent diffusion models
-    k_init, k_train, k_est = jax.random.split(key, 3)
-
     def fit(rows, k_i, k_t):
         return fit_latent_model(a_train[rows], y_train[rows], num_classes=num_classes, config=config, sde=sde,
                                 init_key=k_i, train_key=k_t)
@@ -223,10 +225,6 @@ def latent_information(z_train: Float[Array, "n_train dim_latent"], y_train: Int
     z_eval, y_eval = jnp.asarray(a_test, jnp.float32), jnp.asarray(y_test, jnp.int32)
     times = config.integrator(sde)
     if config.crossfit:
-        # two fits on disjoint halves (of the groups, when rows share one): the cross-fitted integrand has no upward
-        # bias from the fits' own errors
-        halves = crossfit_halves(np.arange(len(a_train)) if groups is None else groups,
-                                 np.random.default_rng(np.asarray(jax.random.key_data(k_init)).ravel()[-1]))
         k_ia, k_ib = jax.random.split(k_init)
         k_ta, k_tb = jax.random.split(k_train)
         model_a, model_b = fit(halves[0], k_ia, k_ta), fit(halves[1], k_ib, k_tb)
