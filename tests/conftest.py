@@ -18,7 +18,7 @@ settings.register_profile("dev", settings.get_profile("default"), print_blob=Tru
 settings.load_profile("ci" if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no") else "dev")
 
 def pytest_itemcollected(item):
-    """One `xdist_group` per test, for `pytest -n 2 --dist loadgroup` (README's test command): the tests of a module
+    """One `xdist_group` per test, for `pytest -n 2` (README's test command; `--dist loadgroup` is in pyproject.toml's addopts): the tests of a module
     run in one worker (its module fixtures and compiled programs are made once, not once per worker), except that
     the tests using the session's `quick_images` run form one group, so that network is trained once. Marked as each
     test is collected, before pytest-xdist reads the marks."""
