@@ -17,11 +17,12 @@ settings.register_profile("ci", settings.get_profile("ci"), derandomize=True, pr
 settings.register_profile("dev", settings.get_profile("default"), print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no") else "dev")
 
+
 def pytest_itemcollected(item):
-    """One `xdist_group` per test, for `pytest -n 2` (README's test command; `--dist loadgroup` is in pyproject.toml's addopts): the tests of a module
-    run in one worker (its module fixtures and compiled programs are made once, not once per worker), except that
-    the tests using the session's `quick_images` run form one group, so that network is trained once. Marked as each
-    test is collected, before pytest-xdist reads the marks."""
+    """One `xdist_group` per test, for `pytest -n 2` (README's test command; `--dist loadgroup` is in pyproject.toml's
+    addopts): the tests of a module run in one worker (its module fixtures and compiled programs are made once, not
+    once per worker), except that the tests using the session's `quick_images` run form one group, so that network
+    is trained once. Marked as each test is collected, before pytest-xdist reads the marks."""
     group = "quick_images" if "quick_images" in getattr(item, "fixturenames", ()) else item.module.__name__
     item.add_marker(pytest.mark.xdist_group(group))
 
