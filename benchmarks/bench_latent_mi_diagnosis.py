@@ -18,8 +18,9 @@ recovers a 20-d, 10-label Gaussian mixture's exact I(Z;Y) near 2.1 nats with the
   latents z_s and scored on noisy held-out ones. Since I(Z_0;Y) <= H(Y) and I(Z_s;Y) >= H(Y) - CE_s, the true
   increment I(Z_0;Y) - I(Z_s;Y) is at most CE_s: an estimated increment above CE_s (beyond its stderr) is an excess
   located in [0, s];
-- with `--posterior`, noise-conditional classifiers p(y|z_s, s) (an MLP on z_s and the log-SNR, trained by
-  cross-entropy on noisy training latents) in two roles. One, trained on all training rows, replaces the
+- with `--posterior`, noise-conditional classifiers p(y|z_s, s) (`learned.NoisyMLPClassifier`, an MLP on z_s and
+  the log-SNR, trained by cross-entropy on noisy training latents: `verify.experiments.fit_latent_posterior`, as
+  `LatentInformationConfig.posterior` trains it) in two roles. One, trained on all training rows, replaces the
   unconditional output: the posterior-centred MINDE (`mutual_information_minde(..., posterior=...)`, cross-fitted
   and plug-in) centres e(z_s, s; y) on the posterior mixture of the conditional outputs, so an error the null-label
   output makes beyond the conditional ones cannot reach it; its held-out CE_s is one more lower bound. Two more, one
@@ -37,12 +38,13 @@ Writes <out>/<run>_<latent>[_<overrides>].json and .png (tails against s, H(Y) a
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import math
 import pathlib
 import time
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import matplotlib
@@ -54,7 +56,7 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
 
 import learned  # noqa: E402
-from gaussian_oracle import VPSDE, LogSNRTime  # noqa: E402
+from gaussian_oracle import VPSDE  # noqa: E402
 from verify import provenance, write_json  # noqa: E402
 from verify.estimators import (  # noqa: E402
     LogSNRGrid,
@@ -62,11 +64,17 @@ from verify.estimators import (  # noqa: E402
     mutual_information_minde,
     mutual_information_minde_crossfit,
 )
-from verify.experiments import LatentInformationConfig, crossfit_halves, fit_latent_model  # noqa: E402
+from verify.experiments import (  # noqa: E402
+    POSTERIOR_TIMES,
+    POSTERIOR_TRAIN,
+    LatentInformationConfig,
+    crossfit_halves,
+    fit_latent_model,
+    fit_latent_posterior,
+)
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "latent_mi_diagnosis"
 BOUND_TIMES = (0.0, 0.01, 0.025, 0.063, 0.1, 0.158, 0.25, 0.4)
-POSTERIOR_TIMES = LogSNRTime(s_min=1e-5)  # the noisy latent classifiers' training times
 
 
 def fit_models(a_train, y_rows, halves, config: LatentInformationConfig, sde, num_classes, key, separate=False):
@@ -108,35 +116,6 @@ def loss_difference(models, z, y, nodes, weights, key):
     values = np.array([float(rate(jnp.float32(s), k)) for s, k in zip(nodes, jax.random.split(key, len(nodes)))])
     pieces = values * weights
     return np.cumsum(pieces[::-1])[::-1] - 0.5 * pieces, float(pieces.sum())  # as the estimators' cumulative
-
-
-class NoisyLatentClassifier(eqx.Module):
-    """Logits of p(y | z_s, s) for one noisy latent: an MLP on z_s and a quarter of the log-SNR (as
-    `learned.NoisyClassifier` adds it to an image), trained by `learned.train` with `learned.NoisyClassifierLoss`."""
-
-    mlp: eqx.nn.MLP
-    sde: VPSDE
-    num_classes: int = eqx.field(static=True)
-
-    def __init__(self, dim, num_classes, sde, *, width=256, depth=2, key):
-        self.mlp = eqx.nn.MLP(dim + 1, num_classes, width, depth, activation=jax.nn.silu, key=key)
-        self.sde = sde
-        self.num_classes = num_classes
-
-    def __call__(self, z, s, *, key=None):
-        s = jnp.asarray(s, z.dtype)
-        return self.mlp(jnp.concatenate([z, jnp.reshape(0.25 * self.sde.log_snr(s), (1,)).astype(z.dtype)]))
-
-
-def fit_posterior(a_train, y_rows, num_classes, sde, key, steps=4000):
-    """A `NoisyLatentClassifier` trained on the given rows, each diffused to a time uniform in log-SNR."""
-    k_init, k_train = jax.random.split(key)
-    model = NoisyLatentClassifier(a_train.shape[1], num_classes, sde, key=k_init)
-    config = learned.TrainConfig(steps=steps, batch_size=256, lr=1e-3, warmup_steps=100, final_lr_fraction=0.05,
-                                 steps_per_call=100, checkpoint_every=steps, ema_decay=0.99, weight_decay=1e-4,
-                                 progress=False)
-    return learned.train(model, a_train, y_rows, config=config, loss=learned.NoisyClassifierLoss(POSTERIOR_TIMES),
-                         key=k_train).ema_model
 
 
 def classifier_bounds(a_train, y_rows, n_images, a_eval, y_eval, h_y, sde, seed=0):
@@ -225,10 +204,11 @@ def main(argv=None) -> int:
         # one classifier on all training rows centres both latent models; one per half of the images gives the
         # label part of a classifier-guided model (e = e_unc + grad log p(y|z_s)), whose MINDE is the classifier's
         k_all, k_a, k_b = jax.random.split(k_post, 3)
-        posterior = fit_posterior(a_tr, y_rows, inst["num_classes"], sde, k_all, args.posterior_steps)
-        guided = [learned.ClassifierGuided(learned.ZeroNetwork(sde),
-                                           fit_posterior(a_tr[rows], y_rows[rows], inst["num_classes"], sde, k,
-                                                         args.posterior_steps))
+        fit_posterior = functools.partial(fit_latent_posterior, num_classes=inst["num_classes"], sde=sde,
+                                          train=dataclasses.replace(POSTERIOR_TRAIN, steps=args.posterior_steps,
+                                                                    checkpoint_every=args.posterior_steps))
+        posterior = fit_posterior(a_tr, y_rows, key=k_all)
+        guided = [learned.ClassifierGuided(learned.ZeroNetwork(sde), fit_posterior(a_tr[rows], y_rows[rows], key=k))
                   for rows, k in zip(halves, (k_a, k_b))]
         fit_s += time.perf_counter() - t0
         centred = {"crossfit_posterior": mutual_information_minde_crossfit(model_a, model_b, z, y, times=grid,
@@ -270,8 +250,8 @@ def main(argv=None) -> int:
                "latent_mi": {"width": config.width, "depth": config.depth, "steps": train.steps,
                              "label_dropout": None if args.separate else config.label_dropout,
                              "separate_unconditional": args.separate,
-                             "posterior": (f"NoisyLatentClassifier, MLP 256 x 2, {args.posterior_steps} steps; one on "
-                                           "all rows, one per half" if args.posterior else None)},
+                             "posterior": (f"learned.NoisyMLPClassifier, MLP 256 x 2, {args.posterior_steps} "
+                                           "steps; one on all rows, one per half" if args.posterior else None)},
                "n_train_images": n_images, "draws": draws, "n_eval": len(y_eval), "fit_s": fit_s,
                "times": s_nodes.tolist(), "curves": curves, "classifier_bounds": bounds, "increment_check": excess,
                **({"increment_check_centred": centred_excess} if centred_excess else {}),

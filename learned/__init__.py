@@ -75,6 +75,7 @@ from ._guided import (
     GuidedLoss as GuidedLoss,
     NoisyClassifier as NoisyClassifier,
     NoisyClassifierLoss as NoisyClassifierLoss,
+    NoisyMLPClassifier as NoisyMLPClassifier,
     noisy_cross_entropy as noisy_cross_entropy,
     noisy_cross_entropy_curve as noisy_cross_entropy_curve,
     train_noisy_classifier as train_noisy_classifier,

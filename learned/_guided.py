@@ -33,8 +33,8 @@ from ._classifier import ClassifierConfig, ConvClassifier, check_labelled_images
 from ._gaussian_base import ClassGaussianBase, ClassGaussians, snr_gate
 from ._train import _key_data
 
-__all__ = ["NoisyClassifier", "ClassifierGuided", "ZeroNetwork", "GuidedLoss", "NoisyClassifierLoss",
-           "noisy_cross_entropy", "noisy_cross_entropy_curve", "train_noisy_classifier"]
+__all__ = ["NoisyClassifier", "NoisyMLPClassifier", "ClassifierGuided", "ZeroNetwork", "GuidedLoss",
+           "NoisyClassifierLoss", "noisy_cross_entropy", "noisy_cross_entropy_curve", "train_noisy_classifier"]
 
 
 class NoisyClassifier(eqx.Module):
@@ -89,6 +89,49 @@ class NoisyClassifier(eqx.Module):
             return logits
         base = self.base(x, s)  # in its own dtype: a float64 base is not rounded to the network's float32
         return logits + snr_gate(self.sde, s, self.snr_half).astype(base.dtype) * base
+
+
+class NoisyMLPClassifier(eqx.Module):
+    r"""Logits of $p_\phi(y | z_s, s)$ for one noisy vector (e.g. a latent): an MLP on $z_s$ and, as one more input,
+    the noise level $\tfrac14\log(\alpha/(1-\alpha))$ (as `NoisyClassifier` adds it to an image as a channel).
+
+    Trained like the image classifier, by `learned.train` with `NoisyClassifierLoss` (each row diffused to its own
+    time); its held-out cross-entropy at time s bounds $H(Y|Z_s)$ from above (`noisy_cross_entropy_curve`), and it
+    is the `posterior` of the posterior-centred MINDE (`verify.estimators.mutual_information_minde`).
+
+    **Arguments:**
+
+    - `dim`: the size of a vector.
+    - `num_classes`: number of labels (at least 2).
+    - `sde`: the forward process.
+    - `width`, `depth`: the MLP's hidden width and number of hidden layers (SiLU).
+    - `key`: initialisation key.
+    """
+
+    mlp: eqx.nn.MLP
+    sde: VPSDE
+
+    def __init__(self, dim: int, num_classes: int, sde: VPSDE, *, width: int = 256, depth: int = 2,
+                 key: PRNGKeyArray):
+        for name, value, least in (("dim", dim, 1), ("num_classes", num_classes, 2), ("width", width, 1),
+                                   ("depth", depth, 1)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+                raise ValueError(f"NoisyMLPClassifier.{name} must be an integer >= {least}; got {value!r}.")
+        self.mlp = eqx.nn.MLP(int(dim) + 1, int(num_classes), int(width), int(depth), activation=jax.nn.silu,
+                              key=key)
+        self.sde = sde
+
+    @property
+    def num_classes(self) -> int:
+        return self.mlp.out_size
+
+    def __call__(self, z: Float[Array, " dim"], s: Float[ArrayLike, ""], *,
+                 key: PRNGKeyArray | None = None) -> Float[Array, " num_classes"]:
+        if z.shape != (self.mlp.in_size - 1,):
+            raise ValueError(f"NoisyMLPClassifier takes one vector of shape ({self.mlp.in_size - 1},); got {z.shape}.")
+        s = self.sde.check_time(s)
+        level = jnp.reshape(0.25 * self.sde.log_snr(jnp.asarray(s, z.dtype)), (1,)).astype(z.dtype)
+        return self.mlp(jnp.concatenate([z, level]))
 
 
 class ClassifierGuided(eqx.Module):
@@ -153,10 +196,11 @@ def _nll(logits, y):
     return jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0]
 
 
-def noisy_cross_entropy(classifier: NoisyClassifier, x: Float[Array, "batch channels height width"],
+def noisy_cross_entropy(classifier: NoisyClassifier | NoisyMLPClassifier, x: Float[Array, "batch *shape"],
                         y: Int[Array, " batch"], *, key: PRNGKeyArray,
                         times: AbstractTimeDensity | None = None) -> Float[Array, ""]:
-    r"""Mean cross-entropy $-\log p_\phi(y | \tilde x_s, s)$ of clean images diffused to random times s.
+    r"""Mean cross-entropy $-\log p_\phi(y | \tilde x_s, s)$ of clean samples (images, or vectors for a
+    `NoisyMLPClassifier`) diffused to random times s.
 
     Fits $p_\phi(y|x_s)$ to the posterior of the noisy image directly (by its values), where the DEM loss of
     `ClassifierGuided` fits only its input-gradient. The times are drawn from `times` (an `AbstractTimeDensity`,

@@ -6,6 +6,7 @@ stderr; the KL and the Gaussian negative log-likelihood against scipy; the laten
 mixture's exact I(Z;Y) (slow); bad inputs one clear error each.
 """
 
+import dataclasses
 import functools
 import json
 import math
@@ -22,9 +23,11 @@ from gaussian_oracle import VPSDE, GaussianMixture, JointGaussian, PiecewiseCons
 from verify import ImportanceSampler, mutual_information_minde, neural_entropy
 from verify.cli import main
 from verify.experiments import (
+    POSTERIOR_TRAIN,
     LatentInformationConfig,
     crossfit_halves,
     fit_latent_model,
+    fit_latent_posterior,
     latent_information,
     merge_autoencoder_results,
 )
@@ -315,7 +318,8 @@ def _mixture(dim=20, k=10, scale=0.45, seed=0):
 @pytest.mark.slow
 def test_latent_information_recovers_a_gaussian_mixture(key):
     """The latent-MI pipeline (label-conditioned latent diffusion model + MINDE) on 20-d latents with 10 labels:
-    within 5 % of the mixture's exact I(Z;Y), and the bounds hold around it."""
+    within 5 % of the mixture's exact I(Z;Y), so is the posterior-centred MINDE (cross-fitted, and plug-in from one
+    fit), and both lower bounds (logistic, noisy classifier) hold around it."""
     mixture = _mixture()
     k_tr, k_te, k_mc, k_run = jax.random.split(key, 4)
     z_tr, y_tr = (np.asarray(a) for a in mixture.sample(8000, key=k_tr))
@@ -325,10 +329,19 @@ def test_latent_information_recovers_a_gaussian_mixture(key):
         steps=4000, batch_size=256, lr=2e-3, warmup_steps=100, final_lr_fraction=0.05, steps_per_call=200,
         checkpoint_every=200, ema_decay=0.995, progress=False))
     info = latent_information(z_tr, y_tr.astype(np.int32), z_te, y_te.astype(np.int32), num_classes=10,
-                              label_entropy=math.log(10), config=config, key=k_run)
+                              label_entropy=math.log(10), config=dataclasses.replace(config, posterior=POSTERIOR_TRAIN),
+                              key=k_run)
     assert 0.5 < exact.value < 2.0  # neither trivial nor saturated
     assert abs(info.minde.value - exact.value) < 0.05 * exact.value, (info.minde, exact)
-    assert info.bounds.lower - 4 * info.bounds.lower_stderr < exact.value < info.bounds.upper
+    assert abs(info.centred.value - exact.value) < 0.05 * exact.value, (info.centred, exact)
+    for lower, stderr in ((info.bounds.lower, info.bounds.lower_stderr),
+                          (info.posterior_bound["value"], info.posterior_bound["stderr"])):
+        assert lower - 4 * stderr < exact.value < info.bounds.upper
+    one = latent_information(z_tr, y_tr.astype(np.int32), z_te, y_te.astype(np.int32), num_classes=10,
+                             label_entropy=math.log(10), key=k_run,
+                             config=dataclasses.replace(config, crossfit=False, posterior=POSTERIOR_TRAIN))
+    assert one.minde.value == one.plain_minde.value and one.centred.value == one.centred_plain.value
+    assert abs(one.centred.value - exact.value) < 0.05 * exact.value, (one.centred, exact)
     assert 0.1 < info.knn_accuracy < 1.0
 
 
@@ -361,10 +374,10 @@ def test_latent_information_bounds_and_flags(key):
                            label_entropy=h_y, config=config, key=k_run)
 
 
-def test_latent_information_groups(key):
-    """`groups` splits the cross-fit by group: one group per row is the row split of `groups=None`, to the bit, while
-    draws grouped by image give other halves (so other numbers); groups of the wrong shape or type, or a single group
-    to split between two fits, are refused."""
+def _tiny_latent_problem(key):
+    """A 20-step latent-MI config and `run(**kwargs)`: `latent_information` on 64 training and 32 held-out 3-d
+    latents of a 2-class mixture (H(Y) = log 2) with that config unless `config=` is given; the tests that use it
+    share its compiled fits."""
     mixture = _mixture(dim=3, k=2, scale=1.5, seed=2)
     k_tr, k_te, k_run = jax.random.split(key, 3)
     z_tr, y_tr = (np.asarray(a) for a in mixture.sample(64, key=k_tr))
@@ -372,9 +385,21 @@ def test_latent_information_groups(key):
     config = LatentInformationConfig(width=8, depth=1, train=learned.TrainConfig(
         steps=20, batch_size=16, lr=1e-3, steps_per_call=10, checkpoint_every=20, progress=False))
 
+    def run(**kwargs):
+        return latent_information(z_tr, y_tr.astype(np.int32), z_te, y_te.astype(np.int32), num_classes=2,
+                                  label_entropy=math.log(2), key=k_run, **{"config": config, **kwargs})
+
+    return config, run
+
+
+def test_latent_information_groups(key):
+    """`groups` splits the cross-fit by group: one group per row is the row split of `groups=None`, to the bit, while
+    draws grouped by image give other halves (so other numbers); groups of the wrong shape or type, or a single group
+    to split between two fits, are refused."""
+    _, run = _tiny_latent_problem(key)
+
     def measure(groups):
-        info = latent_information(z_tr, y_tr.astype(np.int32), z_te, y_te.astype(np.int32), num_classes=2,
-                                  label_entropy=math.log(2), config=config, groups=groups, key=k_run)
+        info = run(groups=groups)
         return info.minde.value, info.plain_minde.value
 
     rows = measure(None)
@@ -419,8 +444,79 @@ def test_crossfit_halves_and_fit_latent_model(key):
             fit(*args, **kwargs)
 
 
+def test_latent_posterior_learns_the_exact_posterior(key):
+    """`fit_latent_posterior` (a `learned.NoisyMLPClassifier` trained by noisy cross-entropy) on 4-d latents of a
+    3-class mixture: its held-out cross-entropy at each time is within 0.05 nats above the mixture's exact
+    H(Y|Z_s) (exact posteriors; no classifier reads below it beyond Monte Carlo error), and the classifier refuses
+    a vector of the wrong size, a time outside [0, T] and sizes that are not integers."""
+    mixture = _mixture(dim=4, k=3, scale=0.5, seed=3)
+    k_tr, k_te, k_fit, k_ce, k_h = jax.random.split(key, 5)
+    z_tr, y_tr = (np.asarray(a) for a in mixture.sample(4000, key=k_tr))
+    z_te, y_te = (np.asarray(a) for a in mixture.sample(4000, key=k_te))
+    train = dataclasses.replace(POSTERIOR_TRAIN, steps=600, checkpoint_every=600)
+    clf = fit_latent_posterior(z_tr, y_tr.astype(np.int32), num_classes=3, train=train, width=64, sde=SDE, key=k_fit)
+    assert isinstance(clf, learned.NoisyMLPClassifier) and clf.num_classes == 3
+    times = np.array([1e-3, 0.1, 0.3])
+    ce, ce_se, _ = learned.noisy_cross_entropy_curve(clf, SDE, z_te, y_te, times, key=k_ce)
+    exact = mixture.label_entropy(times, n=40_000, key=k_h)
+    h, h_se = np.asarray(exact.cumulative), np.asarray(exact.cumulative_stderr)
+    assert 0.3 < h[0] < h[-1] < math.log(3) - 0.05  # neither decided nor forgotten over the checked times
+    # CE_s - H(Y|Z_s) is the expected KL from the exact posterior (>= 0); both are Monte Carlo means over
+    # independent samples
+    assert np.all(ce - h > -3 * np.hypot(ce_se, h_se)), (ce, h)
+    assert np.all(ce - h < 0.05 + 3 * np.hypot(ce_se, h_se)), (ce, h)
+    with pytest.raises(ValueError, match=r"one vector of shape \(4,\)"):
+        clf(jnp.zeros(5), 0.5)
+    with pytest.raises(ValueError, match="s must"):
+        clf(jnp.zeros(4), 1.5)
+    for bad, match in (({"num_classes": 1}, "num_classes must be an integer >= 2"),
+                       ({"width": 2.0}, "width must be an integer")):
+        with pytest.raises(ValueError, match=match):
+            learned.NoisyMLPClassifier(**{"dim": 4, "num_classes": 3, "sde": SDE, "key": key, **bad})
+
+
+def test_latent_information_posterior_centred(key):
+    """With `LatentInformationConfig.posterior` the null-label MINDE and the bounds are those of the run without
+    it, to the bit; the posterior-centred MINDE (cross-fitted, or plug-in without `crossfit`) is reported beside
+    it with its own flags and the first fit's plug-in centring, and the noisy classifier's lower bound is H(Y) minus
+    its held-out cross-entropy (the centring without `crossfit` is checked in the slow mixture test).
+    A posterior that is not a TrainConfig, or a classifier size that is not a positive integer, is refused."""
+    config, run = _tiny_latent_problem(key)
+    posterior = dataclasses.replace(POSTERIOR_TRAIN, steps=20, batch_size=16, warmup_steps=5, steps_per_call=10,
+                                    checkpoint_every=20)
+
+    def measure(**changes):
+        return run(config=dataclasses.replace(config, **changes))
+
+    plain = measure()  # the fits and estimates of test_latent_information_groups' first call: compiled there
+    assert plain.centred is None and plain.posterior_bound is None and plain.flags == list(plain.minde.flags)
+    assert "posterior_centred" not in plain.to_dict()
+    info = measure(posterior=posterior, posterior_width=16)
+    assert (info.minde.value, info.minde.stderr, info.plain_minde.value) == \
+        (plain.minde.value, plain.minde.stderr, plain.plain_minde.value)
+    assert info.bounds == plain.bounds
+    c, b = info.centred, info.bounds
+    assert np.isfinite(c.value) and c.stderr > 0 and c.value != info.minde.value
+    outside = c.value > b.upper + 2 * c.stderr or c.value < b.lower - 2 * math.hypot(c.stderr, b.lower_stderr)
+    assert any("bound" in f for f in c.flags) == outside
+    assert info.flags == [*info.minde.flags, *c.flags]
+    bound = info.posterior_bound
+    assert bound["value"] == pytest.approx(math.log(2) - bound["cross_entropy"]) and bound["stderr"] > 0
+    out = info.to_dict()
+    one = info.centred_plain  # the first fit's plug-in centring, beside the cross-fit
+    assert np.isfinite(one.value) and one.stderr > 0 and one.value != c.value
+    assert out["posterior_centred"] == {"value": c.value, "stderr": c.stderr, "flags": list(c.flags),
+                                        "plain_minde_one_fit": {"value": one.value, "stderr": one.stderr}}
+    assert out["lower_bound"]["posterior_classifier"] == bound
+    for bad, match in (({"posterior": 4000}, "posterior must be a learned.TrainConfig"),
+                       ({"posterior_width": 0}, "posterior_width must be a positive integer"),
+                       ({"posterior_depth": True}, "posterior_depth must be a positive integer")):
+        with pytest.raises(ValueError, match=match):
+            dataclasses.replace(config, **bad)
+
+
 # ---------------------------------------------------------------------------------------------- CLI
-def test_autoencoder_quick_end_to_end(tmp_path, monkeypatch):
+def test_autoencoder_quick_end_to_end(tmp_path, monkeypatch, capsys):
     """`separability autoencoder --quick` on digits (about 2 minutes): the results' structure, bounds consistency,
     latents that carry the label, a scan interrupted in its first split DAE keeping what it measured, and the scan
     run in parts and merged to the same numbers.
@@ -543,6 +639,31 @@ def test_autoencoder_quick_end_to_end(tmp_path, monkeypatch):
         assert (merged_dir / figure).stat().st_size > 1000
     with np.load(out / "arrays.npz") as whole, np.load(merged_dir / "arrays.npz") as joined:
         assert sorted(whole) == sorted(joined) and all(np.array_equal(whole[k], joined[k]) for k in whole)
+
+    # --posterior-steps (the comparison alone, from the same checkpoints): beside each latent's null-label MINDE,
+    # which is unchanged, the posterior-centred MINDE and the noisy classifier's lower bound, in results and report
+    capsys.readouterr()
+    assert main(["autoencoder", "--quick", "--out", str(tmp_path / "posterior"), "--no-progress", *ckpt,
+                 "--tau", "none", "--posterior-steps", "200"]) == 0
+    report = capsys.readouterr().out
+    centred = json.loads((tmp_path / "posterior" / "results.json").read_text())
+    assert centred["instance"]["latent_mi"]["posterior"]["train"]["steps"] == 200
+    assert payload["instance"]["latent_mi"]["posterior"] is None
+    for name in ("dae", "vae"):
+        block, before = centred["quantities"]["comparison"][name], q["comparison"][name]
+        for key in ("value", "stderr", "plain_minde_one_fit", "knn_accuracy"):
+            assert block[key] == before[key], (name, key)
+        assert {k: v for k, v in block["lower_bound"].items() if k != "posterior_classifier"} == before["lower_bound"]
+        est, bound = block["posterior_centred"], block["lower_bound"]["posterior_classifier"]
+        assert np.isfinite(est["value"]) and est["stderr"] > 0 and bound["stderr"] > 0
+        assert bound["value"] == pytest.approx(h_y - bound["cross_entropy"])
+        lower = block["lower_bound"]
+        outside = (est["value"] > h_y + 2 * est["stderr"]
+                   or est["value"] < lower["value"] - 2 * math.hypot(est["stderr"], lower["stderr"]))
+        assert any("bound" in f for f in est["flags"]) == outside
+        assert set(est["flags"]) <= set(centred["quantities"]["flags"])
+        assert f"posterior-centred {est['value']:.3f} ± {est['stderr']:.3f}" in report
+    assert centred["quantities"]["comparison"]["vae"]["posterior_centred"]["value"] > 0.5  # the VAE's label info
 
     # a run stopped part-way contributes what it measured; the merge is then partial too
     assert main(["autoencoder", "--merge", str(stopped), str(tmp_path / "tau"), "--out", str(tmp_path / "m1")]) == 0

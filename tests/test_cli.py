@@ -98,6 +98,7 @@ def test_gaussian_sweeps(tmp_path):
     (["autoencoder", "--weighting", "uniform"], "--weighting: must be one of likelihood, constant"),
     (["autoencoder", "--train-s-min", "0.5"], "--train-s-min: must be a fraction of T in (0, 0.01)"),
     (["autoencoder", "--tau", "0.1,0.2,0.1"], "--tau: must not repeat a split time"),
+    (["autoencoder", "--posterior-steps", "0"], "--posterior-steps: must be a positive integer"),
     (["autoencoder", "--quick", "--tau", "none", "--no-comparison"], "nothing to run"),
 ])
 def test_bad_arguments_fail_before_any_work(tmp_path, capsys, argv, message):

@@ -12,7 +12,13 @@ import jax
 import learned
 from learned import LogSNRTime, TrainConfig, UniformTime
 
-from ..experiments import EXPERIMENTS, AutoencoderExperiment, LatentInformationConfig, merge_autoencoder_results
+from ..experiments import (
+    EXPERIMENTS,
+    POSTERIOR_TRAIN,
+    AutoencoderExperiment,
+    LatentInformationConfig,
+    merge_autoencoder_results,
+)
 from ._common import (
     about_ten_checkpoints,
     add_dataset,
@@ -77,11 +83,17 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Autoe
                             unroll=True if on_cpu else 1)
     mi_steps = args.mi_steps if args.mi_steps is not None else (400 if quick else 3000)
     mi_per_call = min(mi_steps, 100)
+    posterior = None
+    if args.posterior_steps is not None:
+        n, per_call = args.posterior_steps, min(args.posterior_steps, POSTERIOR_TRAIN.steps_per_call)
+        posterior = dataclasses.replace(POSTERIOR_TRAIN, steps=n, warmup_steps=min(POSTERIOR_TRAIN.warmup_steps, n),
+                                        steps_per_call=per_call, checkpoint_every=per_call * -(-n // per_call))
     latent = LatentInformationConfig(
         width=64 if quick else 128, crossfit=args.latent_crossfit,
         train=TrainConfig(steps=mi_steps, batch_size=256, lr=2e-3, warmup_steps=min(100, mi_steps),
                           final_lr_fraction=0.05, ema_decay=0.99, steps_per_call=mi_per_call,
-                          checkpoint_every=mi_per_call * -(-mi_steps // mi_per_call), progress=False))
+                          checkpoint_every=mi_per_call * -(-mi_steps // mi_per_call), progress=False),
+        posterior=posterior)
     taus = args.tau if args.tau is not None else ((0.1,) if quick else (0.02, 0.05, 0.1, 0.2, 0.4))
     latent_dim = args.latent_dim if args.latent_dim is not None else (2 if quick else 20)
     log_snr, s_min = training_times(args)
@@ -151,6 +163,11 @@ class AutoencoderCommand:
                        help="two latent MI models on the latents of two halves of the training images and the "
                             "cross-fitted MINDE, free of the plug-in's upward bias by the fits' variance "
                             "(--no-latent-crossfit: one model on all of them, the plug-in MINDE)")
+        g.add_argument("--posterior-steps", type=positive_int, default=None,
+                       help="also train a noise-conditional classifier p(y|z_s, s) of N steps on each latent's "
+                            f"training draws (the measured recipe: {POSTERIOR_TRAIN.steps}): adds the "
+                            "posterior-centred MINDE (immune to the null-label output's errors) and that "
+                            "classifier's lower bound")
         g.add_argument("--latent-draws", type=positive_int, default=4,
                        help="draws z ~ q(z|x) per training image for the latent MI model and classifiers")
         g = p.add_argument_group("measurement")
@@ -188,10 +205,10 @@ def _print_report(payload: dict, out, wall_time: float) -> None:
             est = row[part]
             print(f"  tau = {row['tau']:<5g} I(Z_{part[:3]};Y) = {est['value']:.3f} ± {est['stderr']:.3f}  "
                   f"(H(Y) - CE = {low[part]['value']:.3f} ± {low[part]['stderr']:.3f}; "
-                  f"k-NN accuracy {knn[part]['value']:.3f})")
+                  f"k-NN accuracy {knn[part]['value']:.3f})" + _centred_text(est, low[part]))
     for name, block in q["comparison"].items():
         print(f"  {name.upper()} (D_Z = {block['latent_dim']}): I(Z;Y) = {block['value']:.3f} ± {block['stderr']:.3f},"
-              f" k-NN accuracy {block['knn_accuracy']['value']:.3f}")
+              f" k-NN accuracy {block['knn_accuracy']['value']:.3f}" + _centred_text(block, block["lower_bound"]))
     r = q["reconstruction_error"]
     errors = [(name.upper(), r[name]) for name in ("dae", "vae") if r[name] is not None]
     errors += [(f"split DAE at tau = {row['tau']:g}", row) for row in r["split"]]
@@ -199,3 +216,12 @@ def _print_report(payload: dict, out, wall_time: float) -> None:
     for flag in q["flags"]:
         print(f"  FLAG: {flag}")
     print(f"  figures: {', '.join(payload['figures'].values())}; wall time {wall_time:.1f} s")
+
+
+def _centred_text(estimate: dict, lower: dict) -> str:
+    """The posterior-centred MINDE and the noisy classifier's bound of one latent, when measured."""
+    if "posterior_centred" not in estimate:
+        return ""
+    c, b = estimate["posterior_centred"], lower["posterior_classifier"]
+    return (f"\n      posterior-centred {c['value']:.3f} ± {c['stderr']:.3f} (noisy classifier's H(Y) - CE = "
+            f"{b['value']:.3f} ± {b['stderr']:.3f})")

@@ -17,9 +17,12 @@ from ._autoencoder import (
     AutoencoderExperiment as AutoencoderExperiment,
     crossfit_halves as crossfit_halves,
     fit_latent_model as fit_latent_model,
+    fit_latent_posterior as fit_latent_posterior,
     LatentInformation as LatentInformation,
     LatentInformationConfig as LatentInformationConfig,
     latent_information as latent_information,
+    POSTERIOR_TIMES as POSTERIOR_TIMES,
+    POSTERIOR_TRAIN as POSTERIOR_TRAIN,
     merge_autoencoder_results as merge_autoencoder_results,
     reconstruct as reconstruct,
 )
