@@ -7,6 +7,17 @@ from hypothesis import settings
 
 jax.config.update("jax_enable_x64", True)
 
+# XLA optimisation. Most tests compile many small programs and run each for a few steps, so compiling is most of their
+# time: measured on a 2-core CI-like machine (session 24), tests/test_guided.py took 194 s, 89 s of it running (with
+# every program read back from a warm persistent cache), and 146 s with `jax_disable_most_optimizations` (LLVM at -O0,
+# cheaper passes). A program that runs long pays for it instead: `separability images --quick` (two U-Nets of 1,500
+# steps) took 404 s optimised and 824 s not. So tests compile with most optimisations off, and the few that run their
+# programs long (hundreds of training steps) ask for the full optimisation with `@pytest.mark.optimised`, as the
+# session's `quick_images` training does. This changes how fast the compiled code runs, not what it computes beyond
+# float rounding; the results of users' runs (full optimisation) are what the benchmarks record.
+_LIGHT_COMPILE = "jax_disable_most_optimizations"
+jax.config.update(_LIGHT_COMPILE, True)
+
 # Hypothesis profiles. Tests keep their own `@settings(deadline=None, max_examples=...)`; a profile only sets the
 # defaults they leave alone. "ci" (selected when the CI environment variable is set, e.g. CI=true; CI=false or 0
 # does not count) draws from a fixed seed (`derandomize=True`), so a CI run is reproducible and a red build is not a
@@ -38,6 +49,18 @@ def _release_compiled_code():
     gc.collect()
 
 
+@pytest.fixture(autouse=True)
+def _xla_optimisation(request):
+    """Full XLA optimisation for tests marked `optimised`; most optimisations off for the others (see above). The flag
+    is not part of JAX's compilation cache key, so an optimised test first drops what was compiled without it."""
+    optimised = request.node.get_closest_marker("optimised") is not None
+    if optimised:
+        jax.clear_caches()
+    jax.config.update(_LIGHT_COMPILE, not optimised)
+    yield
+    jax.config.update(_LIGHT_COMPILE, True)
+
+
 @pytest.fixture
 def key():
     return jax.random.key(20250928)
@@ -55,5 +78,11 @@ def quick_images(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("quick_images")
     out, checkpoints = root / "images", root / "checkpoints"
-    assert main(["images", "--quick", "--out", str(out), "--checkpoint-dir", str(checkpoints), "--no-progress"]) == 0
+    jax.clear_caches()  # two U-Nets of 1,500 steps: run time, not compile time, dominates (see `_xla_optimisation`)
+    jax.config.update(_LIGHT_COMPILE, False)
+    try:
+        assert main(["images", "--quick", "--out", str(out), "--checkpoint-dir", str(checkpoints),
+                     "--no-progress"]) == 0
+    finally:
+        jax.config.update(_LIGHT_COMPILE, True)
     return out, checkpoints
