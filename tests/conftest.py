@@ -51,9 +51,12 @@ def _release_compiled_code():
 
 @pytest.fixture(autouse=True)
 def _xla_optimisation(request):
-    """Full XLA optimisation for tests marked `optimised`; most optimisations off for the others (see above). The flag
-    is not part of JAX's compilation cache key, so an optimised test first drops what was compiled without it."""
-    optimised = request.node.get_closest_marker("optimised") is not None
+    """Full XLA optimisation for tests marked `optimised` and for those that resume the `quick_images` networks; most
+    optimisations off for the others (see above). The resuming tests must build the networks as the fixture did: a
+    checkpoint's fingerprint covers the initial parameters, which differ in float rounding between the two settings,
+    and a mismatch is refused as another model. The flag is not part of JAX's compilation cache key, so an optimised
+    test first drops what was compiled without it."""
+    optimised = request.node.get_closest_marker("optimised") is not None or "quick_images" in request.fixturenames
     if optimised:
         jax.clear_caches()
     jax.config.update(_LIGHT_COMPILE, not optimised)
