@@ -13,8 +13,9 @@ jax.config.update("jax_enable_x64", True)
 # cheaper passes). A program that runs long pays for it instead: `separability images --quick` (two U-Nets of 1,500
 # steps) took 404 s optimised and 824 s not. So tests compile with most optimisations off, and the few that run their
 # programs long (hundreds of training steps) ask for the full optimisation with `@pytest.mark.optimised`, as the
-# session's `quick_images` training does. This changes how fast the compiled code runs, not what it computes beyond
-# float rounding; the results of users' runs (full optimisation) are what the benchmarks record.
+# tests that use the session's `quick_images` run do (`pytest_runtest_setup` below). This changes how fast the
+# compiled code runs, not what it computes beyond float rounding; the results of users' runs (full optimisation) are
+# what the benchmarks record.
 _LIGHT_COMPILE = "jax_disable_most_optimizations"
 jax.config.update(_LIGHT_COMPILE, True)
 
@@ -49,19 +50,28 @@ def _release_compiled_code():
     gc.collect()
 
 
-@pytest.fixture(autouse=True)
-def _xla_optimisation(request):
-    """Full XLA optimisation for tests marked `optimised` and for those that resume the `quick_images` networks; most
-    optimisations off for the others (see above). The resuming tests must build the networks as the fixture did: a
-    checkpoint's fingerprint covers the initial parameters, which differ in float rounding between the two settings,
-    and a mismatch is refused as another model. The flag is not part of JAX's compilation cache key, so an optimised
-    test first drops what was compiled without it."""
-    optimised = request.node.get_closest_marker("optimised") is not None or "quick_images" in request.fixturenames
-    if optimised:
+def _optimised(item) -> bool:
+    """Whether a test runs with the full XLA optimisation: it is marked `optimised`, or it resumes the `quick_images`
+    networks, which must be built as the fixture built them (a checkpoint's fingerprint covers the initial parameters,
+    which differ in float rounding between the two settings, and a mismatch is refused as another model)."""
+    return item.get_closest_marker("optimised") is not None or "quick_images" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Switch to the full optimisation before an optimised test's fixtures are set up (the session's `quick_images`
+    training among them). The setting is not part of JAX's in-memory compilation cache key, so the switch drops what
+    was compiled without it; consecutive optimised tests keep each other's programs."""
+    if _optimised(item) and jax.config.read(_LIGHT_COMPILE):
         jax.clear_caches()
-    jax.config.update(_LIGHT_COMPILE, not optimised)
-    yield
-    jax.config.update(_LIGHT_COMPILE, True)
+        jax.config.update(_LIGHT_COMPILE, False)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Back to the light setting after an optimised test, unless the next test is optimised too."""
+    if nextitem is None or not _optimised(nextitem):
+        jax.config.update(_LIGHT_COMPILE, True)
 
 
 @pytest.fixture
@@ -81,11 +91,7 @@ def quick_images(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("quick_images")
     out, checkpoints = root / "images", root / "checkpoints"
-    jax.clear_caches()  # two U-Nets of 1,500 steps: run time, not compile time, dominates (see `_xla_optimisation`)
-    jax.config.update(_LIGHT_COMPILE, False)
-    try:
-        assert main(["images", "--quick", "--out", str(out), "--checkpoint-dir", str(checkpoints),
-                     "--no-progress"]) == 0
-    finally:
-        jax.config.update(_LIGHT_COMPILE, True)
+    # two U-Nets of 1,500 steps, run time dominating: set up only for optimised tests (`_optimised`), so optimised
+    assert not jax.config.read(_LIGHT_COMPILE)
+    assert main(["images", "--quick", "--out", str(out), "--checkpoint-dir", str(checkpoints), "--no-progress"]) == 0
     return out, checkpoints

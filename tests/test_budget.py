@@ -93,6 +93,7 @@ LEARNED_INSTANCES = {
 }
 
 
+@pytest.mark.optimised  # 4,000 training steps: run time dominates (session 24: 75 -> 89 s and 29 -> 62 s unoptimised)
 @pytest.mark.parametrize("family", sorted(LEARNED_INSTANCES))
 def test_tc_curve_of_a_learned_mlp_meets_the_gaussian_goal(family):
     r"""Tier 3: the TC curve of a *learned* MLP (the public `NeuralEntropy` fit: covariance preconditioning, log-SNR
