@@ -6,11 +6,10 @@ re-measures the latents it saved (`--save-latents` wrote `latents.npz`) by `veri
 with the run's recorded latent MI recipe (its results.json, `instance.latent_mi`) plus `posterior=POSTERIOR_TRAIN`:
 the call the experiment makes, without retraining the autoencoders.
 
-By default each latent gets the key the run gave it (the experiment's part keys: the run's seed folded with the
-part's name `split_tau=<tau>`, then the 4th of its keys for z_sem and the 5th for z_per). The latent models are then
-the run's own fits, so the null-label numbers must reproduce the run's; the JSON says whether they do, to 1e-6. The
-centred cross-fit, its one-fit plug-in and the noisy classifier's lower bound are then what `--posterior-steps 4000`
-would have added to that run. `--refit-key K` fits with key K instead.
+By default each latent gets the key the run gave it (`verify.experiments.split_keys` of the run's seed and tau).
+The latent models are then the run's own fits, so the null-label numbers must reproduce the run's; the JSON says
+whether they do, to 1e-6. The centred cross-fit, its one-fit plug-in and the noisy classifier's lower bound are then
+what `--posterior-steps 4000` would have added to that run. `--refit-key K` fits with key K instead.
 
     python benchmarks/bench_latent_posterior_centred.py benchmarks/results/autoencoder_mnist5k_4000/tau_0.1 \
         [--refit-key K] [--out RUN/posterior_centred.json]
@@ -25,7 +24,6 @@ import dataclasses
 import json
 import pathlib
 import time
-import zlib
 
 import jax
 import numpy as np
@@ -33,7 +31,13 @@ import numpy as np
 import learned
 from gaussian_oracle import VPSDE
 from verify import provenance, write_json
-from verify.experiments import POSTERIOR_TIMES, POSTERIOR_TRAIN, LatentInformationConfig, latent_information
+from verify.experiments import (
+    POSTERIOR_TIMES,
+    POSTERIOR_TRAIN,
+    LatentInformationConfig,
+    latent_information,
+    split_keys,
+)
 
 
 def recorded_config(latent_mi: dict) -> LatentInformationConfig:
@@ -46,12 +50,6 @@ def recorded_config(latent_mi: dict) -> LatentInformationConfig:
                                    label_dropout=latent_mi["label_dropout"], knn_neighbours=latent_mi["knn_neighbours"],
                                    logistic_c=latent_mi["logistic_c"], crossfit=latent_mi["crossfit"],
                                    posterior=POSTERIOR_TRAIN)
-
-
-def run_key(seed: int, model: str, part: str) -> jax.Array:
-    """The key the experiment gave latent `part` ('sem' or 'per') of split model `model` (`_named_keys`)."""
-    keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), zlib.crc32(model.encode()) & 0x7FFFFFFF), 5)
-    return keys[3 if part == "sem" else 4]
 
 
 def main(argv=None) -> int:
@@ -80,7 +78,11 @@ def main(argv=None) -> int:
     for name in sorted(k.removeprefix("z_train_") for k in data if k.startswith("z_train_")):
         part, _, model = name.partition("_")  # "sem_split_tau=0.1" -> "sem", "split_tau=0.1"
         tau = float(model.rpartition("=")[2])
-        key = run_key(inst["seed"], model, part) if args.refit_key is None else jax.random.key(args.refit_key)
+        if args.refit_key is None:  # the key the run gave this latent's model
+            keys = split_keys(jax.random.key(inst["seed"]), tau)
+            key = keys.semantic if part == "sem" else keys.perceptual
+        else:
+            key = jax.random.key(args.refit_key)
         t0 = time.perf_counter()
         info = latent_information(data[f"z_train_{name}"], np.tile(y_train, draws), data[f"z_eval_{name}"], y_eval,
                                   num_classes=inst["num_classes"], label_entropy=h_y, config=config,

@@ -25,6 +25,8 @@ from ._autoencoder import (
     POSTERIOR_TRAIN as POSTERIOR_TRAIN,
     merge_autoencoder_results as merge_autoencoder_results,
     reconstruct as reconstruct,
+    split_keys as split_keys,
+    SplitKeys as SplitKeys,
 )
 from ._budget import BudgetConfig as BudgetConfig
 from ._gaussian import (

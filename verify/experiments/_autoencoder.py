@@ -25,6 +25,7 @@ import math
 import time
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import diffrax
 import jax
@@ -732,7 +733,7 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
     for tau in tqdm(config.taus, desc="tau scan", unit="tau", disable=not config.train.progress):
         t0 = time.perf_counter()
         name = _split_name(tau)
-        k_init, k_fit, k_lat, k_sem, k_per = _named_keys(key, name, 5)
+        k_init, k_fit, k_lat, k_sem, k_per = split_keys(key, tau)
         model = _split_model(config, shape, config.latent_dim, float(tau) * T, key=k_init)
         model = fit(model, loss, config.train, name, k_fit)
         d = config.latent_dim
@@ -785,6 +786,24 @@ def _named_keys(key: PRNGKeyArray, name: str, n: int) -> PRNGKeyArray:
 
 def _split_name(tau: float) -> str:
     return f"split_tau={float(tau):g}"
+
+
+class SplitKeys(NamedTuple):
+    """The keys of one split DAE of the tau scan and of its measurements (`split_keys`)."""
+
+    init: PRNGKeyArray
+    fit: PRNGKeyArray
+    latents: PRNGKeyArray
+    semantic: PRNGKeyArray
+    perceptual: PRNGKeyArray
+
+
+def split_keys(key: PRNGKeyArray, tau: float) -> SplitKeys:
+    """The keys the autoencoder experiment run with `key` gives the split DAE at `tau` (a fraction of T): its
+    initialisation, its training, the latents drawn from its encoder, and the latent I(Z;Y) models of z_sem and z_per.
+    They depend on the run's key and tau only (the part named `split_tau=<tau>`), so a re-measurement of saved
+    latents (`benchmarks/bench_latent_posterior_centred.py`) can refit the run's own latent models."""
+    return SplitKeys(*_named_keys(key, _split_name(tau), 5))
 
 
 def _save_arrays(path: Path, arrays: dict) -> None:
