@@ -1,23 +1,28 @@
 import gc
 import os
+import pathlib
+from typing import NamedTuple
 
 import jax
 import pytest
 from hypothesis import settings
+
+from _processes import LIGHT_XLA_FLAGS, separability, xla_accepts
 
 jax.config.update("jax_enable_x64", True)
 
 # XLA optimisation. Most tests compile many small programs and run each for a few steps, so compiling is most of their
 # time: measured on a 2-core CI-like machine (session 24), tests/test_guided.py took 194 s, 89 s of it running (with
 # every program read back from a warm persistent cache), and 146 s with `jax_disable_most_optimizations` (LLVM at -O0,
-# cheaper passes). A program that runs long pays for it instead: `separability images --quick` (two U-Nets of 1,500
-# steps) took 404 s optimised and 824 s not. So tests compile with most optimisations off, and the few that run their
-# programs long (hundreds of training steps) ask for the full optimisation with `@pytest.mark.optimised`, as the
-# tests that use the session's `quick_images` run do (`pytest_runtest_setup` below). This changes how fast the
-# compiled code runs, not what it computes beyond float rounding; the results of users' runs (full optimisation) are
-# what the benchmarks record.
-_LIGHT_COMPILE = "jax_disable_most_optimizations"
-jax.config.update(_LIGHT_COMPILE, True)
+# cheaper passes); XLA:CPU's older loop emitter for fusions (`_processes.LIGHT_XLA_FLAGS`) compiles faster again. So
+# the test processes compile with both. A program that runs long pays for it instead: `separability images --quick`
+# (two U-Nets of 1,500 steps) took 404 s optimised and 824 s not, so the tests of the quick image runs run the command
+# line in a child process with the users' setting (`_processes.separability`). This changes how fast the compiled code
+# runs, not what it computes beyond float rounding; the results of users' runs are what the benchmarks record.
+jax.config.update("jax_disable_most_optimizations", True)
+if not set(LIGHT_XLA_FLAGS) <= set(os.environ.get("XLA_FLAGS", "").split()) and xla_accepts(LIGHT_XLA_FLAGS):
+    # before any compilation (XLA reads its flags once per process); pytest-xdist's workers inherit the environment
+    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *LIGHT_XLA_FLAGS]).strip()
 
 # Hypothesis profiles. Tests keep their own `@settings(deadline=None, max_examples=...)`; a profile only sets the
 # defaults they leave alone. "ci" (selected when the CI environment variable is set, e.g. CI=true; CI=false or 0
@@ -50,48 +55,26 @@ def _release_compiled_code():
     gc.collect()
 
 
-def _optimised(item) -> bool:
-    """Whether a test runs with the full XLA optimisation: it is marked `optimised`, or it resumes the `quick_images`
-    networks, which must be built as the fixture built them (a checkpoint's fingerprint covers the initial parameters,
-    which differ in float rounding between the two settings, and a mismatch is refused as another model)."""
-    return item.get_closest_marker("optimised") is not None or "quick_images" in getattr(item, "fixturenames", ())
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item):
-    """Switch to the full optimisation before an optimised test's fixtures are set up (the session's `quick_images`
-    training among them). The setting is not part of JAX's in-memory compilation cache key, so the switch drops what
-    was compiled without it; consecutive optimised tests keep each other's programs."""
-    if _optimised(item) and jax.config.read(_LIGHT_COMPILE):
-        jax.clear_caches()
-        jax.config.update(_LIGHT_COMPILE, False)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_runtest_teardown(item, nextitem):
-    """Back to the light setting after an optimised test, unless the next test is optimised too."""
-    if nextitem is None or not _optimised(nextitem):
-        jax.config.update(_LIGHT_COMPILE, True)
-
-
 @pytest.fixture
 def key():
     return jax.random.key(20250928)
 
 
+class QuickImages(NamedTuple):
+    out: pathlib.Path
+    checkpoints: pathlib.Path
+
+
 @pytest.fixture(scope="session")
-def quick_images(tmp_path_factory):
-    """`separability images --quick`, run once per session: `(out, checkpoint_dir)`.
+def quick_images(tmp_path_factory) -> QuickImages:
+    """`separability images --quick`, run once per session in a child process (`_processes.separability`).
 
     The quick commands built on the images experiment (`budget --quick`, `labels --quick`) pass the same
     `--checkpoint-dir`; the fingerprinted checkpoint then resumes the finished network instead of training it again
     (the same run: same configuration, data and key), so CI trains the quick U-Net once.
     """
-    from verify.cli import main
-
     root = tmp_path_factory.mktemp("quick_images")
-    out, checkpoints = root / "images", root / "checkpoints"
-    # two U-Nets of 1,500 steps, run time dominating: set up only for optimised tests (`_optimised`), so optimised
-    assert not jax.config.read(_LIGHT_COMPILE)
-    assert main(["images", "--quick", "--out", str(out), "--checkpoint-dir", str(checkpoints), "--no-progress"]) == 0
-    return out, checkpoints
+    run = QuickImages(root / "images", root / "checkpoints")
+    argv = ["images", "--quick", "--out", str(run.out), "--checkpoint-dir", str(run.checkpoints), "--no-progress"]
+    assert separability(argv).returncode == 0
+    return run

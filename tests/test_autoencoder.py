@@ -532,7 +532,6 @@ def test_split_keys_depend_on_the_run_key_and_tau_only():
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-@pytest.mark.optimised  # trains the autoencoders and their latent models: run time dominates
 def test_autoencoder_quick_end_to_end(tmp_path, monkeypatch, capsys):
     """`separability autoencoder --quick` on digits (about 2 minutes): the results' structure, bounds consistency,
     latents that carry the label, a scan interrupted in its first split DAE keeping what it measured, and the scan

@@ -23,7 +23,8 @@ from verify import (
     neural_entropy,
     total_correlation,
 )
-from verify.cli import main
+
+from _processes import separability
 
 
 def _joint():
@@ -93,7 +94,6 @@ LEARNED_INSTANCES = {
 }
 
 
-@pytest.mark.optimised  # 4,000 training steps: run time dominates (session 24: 75 -> 89 s and 29 -> 62 s unoptimised)
 @pytest.mark.parametrize("family", sorted(LEARNED_INSTANCES))
 def test_tc_curve_of_a_learned_mlp_meets_the_gaussian_goal(family):
     r"""Tier 3: the TC curve of a *learned* MLP (the public `NeuralEntropy` fit: covariance preconditioning, log-SNR
@@ -199,8 +199,9 @@ def test_budget_quick_on_digits(tmp_path, quick_images):
     marginal sum of the same images, within 4 stderr, at every node: KL(p_s || N) = sum_k KL_k(s) + TC(X_s) and
     TC >= 0 (the ceiling's KL_T is ~1e-3 nats, inside the stderr)."""
     out = tmp_path / "budget"
-    _, checkpoints = quick_images  # the quick network, trained once per session (resumed, not retrained)
-    assert main(["budget", "--quick", "--out", str(out), "--checkpoint-dir", str(checkpoints), "--no-progress"]) == 0
+    checkpoints = quick_images.checkpoints  # the quick network, trained once per session (resumed, not retrained)
+    argv = ["budget", "--quick", "--out", str(out), "--checkpoint-dir", str(checkpoints), "--no-progress"]
+    assert separability(argv).returncode == 0
     _check_digits_budget(out)
 
 

@@ -10,6 +10,8 @@ import pytest
 from gaussian_oracle import VPSDE, GaussianMixture
 from verify.cli import main
 
+from _processes import separability
+
 FIGURES = ("label_entropy.png", "class_rates.png", "cfg_shift.png")
 
 
@@ -80,9 +82,9 @@ def test_digits_quick_results_hold_together(tmp_path, quick_images):
     """The learned quick model is not yet accurate (issue 9), so only structure and exact properties: the online
     posterior entropy lies in [0, log K], the I-MMSE curve rises with s, and every block is present and finite.
     It resumes the quick U-Net that `images --quick` trained (the session fixture), so CI trains it once."""
-    images_out, checkpoints = quick_images
-    assert main(["labels", "--dataset", "digits", "--quick", "--out", str(tmp_path), "--checkpoint-dir",
-                 str(checkpoints), "--no-progress"]) == 0
+    argv = ["labels", "--dataset", "digits", "--quick", "--out", str(tmp_path), "--checkpoint-dir",
+            str(quick_images.checkpoints), "--no-progress"]
+    assert separability(argv).returncode == 0
     res = json.loads((tmp_path / "results.json").read_text())
     q, curves = res["quantities"], res["curves"]
     assert len(q["report"]) == 5 and q["checks"] is None
@@ -100,5 +102,5 @@ def test_digits_quick_results_hold_together(tmp_path, quick_images):
     assert reference[0] < 0.05 and reference[-1] > h_y - 0.05
     for name in FIGURES:
         assert (tmp_path / name).stat().st_size > 10_000
-    images = json.loads((images_out / "results.json").read_text())["instance"]
+    images = json.loads((quick_images.out / "results.json").read_text())["instance"]
     assert res["instance"]["parameters"] == images["parameters"] and res["instance"]["train"] == images["train"]
