@@ -35,13 +35,27 @@ settings.register_profile("dev", settings.get_profile("default"), print_blob=Tru
 settings.load_profile("ci" if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no") else "dev")
 
 
+def _group(item) -> str:
+    return "quick_images" if "quick_images" in getattr(item, "fixturenames", ()) else item.module.__name__
+
+
 def pytest_itemcollected(item):
     """One `xdist_group` per test, for `pytest -n 2` (README's test command; `--dist loadgroup` is in pyproject.toml's
     addopts): the tests of a module run in one worker (its module fixtures and compiled programs are made once, not
     once per worker), except that the tests using the session's `quick_images` run form one group, so that network
     is trained once. Marked as each test is collected, before pytest-xdist reads the marks."""
-    group = "quick_images" if "quick_images" in getattr(item, "fixturenames", ()) else item.module.__name__
-    item.add_marker(pytest.mark.xdist_group(group))
+    item.add_marker(pytest.mark.xdist_group(_group(item)))
+
+
+_LONGEST_GROUPS = ("quick_images", "test_autoencoder")
+"""The groups that take longest (CI, session 26: about 980 s and 500 s of the suite's 2,500 s of test time)."""
+
+
+def pytest_collection_modifyitems(items):
+    """The longest groups first: pytest-xdist hands out groups in collection order (`--no-loadscope-reorder` in
+    pyproject.toml), and a worker that takes a long group last finishes alone while the other waits."""
+    rank = {group: i for i, group in enumerate(_LONGEST_GROUPS)}
+    items.sort(key=lambda item: rank.get(_group(item), len(rank)))  # stable: the rest keep their order
 
 
 @pytest.fixture(autouse=True, scope="module")
