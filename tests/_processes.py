@@ -21,12 +21,19 @@ that compiled with most optimisations off): 1,581 s -> 991 s of test time, backe
 for long training runs: the quick U-Net's training step compiled in 161 s instead of 57 s and ran 20 % slower."""
 
 
-def xla_accepts(flags: tuple[str, ...]) -> bool:
-    """Whether this jaxlib's XLA knows `flags`: XLA aborts a process whose XLA_FLAGS names a flag it does not know
-    (jax is not pinned), so a child process tries them first."""
-    env = dict(os.environ, XLA_FLAGS=" ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip())
+def use_light_xla_flags() -> None:
+    """Add `LIGHT_XLA_FLAGS` to this process's XLA_FLAGS, which its children (pytest-xdist's workers) inherit, unless
+    they are there or this jaxlib's XLA does not know them: XLA aborts a process whose XLA_FLAGS names a flag it does
+    not know (jax is not pinned), so a child process tries them first. Call it before anything compiles: XLA reads its
+    flags once per process."""
+    current = os.environ.get("XLA_FLAGS", "").split()
+    if set(LIGHT_XLA_FLAGS) <= set(current):
+        return
+    flags = " ".join([*current, *LIGHT_XLA_FLAGS])
     probe = "import jax, jax.numpy as jnp; jax.jit(lambda x: x + 1)(jnp.ones(3)).block_until_ready()"
-    return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True).returncode == 0
+    if subprocess.run([sys.executable, "-c", probe], env=dict(os.environ, XLA_FLAGS=flags),
+                      capture_output=True).returncode == 0:
+        os.environ["XLA_FLAGS"] = flags
 
 
 def users_environment() -> dict[str, str]:

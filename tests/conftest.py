@@ -7,7 +7,7 @@ import jax
 import pytest
 from hypothesis import settings
 
-from _processes import LIGHT_XLA_FLAGS, separability, xla_accepts
+from _processes import separability, use_light_xla_flags
 
 jax.config.update("jax_enable_x64", True)
 
@@ -20,9 +20,7 @@ jax.config.update("jax_enable_x64", True)
 # line in a child process with the users' setting (`_processes.separability`). This changes how fast the compiled code
 # runs, not what it computes beyond float rounding; the results of users' runs are what the benchmarks record.
 jax.config.update("jax_disable_most_optimizations", True)
-if not set(LIGHT_XLA_FLAGS) <= set(os.environ.get("XLA_FLAGS", "").split()) and xla_accepts(LIGHT_XLA_FLAGS):
-    # before any compilation (XLA reads its flags once per process); pytest-xdist's workers inherit the environment
-    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *LIGHT_XLA_FLAGS]).strip()
+use_light_xla_flags()  # before anything compiles
 
 # Hypothesis profiles. Tests keep their own `@settings(deadline=None, max_examples=...)`; a profile only sets the
 # defaults they leave alone. "ci" (selected when the CI environment variable is set, e.g. CI=true; CI=false or 0
