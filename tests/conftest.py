@@ -7,7 +7,7 @@ import jax
 import pytest
 from hypothesis import settings
 
-from _processes import separability, use_light_xla_flags
+from _processes import Ran, Step, separability, use_light_xla_flags
 
 jax.config.update("jax_enable_x64", True)
 
@@ -16,9 +16,10 @@ jax.config.update("jax_enable_x64", True)
 # every program read back from a warm persistent cache), and 146 s with `jax_disable_most_optimizations` (LLVM at -O0,
 # cheaper passes); XLA:CPU's older loop emitter for fusions (`_processes.LIGHT_XLA_FLAGS`) compiles faster again. So
 # the test processes compile with both. A program that runs long pays for it instead: `separability images --quick`
-# (two U-Nets of 1,500 steps) took 404 s optimised and 824 s not, so the tests of the quick image runs run the command
-# line in a child process with the users' setting (`_processes.separability`). This changes how fast the compiled code
-# runs, not what it computes beyond float rounding; the results of users' runs are what the benchmarks record.
+# (two U-Nets of 1,500 steps) took 404 s optimised and 824 s not, so the tests of the quick image runs and of the quick
+# autoencoder run run their command lines in a child process with the users' setting (`_processes.separability`). This
+# changes how fast the compiled code runs, not what it computes beyond float rounding; the results of users' runs are
+# what the benchmarks record.
 jax.config.update("jax_disable_most_optimizations", True)
 use_light_xla_flags()  # before anything compiles
 
@@ -46,7 +47,8 @@ def pytest_itemcollected(item):
 
 
 _LONGEST_GROUPS = ("quick_images", "test_autoencoder")
-"""The groups that take longest (CI, session 26: about 980 s and 500 s of the suite's 2,500 s of test time)."""
+"""The groups that take longest (a 2-core machine, session 27: the quick image runs' fixture alone 843 s, the quick
+autoencoder test 291 s, of a suite that kept both workers busy for 1,163 s)."""
 
 
 def pytest_collection_modifyitems(items):
@@ -73,20 +75,38 @@ def key():
 
 
 class QuickImages(NamedTuple):
-    out: pathlib.Path
     checkpoints: pathlib.Path
+    """The two quick U-Nets' checkpoints (subfolders a and b), and their classifiers'."""
+    out: dict[str, pathlib.Path]
+    """Each command's --out folder, by name."""
+    ran: dict[str, Ran]
+    """What each command did, by name: exit status, output, and its checkpoints' modification times afterwards."""
 
 
 @pytest.fixture(scope="session")
 def quick_images(tmp_path_factory) -> QuickImages:
-    """`separability images --quick`, run once per session in a child process (`_processes.separability`).
+    """`separability images --quick`, and the quick commands that resume its networks, run once per session in one
+    child process (`_processes.separability`), with the users' XLA setting.
 
-    The quick commands built on the images experiment (`budget --quick`, `labels --quick`) pass the same
-    `--checkpoint-dir`; the fingerprinted checkpoint then resumes the finished network instead of training it again
-    (the same run: same configuration, data and key), so CI trains the quick U-Net once.
+    - "images": `images --quick` (checked by test_images.py's quick end-to-end test); it trains the quick U-Net.
+    - "budget": `budget --quick` (test_budget.py), "labels": `labels --dataset digits --quick` (test_labels_cli.py).
+    - "posterior" and "posterior_draws": `images --quick` with a noise-conditional classifier at toy size, without
+      and with posterior draws (test_images.py's posterior test).
+
+    They pass the same `--checkpoint-dir`, so each resumes the fingerprinted checkpoints of the first (the same run:
+    same configuration, data and key) instead of training again, and CI trains the quick U-Net once. In one process,
+    a later command reuses what an earlier one compiled (measured on this 2-core machine: the posterior run with draws
+    took 15 s after the one without, 107 s in a process of its own).
     """
     root = tmp_path_factory.mktemp("quick_images")
-    run = QuickImages(root / "images", root / "checkpoints")
-    argv = ["images", "--quick", "--out", str(run.out), "--checkpoint-dir", str(run.checkpoints), "--no-progress"]
-    assert separability(argv).returncode == 0
-    return run
+    checkpoints = root / "checkpoints"
+    common = ["--checkpoint-dir", str(checkpoints), "--no-progress"]
+    posterior = ["images", "--quick", "--n-eval", "8", "--n-times", "4", "--classifier-steps", "10",
+                 "--posterior-steps", "10", "--per-class", "1", "--sample-steps", "2"]
+    argv = {"images": ["images", "--quick"], "budget": ["budget", "--quick"],
+            "labels": ["labels", "--dataset", "digits", "--quick"],
+            "posterior": posterior, "posterior_draws": [*posterior, "--posterior-draws", "2"]}
+    out = {name: root / name for name in argv}
+    steps = [Step([*args, "--out", str(out[name]), *common], checkpoints=str(checkpoints))
+             for name, args in argv.items()]
+    return QuickImages(checkpoints, out, dict(zip(argv, separability(*steps))))

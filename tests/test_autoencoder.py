@@ -33,6 +33,8 @@ from verify.experiments import (
     split_keys,
 )
 
+from _processes import Step, separability
+
 SDE = VPSDE(beta_min=0.1, beta_max=16.0, T=1.0)
 
 
@@ -532,10 +534,12 @@ def test_split_keys_depend_on_the_run_key_and_tau_only():
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def test_autoencoder_quick_end_to_end(tmp_path, monkeypatch, capsys):
+def test_autoencoder_quick_end_to_end(tmp_path):
     """`separability autoencoder --quick` on digits (about 2 minutes): the results' structure, bounds consistency,
     latents that carry the label, a scan interrupted in its first split DAE keeping what it measured, and the scan
-    run in parts and merged to the same numbers.
+    run in parts and merged to the same numbers. The five command lines run in one child process with the users' XLA
+    setting (`_processes.separability`: they train networks for hundreds of steps, and each reuses what the ones
+    before it compiled); the merges run here.
 
     Measured at seed 0 (keys by part name since session 19, cross-fit halves of images since session 20):
     I(Z_sem;Y) = 0.179 ± 0.015 nats with H(Y) - CE = 0.186 ± 0.039 (D_Z = 2, tau = 0.1 T, 150 steps); the VAE's
@@ -543,32 +547,35 @@ def test_autoencoder_quick_end_to_end(tmp_path, monkeypatch, capsys):
     Before the encoder was normalised the DAE latents read 0.002 nats at every tau (a classifier on them at
     chance), which the lower thresholds below refuse."""
     out = tmp_path / "quick"
-    train = learned.train
+    stopped = tmp_path / "stopped"  # what the stopped run left, for the merge below
+    checkpoints = str(out / "checkpoints")
+    quick = ["autoencoder", "--quick", "--no-progress"]
+    ckpt = ["--checkpoint-dir", checkpoints]
+    parts = {"comparison": ["--tau", "none"], "tau": ["--tau", "0.1", "--no-comparison", "--save-latents"]}
+    interrupted, completed, comparison, tau, posterior = separability(
+        # Ctrl-C in the first split DAE
+        Step([*quick, "--out", str(out)], expect=130, interrupt="split_tau", checkpoints=checkpoints,
+             snapshot=str(stopped)),
+        # the same command again reads the finished autoencoders back and completes the scan
+        Step([*quick, "--out", str(out)], checkpoints=checkpoints),
+        # the scan in parts, from the same checkpoints
+        *(Step([*quick, "--out", str(tmp_path / name), *ckpt, *flags], checkpoints=checkpoints)
+          for name, flags in parts.items()),
+        # --posterior-steps (the comparison alone, from the same checkpoints)
+        Step([*quick, "--out", str(tmp_path / "posterior"), *ckpt, "--tau", "none", "--posterior-steps", "200"]))
 
-    def interrupted(model, *args, checkpoint_dir=None, **kwargs):
-        if checkpoint_dir is not None and checkpoint_dir.name.startswith("split_tau"):
-            raise KeyboardInterrupt  # Ctrl-C in the first split DAE
-        return train(model, *args, checkpoint_dir=checkpoint_dir, **kwargs)
-
-    monkeypatch.setattr(learned, "train", interrupted)
-    assert main(["autoencoder", "--quick", "--out", str(out), "--no-progress"]) == 130
-    monkeypatch.undo()
-    assert not (out / "results.json").exists()
-    partial = json.loads((out / "results.partial.json").read_text())
+    assert interrupted.returncode == 130
+    assert not (stopped / "results.json").exists()
+    partial = json.loads((stopped / "results.partial.json").read_text())
     assert partial["complete"] is False and "partial" in partial and partial["figures"] == {}
     assert partial["quantities"]["mutual_information"] == [] and partial["quantities"]["knn_accuracy"] == []
     for name in ("dae", "vae"):
         block = partial["quantities"]["comparison"][name]
         assert np.isfinite(block["value"]) and block["stderr"] > 0
-    interrupted_at = {d.name: (d / "checkpoint.eqx").stat().st_mtime_ns for d in (out / "checkpoints").iterdir()}
+    interrupted_at = interrupted.checkpoints
     assert set(interrupted_at) == {"dae", "vae"}
-    stopped = tmp_path / "stopped"  # what the stopped run left, for the merge below
-    stopped.mkdir()
-    for name in ("results.partial.json", "arrays.npz"):
-        (stopped / name).write_bytes((out / name).read_bytes())
 
-    # the same command again reads the finished autoencoders back and completes the scan
-    assert main(["autoencoder", "--quick", "--out", str(out), "--no-progress"]) == 0
+    assert completed.returncode == 0
     assert not (out / "results.partial.json").exists()
     payload = json.loads((out / "results.json").read_text())
     assert payload["complete"] is True and "partial" not in payload
@@ -616,18 +623,15 @@ def test_autoencoder_quick_end_to_end(tmp_path, monkeypatch, capsys):
     for figure in payload["figures"].values():
         assert (out / figure).stat().st_size > 1000
     # every autoencoder was checkpointed
-    saved = {d.name: (d / "checkpoint.eqx").stat().st_mtime_ns for d in (out / "checkpoints").iterdir()}
+    saved = completed.checkpoints
     assert set(saved) == {"dae", "vae", "split_tau=0.1"}
     assert {name: saved[name] for name in interrupted_at} == interrupted_at
 
     # the scan in parts: each part's keys depend on its name only, so the comparison alone and tau = 0.1 alone read
     # the full run's checkpoints back (the fingerprints match: nothing is retrained) and measure the same numbers;
     # --merge joins them into the full run's results
-    ckpt = ["--checkpoint-dir", str(out / "checkpoints")]
-    parts = {"comparison": ["--tau", "none"], "tau": ["--tau", "0.1", "--no-comparison", "--save-latents"]}
-    for name, flags in parts.items():
-        assert main(["autoencoder", "--quick", "--out", str(tmp_path / name), "--no-progress", *ckpt, *flags]) == 0
-    assert {d.name: (d / "checkpoint.eqx").stat().st_mtime_ns for d in (out / "checkpoints").iterdir()} == saved
+    assert comparison.returncode == 0 and tau.returncode == 0
+    assert comparison.checkpoints == tau.checkpoints == saved
     alone = json.loads((tmp_path / "tau" / "results.json").read_text())
     assert alone["instance"]["comparison"] is False and alone["quantities"]["comparison"] == {}
     assert alone["quantities"]["reconstruction_error"]["dae"] is None and "latents_2d" not in alone["figures"]
@@ -656,12 +660,10 @@ def test_autoencoder_quick_end_to_end(tmp_path, monkeypatch, capsys):
     with np.load(out / "arrays.npz") as whole, np.load(merged_dir / "arrays.npz") as joined:
         assert sorted(whole) == sorted(joined) and all(np.array_equal(whole[k], joined[k]) for k in whole)
 
-    # --posterior-steps (the comparison alone, from the same checkpoints): beside each latent's null-label MINDE,
-    # which is unchanged, the posterior-centred MINDE and the noisy classifier's lower bound, in results and report
-    capsys.readouterr()
-    assert main(["autoencoder", "--quick", "--out", str(tmp_path / "posterior"), "--no-progress", *ckpt,
-                 "--tau", "none", "--posterior-steps", "200"]) == 0
-    report = capsys.readouterr().out
+    # --posterior-steps: beside each latent's null-label MINDE, which is unchanged, the posterior-centred MINDE and
+    # the noisy classifier's lower bound, in results and report
+    assert posterior.returncode == 0
+    report = posterior.stdout
     centred = json.loads((tmp_path / "posterior" / "results.json").read_text())
     assert centred["instance"]["latent_mi"]["posterior"]["train"]["steps"] == 200
     assert payload["instance"]["latent_mi"]["posterior"] is None

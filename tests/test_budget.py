@@ -24,8 +24,6 @@ from verify import (
     total_correlation,
 )
 
-from _processes import separability
-
 
 def _joint():
     rng = np.random.default_rng(1)
@@ -190,19 +188,19 @@ def test_budget_refuses_bad_input(key, bad, match):
         information_budget(joint.model(), x, args["y"], tau=args["tau"], times=args["times"], key=key)
 
 
-def test_budget_quick_on_digits(tmp_path, quick_images):
+def test_budget_quick_on_digits(quick_images):
     """The CI run: `separability budget --quick` on digits. Asserts what it reports, not only that it ran: the
     marginal sum is `marginal_kl_curves` recomputed on all 1,797 digits, parts sum to totals, TC is S_NN^X minus the
     marginals part by part and along the curve, the shares are ratios of the totals, and the TC curve's smallest
     time is flagged exactly when it is below 0 by more than 2 stderr. The memorisation ceiling is
     `EmpiricalMixture.kl_divergence` of the training images applied directly (same key), and it is at least the exact
     marginal sum of the same images, within 4 stderr, at every node: KL(p_s || N) = sum_k KL_k(s) + TC(X_s) and
-    TC >= 0 (the ceiling's KL_T is ~1e-3 nats, inside the stderr)."""
-    out = tmp_path / "budget"
-    checkpoints = quick_images.checkpoints  # the quick network, trained once per session (resumed, not retrained)
-    argv = ["budget", "--quick", "--out", str(out), "--checkpoint-dir", str(checkpoints), "--no-progress"]
-    assert separability(argv).returncode == 0
-    _check_digits_budget(out)
+    TC >= 0 (the ceiling's KL_T is ~1e-3 nats, inside the stderr). The command is the session fixture's "budget", run
+    after `images --quick`, whose networks it resumes (not trains again)."""
+    ran = quick_images.ran
+    assert ran["budget"].returncode == 0
+    assert ran["budget"].checkpoints["a"] == ran["images"].checkpoints["a"]
+    _check_digits_budget(quick_images.out["budget"])
 
 
 def _check_digits_budget(out):

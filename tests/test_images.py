@@ -17,8 +17,6 @@ from verify.experiments import (Bounds, ImageExperiment, LabelInformationCurve, 
                                 label_information_curve, train_networks)
 from verify.estimators import LogSNRGrid, UniformGrid, mutual_information_minde_crossfit
 
-from _processes import separability
-
 
 class _Logits(eqx.Module):
     """A stub classifier: fixed logits from the first pixel (label = round(pixel)) with a given confidence."""
@@ -109,7 +107,8 @@ def test_label_information_curve_holds_for_the_exact_model_and_catches_a_cancell
 def test_images_quick_end_to_end(quick_images):
     """The CI run: `separability images --quick` on scikit-learn's digits, CPU, about four minutes: two networks on
     the two halves of the training images, and the cross-fitted I_MINDE inside its bounds within 2 stderr."""
-    out, checkpoints = quick_images
+    assert quick_images.ran["images"].returncode == 0
+    out, checkpoints = quick_images.out["images"], quick_images.checkpoints
     assert (checkpoints / "a" / "checkpoint.eqx").exists() and (checkpoints / "b" / "checkpoint.eqx").exists()
     payload = json.loads((out / "results.json").read_text())
     for key in ("experiment", "instance", "quantities", "versions", "device", "wall_time_s"):
@@ -330,21 +329,19 @@ def test_images_guided_cross_fit_end_to_end(tmp_path):
     assert set(cross.get("flags", [])) <= set(q["flags"])
 
 
-def test_images_posterior_on_the_quick_networks(quick_images, tmp_path):
+def test_images_posterior_on_the_quick_networks(quick_images):
     """`--posterior-steps` on the quick run's networks (resumed from their checkpoints): a noise-conditional classifier
     adds the time-resolved bounds at the grid's nodes (checked against every MINDE curve) and the posterior-centred
-    cross-fit, with its curve, its flags and its panel; `--posterior-draws` centres on drawn labels instead."""
-    checkpoints = quick_images.checkpoints
-    out = tmp_path / "post"
-    stamps = {part: (checkpoints / part / "checkpoint.eqx").stat().st_mtime_ns for part in "ab"}
-    argv = ["images", "--quick", "--checkpoint-dir", str(checkpoints), "--n-eval", "8", "--n-times", "4",
-            "--classifier-steps", "10", "--posterior-steps", "10", "--per-class", "1", "--sample-steps", "2",
-            "--no-progress"]
-    assert separability([*argv, "--out", str(out)]).returncode == 0
+    cross-fit, with its curve, its flags and its panel; `--posterior-draws` centres on drawn labels instead. (The
+    commands are the session fixture's "posterior" and "posterior_draws", run after `images --quick`.)"""
+    ran = quick_images.ran
+    assert ran["posterior"].returncode == 0
+    trained = {part: ran["images"].checkpoints[part] for part in "ab"}
+    assert {part: ran["posterior"].checkpoints[part] for part in "ab"} == trained  # resumed, not trained again
+    out = quick_images.out["posterior"]
     payload = json.loads((out / "results.json").read_text())
     q, curves = payload["quantities"], payload["curves"]
     assert payload["instance"]["posterior"]["steps"] == 10
-    assert {part: (checkpoints / part / "checkpoint.eqx").stat().st_mtime_ns for part in "ab"} == stamps  # resumed
     centred = q["mutual_information"]["minde_crossfit_centred"]
     assert np.isfinite(centred["value"]) and centred["stderr"] > 0
     assert centred["n_evals"] == 2 * 10 * 8 * 4  # two networks x ten labels per node and image
@@ -355,9 +352,9 @@ def test_images_posterior_on_the_quick_networks(quick_images, tmp_path):
                                - resolved["residual"])
     assert 0 < resolved["residual"] < 0.1 and resolved["upper"] == q["bounds"]["upper"]["value"]
     assert "noisy_classifier_s" in payload["timings_s"] and (out / "rates.png").exists()
-    drawn = tmp_path / "drawn"  # the same with the mixture drawn: 1 + 2 labels per network, node and image
-    assert separability([*argv, "--posterior-draws", "2", "--out", str(drawn)]).returncode == 0
-    payload = json.loads((drawn / "results.json").read_text())
+    # the same with the mixture drawn: 1 + 2 labels per network, node and image
+    assert ran["posterior_draws"].returncode == 0
+    payload = json.loads((quick_images.out["posterior_draws"] / "results.json").read_text())
     assert payload["instance"]["posterior_draws"] == 2 and payload["instance"]["preset"] == "quick"
     centred = payload["quantities"]["mutual_information"]["minde_crossfit_centred"]
     assert np.isfinite(centred["value"]) and centred["stderr"] > 0 and centred["n_evals"] == 2 * 3 * 8 * 4

@@ -10,7 +10,6 @@ import pytest
 from gaussian_oracle import VPSDE, GaussianMixture
 from verify.cli import main
 
-from _processes import separability
 
 FIGURES = ("label_entropy.png", "class_rates.png", "cfg_shift.png")
 
@@ -78,14 +77,15 @@ def test_pass_through_flags_parse_alike_in_images_and_labels(command, capsys, tm
         assert "--warmup-steps configure the image network of --dataset" in capsys.readouterr().err
 
 
-def test_digits_quick_results_hold_together(tmp_path, quick_images):
+def test_digits_quick_results_hold_together(quick_images):
     """The learned quick model is not yet accurate (issue 9), so only structure and exact properties: the online
     posterior entropy lies in [0, log K], the I-MMSE curve rises with s, and every block is present and finite.
-    It resumes the quick U-Net that `images --quick` trained (the session fixture), so CI trains it once."""
-    argv = ["labels", "--dataset", "digits", "--quick", "--out", str(tmp_path), "--checkpoint-dir",
-            str(quick_images.checkpoints), "--no-progress"]
-    assert separability(argv).returncode == 0
-    res = json.loads((tmp_path / "results.json").read_text())
+    The command is the session fixture's "labels": it resumes the quick U-Net that `images --quick` trained, so CI
+    trains it once."""
+    ran, out = quick_images.ran, quick_images.out["labels"]
+    assert ran["labels"].returncode == 0
+    assert ran["labels"].checkpoints["a"] == ran["images"].checkpoints["a"]  # resumed, not trained again
+    res = json.loads((out / "results.json").read_text())
     q, curves = res["quantities"], res["curves"]
     assert len(q["report"]) == 5 and q["checks"] is None
     h_y = q["prior_entropy"]
@@ -101,6 +101,6 @@ def test_digits_quick_results_hold_together(tmp_path, quick_images):
     reference = np.array(curves["reference"]["cumulative"])  # the memorising oracle: decided at small s, H(Y) near T
     assert reference[0] < 0.05 and reference[-1] > h_y - 0.05
     for name in FIGURES:
-        assert (tmp_path / name).stat().st_size > 10_000
-    images = json.loads((quick_images.out / "results.json").read_text())["instance"]
+        assert (out / name).stat().st_size > 10_000
+    images = json.loads((quick_images.out["images"] / "results.json").read_text())["instance"]
     assert res["instance"]["parameters"] == images["parameters"] and res["instance"]["train"] == images["train"]
