@@ -101,8 +101,10 @@ def quick_images(tmp_path_factory) -> QuickImages:
     root = tmp_path_factory.mktemp("quick_images")
     checkpoints = root / "checkpoints"
     common = ["--checkpoint-dir", str(checkpoints), "--no-progress"]
+    # toy sizes where they save work; the quick samples' own (--per-class, --sample-steps), whose sampler the first
+    # command compiled
     posterior = ["images", "--quick", "--n-eval", "8", "--n-times", "4", "--classifier-steps", "10",
-                 "--posterior-steps", "10", "--per-class", "1", "--sample-steps", "2"]
+                 "--posterior-steps", "10"]
     argv = {"images": ["images", "--quick"], "budget": ["budget", "--quick"],
             "labels": ["labels", "--dataset", "digits", "--quick"],
             "posterior": posterior, "posterior_draws": [*posterior, "--posterior-draws", "2"]}

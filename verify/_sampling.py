@@ -80,7 +80,9 @@ def sample_reverse_sde(model, x_T: Float[Array, "batch *shape"], *, y: Float[Arr
 class _GuidedFlow(eqx.Module):
     model: eqx.Module
     unconditional: eqx.Module | None
-    w: float
+    w: Array | None
+    """The guidance weight, None for none. An array, not a float: `_solve_flow` then compiles one program for every
+    nonzero weight of a sweep, not one per weight."""
 
     def __call__(self, s, x, y):
         r"""$dx/ds = -\tfrac{\beta}{2}[(1+w)e(x,s;y) - w\,e(x,s)]$ for a batch of points."""
@@ -90,7 +92,7 @@ class _GuidedFlow(eqx.Module):
             e = jax.vmap(lambda xi: uncond(xi, s, None))(x)
         else:
             e_c = jax.vmap(lambda xi, yi: self.model(xi, s, yi))(x, y)
-            if self.w == 0:
+            if self.w is None:
                 e = e_c
             else:
                 e_u = jax.vmap(lambda xi: uncond(xi, s, None))(x)
@@ -143,6 +145,6 @@ def sample_probability_flow(model, x_T: Float[Array, "batch *shape"], *, y: Floa
         raise ValueError("guidance weight w != 0 needs y.")
     if dt0 is None:
         dt0 = -(model.sde.T - s_end) / 100
-    flow = _GuidedFlow(model, unconditional_model, float(w))
+    flow = _GuidedFlow(model, unconditional_model, None if w == 0 else jnp.asarray(w, x_T.dtype))
     x, _ = _solve_flow(flow, x_T, y, float(s_end), solver, stepsize_controller, dt0, max_steps)
     return x
