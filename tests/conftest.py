@@ -20,7 +20,8 @@ jax.config.update("jax_enable_x64", True)
 # autoencoder run run their command lines in a child process with the users' setting (`_processes.separability`). This
 # changes how fast the compiled code runs, not what it computes beyond float rounding; the results of users' runs are
 # what the benchmarks record.
-jax.config.update("jax_disable_most_optimizations", True)
+_LIGHT_COMPILE = "jax_disable_most_optimizations"
+jax.config.update(_LIGHT_COMPILE, True)
 use_light_xla_flags()  # before anything compiles
 
 # Hypothesis profiles. Tests keep their own `@settings(deadline=None, max_examples=...)`; a profile only sets the
@@ -56,6 +57,31 @@ def pytest_collection_modifyitems(items):
     pyproject.toml), and a worker that takes a long group last finishes alone while the other waits."""
     rank = {group: i for i, group in enumerate(_LONGEST_GROUPS)}
     items.sort(key=lambda item: rank.get(_group(item), len(rank)))  # stable: the rest keep their order
+
+
+def _optimised(item) -> bool:
+    return item.get_closest_marker("optimised") is not None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """A test marked `optimised` trains in-process for thousands of steps, so it compiles with most XLA optimisations
+    on: the learned-MLP TC test (its two instances, one process) took 83 s against 137 s light (session 27; XLA's
+    flags, `LIGHT_XLA_FLAGS` among them, are the process's and stay). The setting is not part of JAX's in-memory
+    compilation cache key, so the switch drops what was compiled without it; consecutive optimised tests keep each
+    other's programs."""
+    if _optimised(item) and jax.config.read(_LIGHT_COMPILE):
+        jax.clear_caches()
+        jax.config.update(_LIGHT_COMPILE, False)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Back to the light setting after an optimised test, unless the next test is optimised too; what it compiled is
+    dropped, as above."""
+    if not jax.config.read(_LIGHT_COMPILE) and (nextitem is None or not _optimised(nextitem)):
+        jax.clear_caches()
+        jax.config.update(_LIGHT_COMPILE, True)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -92,6 +92,7 @@ LEARNED_INSTANCES = {
 }
 
 
+@pytest.mark.optimised  # 4,000 training steps each: 83 s with XLA's optimisations, 137 s without (tests/conftest.py)
 @pytest.mark.parametrize("family", sorted(LEARNED_INSTANCES))
 def test_tc_curve_of_a_learned_mlp_meets_the_gaussian_goal(family):
     r"""Tier 3: the TC curve of a *learned* MLP (the public `NeuralEntropy` fit: covariance preconditioning, log-SNR
