@@ -119,6 +119,9 @@ def test_bad_inputs(joint):
         sample_reverse_sde(joint.model(), x_T, s_end=1.0, key=jax.random.key(0))
     with pytest.raises(ValueError, match="one row per"):
         sample_probability_flow(joint.model(), x_T, y=np.zeros((2, 2)))
+    for w in (float("nan"), float("inf"), "1", True):
+        with pytest.raises(ValueError, match="finite guidance weight"):
+            sample_probability_flow(joint.model(), x_T, y=np.zeros((3, 2)), w=w)
 
 
 @pytest.mark.parametrize("w", [0.0, 2.0])

@@ -7,6 +7,9 @@ distribution blurred by the kernel at $s_{\mathrm{end}}$.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import diffrax
 import equinox as eqx
 import jax
@@ -141,6 +144,8 @@ def sample_probability_flow(model, x_T: Float[Array, "batch *shape"], *, y: Floa
     Samples of $\tilde x_{s_{\mathrm{end}}}$, one per row.
     """
     x_T, y = _check(model, x_T, y, s_end)
+    if isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(w):
+        raise ValueError(f"w must be a finite guidance weight (a real number); got {w!r}.")
     if y is None and w != 0:
         raise ValueError("guidance weight w != 0 needs y.")
     if dt0 is None:
