@@ -80,6 +80,13 @@ def sample_reverse_sde(model, x_T: Float[Array, "batch *shape"], *, y: Float[Arr
     return _euler_maruyama(model, x_T, y, float(s_end), n_steps, check_key(key))
 
 
+def check_guidance_weight(w) -> float:
+    """A classifier-free guidance weight: a finite real number (not a bool, a string or an array), as a float."""
+    if isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(w):
+        raise ValueError(f"w must be a finite guidance weight (a real number); got {w!r}.")
+    return float(w)
+
+
 class _GuidedFlow(eqx.Module):
     model: eqx.Module
     unconditional: eqx.Module | None
@@ -144,8 +151,7 @@ def sample_probability_flow(model, x_T: Float[Array, "batch *shape"], *, y: Floa
     Samples of $\tilde x_{s_{\mathrm{end}}}$, one per row.
     """
     x_T, y = _check(model, x_T, y, s_end)
-    if isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(w):
-        raise ValueError(f"w must be a finite guidance weight (a real number); got {w!r}.")
+    check_guidance_weight(w)
     if y is None and w != 0:
         raise ValueError("guidance weight w != 0 needs y.")
     if dt0 is None:

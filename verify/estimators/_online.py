@@ -22,7 +22,6 @@ at larger s means the label is decided earlier.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import equinox as eqx
 import jax
@@ -32,6 +31,7 @@ from jaxtyping import ArrayLike, Float, PRNGKeyArray
 
 from gaussian_oracle import Estimate, check_key, mean_stderr
 
+from .._sampling import check_guidance_weight
 from ._label_entropy import _check_prior, check_label_model
 
 __all__ = ["OnlineLabelCurves", "class_profiles_online", "label_entropy_online", "label_profile_online"]
@@ -131,8 +131,7 @@ def _run(model, shape, prior, labels: np.ndarray, *, w, n_steps, s_end, referenc
         raise ValueError(f"n_steps must be an integer >= 2; got {n_steps!r}.")
     if not 0 <= s_end < model.sde.T:
         raise ValueError(f"s_end must lie in [0, T) = [0, {model.sde.T}); got {s_end!r}.")
-    if not (isinstance(w, (int, float)) and math.isfinite(w)):
-        raise ValueError(f"w must be a finite guidance weight; got {w!r}.")
+    check_guidance_weight(w)
     if w != 0 and np.any(labels < 0):
         raise ValueError("guidance (w != 0) needs a label for every trajectory: it steers towards that label.")
     if isinstance(rate_window, bool) or not isinstance(rate_window, int) or rate_window < 1:
