@@ -243,13 +243,16 @@ def test_bad_inputs_of_the_label_estimators():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured: after 3,000 steps the plain label-dropout MLP's I-MMSE curve is off "
-                                       "by up to 0.135 nats (H(Y|X_s) = -0.094 at s = 0.012 against 0.042 exact: the "
-                                       "learned e(x,s;y) - e(x,s) is too large at small s); a training recipe that "
-                                       "meets 0.05 nats is still to be found")
 def test_learned_mixture_both_estimators_within_005_nats_of_exact():
     """A label-conditional MLP trained briefly (with label dropout, so one network gives e(x,s;y) and e(x,s)) on the
-    two-class mixture: both estimators within 0.05 nats of the quadrature over the whole grid."""
+    two-class mixture, as the Gaussian half and the images train (likelihood weighting, times uniform in log-SNR):
+    both estimators within 0.05 nats of the quadrature over the whole grid.
+
+    Measured (3,000 steps, three data/initialisation seeds): the largest errors over the grid are 0.021-0.027 nats
+    for the I-MMSE curve (its stderr there about 0.015) and 0.011-0.022 for the online one. Trained with `DEMLoss`'s
+    defaults instead (constant weighting, uniform times; this test's recipe until it was found to fail), the same
+    network's curves are off by 0.09-0.30 nats (I-MMSE: its rate near s = 0.1-0.2, where the label is decided, comes
+    out too large, so H(Y|X_s) goes negative) and 0.16-0.35 nats (online)."""
     import learned
 
     sde = VPSDE(0.1, 16.0, 1.0)
@@ -258,8 +261,8 @@ def test_learned_mixture_both_estimators_within_005_nats_of_exact():
     net = learned.EntropyMLP(learned.MLPConfig(dim_x=3, num_classes=2, width=128, depth=2), sde, key=jax.random.key(21))
     config = learned.TrainConfig(steps=3000, batch_size=256, lr=2e-3, warmup_steps=200, final_lr_fraction=0.02,
                                  steps_per_call=100, checkpoint_every=3000, ema_decay=0.999, progress=False)
-    model = learned.train(net, x, y, config=config, loss=learned.DEMLoss(condition_dropout=0.2),
-                          key=jax.random.key(22)).ema_model
+    loss = learned.DEMLoss(learned.Likelihood(sde), learned.LogSNRTime(), condition_dropout=0.2)
+    model = learned.train(net, x, y, config=config, loss=loss, key=jax.random.key(22)).ema_model
     immse = label_entropy(model, x[:2000], y[:2000], prior_entropy=np.log(2), times=LogSNRGrid(n_times=32, s_min=1e-2),
                           key=jax.random.key(23))
     assert np.max(np.abs(immse.cumulative - mixture.two_class_label_entropy(immse.times))) < 0.05

@@ -185,6 +185,13 @@ def label_entropy(model, x: Float[Array, "batch *shape"], y, *, prior_entropy: f
                   chunk_size: int = 1024, key: PRNGKeyArray) -> Estimate:
     r"""$H(Y|X_s)$ on a time grid, in nats, from a label-conditional model by the I-MMSE identity.
 
+    The curve is only as good as the model's label part $e(x, s; y) - e(x, s)$ where the label is decided. Train it
+    with the likelihood weighting and times uniform in log-SNR (`DEMLoss(Likelihood(sde), LogSNRTime(), ...)`, as
+    the images do). On the three-dimensional two-class mixture of the tests, a small MLP trained so for 3,000 steps
+    lands within 0.03 nats of the exact curve, by this estimator and by `label_entropy_online`, for three seeds; with
+    `DEMLoss`'s defaults (constant weighting, uniform times) the same network's curve is off by 0.09-0.30 nats here
+    (too low) and 0.16-0.35 nats online (too high).
+
     **Arguments:**
 
     - `model`: a conditional protocol model; `model(x, s, None)` is the unconditional one.
