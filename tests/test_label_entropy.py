@@ -217,6 +217,52 @@ class _NoNullLabel(eqx.Module):
         return self.inner(x, s, y)
 
 
+class _Combination(eqx.Module):
+    """$c_a e_a + c_b e_b$ of two protocol models on one process."""
+
+    a: eqx.Module
+    b: eqx.Module
+    c_a: float
+    c_b: float
+    sde: object
+
+    def __call__(self, x, s, y=None):
+        return self.c_a * self.a(x, s, y) + self.c_b * self.b(x, s, y)
+
+
+def test_cross_fitted_curves_are_the_product_of_the_two_label_parts():
+    """With `model_b` the rate is beta/2 d_a.d_b on the same noisy input (d = e(y) - e): by polarisation,
+    d_a.d_b = |(d_a + d_b)/2|^2 - |(d_a - d_b)/2|^2, the plug-in rates of the models (a + b)/2 and (a - b)/2 on the
+    same noise, node by node, overall and per class; and a model cross-fitted with itself is its own plug-in."""
+    sde = VPSDE(0.1, 16.0, 1.0)
+    first = GaussianMixture.symmetric_two_class(np.array([1.2, -0.4, 0.3]), 0.6, sde)
+    other = GaussianMixture(np.array([0.3, 0.7]), np.array([[1.0, 0.2, -0.5], [-0.8, 0.1, 0.4]]),
+                            np.stack([0.5 * np.eye(3), np.diag([0.3, 0.6, 0.9])]), sde)  # a second, different "fit"
+    x, y = first.sample(200, key=jax.random.key(30))
+    a, b = first.model(), other.model()
+    half_sum, half_diff = _Combination(a, b, 0.5, 0.5, sde), _Combination(a, b, 0.5, -0.5, sde)
+    grid, key = LogSNRGrid(n_times=12, s_min=1e-3), jax.random.key(31)
+    prior = np.array([0.5, 0.5])
+
+    def curve(model, model_b=None):
+        return label_entropy(model, x, y, prior_entropy=np.log(2), times=grid, model_b=model_b, key=key)
+
+    cross = curve(a, b)
+    np.testing.assert_allclose(cross.rate, curve(half_sum).rate - curve(half_diff).rate, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(curve(b, a).rate, cross.rate, rtol=1e-12)  # symmetric
+    assert np.any(np.abs(cross.rate - curve(a).rate) > 1e-3)  # the second model matters
+    np.testing.assert_allclose(curve(a, a).cumulative, curve(a).cumulative, rtol=1e-12)
+    assert cross.n_evals == 2 * curve(a).n_evals  # four network calls per point against two
+
+    per_class = label_entropy_per_class(a, x, np.asarray(y), prior=prior, times=grid, model_b=b, key=key)
+    by_sum = label_entropy_per_class(half_sum, x, np.asarray(y), prior=prior, times=grid, key=key)
+    by_diff = label_entropy_per_class(half_diff, x, np.asarray(y), prior=prior, times=grid, key=key)
+    for c in (0, 1):
+        np.testing.assert_allclose(per_class[c].rate, by_sum[c].rate - by_diff[c].rate, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="same process"):
+        curve(a, GaussianMixture.symmetric_two_class(np.array([1.0, 0.0, 0.0]), 0.5, VPSDE(0.1, 20.0, 1.0)).model())
+
+
 def test_bad_inputs_of_the_label_estimators():
     mixture = GaussianMixture.symmetric_two_class(np.array([1.0, 0.0]), 0.5)
     x, y = mixture.sample(10, key=jax.random.key(0))

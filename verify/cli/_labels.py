@@ -21,7 +21,7 @@ from ._common import (
     positive_float,
     positive_int,
 )
-from ._images import NETWORK_FLAGS, QUICK, TRAINING_FLAGS, ImagesCommand, build_experiment
+from ._images import NETWORK_FLAGS, QUICK, QUICK_STEPS, TRAINING_FLAGS, ImagesCommand, build_experiment
 
 # (quick, full) estimation presets per kind of source; explicit flags override them
 _MIXTURE_PRESETS = {
@@ -66,6 +66,8 @@ def _image_experiment(args: argparse.Namespace, data: learned.ImageData):
     for flag in ("no_checkpoints", "restart", "no_progress"):
         if getattr(args, flag):
             forwarded.append("--" + flag.replace("_", "-"))
+    if not args.cross_fit:
+        forwarded.append("--no-cross-fit")
     return build_experiment(parser.parse_args(forwarded), data)
 
 
@@ -85,8 +87,8 @@ class LabelsCommand:
         p.add_argument("--n-train", type=positive_int, default=None, help="use only the first N training images")
         add_output(p, "out/labels", checkpoints=True)
         p.add_argument("--quick", action="store_true",
-                       help=f"smoke run (tested in CI): with --dataset {QUICK} about 2-3 minutes on a CPU "
-                            "(the first network of `separability images --quick`, resumed from its checkpoint when "
+                       help=f"smoke run (tested in CI): with --dataset {QUICK} about 4-5 minutes on a CPU "
+                            "(the networks of `separability images --quick`, resumed from their checkpoints when "
                             "given the same --checkpoint-dir); with --mixture seconds")
         add_seed(p, "training, data and estimation")
         g = p.add_argument_group("image network and training, with --dataset (default: `separability images --quick`'s "
@@ -95,7 +97,12 @@ class LabelsCommand:
             g.add_argument(flag, type=parse, default=None, help=text)
         g = p.add_argument_group("estimation (default: the preset of the source; --quick: smaller)")
         g.add_argument("--steps", type=positive_int, default=None,
-                       help="training steps of the image network (default 1000; --quick 500)")
+                       help=f"training steps of each image network (default {_IMAGE_STEPS[False]}; --quick "
+                            f"{QUICK_STEPS}, as `separability images --quick`)")
+        g.add_argument("--cross-fit", action=argparse.BooleanOptionalAction, default=True,
+                       help="as `separability images`: a network on each half of the training images, and the I-MMSE "
+                            "curves cross-fitted from the two (the first network's plug-in curve beside them); "
+                            "--no-cross-fit: one network on all images, plug-in curves")
         g.add_argument("--n-times", type=at_least_two, default=None, help="I-MMSE grid times (uniform in log-SNR)")
         g.add_argument("--s-min", type=positive_float, default=1e-3, help="smallest grid time")
         g.add_argument("--n-eval", type=at_least_two, default=None, help="data pairs of the I-MMSE estimator")
@@ -116,6 +123,8 @@ class LabelsCommand:
             raise ValueError("give one source: --mixture NAME (an exact model) or --dataset NAME (a trained U-Net).")
         data = None
         given = [flag for flag, _, _ in _IMAGE_FLAGS if getattr(args, flag[2:].replace("-", "_")) is not None]
+        if args.mixture is not None and not args.cross_fit:
+            given.append("--no-cross-fit")
         if args.mixture is not None and given:
             raise ValueError(f"{', '.join(given)} configure the image network of --dataset; an exact --mixture has "
                              "no network.")
@@ -142,9 +151,13 @@ class LabelsCommand:
 def _print(payload: dict, out: Path, wall: float) -> None:
     q = payload["quantities"]
     print(f"H(Y) = {q['prior_entropy']:.4f} nats; reference: {payload['instance']['reference']}")
-    print(f"  {'s':>6}  {'I-MMSE':>17}  {'online':>17}  {'reference':>17}")
+    columns = {"immse": "I-MMSE", "online": "online", "reference": "reference"}
+    if "immse_plugin" in q["report"][0]:
+        columns = {"immse": "I-MMSE cross-fit", "immse_plugin": "I-MMSE plug-in", "online": "online",
+                   "reference": "reference"}
+    print(f"  {'s':>6}  " + "  ".join(f"{name:>17}" for name in columns.values()))
     for row in q["report"]:
-        cells = [f"{row[k]['value']:7.4f} ± {row[k]['stderr']:.4f}" for k in ("immse", "online", "reference")]
+        cells = [f"{row[k]['value']:7.4f} ± {row[k]['stderr']:.4f}" for k in columns]
         print(f"  {row['s']:>6g}  " + "  ".join(f"{c:>17}" for c in cells))
     pk = q["peaks"]
     print("  rate peak (s): " + ", ".join(f"{k} {pk[k]['time']:.3f} [{pk[k]['plausible'][0]:.3f}, "

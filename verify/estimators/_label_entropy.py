@@ -21,7 +21,7 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from gaussian_oracle import VPSDE, Estimate
 
-from ._information import _integrate, _minde_integrand
+from ._information import _crossfit_integrand, _integrate, _minde_integrand
 from ._integrators import AbstractGrid
 
 __all__ = ["FromEnd", "HalfTime", "LogSNRGrid", "Peak", "check_label_model", "half_time", "label_entropy",
@@ -182,7 +182,7 @@ def tail_quadrature_error(times: AbstractGrid, sde: VPSDE, rate: Float[ArrayLike
 
 def label_entropy(model, x: Float[Array, "batch *shape"], y, *, prior_entropy: float,
                   entropy_at_T: float | None = None, times: AbstractGrid = LogSNRGrid(n_times=64, s_min=1e-4),
-                  chunk_size: int = 1024, key: PRNGKeyArray) -> Estimate:
+                  model_b=None, chunk_size: int = 1024, key: PRNGKeyArray) -> Estimate:
     r"""$H(Y|X_s)$ on a time grid, in nats, from a label-conditional model by the I-MMSE identity.
 
     The curve is only as good as the model's label part $e(x, s; y) - e(x, s)$ where the label is decided. Train it
@@ -200,6 +200,11 @@ def label_entropy(model, x: Float[Array, "batch *shape"], y, *, prior_entropy: f
     - `entropy_at_T`: $H(Y|X_T)$ where the curve starts, if known (an oracle's); `None` uses $H(Y)$, which is high
       by $I(X_T;Y)$ (about $\alpha(T)|\Delta m|^2$: 4e-5 nats for two unit-scale classes at $\beta_{max} = 20$).
     - `times`: a grid (`LogSNRGrid` resolves both the small times and the approach to $H(Y)$ near T).
+    - `model_b`: `None`, or a second model of the same data fitted on other samples (the other half of the training
+      set, as `separability images` trains its pair): the rate is then cross-fitted, $\tfrac\beta2\,(e_a(y) -
+      e_a)\cdot(e_b(y) - e_b)$ on the same noisy input. The plug-in rate $\tfrac\beta2\|e(y) - e\|^2$ exceeds the
+      true one by the squared error of the fitted label part, so where that error is large the curve runs below 0;
+      with independent fits the cross term has no such excess (as `mutual_information_minde_crossfit`).
     - `chunk_size`: data rows per compiled call.
     - `key`: a PRNG key.
 
@@ -215,21 +220,36 @@ def label_entropy(model, x: Float[Array, "batch *shape"], y, *, prior_entropy: f
         raise ValueError(f"prior_entropy must be a finite number >= 0 (nats); got {prior_entropy!r}.")
     if y is None:
         raise ValueError("label_entropy needs the labels y, paired with the rows of x.")
-    if np.issubdtype(np.asarray(y).dtype, np.integer):
-        check_label_model(model, x[0], y, what="label_entropy")
     start = h_y if entropy_at_T is None else float(entropy_at_T)
-    tail = _integrate(_minde_integrand, (model, None), x, y, FromEnd(times), 2, chunk_size, key)
+    integrand, models, evals = _label_models(model, model_b, x[0], y, "label_entropy")
+    tail = _integrate(integrand, models, x, y, FromEnd(times), evals, chunk_size, key)
     curve = start - tail.cumulative
     est = Estimate(value=curve[0], stderr=tail.cumulative_stderr[0], times=tail.times, rate=tail.rate,
                    rate_stderr=tail.rate_stderr, cumulative=curve, cumulative_stderr=tail.cumulative_stderr,
                    n_evals=tail.n_evals)
-    return est.check_bounds(lower=0.0, upper=h_y, name="H(Y|X_s) at the first time")
+    return est.check_bounds(lower=0.0, upper=h_y, name="H(Y|X_s) at the first time"
+                            + ("" if model_b is None else " (cross-fit)"))
+
+
+def _label_models(model, model_b, example, y, what: str) -> tuple:
+    """The integrand of the I-MMSE curves, its models and its network calls per point: plug-in on `model`, or
+    cross-fitted with `model_b` (which must run on the same process); each model is checked against the labels once,
+    eagerly."""
+    if model_b is not None and model_b.sde != model.sde:
+        raise ValueError(f"{what}: model_b must diffuse by the same process as model; got {model_b.sde!r} and "
+                         f"{model.sde!r}.")
+    if np.issubdtype(np.asarray(y).dtype, np.integer):
+        for m in (model,) if model_b is None else (model, model_b):
+            check_label_model(m, example, y, what=what)
+    if model_b is None:
+        return _minde_integrand, (model, None), 2
+    return _crossfit_integrand, (model, model_b), 4
 
 
 def label_entropy_per_class(model, x: Float[Array, "batch *shape"], y: Int[ArrayLike, " batch"], *,
                             prior: Float[ArrayLike, " num_classes"],
-                            times: AbstractGrid = LogSNRGrid(n_times=64, s_min=1e-4), chunk_size: int = 1024,
-                            key: PRNGKeyArray) -> dict[int, Estimate]:
+                            times: AbstractGrid = LogSNRGrid(n_times=64, s_min=1e-4), model_b=None,
+                            chunk_size: int = 1024, key: PRNGKeyArray) -> dict[int, Estimate]:
     r"""Per class c, the label's surprisal $H_c(s) = \mathbb E[-\log p(c|X_s) \mid Y = c]$ by the I-MMSE identity, in nats.
 
     $I(X_s;Y) = \sum_c p(c)\,D_{KL}(p_s(\cdot|c)\,\|\,p_s)$, and under the forward process each term falls at the
@@ -250,6 +270,7 @@ def label_entropy_per_class(model, x: Float[Array, "batch *shape"], y: Int[Array
     - `x`, `y`: data pairs, one per row (every class needs at least two rows).
     - `prior`: the label probabilities $p(c)$, shape (K,).
     - `times`: a grid; `chunk_size`: data rows per compiled call; `key`: a PRNG key.
+    - `model_b`: `None`, or a second model fitted on other samples, for cross-fitted rates (see `label_entropy`).
 
     **Returns:**
 
@@ -265,19 +286,20 @@ def label_entropy_per_class(model, x: Float[Array, "batch *shape"], y: Int[Array
     if labels.min() < 0 or labels.max() >= prior.size:
         raise ValueError(f"labels must be classes 0..{prior.size - 1} of the prior; got values from {labels.min()} "
                          f"to {labels.max()}.")
-    check_label_model(model, x[0], np.arange(prior.size), what="label_entropy_per_class")
+    integrand, models, evals = _label_models(model, model_b, x[0], np.arange(prior.size), "label_entropy_per_class")
     out = {}
     for c in range(prior.size):
         rows = np.flatnonzero(labels == c)
         if rows.size < 2:
             raise ValueError(f"class {c} has {rows.size} rows; a per-class curve needs at least two.")
-        tail = _integrate(_minde_integrand, (model, None), x[rows], jnp.asarray(labels[rows]), FromEnd(times), 2,
+        tail = _integrate(integrand, models, x[rows], jnp.asarray(labels[rows]), FromEnd(times), evals,
                           chunk_size, jax.random.fold_in(key, c))
         curve = -math.log(prior[c]) - tail.cumulative
         est = Estimate(value=curve[0], stderr=tail.cumulative_stderr[0], times=tail.times, rate=tail.rate,
                        rate_stderr=tail.rate_stderr, cumulative=curve, cumulative_stderr=tail.cumulative_stderr,
                        n_evals=tail.n_evals)
-        out[c] = est.check_bounds(lower=0.0, name=f"H_{c}(s) at the first time")
+        out[c] = est.check_bounds(lower=0.0, name=f"H_{c}(s) at the first time"
+                                  + ("" if model_b is None else " (cross-fit)"))
     return out
 
 

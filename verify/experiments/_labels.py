@@ -4,7 +4,8 @@ Seed paper 2506.10433. For one label-conditional model (an exact `GaussianMixtur
 data set with the image experiment's configuration and checkpoints) this experiment measures
 
 - $H(Y|X_s)$ on a time grid by two independent estimators: the I-MMSE identity (`verify.label_entropy`, no
-  trajectories) and the online Bayes classifier along reverse trajectories (`verify.label_profile_online`), beside a
+  trajectories; for images cross-fitted from the image experiment's two networks, one per half of the training
+  images, when it trains two, with the first network's plug-in curve beside it) and the online Bayes classifier along reverse trajectories (`verify.label_profile_online`), beside a
   reference: the exact curve of the mixture (1-D quadrature for the symmetric two-class case, Monte Carlo with exact
   posteriors otherwise) or, for images, the exact curve of the diffused training set (`EmpiricalMixture`, what a
   model that memorised it would give);
@@ -110,6 +111,7 @@ class _Setup:
     entropy_at_T: float | None
     instance: dict
     timings: dict
+    model_b: eqx.Module | None = None  # a second fit on other images: the I-MMSE curves are then cross-fitted
 
 
 class AbstractLabelSource(abc.ABC):
@@ -193,8 +195,9 @@ class ImageSource(AbstractLabelSource):
         # trained by `separability images` is reused as it is
         ckpt = None if cfg.checkpoint_dir is None else Path(out) / cfg.checkpoint_dir
         t0 = time.perf_counter()
-        # with `cross_fit`, the first network (the one the images estimates come from), on its half of the images
-        result, = train_networks(cfg, data, ckpt, key=key, first_only=True)
+        # with `cross_fit`, one network on each half of the images: the first (the one the online classifier and the
+        # plug-in curve use) and the second, with which the I-MMSE curves are cross-fitted
+        result, *second = train_networks(cfg, data, ckpt, key=key)
         timings["train_s"] = time.perf_counter() - t0
         losses = np.asarray(result.losses)
 
@@ -222,12 +225,14 @@ class ImageSource(AbstractLabelSource):
             reference_name=f"empirical oracle: the diffused {len(points)} training images (exact posteriors; "
                            "what a memorising model gives)",
             reference_curve=curve, reference_draws=draws, reference_model=oracle.model,
+            model_b=second[0].ema_model if second else None,
             instance={"dataset": data.name, "image_shape": data.image_shape, "num_classes": data.num_classes,
                       "n_train": int(len(data.train_x)), "n_eval_held_out": int(len(x_eval)),
                       "pixel_range": data.pixel_range, "unet": config_dict(unet_cfg),
                       "parameters": learned.parameter_count(result.model), "train": config_dict(cfg.train),
                       "condition_dropout": cfg.condition_dropout, "weighting": cfg.weighting,
                       "n_train_network": int(len(data.train_x[training_parts(cfg, data)[0]])),
+                      "cross_fit": bool(second),
                       "final_loss_mean_last_10pct": float(np.mean(losses[-max(1, len(losses) // 10):])),
                       "checkpoints": None if ckpt is None else str(ckpt),
                       "label_entropy_definition": f"H(Y) of all {counts.sum()} labels of {data.name}"},
@@ -389,12 +394,19 @@ def run(config: LabelExperiment, out: str | Path, *, key, data: ImageData | None
     bar = tqdm(total=4 + len(config.cfg_weights), desc="labels", disable=not config.progress)
     t0 = time.perf_counter()
     bar.set_postfix_str("I-MMSE")
-    immse = label_entropy(model, setup.x_eval, jnp.asarray(setup.y_eval), prior_entropy=h_y,
-                          entropy_at_T=setup.entropy_at_T, times=grid, chunk_size=config.chunk_size, key=k_immse)
+    def overall(model_b):
+        return label_entropy(model, setup.x_eval, jnp.asarray(setup.y_eval), prior_entropy=h_y,
+                             entropy_at_T=setup.entropy_at_T, times=grid, model_b=model_b,
+                             chunk_size=config.chunk_size, key=k_immse)
+
+    immse = overall(setup.model_b)
+    # beside a cross-fit, the first network alone on the same noisy inputs: the square of its fit error, which the
+    # cross-fit leaves out, pulls this plug-in curve down
+    immse_plugin = None if setup.model_b is None else overall(None)
     # one chunk size for every class (the smallest class's size at most), so the grid kernel compiles once
     per_class_chunk = min(config.chunk_size, int(np.bincount(setup.y_eval, minlength=prior.size).min()))
     immse_class = label_entropy_per_class(model, setup.x_eval, setup.y_eval, prior=prior, times=grid,
-                                          chunk_size=max(per_class_chunk, 1), key=k_class)
+                                          model_b=setup.model_b, chunk_size=max(per_class_chunk, 1), key=k_class)
     timings["immse_s"] = time.perf_counter() - t0
     bar.update(2)
     bar.set_postfix_str("online, unconditional")
@@ -426,7 +438,8 @@ def run(config: LabelExperiment, out: str | Path, *, key, data: ImageData | None
     at_report = setup.reference_curve(np.asarray(config.report_times, np.float64), k_ref)  # exact at the times
     report = [{"s": float(s), "immse": _at(immse, s), "online": _at(online.entropy, s),
                "reference": {"time": float(s), "value": float(at_report.cumulative[i]),
-                             "stderr": float(at_report.cumulative_stderr[i])}}
+                             "stderr": float(at_report.cumulative_stderr[i])},
+               **({} if immse_plugin is None else {"immse_plugin": _at(immse_plugin, s)})}
               for i, s in enumerate(config.report_times)]
     def timing(est: Estimate) -> dict:
         """The rate's peak and the half-decision time of one curve."""
@@ -490,6 +503,7 @@ def run(config: LabelExperiment, out: str | Path, *, key, data: ImageData | None
                        "flags": [*immse.flags, *(f for c in classes for f in immse_class[c].flags)]},
         "curves": {
             "immse": immse.to_dict(curves=True), "online": online.to_dict(), "reference": reference.to_dict(curves=True),
+            **({} if immse_plugin is None else {"immse_plugin": immse_plugin.to_dict(curves=True)}),
             "per_class": {c: {"immse": immse_class[c].to_dict(curves=True),
                               "online": base_class[c].to_dict(),
                               "reference": {k: v.to_dict(curves=True) for k, v in ref_class[c].items()}}
@@ -500,6 +514,10 @@ def run(config: LabelExperiment, out: str | Path, *, key, data: ImageData | None
             "H(Y|X_s)": "label entropy given the noisy state at forward time s, nats",
             "report": "each estimator's curve interpolated linearly between its grid nodes at the report times; the "
                       "reference evaluated at those times",
+            "immse": "H(Y) (or the exact H(Y|X_T)) minus the integral from s to T of the MINDE integrand; with two "
+                     "networks fitted on the two halves of the training images (instance.cross_fit) the integrand "
+                     "is cross-fitted, beta/2 (e_a(y) - e_a).(e_b(y) - e_b), and immse_plugin is the first network's "
+                     "own beta/2 |e_a(y) - e_a|^2, biased up by the square of its fit error (curve biased down)",
             "rate": "dH/ds >= 0 in forward time: label information produced by generation per unit time",
             "per_class": "H_c(s) = E[-log p(c|X_s) | Y = c] (sum_c p(c) H_c = H(Y|X_s)); I-MMSE on class-c images, "
                          "online along class-c trajectories (online.entropy: their mean posterior entropy)",
@@ -510,7 +528,8 @@ def run(config: LabelExperiment, out: str | Path, *, key, data: ImageData | None
         },
     }
     t0 = time.perf_counter()
-    payload["figures"] = _figures(out, setup, immse, online, reference, immse_class, base_class, ref_class, guided)
+    payload["figures"] = _figures(out, setup, immse, immse_plugin, online, reference, immse_class, base_class,
+                                  ref_class, guided)
     timings["figures_s"] = time.perf_counter() - t0
     payload["timings_s"] = timings
     payload["units"] = "nats; rates in nats per unit forward time s"
@@ -519,18 +538,22 @@ def run(config: LabelExperiment, out: str | Path, *, key, data: ImageData | None
     return payload
 
 
-def _figures(out, setup, immse, online, reference, immse_class, base_class, ref_class, guided) -> dict:
+def _figures(out, setup, immse, immse_plugin, online, reference, immse_class, base_class, ref_class, guided) -> dict:
     figures = {}
     ref_label = "reference (exact)" if setup.exact else "empirical oracle"
+    plugin = [] if immse_plugin is None else [
+        {"label": "I-MMSE plug-in (first network)", "y": immse_plugin.cumulative, "color": "0.6"}]
     path = plot_curves(immse.times, [
         ("H(Y | X_s)", "nats", [
-            {"label": "I-MMSE", "y": immse.cumulative, "stderr": immse.cumulative_stderr},
+            {"label": "I-MMSE" + ("" if immse_plugin is None else " (cross-fit)"), "y": immse.cumulative,
+             "stderr": immse.cumulative_stderr}, *plugin,
             {"label": "online Bayes classifier", "y": online.entropy.cumulative,
-             "stderr": online.entropy.cumulative_stderr, "times": online.entropy.times},
+             "stderr": online.entropy.cumulative_stderr, "times": online.entropy.times, "color": "C1"},
             {"label": ref_label, "y": reference.cumulative, "exact": True, "color": "k"},
         ]),
         ("rate dH/ds (label decided)", "nats per unit s", [
-            {"label": "I-MMSE", "y": immse.rate, "stderr": immse.rate_stderr},
+            {"label": "I-MMSE" + ("" if immse_plugin is None else " (cross-fit)"), "y": immse.rate,
+             "stderr": immse.rate_stderr},
             {"label": "online", "y": online.entropy.rate, "stderr": online.entropy.rate_stderr,
              "times": online.entropy.times},
             {"label": ref_label, "y": reference.rate, "exact": True, "color": "k"},
