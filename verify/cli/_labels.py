@@ -87,9 +87,9 @@ class LabelsCommand:
         p.add_argument("--n-train", type=positive_int, default=None, help="use only the first N training images")
         add_output(p, "out/labels", checkpoints=True)
         p.add_argument("--quick", action="store_true",
-                       help=f"smoke run (tested in CI): with --dataset {QUICK} about 4-5 minutes on a CPU "
-                            "(the networks of `separability images --quick`, resumed from their checkpoints when "
-                            "given the same --checkpoint-dir); with --mixture seconds")
+                       help=f"smoke run (tested in CI): with --dataset {QUICK} the two networks of `separability "
+                            "images --quick` (resumed from their checkpoints when given the same --checkpoint-dir), "
+                            "then about 3 minutes of measurement on 2 CPU cores; with --mixture seconds")
         add_seed(p, "training, data and estimation")
         g = p.add_argument_group("image network and training, with --dataset (default: `separability images --quick`'s "
                                  "network; these flags mean what they mean there)")
