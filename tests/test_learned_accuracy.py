@@ -1,23 +1,26 @@
-"""Tier 3: learned estimates against the oracle after the demo's training (slow: ~5-8 min on 2 CPU cores).
+"""Tier 3: learned estimates against the oracle after the demo's training (slow: ~10 min on 2 CPU cores).
 
 Run with `pytest -m slow`. The tolerances are the issue's goals: I_MINDE within 1 %, I_diff and both neural
-entropies within 2 % (measured at the default budget: -0.55 %, -0.58 %, -0.44 %, -0.56 %; see
-benchmarks/results/gaussian_cpu.json).
+entropies within 2 %. The command is README's main job, `separability demo`, in a child process with the users' XLA
+setting and dtypes (`_processes.separability`): what users get. Measured there (seed 0): S_NN^X -0.41 %, S_NN^{X|Y}
+-0.55 %, I_MINDE -0.64 %, I_diff -0.86 %. In the test processes' own setting (float64 enabled, light compile: other
+random draws and roundings, so another realisation of the same training) the same fits read I_MINDE -1.04 %, outside
+the 1 % goal: the goal holds with a margin of about that realisation-to-realisation spread, not more.
 """
 
-import jax
+import json
+
 import pytest
 
-from gaussian_oracle import JointGaussian
-from verify.experiments import GaussianExperimentConfig, run_instance
+from _processes import Step, separability
 
 
 @pytest.mark.slow
 def test_demo_problem_learned_within_tolerance(tmp_path):
-    joint = JointGaussian.determinism(25, 15, 1.0, key=jax.random.key(0))
-    instance = {"family": "determinism", "dim_x": 25, "dim_y": 15, "sigma_eps": 1.0, "seed": 0}
-    payload = run_instance(joint, instance, GaussianExperimentConfig(), tmp_path, experiment="test",
-                           key=jax.random.fold_in(jax.random.key(0), 1))
+    ran, = separability(Step(["demo", "--out", str(tmp_path), "--no-checkpoints"]))
+    assert ran.returncode == 0
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert payload["instance"]["seed"] == 0 and payload["instance"]["dim_x"] == 25
     q = payload["quantities"]
     assert abs(q["total_entropy"]["neural"]["relative_error"]) <= 0.02
     assert abs(q["conditional_total_entropy"]["neural"]["relative_error"]) <= 0.02
