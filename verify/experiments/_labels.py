@@ -5,10 +5,10 @@ data set with the image experiment's configuration and checkpoints) this experim
 
 - $H(Y|X_s)$ on a time grid by two independent estimators: the I-MMSE identity (`verify.label_entropy`, no
   trajectories; for images cross-fitted from the image experiment's two networks, one per half of the training
-  images, when it trains two, with the first network's plug-in curve beside it) and the online Bayes classifier along reverse trajectories (`verify.label_profile_online`), beside a
-  reference: the exact curve of the mixture (1-D quadrature for the symmetric two-class case, Monte Carlo with exact
-  posteriors otherwise) or, for images, the exact curve of the diffused training set (`EmpiricalMixture`, what a
-  model that memorised it would give);
+  images, when it trains two, with the first network's plug-in curve beside it) and the online Bayes classifier
+  along reverse trajectories (`verify.label_profile_online`), beside a reference: the exact curve of the mixture
+  (1-D quadrature for the symmetric two-class case, Monte Carlo with exact posteriors otherwise) or, for images, the
+  exact curve of the diffused training set (`EmpiricalMixture`, what a model that memorised it would give);
 - per class c the label's surprisal $H_c(s) = \mathbb E[-\log p(c|X_s) | Y = c]$ ($\sum_c p(c)H_c = H(Y|X_s)$) and
   its rate $dH_c/ds$ (I-MMSE on the images of class c; online along trajectories of class c), and the time of the
   rate's peak, the time of maximal information transfer (`verify.peak_time`, with the grid's resolution);
@@ -563,8 +563,8 @@ def _figures(out, setup, immse, immse_plugin, online, reference, immse_class, ba
 
     classes = range(setup.prior.size)
     path = plot_curves(immse.times, [
-        ("I-MMSE, per class", "dH_c/ds", [{"label": f"class {c}", "y": immse_class[c].rate, "color": f"C{c % 10}"}
-                                          for c in classes]),
+        ("I-MMSE, per class" + ("" if immse_plugin is None else " (cross-fit)"), "dH_c/ds",
+         [{"label": f"class {c}", "y": immse_class[c].rate, "color": f"C{c % 10}"} for c in classes]),
         ("online, class-c trajectories", "dH_c/ds", [
             {"label": f"class {c}", "y": base_class[c].surprisal.rate, "times": base_class[c].surprisal.times,
              "color": f"C{c % 10}"} for c in classes]),
