@@ -152,15 +152,15 @@ class Preconditioned(eqx.Module):
         x = jnp.asarray(x, v.dtype)
         shift = None
         if self.mean_kind != "none":
-            shift = jnp.sqrt(self.sde.alpha(s)).astype(v.dtype) * self._mean(y, kwargs.get("drop"))
+            shift = jnp.sqrt(self.sde.alpha(s)).astype(v.dtype) * self.conditional_mean(y, kwargs.get("drop"))
         u = x if shift is None else x - shift
         f = self.network(v @ (scale * (v.T @ u)), s, y, **kwargs)
         e = v @ (scale * (v.T @ f))
         return e if shift is None else e + shift
 
-    def _mean(self, y, drop) -> Float[Array, " dim_x"]:
+    def conditional_mean(self, y, drop=None) -> Float[Array, "*batch dim_x"]:
         r"""$\hat m(y)$ (a constant, not trained); the data mean for `y=None` or where `drop` (the null condition of
-        condition dropout) is true."""
+        condition dropout) is true. `y` is one condition or a batch of them (rows), giving one mean per row."""
         mean = jax.lax.stop_gradient(self.mean)
         if y is None or self.mean_kind == "constant":
             return mean

@@ -607,12 +607,8 @@ def _fit_networks(est: AbstractDiffusionEstimator, x, y, *, validation, dim_y, n
 def _predicts_held_out(model: "learned.Preconditioned", x, y) -> bool:
     """Whether `model`'s conditional mean (affine in a vector y, or the class means) predicts the held-out `x` from
     `y` better than its data mean does, by the mean squared error over the held-out pairs."""
-    x, y = np.asarray(x, np.float64), np.asarray(y)
-    mean, coef = np.asarray(model.mean, np.float64), np.asarray(model.mean_coef, np.float64)
-    if model.mean_kind == "class":
-        predicted = coef[y]
-    else:
-        predicted = mean + (np.asarray(y, np.float64) - np.asarray(model.y_mean, np.float64)) @ coef
+    x, mean = np.asarray(x, np.float64), np.asarray(model.mean, np.float64)
+    predicted = np.asarray(model.conditional_mean(jax.numpy.asarray(y)), np.float64)
     return float(np.mean(np.sum((x - predicted) ** 2, axis=1))) < float(np.mean(np.sum((x - mean) ** 2, axis=1)))
 
 
