@@ -116,8 +116,8 @@ def quick_images(tmp_path_factory) -> QuickImages:
 
     - "images": `images --quick` (checked by test_images.py's quick end-to-end test); it trains the quick U-Net.
     - "budget": `budget --quick` (test_budget.py), "labels": `labels --dataset digits --quick` (test_labels_cli.py).
-    - "posterior" and "posterior_draws": `images --quick` with a noise-conditional classifier at toy size, without
-      and with posterior draws (test_images.py's posterior test).
+    - "posterior" and "posterior_draws": `images --quick` with a toy noise-conditional classifier (10 steps) on 32
+      held-out images, without and with posterior draws (test_images.py's posterior test).
 
     They pass the same `--checkpoint-dir`, so each resumes the fingerprinted checkpoints of the first (the same run:
     same configuration, data and key) instead of training again, and CI trains the quick U-Net once. In one process,
@@ -127,10 +127,10 @@ def quick_images(tmp_path_factory) -> QuickImages:
     root = tmp_path_factory.mktemp("quick_images")
     checkpoints = root / "checkpoints"
     common = ["--checkpoint-dir", str(checkpoints), "--no-progress"]
-    # toy sizes where they save work; the quick samples' own (--per-class, --sample-steps), whose sampler the first
-    # command compiled
-    posterior = ["images", "--quick", "--n-eval", "8", "--n-times", "4", "--classifier-steps", "10",
-                 "--posterior-steps", "10"]
+    # toy classifiers; otherwise the shapes of `images --quick`, whose programs the first command compiled: one chunk
+    # of its 32 images on its 32-cell grid (measured on an idle 2-core machine: the two posterior commands took 62-75 s
+    # after `images --quick`, against 95 s with 8 images on 4 cells, which compiled their own estimation programs)
+    posterior = ["images", "--quick", "--n-eval", "32", "--classifier-steps", "10", "--posterior-steps", "10"]
     argv = {"images": ["images", "--quick"], "budget": ["budget", "--quick"],
             "labels": ["labels", "--dataset", "digits", "--quick"],
             "posterior": posterior, "posterior_draws": [*posterior, "--posterior-draws", "2"]}
