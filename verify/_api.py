@@ -608,7 +608,7 @@ def _predicts_held_out(model: "learned.Preconditioned", x, y) -> bool:
     """Whether `model`'s conditional mean (affine in a vector y, or the class means) predicts the held-out `x` from
     `y` better than its data mean does, by the mean squared error over the held-out pairs."""
     x, mean = np.asarray(x, np.float64), np.asarray(model.mean, np.float64)
-    predicted = np.asarray(model.conditional_mean(jax.numpy.asarray(y)), np.float64)
+    predicted = np.asarray(model.conditional_mean(y), np.float64)
     return float(np.mean(np.sum((x - predicted) ** 2, axis=1))) < float(np.mean(np.sum((x - mean) ** 2, axis=1)))
 
 
