@@ -34,9 +34,8 @@ def main() -> int:
                                  progress=False, unroll=True)
     model = learned.train(learned.EntropyUNet(unet, sde, key=jax.random.key(0)), data.train_x, data.train_y,
                           config=config, loss=learned.DEMLoss(condition_dropout=0.1), key=jax.random.key(1)).ema_model
-    prior = np.bincount(np.concatenate([data.train_y, data.test_y]), minlength=10)
-    prior = prior / prior.sum()
-    h_y = float(-(prior * np.log(prior)).sum())
+    prior = data.label_prior()
+    h_y = data.label_entropy()
 
     grid = GeometricGrid(n_times=48, s_min=1e-3)
     immse = label_entropy(model, jnp.asarray(data.test_x[:200]), jnp.asarray(data.test_y[:200]), prior_entropy=h_y,

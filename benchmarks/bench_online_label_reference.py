@@ -59,8 +59,7 @@ def main(argv=None) -> int:
     # the first network of `images --quick` (the one `separability labels` runs the online classifier on), resumed
     model = train_networks(experiment, data, checkpoints, key=jax.random.key(args.seed), first_only=True)[0].ema_model
     sde = model.sde
-    counts = np.bincount(np.concatenate([data.train_y, data.test_y]), minlength=data.num_classes)
-    prior = counts / counts.sum()
+    prior = data.label_prior()
     timings = {"network_s": time.perf_counter() - start}
 
     t0 = time.perf_counter()
@@ -76,10 +75,10 @@ def main(argv=None) -> int:
     x0, y0 = jnp.asarray(data.test_x), np.asarray(data.test_y)
     real = []
     for i, s in enumerate(REPORT_TIMES):
-        alpha = float(sde.alpha(s))
-        noise = jax.random.normal(jax.random.fold_in(jax.random.key(3), i), x0.shape, x0.dtype)
-        x_s = np.sqrt(alpha) * x0 + np.sqrt(1 - alpha) * noise
-        prob = np.asarray(jax.vmap(lambda xi: probabilities(xi, jnp.asarray(s, x0.dtype)))(x_s), np.float64)
+        time_s = jnp.asarray(s, x0.dtype)
+        keys = jax.random.split(jax.random.fold_in(jax.random.key(3), i), len(y0))
+        x_s = jax.vmap(lambda xi, k: sde.perturb(xi, time_s, key=k))(x0, keys)
+        prob = np.asarray(jax.vmap(lambda xi: probabilities(xi, time_s))(x_s), np.float64)
         logp = np.log(np.maximum(prob, 1e-300))
         entropy, ce = -(prob * logp).sum(-1), -logp[np.arange(len(y0)), y0]
         real.append({"s": s, "entropy": float(entropy.mean()), "entropy_stderr": float(entropy.std(ddof=1)

@@ -283,9 +283,11 @@ def test_tiny_imagenet_unreadable_image_names_the_file(tmp_path):
 
 # ------------------------------------------------------------------ H(Y) over all labels
 def test_label_entropy_uses_all_labels():
-    """Regression: H(Y) was the plug-in entropy of the test labels only (digits: 2.254 instead of 2.302)."""
+    """Regression: H(Y) was the plug-in entropy of the test labels only (digits: 2.254 instead of 2.302). The label
+    frequencies it is the entropy of count train and test labels too, and keep a class no label holds."""
     x = np.zeros((4, 1, 2, 2), np.float32)
-    data = L.ImageData("t", x, np.array([0, 0, 0, 0]), x[:2], np.array([0, 1]), num_classes=2)
+    data = L.ImageData("t", x, np.array([0, 0, 0, 0]), x[:2], np.array([0, 1]), num_classes=3)
+    np.testing.assert_array_equal(data.label_prior(), [5 / 6, 1 / 6, 0.0])
     p = np.array([5, 1]) / 6
     assert data.label_entropy() == pytest.approx(-(p * np.log(p)).sum(), rel=1e-12)
     digits = L.load_digits()

@@ -201,8 +201,7 @@ class ImageSource(AbstractLabelSource):
         timings["train_s"] = time.perf_counter() - t0
         losses = np.asarray(result.losses)
 
-        counts = np.bincount(np.concatenate([data.train_y, data.test_y]), minlength=data.num_classes)
-        prior = counts / counts.sum()
+        prior = data.label_prior()
         points, labels = data.train_x, data.train_y
         if self.n_reference_points is not None:
             keep = np.concatenate([np.flatnonzero(labels == c)[: self.n_reference_points]
@@ -235,7 +234,8 @@ class ImageSource(AbstractLabelSource):
                       "cross_fit": bool(second),
                       "final_loss_mean_last_10pct": float(np.mean(losses[-max(1, len(losses) // 10):])),
                       "checkpoints": None if ckpt is None else str(ckpt),
-                      "label_entropy_definition": f"H(Y) of all {counts.sum()} labels of {data.name}"},
+                      "label_entropy_definition": f"H(Y) of all {len(data.train_y) + len(data.test_y)} labels of "
+                                                  f"{data.name}"},
             timings=timings)
 
 
