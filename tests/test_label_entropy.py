@@ -259,6 +259,15 @@ def test_cross_fitted_curves_are_the_product_of_the_two_label_parts():
     by_diff = label_entropy_per_class(half_diff, x, np.asarray(y), prior=prior, times=grid, key=key)
     for c in (0, 1):
         np.testing.assert_allclose(per_class[c].rate, by_sum[c].rate - by_diff[c].rate, rtol=1e-9, atol=1e-12)
+    # the classes' curves are read off one pass over the rows, each row with its own key: the same rows (and noise)
+    # as the overall curve, so the class-size-weighted rates are its rate, and the chunking changes nothing
+    counts = np.bincount(np.asarray(y), minlength=2)
+    np.testing.assert_allclose(sum(counts[c] * per_class[c].rate for c in (0, 1)) / counts.sum(), cross.rate,
+                               rtol=1e-12)
+    chunked = label_entropy_per_class(a, x, np.asarray(y), prior=prior, times=grid, model_b=b, chunk_size=7, key=key)
+    for c in (0, 1):
+        np.testing.assert_allclose(chunked[c].cumulative, per_class[c].cumulative, rtol=1e-12)
+        assert per_class[c].n_evals == counts[c] * 12 * 4
     with pytest.raises(ValueError, match="same process"):
         curve(a, GaussianMixture.symmetric_two_class(np.array([1.0, 0.0, 0.0]), 0.5, VPSDE(0.1, 20.0, 1.0)).model())
 

@@ -21,7 +21,6 @@ import math
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
@@ -29,7 +28,7 @@ from gaussian_oracle import VPSDE, Estimate, check_key, marginal_kl_curves, mean
 
 from .._report import curves_of
 from ._information import _check_data, _entropy_integrand, _minde_integrand
-from ._integrators import AbstractGrid, GeometricGrid, _chunks, _grid_chunk
+from ._integrators import AbstractGrid, GeometricGrid
 from ._label_entropy import FromEnd
 
 __all__ = ["InformationBudget", "geometric_grid_through", "information_budget", "total_correlation"]
@@ -40,11 +39,8 @@ MarginalKL = Callable[[np.ndarray], np.ndarray]
 
 # ---------------------------------------------------------------------------------------------- pieces
 def _rows(integrand, models: tuple, x, y, grid: AbstractGrid, sde: VPSDE, chunk_size: int, key) -> np.ndarray:
-    """Per-data-sample integrand values at the grid's nodes, (n, n_times) float64: the rows `AbstractGrid.integrate`
-    averages (same keys, so the same numbers)."""
-    nodes = jnp.asarray(grid.nodes_weights(sde)[0], dtype=x.dtype)
-    return np.concatenate([np.asarray(_grid_chunk(integrand, models, data, nodes, keys), np.float64)[:n_valid]
-                           for data, keys, n_valid in _chunks(x, y, chunk_size, check_key(key))])
+    """`AbstractGrid.rows` with a checked key."""
+    return grid.rows(integrand, models, x, y, sde=sde, chunk_size=chunk_size, key=check_key(key))
 
 
 def _marginal_sum(marginal_kl: MarginalKL, times: np.ndarray, sde: VPSDE) -> np.ndarray:

@@ -14,14 +14,13 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from gaussian_oracle import VPSDE, Estimate
+from gaussian_oracle import VPSDE, Estimate, check_key
 
-from ._information import _crossfit_integrand, _integrate, _minde_integrand
+from ._information import _check_data, _crossfit_integrand, _integrate, _minde_integrand
 from ._integrators import AbstractGrid
 
 __all__ = ["FromEnd", "HalfTime", "LogSNRGrid", "Peak", "check_label_model", "half_time", "label_entropy",
@@ -286,14 +285,19 @@ def label_entropy_per_class(model, x: Float[Array, "batch *shape"], y: Int[Array
     if labels.min() < 0 or labels.max() >= prior.size:
         raise ValueError(f"labels must be classes 0..{prior.size - 1} of the prior; got values from {labels.min()} "
                          f"to {labels.max()}.")
+    counts = np.bincount(labels, minlength=prior.size)
+    if counts.min() < 2:
+        c = int(counts.argmin())
+        raise ValueError(f"class {c} has {counts[c]} rows; a per-class curve needs at least two.")
     integrand, models, evals = _label_models(model, model_b, x[0], np.arange(prior.size), "label_entropy_per_class")
+    # every row once, in chunks of `chunk_size` whatever the classes' sizes (one compiled program, the one
+    # `label_entropy` uses at the same chunk size); then each class's rows are summarised on their own
+    grid = FromEnd(times)
+    x, y = _check_data(x, jnp.asarray(labels))
+    rows = grid.rows(integrand, models, x, y, sde=model.sde, chunk_size=chunk_size, key=check_key(key))
     out = {}
     for c in range(prior.size):
-        rows = np.flatnonzero(labels == c)
-        if rows.size < 2:
-            raise ValueError(f"class {c} has {rows.size} rows; a per-class curve needs at least two.")
-        tail = _integrate(integrand, models, x[rows], jnp.asarray(labels[rows]), FromEnd(times), evals,
-                          chunk_size, jax.random.fold_in(key, c))
+        tail = grid.estimate(rows[labels == c], sde=model.sde, evals_per_call=evals)
         curve = -math.log(prior[c]) - tail.cumulative
         est = Estimate(value=curve[0], stderr=tail.cumulative_stderr[0], times=tail.times, rate=tail.rate,
                        rate_stderr=tail.rate_stderr, cumulative=curve, cumulative_stderr=tail.cumulative_stderr,

@@ -403,10 +403,8 @@ def run(config: LabelExperiment, out: str | Path, *, key, data: ImageData | None
     # beside a cross-fit, the first network alone on the same noisy inputs: the square of its fit error, which the
     # cross-fit leaves out, pulls this plug-in curve down
     immse_plugin = None if setup.model_b is None else overall(None)
-    # one chunk size for every class (the smallest class's size at most), so the grid kernel compiles once
-    per_class_chunk = min(config.chunk_size, int(np.bincount(setup.y_eval, minlength=prior.size).min()))
     immse_class = label_entropy_per_class(model, setup.x_eval, setup.y_eval, prior=prior, times=grid,
-                                          model_b=setup.model_b, chunk_size=max(per_class_chunk, 1), key=k_class)
+                                          model_b=setup.model_b, chunk_size=config.chunk_size, key=k_class)
     timings["immse_s"] = time.perf_counter() - t0
     bar.update(2)
     bar.set_postfix_str("online, unconditional")
