@@ -20,14 +20,13 @@ import dataclasses
 import math
 from collections.abc import Callable
 
-import jax
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from gaussian_oracle import VPSDE, Estimate, check_key, marginal_kl_curves, mean_stderr
 
 from .._report import curves_of
-from ._information import _check_data, _entropy_integrand, _minde_integrand
+from ._information import _budget_integrand, _check_data, _entropy_integrand
 from ._integrators import AbstractGrid, GeometricGrid
 from ._label_entropy import FromEnd
 
@@ -198,8 +197,9 @@ def information_budget(model, x: Float[Array, "batch *shape"], y, *, tau: float,
     The integrals are the grid's midpoint sums; the split takes the cells whose node is at or above `tau`, so it is
     exact when `tau` is a cell edge (`geometric_grid_through`) and otherwise happens at the nearest edge (reported as
     `tau`). The marginal sum $M(s) = \sum_k[KL_k(s) - KL_k(T)]$ is exact: its total is $M(s_{\min})$, its semantic part
-    $M(\tau)$; TC's parts are $S_{NN}^X$'s minus these. Stderrs are per-data-sample (the three integrands share the
-    data rows, with independent noise); the fractions use the delta method on the paired per-sample values.
+    $M(\tau)$; TC's parts are $S_{NN}^X$'s minus these. The three rates are read on the same noisy inputs, from one
+    unconditional and one conditional network call per point; stderrs are per-data-sample, and the fractions use the
+    delta method on the paired per-sample values.
 
     **Arguments:**
 
@@ -229,12 +229,11 @@ def information_budget(model, x: Float[Array, "batch *shape"], y, *, tau: float,
     if not (above.any() and (~above).any()):
         raise ValueError(f"tau = {tau} must lie inside the grid's nodes ({nodes[0]:.3g} to {nodes[-1]:.3g}).")
     edge = float(sde.T - weights[above].sum())
-    k_u, k_c, k_m = jax.random.split(check_key(key), 3)
-    rows = {
-        "neural_entropy": _rows(_entropy_integrand, (model,), x, None, times, sde, chunk_size, k_u),
-        "conditional_neural_entropy": _rows(_entropy_integrand, (model,), x, y, times, sde, chunk_size, k_c),
-        "mutual_information": _rows(_minde_integrand, (model, None), x, y, times, sde, chunk_size, k_m),
-    }
+    # the three rates on the same noisy inputs, from e(x_s, s) and e(x_s, s; y): two network calls per point
+    both = _rows(_budget_integrand, (model,), x, y, times, sde, chunk_size, key)  # (n, n_times, 3)
+    names = ("neural_entropy", "conditional_neural_entropy", "mutual_information")
+    rows = {name: both[..., i] for i, name in enumerate(names)}
+    n_evals = 2 * both.shape[0] * both.shape[1]
     marginal_kl = _data_marginals(x, sde) if marginal_kl is None else marginal_kl
     at_nodes = _marginal_sum(marginal_kl, nodes, sde)
     m_total, m_semantic = _marginal_sum(marginal_kl, np.array([s_min, edge]), sde)
@@ -246,7 +245,7 @@ def information_budget(model, x: Float[Array, "batch *shape"], y, *, tau: float,
         parts[name], per_sample[name] = {}, {}
         for piece, w in pieces.items():
             per_sample[name][piece] = r @ w
-            parts[name][piece] = Estimate(*mean_stderr(per_sample[name][piece]), n_evals=int(r.size))
+            parts[name][piece] = Estimate(*mean_stderr(per_sample[name][piece]), n_evals=n_evals)
     parts["marginal_sum"] = {piece: Estimate(value, 0.0) for piece, value in marginal.items()}
     parts["total_correlation"] = {piece: Estimate(parts["neural_entropy"][piece].value - marginal[piece],
                                                   parts["neural_entropy"][piece].stderr)
@@ -267,7 +266,7 @@ def information_budget(model, x: Float[Array, "batch *shape"], y, *, tau: float,
         tail, tail_se = mean_stderr(r @ from_end)
         rate, rate_se = mean_stderr(r)
         curves[name] = Estimate(tail[0], tail_se[0], times=nodes, rate=rate, rate_stderr=rate_se, cumulative=tail,
-                                cumulative_stderr=tail_se, n_evals=int(r.size))
+                                cumulative_stderr=tail_se, n_evals=n_evals)
     s_x = curves["neural_entropy"]
     curves["total_correlation"] = _flag_negative(
         dataclasses.replace(s_x, value=s_x.cumulative[0] - at_nodes[0], cumulative=s_x.cumulative - at_nodes),

@@ -50,6 +50,16 @@ def _minde_integrand(models, datum, s, key):
     return 0.5 * models[0].sde.beta(s) * jnp.sum((e_c - e_u) ** 2)
 
 
+def _budget_integrand(models, datum, s, key):
+    r"""The three rates of the information budget on one noisy input, from one unconditional and one conditional
+    network call: $\tfrac{\beta}{2}$ times $(\|e\|^2, \|e(y)\|^2, \|e(y) - e\|^2)$ (Eqs. 11, 13)."""
+    (model,) = models
+    x0, y = datum
+    xs = _perturbed(model, x0, s, key)
+    e_c, e_u = _both((model, None), xs, s, y)
+    return 0.5 * model.sde.beta(s) * jnp.stack([jnp.sum(e_u**2), jnp.sum(e_c**2), jnp.sum((e_c - e_u) ** 2)])
+
+
 def _crossfit_integrand(models, datum, s, key):
     r"""$\tfrac{\beta(s)}{2}(e_a(\tilde x_s, s; y) - e_a(\tilde x_s, s))\cdot(e_b(\tilde x_s, s; y) - e_b(\tilde x_s, s))$."""
     x0, y = datum

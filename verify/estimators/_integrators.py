@@ -120,7 +120,7 @@ class AbstractGrid(AbstractTimeIntegrator):
     def rows(self, integrand: Integrand, models: tuple, x, y, *, sde: VPSDE, chunk_size: int,
              key: PRNGKeyArray) -> np.ndarray:
         """The integrand at every node for every data row, float64 of shape (n, n_times) (4 MB for 1,000 images x 500
-        times): the i.i.d. rows that `integrate` averages. Each row has its own key, folded from `key` by its index,
+        times; (n, n_times, *shape) for an integrand with array values): the i.i.d. rows that `integrate` averages. Each row has its own key, folded from `key` by its index,
         so a subset of rows (one class's, say) is summarised by `estimate` without evaluating anything again, and
         the numbers do not depend on `chunk_size`. Arguments as `integrate`."""
         nodes = jnp.asarray(self.nodes_weights(sde)[0], dtype=x.dtype)
