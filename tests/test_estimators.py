@@ -14,6 +14,7 @@ from verify import (
     ImportanceSampler,
     PiecewiseConstant,
     UniformGrid,
+    information_estimates,
     mutual_information_difference,
     mutual_information_minde,
     mutual_information_minde_crossfit,
@@ -109,6 +110,38 @@ def test_importance_sampling_needs_fewer_evaluations(case, estimator):
     needed_grid = grid.n_evals * (grid.stderr / target) ** 2
     needed_imp = imp.n_evals * (imp.stderr / target) ** 2
     assert needed_imp < needed_grid, (needed_imp, needed_grid)
+
+
+@pytest.mark.parametrize("integrator", ["grid", "importance"])
+def test_four_estimates_in_one_pass_are_the_four_estimators(case, integrator):
+    """`information_estimates` reads S_NN^X, S_NN^{X|Y}, I_MINDE and I_diff off one unconditional and one conditional
+    call per point. With the same key each is the separate estimator's number (the same per-row keys, so the same
+    noisy inputs and, for importance sampling, the same times), I_diff is exactly the difference of the two neural
+    entropies, each is within 4 stderr of its closed form, and the four together spent two calls per point."""
+    joint, model, x, y, sampler = case
+    times = GRID if integrator == "grid" else sampler
+    key = jax.random.key(24)
+    four = information_estimates(model, x, y, times=times, key=key)
+    alone = {"neural": neural_entropy(model, x, times=times, key=key),
+             "conditional_neural": neural_entropy(model, x, y=y, times=times, key=key),
+             "minde": mutual_information_minde(model, x, y, times=times, key=key),
+             "difference": mutual_information_difference(model, x, y, times=times, key=key)}
+    assert set(four) == set(alone)
+    for name, est in alone.items():
+        np.testing.assert_allclose(four[name].value, est.value, rtol=1e-9)
+        np.testing.assert_allclose(four[name].stderr, est.stderr, rtol=1e-9)
+        if integrator == "grid":
+            np.testing.assert_allclose(four[name].rate, est.rate, rtol=1e-9, atol=1e-12)
+        assert four[name].n_evals == 2 * N * (100 if integrator == "grid" else 1)
+    assert four["difference"].value == pytest.approx(four["conditional_neural"].value - four["neural"].value,
+                                                     rel=1e-12)
+    exact = {"neural": joint.total_entropy_curve(joint.sde.T),
+             "conditional_neural": joint.conditional_total_entropy_curve(joint.sde.T),
+             "minde": joint.mutual_information_curve(joint.sde.T),
+             "difference": joint.mutual_information_curve(joint.sde.T)}
+    for name, value in exact.items():
+        assert four[name].within(float(value), 4.0), (name, four[name], value)
+    assert set(information_estimates(model, x, None, times=times, key=key)) == {"neural"}
 
 
 def test_chunking_and_separate_unconditional_model_do_not_change_the_result():

@@ -50,14 +50,8 @@ from gaussian_oracle import VPSDE, Estimate, check_key
 
 from ._report import versions
 from ._transforms import TRANSFORMS, AbstractFittedTransform, AbstractTransform, MarginalGaussianisation
-from .estimators import (
-    LogSNRGrid,
-    UniformGrid,
-    mutual_information_difference,
-    mutual_information_minde,
-    neural_entropy,
-)
-from .estimators._information import _check_finite
+from .estimators import LogSNRGrid, UniformGrid, neural_entropy
+from .estimators._information import _check_finite, _shared_estimates
 
 if TYPE_CHECKING:
     import learned
@@ -126,6 +120,10 @@ def information_estimates(model, x, y, *, times=UniformGrid(n_times=100), key: P
     r"""All four numbers of one protocol model on pairs (x, y): $S_{NN}^X$ (`"neural"`), $S_{NN}^{X|Y}$
     (`"conditional_neural"`, Eq. 11), $I_{MINDE}$ (`"minde"`, Eq. 13) and $I_{diff}$ (`"difference"`, Eq. 46), nats.
 
+    With `y` the four are read on the same noisy inputs, from one unconditional and one conditional network call per
+    point (a third of what the four estimators make alone), so they are correlated and $I_{diff}$ is exactly the
+    difference of the two neural entropies.
+
     **Arguments:**
 
     - `model`: a model satisfying the protocol (`learned.Pair`, a network trained with condition dropout, or an
@@ -138,13 +136,11 @@ def information_estimates(model, x, y, *, times=UniformGrid(n_times=100), key: P
 
     A dict of `Estimate`s, each flagged if significantly negative.
     """
-    k_s, k_c, k_m, k_d = jax.random.split(check_key(key), 4)
-    out = {"neural": neural_entropy(model, x, times=times, key=k_s)}
-    if y is not None:
-        out["conditional_neural"] = neural_entropy(model, x, y=y, times=times, key=k_c)
-        out["minde"] = mutual_information_minde(model, x, y, times=times, key=k_m)
-        out["difference"] = mutual_information_difference(model, x, y, times=times, key=k_d)
-    return out
+    if y is None:
+        return {"neural": neural_entropy(model, x, times=times, key=key)}
+    shared = _shared_estimates(model, x, y, times=times, chunk_size=1024, key=key)
+    return {"neural": shared.neural_entropy, "conditional_neural": shared.conditional_neural_entropy,
+            "minde": shared.minde, "difference": shared.difference}
 
 
 # ---------------------------------------------------------------------------------------------- estimators

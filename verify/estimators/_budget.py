@@ -26,7 +26,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from gaussian_oracle import VPSDE, Estimate, check_key, marginal_kl_curves, mean_stderr
 
 from .._report import curves_of
-from ._information import _budget_integrand, _check_data, _entropy_integrand
+from ._information import _information_integrand, _check_data, _entropy_integrand
 from ._integrators import AbstractGrid, GeometricGrid
 from ._label_entropy import FromEnd
 
@@ -230,7 +230,7 @@ def information_budget(model, x: Float[Array, "batch *shape"], y, *, tau: float,
         raise ValueError(f"tau = {tau} must lie inside the grid's nodes ({nodes[0]:.3g} to {nodes[-1]:.3g}).")
     edge = float(sde.T - weights[above].sum())
     # the three rates on the same noisy inputs, from e(x_s, s) and e(x_s, s; y): two network calls per point
-    both = _rows(_budget_integrand, (model,), x, y, times, sde, chunk_size, key)  # (n, n_times, 3)
+    both = _rows(_information_integrand, (model,), x, y, times, sde, chunk_size, key)  # (n, n_times, 3)
     names = ("neural_entropy", "conditional_neural_entropy", "mutual_information")
     rows = {name: both[..., i] for i, name in enumerate(names)}
     n_evals = 2 * both.shape[0] * both.shape[1]

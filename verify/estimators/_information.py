@@ -8,6 +8,8 @@ an `Estimate` in nats whose stderr is the standard error of the mean of i.i.d. p
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -50,9 +52,9 @@ def _minde_integrand(models, datum, s, key):
     return 0.5 * models[0].sde.beta(s) * jnp.sum((e_c - e_u) ** 2)
 
 
-def _budget_integrand(models, datum, s, key):
-    r"""The three rates of the information budget on one noisy input, from one unconditional and one conditional
-    network call: $\tfrac{\beta}{2}$ times $(\|e\|^2, \|e(y)\|^2, \|e(y) - e\|^2)$ (Eqs. 11, 13)."""
+def _information_integrand(models, datum, s, key):
+    r"""The rates of $S_{NN}^X$, $S_{NN}^{X|Y}$ (Eq. 11) and $I_{MINDE}$ (Eq. 13) on one noisy input, from one
+    unconditional and one conditional network call: $\tfrac{\beta}{2}$ times $(\|e\|^2, \|e(y)\|^2, \|e(y) - e\|^2)$."""
     (model,) = models
     x0, y = datum
     xs = _perturbed(model, x0, s, key)
@@ -364,3 +366,55 @@ def mutual_information_difference(model, x: Float[Array, "batch *shape"], y: Flo
         raise ValueError("mutual_information_difference needs y, paired with the rows of x.")
     est = _integrate(_difference_integrand, (model, unconditional_model), x, y, times, 2, chunk_size, key)
     return est.check_bounds(lower=0.0, name="I_diff")
+
+
+class _Shared(NamedTuple):
+    """The four estimates of `_shared_estimates`, each an `Estimate` in nats."""
+
+    neural_entropy: Estimate
+    """$S_{NN}^X$ (Eq. 11, the unconditional model)."""
+    conditional_neural_entropy: Estimate
+    """$S_{NN}^{X|Y}$ (Eq. 11, the conditional model)."""
+    minde: Estimate
+    """$I_{MINDE}$ (Eq. 13)."""
+    difference: Estimate
+    """$I_{diff} = S_{NN}^{X|Y} - S_{NN}^X$ (Eq. 46), the paired difference of the two above."""
+
+
+def _shared_estimates(model, x: Float[Array, "batch *shape"], y: Float[Array, "batch dim_y"], *,
+                     times: AbstractTimeIntegrator, chunk_size: int, key: PRNGKeyArray) -> _Shared:
+    r"""$S_{NN}^X$, $S_{NN}^{X|Y}$, $I_{MINDE}$ and $I_{diff}$ of one conditional model, all on the same noisy inputs.
+
+    At each data row and time the unconditional $e(\tilde x_s, s)$ and the conditional $e(\tilde x_s, s; y)$ are
+    evaluated once, and the four integrands are read off them: two network calls per point where `neural_entropy`
+    twice, `mutual_information_minde` and `mutual_information_difference` make six. Each estimate has the
+    distribution of the one its own estimator makes (the same rows and per-row stderr), and $I_{diff}$ is exactly
+    the difference of the two neural entropies; the four share their noise, so they are correlated. Each is checked
+    as its own estimator checks it (flagged if significantly negative).
+
+    **Arguments:**
+
+    - `model`: a conditional protocol model; `model(x, s, None)` is its unconditional $e$.
+    - `x`, `y`: paired data samples.
+    - `times`: the time integrator (a grid: each estimate carries its curves).
+    - `chunk_size`: data rows per compiled call.
+    - `key`: a PRNG key.
+
+    **Returns:**
+
+    A named tuple (`neural_entropy`, `conditional_neural_entropy`, `minde`, `difference`); each estimate's `n_evals`
+    is the two calls per point they share. (`verify.information_estimates` and `image_information` are its public
+    faces.)
+    """
+    if y is None:
+        raise ValueError("the shared estimates need y, paired with the rows of x.")
+    if not isinstance(times, AbstractTimeIntegrator):
+        raise ValueError(f"times must be a time integrator (UniformGrid(...), ImportanceSampler(...)); got {times!r}.")
+    x, y = _check_data(x, y)
+    rows = times.rows(_information_integrand, (model,), x, y, sde=model.sde, chunk_size=chunk_size,
+                      key=check_key(key))
+    s_x, s_xy, minde = (times.estimate(rows[..., i], sde=model.sde, evals_per_call=2) for i in range(3))
+    diff = times.estimate(rows[..., 1] - rows[..., 0], sde=model.sde, evals_per_call=2)
+    return _Shared(s_x.check_bounds(lower=0.0, name="S_NN"), s_xy.check_bounds(lower=0.0, name="S_NN"),
+                                minde.check_bounds(lower=0.0, name="I_MINDE"),
+                                diff.check_bounds(lower=0.0, name="I_diff"))

@@ -77,16 +77,33 @@ def _importance_chunk(integrand, models, data, proposal, n_per_sample: int, sde,
         key_s, key_n = jax.random.split(key)
         s = proposal.sample(sde, (n_per_sample,), key=key_s, dtype=dtype)
         f = jax.vmap(lambda si, k: integrand(models, datum, si, k))(s, jax.random.split(key_n, n_per_sample))
-        return jnp.mean(f / proposal.pdf(sde, s))
+        q = proposal.pdf(sde, s)
+        return jnp.mean(f / q.reshape(q.shape + (1,) * (f.ndim - 1)), axis=0)
 
     return jax.vmap(one)(data, keys)
 
 
 # ---------------------------------------------------------------------------------------------- integrators
 class AbstractTimeIntegrator(eqx.Module):
-    """How an estimator covers the time axis $[0, T]$: a grid or an importance sampler."""
+    """How an estimator covers the time axis $[0, T]$: a grid or an importance sampler.
+
+    A subclass makes one i.i.d. value per data row (`rows`) and summarises rows (`estimate`); `integrate` is the two
+    in turn. An integrand with array values (several rates on the same noisy inputs) gives rows with those trailing
+    axes, and each slice of them is summarised on its own.
+    """
 
     @abc.abstractmethod
+    def rows(self, integrand: Integrand, models: tuple, x, y, *, sde: VPSDE, chunk_size: int,
+             key: PRNGKeyArray) -> np.ndarray:
+        """The per-data-row values that `estimate` summarises, float64 with one leading axis over the rows of `x`.
+        Each row has its own key, folded from `key` by its index, so the values do not depend on `chunk_size` and a
+        subset of rows is summarised without evaluating anything again. Arguments as `integrate`."""
+
+    @abc.abstractmethod
+    def estimate(self, rows: np.ndarray, *, sde: VPSDE, evals_per_call: int) -> Estimate:
+        """The `Estimate` (per-row stderrs) of rows made by `rows` with a scalar integrand, or of a slice or subset
+        of them (at least two rows)."""
+
     def integrate(self, integrand: Integrand, models: tuple, x, y, *, sde: VPSDE, evals_per_call: int,
                   chunk_size: int, key: PRNGKeyArray) -> Estimate:
         r"""Estimate $\int_0^T \mathbb E[f]\,ds$ with one i.i.d. value per data row, chunked over the rows.
@@ -101,6 +118,8 @@ class AbstractTimeIntegrator(eqx.Module):
         - `chunk_size`: data rows per compiled call.
         - `key`: a PRNG key.
         """
+        rows = self.rows(integrand, models, x, y, sde=sde, chunk_size=chunk_size, key=key)
+        return self.estimate(rows, sde=sde, evals_per_call=evals_per_call)
 
 
 class AbstractGrid(AbstractTimeIntegrator):
@@ -117,19 +136,15 @@ class AbstractGrid(AbstractTimeIntegrator):
     def cumulative_weights(self, sde: VPSDE) -> np.ndarray:
         r"""Matrix $C$ of shape (n_times, n_times) with $\int_0^{s_k} f \approx \sum_j C_{kj} f(s_j)$."""
 
-    def rows(self, integrand: Integrand, models: tuple, x, y, *, sde: VPSDE, chunk_size: int,
-             key: PRNGKeyArray) -> np.ndarray:
-        """The integrand at every node for every data row, float64 of shape (n, n_times) (4 MB for 1,000 images x 500
-        times; (n, n_times, *shape) for an integrand with array values): the i.i.d. rows that `integrate` averages. Each row has its own key, folded from `key` by its index,
-        so a subset of rows (one class's, say) is summarised by `estimate` without evaluating anything again, and
-        the numbers do not depend on `chunk_size`. Arguments as `integrate`."""
+    def rows(self, integrand, models, x, y, *, sde, chunk_size, key):
+        """The integrand at every node for every data row: float64 of shape (n, n_times), or (n, n_times, *shape) for
+        an integrand with array values (4 MB for 1,000 images x 500 times)."""
         nodes = jnp.asarray(self.nodes_weights(sde)[0], dtype=x.dtype)
         return np.concatenate([np.asarray(_grid_chunk(integrand, models, data, nodes, keys), dtype=np.float64)[:n_valid]
                                for data, keys, n_valid in _chunks(x, y, chunk_size, key)])
 
-    def estimate(self, rows: np.ndarray, *, sde: VPSDE, evals_per_call: int) -> Estimate:
-        """The total, rate curve and running integral, with per-row stderrs, from rows made by `rows` (or a subset of
-        them, at least two)."""
+    def estimate(self, rows, *, sde, evals_per_call):
+        """The total, the rate curve and its running integral."""
         nodes, weights = self.nodes_weights(sde)
         rate, rate_se = mean_stderr(rows)
         cumulative, cumulative_se = mean_stderr(rows @ self.cumulative_weights(sde).T)
@@ -137,10 +152,6 @@ class AbstractGrid(AbstractTimeIntegrator):
         return Estimate(value=total, stderr=total_se, times=nodes, rate=rate, rate_stderr=rate_se,
                         cumulative=cumulative, cumulative_stderr=cumulative_se,
                         n_evals=int(rows.shape[0] * rows.shape[1] * evals_per_call))
-
-    def integrate(self, integrand, models, x, y, *, sde, evals_per_call, chunk_size, key):
-        rows = self.rows(integrand, models, x, y, sde=sde, chunk_size=chunk_size, key=key)
-        return self.estimate(rows, sde=sde, evals_per_call=evals_per_call)
 
 
 def _midpoint_cumulative(weights: np.ndarray) -> np.ndarray:
@@ -261,13 +272,18 @@ class ImportanceSampler(AbstractTimeIntegrator):
         if isinstance(self.n_per_sample, bool) or not isinstance(self.n_per_sample, int) or self.n_per_sample < 1:
             raise ValueError(f"ImportanceSampler.n_per_sample must be a positive int; got {self.n_per_sample!r}.")
 
-    def integrate(self, integrand, models, x, y, *, sde, evals_per_call, chunk_size, key):
+    def rows(self, integrand, models, x, y, *, sde, chunk_size, key):
+        """Each data row's average of $f/q$ over its own times: float64 of shape (n,), or (n, *shape) for an
+        integrand with array values."""
         if not self.proposal.covers(sde):
             lo, hi = self.proposal.support(sde)
             raise ValueError(f"the proposal covers [{lo}, {hi}] but an unbiased estimate needs all of [0, T] = [0, {sde.T}].")
-        values = np.concatenate([
+        return np.concatenate([
             np.asarray(_importance_chunk(integrand, models, data, self.proposal, self.n_per_sample, sde, keys),
                        dtype=np.float64)[:n_valid]
             for data, keys, n_valid in _chunks(x, y, chunk_size, key)])
-        total, total_se = mean_stderr(values)
-        return Estimate(value=total, stderr=total_se, n_evals=int(x.shape[0] * self.n_per_sample * evals_per_call))
+
+    def estimate(self, rows, *, sde, evals_per_call):
+        """The total alone (no curve: each row's times are its own)."""
+        total, total_se = mean_stderr(rows)
+        return Estimate(value=total, stderr=total_se, n_evals=int(rows.shape[0] * self.n_per_sample * evals_per_call))

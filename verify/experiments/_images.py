@@ -39,11 +39,9 @@ from ..estimators import (
     AbstractTimeIntegrator,
     LogSNRGrid,
     UniformGrid,
-    mutual_information_difference,
-    mutual_information_minde,
     mutual_information_minde_crossfit,
-    neural_entropy,
 )
+from ..estimators._information import _shared_estimates
 
 __all__ = ["ImageExperiment", "ImageInformation", "Bounds", "LabelInformationCurve", "image_information",
            "information_bounds", "label_information_curve",
@@ -263,8 +261,10 @@ def image_information(model, x: Float[Array, "batch channels height width"], y: 
                       chunk_size: int = 16, key: PRNGKeyArray) -> ImageInformation:
     r"""$S_{NN}^X$, $S_{NN}^{X|Y}$ (Eq. 11), $I_{MINDE}$ (Eq. 13) and $I_{diff}$ (Eq. 46) from one conditional model.
 
-    The unconditional $e(x, s)$ is `model(x, s, None)` (the null label). Both mutual-information estimates are
-    checked against `bounds` and flagged when outside by more than 2 standard errors.
+    The unconditional $e(x, s)$ is `model(x, s, None)` (the null label). The four are read on the same noisy inputs,
+    from one unconditional and one conditional network call per image and time (`verify.information_estimates`), so
+    $I_{diff}$ is exactly $S_{NN}^{X|Y} - S_{NN}^X$. Both mutual-information estimates are checked against `bounds`
+    and flagged when outside by more than 2 standard errors.
 
     **Arguments:**
 
@@ -279,13 +279,9 @@ def image_information(model, x: Float[Array, "batch channels height width"], y: 
 
     An `ImageInformation`.
     """
-    k_u, k_c, k_m, k_d = jax.random.split(key, 4)
-    kw = dict(times=times, chunk_size=chunk_size)
-    s_x = neural_entropy(model, x, **kw, key=k_u)
-    s_xy = neural_entropy(model, x, y=y, **kw, key=k_c)
-    minde = bounds.check(mutual_information_minde(model, x, y, **kw, key=k_m), "I_MINDE")
-    diff = bounds.check(mutual_information_difference(model, x, y, **kw, key=k_d), "I_diff")
-    return ImageInformation(s_x, s_xy, minde, diff, bounds)
+    shared = _shared_estimates(model, x, y, times=times, chunk_size=chunk_size, key=key)
+    return ImageInformation(shared.neural_entropy, shared.conditional_neural_entropy,
+                            bounds.check(shared.minde, "I_MINDE"), bounds.check(shared.difference, "I_diff"), bounds)
 
 
 # ---------------------------------------------------------------------------------------------- samples
@@ -768,12 +764,9 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
         # paired in the noise).
         t0 = time.perf_counter()
         x_seen, y_seen = jnp.asarray(data.train_x[: experiment.n_eval]), jnp.asarray(data.train_y[: experiment.n_eval])
-        seen = {
-            "neural_entropy": neural_entropy(result.ema_model, x_seen, times=experiment.times,
-                                             chunk_size=experiment.chunk_size, key=k_est),
-            "minde": mutual_information_minde(result.ema_model, x_seen, y_seen, times=experiment.times,
-                                              chunk_size=experiment.chunk_size, key=k_est),
-        }
+        seen = _shared_estimates(result.ema_model, x_seen, y_seen, times=experiment.times,
+                                 chunk_size=experiment.chunk_size, key=k_est)
+        seen = {"neural_entropy": seen.neural_entropy, "minde": seen.minde}
         held_out = {"neural_entropy": info.neural_entropy, "minde": info.minde}
         memorisation = {
             "definition": "the estimates on n_eval training images beside those on the held-out images; "
