@@ -13,8 +13,10 @@ How the time axis is covered is a choice made by the caller, as diffrax takes `s
   covering $[0, T]$, e.g. a `PiecewiseConstant` fitted to a rate curve, with a uniform floor so that no region
   of $[0, T]$ is left uncovered.
 
-Each integrator owns its `integrate` method (as a diffrax solver owns its `step`): the estimators only supply the
-integrand.
+Each integrator owns how it evaluates and summarises (as a diffrax solver owns its `step`): `rows` makes one i.i.d.
+value per data row, `estimate` summarises rows, and `integrate` is the two in turn. The estimators only supply the
+integrand; one whose values are arrays (several rates read off the same network calls, as `information_estimates`
+and `information_budget` do) gives rows with trailing axes, each slice summarised on its own.
 
 **Standard errors.** In every case the estimator forms one number per data sample,
 $Z_i = \sum_k w_k f(x_i, s_k; \xi_{ik})$ for a grid or $Z_i = \frac1m\sum_j f(x_i, s_{ij}; \xi_{ij})/q(s_{ij})$ for
