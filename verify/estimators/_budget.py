@@ -26,7 +26,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from gaussian_oracle import VPSDE, Estimate, check_key, marginal_kl_curves, mean_stderr
 
 from .._report import curves_of
-from ._information import _information_integrand, _check_data, _entropy_integrand
+from ._information import _check_data, _entropy_integrand, _information_integrand
 from ._integrators import AbstractGrid, GeometricGrid
 from ._label_entropy import FromEnd
 

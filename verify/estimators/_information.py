@@ -416,5 +416,4 @@ def _shared_estimates(model, x: Float[Array, "batch *shape"], y: Float[Array, "b
     s_x, s_xy, minde = (times.estimate(rows[..., i], sde=model.sde, evals_per_call=2) for i in range(3))
     diff = times.estimate(rows[..., 1] - rows[..., 0], sde=model.sde, evals_per_call=2)
     return _Shared(s_x.check_bounds(lower=0.0, name="S_NN"), s_xy.check_bounds(lower=0.0, name="S_NN"),
-                                minde.check_bounds(lower=0.0, name="I_MINDE"),
-                                diff.check_bounds(lower=0.0, name="I_diff"))
+                   minde.check_bounds(lower=0.0, name="I_MINDE"), diff.check_bounds(lower=0.0, name="I_diff"))
