@@ -10,9 +10,12 @@ digits (`learned.train_noisy_classifier`) reads the same states (`reference=`), 
 No reference here is exact: the classifier is a model of the data's posterior, and the model's samples lie off the
 data. Two step counts of the trajectories show how much of the gap is the Euler-Maruyama step.
 
-    python benchmarks/bench_online_label_reference.py --checkpoints OUT/checkpoints
-    (the checkpoint folder of `separability images --quick`, seed 0; without it the first network trains in --work;
-    writes benchmarks/results/online_label_reference_digits.json and .png)
+    python benchmarks/bench_online_label_reference.py --checkpoints OUT/checkpoints [--steps N]
+    (the checkpoint folder of `separability images --quick [--steps N]`, seed 0; without it the first network trains
+    in --work; writes benchmarks/results/online_label_reference_digits.json and .png, or ..._steps<N>.json/.png)
+
+With `--steps` the network is trained for N steps instead of the quick preset's, which shows whether the gap is the
+network's fit (it shrinks with training) or the estimator's.
 """
 
 from __future__ import annotations
@@ -45,14 +48,17 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoints", default=None, help="`separability images --quick --seed S`'s checkpoint folder")
     p.add_argument("--work", default=None, help="where to train the network without --checkpoints (default: a temp)")
     p.add_argument("--seed", type=int, default=0, help="the images run's seed (its networks' keys)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="the images run's --steps (training steps per network; default: the --quick preset's)")
     p.add_argument("--classifier-steps", type=int, default=3000)
     p.add_argument("--n", type=int, default=100, help="trajectories")
     p.add_argument("--n-steps", default="50,200", help="Euler-Maruyama steps of the trajectories, comma-separated")
-    p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--out", default=None, help=f"default {RESULTS.name}, or ..._steps<N>.json with --steps N")
     args = p.parse_args(argv)
 
     checkpoints = args.checkpoints or str(pathlib.Path(args.work or tempfile.mkdtemp()) / "checkpoints")
-    image_args = build_parser().parse_args(["images", "--quick", "--seed", str(args.seed), "--checkpoint-dir",
+    steps = [] if args.steps is None else ["--steps", str(args.steps)]
+    image_args = build_parser().parse_args(["images", "--quick", "--seed", str(args.seed), *steps, "--checkpoint-dir",
                                             checkpoints, "--no-progress"])
     data, experiment = prepare_images(image_args)
     start = time.perf_counter()
@@ -109,11 +115,12 @@ def main(argv=None) -> int:
             {"label": "data classifier on real held-out digits", "y": [r["entropy"] for r in real],
              "stderr": [r["entropy_stderr"] for r in real], "times": list(REPORT_TIMES)},
         ]))
-    out = pathlib.Path(args.out)
+    out = pathlib.Path(args.out) if args.out is not None else (
+        RESULTS if args.steps is None else RESULTS.with_name(f"{RESULTS.stem}_steps{args.steps}.json"))
     figure = plot_curves(np.asarray(REPORT_TIMES), panels, out.with_suffix(".png"), log_x=True,
                          title="H(Y|X_s) along the digits U-Net's reverse trajectories")
     write_json(out, {"benchmark": "online_label_reference",
-                     "command": "separability images --quick --seed S; this script on its checkpoints",
+                     "command": "separability images --quick --seed S [--steps N]; this script on its checkpoints [--steps N]",
                      "instance": {"dataset": data.name, "seed": args.seed, "n_trajectories": args.n,
                                   "classifier": {"channels": list(config.channels), "hidden": config.hidden,
                                                  "steps": config.steps},
