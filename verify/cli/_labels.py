@@ -151,10 +151,10 @@ class LabelsCommand:
 def _print(payload: dict, out: Path, wall: float) -> None:
     q = payload["quantities"]
     print(f"H(Y) = {q['prior_entropy']:.4f} nats; reference: {payload['instance']['reference']}")
-    columns = {"immse": "I-MMSE", "online": "online", "reference": "reference"}
-    if "immse_plugin" in q["report"][0]:
-        columns = {"immse": "I-MMSE cross-fit", "immse_plugin": "I-MMSE plug-in", "online": "online",
-                   "reference": "reference"}
+    pair = "immse_plugin" in q["report"][0]
+    columns = {"immse": "I-MMSE cross-fit" if pair else "I-MMSE",
+               **({"immse_plugin": "I-MMSE plug-in"} if pair else {}), "online": "online",
+               "online_conditional": "online by class", "reference": "reference"}
     print(f"  {'s':>6}  " + "  ".join(f"{name:>17}" for name in columns.values()))
     for row in q["report"]:
         cells = [f"{row[k]['value']:7.4f} ± {row[k]['stderr']:.4f}" for k in columns]

@@ -435,6 +435,7 @@ def run(config: LabelExperiment, out: str | Path, *, key, data: ImageData | None
     base_class, base_avg = guided[w0]
     at_report = setup.reference_curve(np.asarray(config.report_times, np.float64), k_ref)  # exact at the times
     report = [{"s": float(s), "immse": _at(immse, s), "online": _at(online.entropy, s),
+               "online_conditional": _at(base_avg.entropy, s),
                "reference": {"time": float(s), "value": float(at_report.cumulative[i]),
                              "stderr": float(at_report.cumulative_stderr[i])},
                **({} if immse_plugin is None else {"immse_plugin": _at(immse_plugin, s)})}
@@ -516,6 +517,10 @@ def run(config: LabelExperiment, out: str | Path, *, key, data: ImageData | None
                      "networks fitted on the two halves of the training images (instance.cross_fit) the integrand "
                      "is cross-fitted, beta/2 (e_a(y) - e_a).(e_b(y) - e_b), and immse_plugin is the first network's "
                      "own beta/2 |e_a(y) - e_a|^2, biased up by the square of its fit error (curve biased down)",
+            "online_conditional": "the online posterior's entropy along trajectories of each label's own drift "
+                                  "e(x, s; c), c drawn from the prior (the class average of cfg at w = 0): the same "
+                                  "H(Y|X_s) as online for a model whose unconditional output is the posterior average "
+                                  "of its conditional ones; a learned model's two differ where it is not",
             "rate": "dH/ds >= 0 in forward time: label information produced by generation per unit time",
             "per_class": "H_c(s) = E[-log p(c|X_s) | Y = c] (sum_c p(c) H_c = H(Y|X_s)); I-MMSE on class-c images, "
                          "online along class-c trajectories (online.entropy: their mean posterior entropy)",
@@ -526,8 +531,8 @@ def run(config: LabelExperiment, out: str | Path, *, key, data: ImageData | None
         },
     }
     t0 = time.perf_counter()
-    payload["figures"] = _figures(out, setup, immse, immse_plugin, online, reference, immse_class, base_class,
-                                  ref_class, guided)
+    payload["figures"] = _figures(out, setup, immse, immse_plugin, online, base_avg, reference, immse_class,
+                                  base_class, ref_class, guided)
     timings["figures_s"] = time.perf_counter() - t0
     payload["timings_s"] = timings
     payload["units"] = "nats; rates in nats per unit forward time s"
@@ -536,7 +541,8 @@ def run(config: LabelExperiment, out: str | Path, *, key, data: ImageData | None
     return payload
 
 
-def _figures(out, setup, immse, immse_plugin, online, reference, immse_class, base_class, ref_class, guided) -> dict:
+def _figures(out, setup, immse, immse_plugin, online, base_avg, reference, immse_class, base_class, ref_class,
+             guided) -> dict:
     figures = {}
     ref_label = "reference (exact)" if setup.exact else "empirical oracle"
     plugin = [] if immse_plugin is None else [
@@ -547,6 +553,8 @@ def _figures(out, setup, immse, immse_plugin, online, reference, immse_class, ba
              "stderr": immse.cumulative_stderr}, *plugin,
             {"label": "online Bayes classifier", "y": online.entropy.cumulative,
              "stderr": online.entropy.cumulative_stderr, "times": online.entropy.times, "color": "C1"},
+            {"label": "online, class-conditional trajectories", "y": base_avg.entropy.cumulative,
+             "stderr": base_avg.entropy.cumulative_stderr, "times": base_avg.entropy.times, "color": "C2"},
             {"label": ref_label, "y": reference.cumulative, "exact": True, "color": "k"},
         ]),
         ("rate dH/ds (label decided)", "nats per unit s", [
