@@ -7,6 +7,8 @@ digits (`learned.train_noisy_classifier`) reads the same states (`reference=`), 
 - the classifier on real held-out digits diffused to s (how decided real digits are, to the classifier);
 - the classifier on the trajectories' states (how decided the model's samples are, to the same classifier);
 - the online curve minus the classifier's on the same states, trajectory by trajectory (`gap`, a paired stderr).
+The same three are read along trajectories of each label's own drift (the label drawn from the prior,
+`class_profiles_online` at w = 0), where the recursion scores each step under the drifts of the model that made it.
 No reference here is exact: the classifier is a model of the data's posterior, and the model's samples lie off the
 data. Two step counts of the trajectories show how much of the gap is the Euler-Maruyama step.
 
@@ -30,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import learned
-from verify import device, label_profile_online, versions, write_json
+from verify import class_profiles_online, device, label_profile_online, versions, write_json
 from verify.cli import build_parser, prepare_images
 from verify.experiments import plot_curves, train_networks
 
@@ -93,25 +95,44 @@ def main(argv=None) -> int:
         print(f"real held-out digits, s = {s:g}: classifier entropy {real[-1]['entropy']:.3f}, "
               f"cross-entropy {real[-1]['cross_entropy']:.3f}, accuracy {real[-1]['accuracy']:.3f}", flush=True)
 
+    def report(curves) -> dict:
+        pick = {"online": curves.entropy, "classifier_on_same_states": curves.reference_entropy, "gap": curves.gap}
+        return {name: [_at(est.times, est.cumulative, est.cumulative_stderr, s) for s in REPORT_TIMES]
+                for name, est in pick.items()}
+
     rows, panels = [], []
+    shape = tuple(data.image_shape)
+    per_class = max(2, args.n // data.num_classes)
     for n_steps in (int(k) for k in args.n_steps.split(",")):
         t0 = time.perf_counter()
-        curves = label_profile_online(model, tuple(data.image_shape), prior, n=args.n, n_steps=n_steps, s_end=1e-3,
+        curves = label_profile_online(model, shape, prior, n=args.n, n_steps=n_steps, s_end=1e-3,
                                       reference=probabilities, key=jax.random.key(11))
         timings[f"online_{n_steps}_steps_s"] = time.perf_counter() - t0
-        pick = {"online": curves.entropy, "classifier_on_same_states": curves.reference_entropy, "gap": curves.gap}
-        rows.append({"n_steps": n_steps, **{name: [_at(est.times, est.cumulative, est.cumulative_stderr, s)
-                                                   for s in REPORT_TIMES] for name, est in pick.items()}})
+        # the same on trajectories of each label's conditional drift (y drawn from the prior): the mixture of the
+        # conditional models, whose path posterior the recursion computes exactly (given the Euler steps)
+        t0 = time.perf_counter()
+        _, by_class = class_profiles_online(model, shape, prior, n_per_class=per_class, n_steps=n_steps, s_end=1e-3,
+                                            reference=probabilities, key=jax.random.key(12))
+        timings[f"online_class_trajectories_{n_steps}_steps_s"] = time.perf_counter() - t0
+        rows.append({"n_steps": n_steps, **report(curves), "class_trajectories": report(by_class)})
         print(f"{n_steps} steps:", flush=True)
-        for i, s in enumerate(REPORT_TIMES):
-            o, c, g = (rows[-1][name][i] for name in pick)
-            print(f"  s = {o['time']:.3f}: online {o['value']:.3f} ± {o['stderr']:.3f}, classifier on the same states "
-                  f"{c['value']:.3f} ± {c['stderr']:.3f}, gap {g['value']:+.3f} ± {g['stderr']:.3f}", flush=True)
+        for name, block in (("unconditional trajectories", rows[-1]), ("class-conditional trajectories",
+                                                                        rows[-1]["class_trajectories"])):
+            print(f" {name}:", flush=True)
+            for i, s in enumerate(REPORT_TIMES):
+                o, c, g = (block[key][i] for key in ("online", "classifier_on_same_states", "gap"))
+                print(f"  s = {o['time']:.3f}: online {o['value']:.3f} ± {o['stderr']:.3f}, classifier on the same "
+                      f"states {c['value']:.3f} ± {c['stderr']:.3f}, gap {g['value']:+.3f} ± {g['stderr']:.3f}",
+                      flush=True)
         panels.append((f"{n_steps} Euler-Maruyama steps, {args.n} trajectories", "entropy (nats)", [
             {"label": "online Bayes classifier (the model's posterior)", "y": curves.entropy.cumulative,
              "stderr": curves.entropy.cumulative_stderr, "times": curves.entropy.times},
             {"label": "data classifier on the same states", "y": curves.reference_entropy.cumulative,
              "stderr": curves.reference_entropy.cumulative_stderr, "times": curves.reference_entropy.times},
+            {"label": "online, class-conditional trajectories", "y": by_class.entropy.cumulative,
+             "stderr": by_class.entropy.cumulative_stderr, "times": by_class.entropy.times},
+            {"label": "data classifier on the class-conditional states", "y": by_class.reference_entropy.cumulative,
+             "stderr": by_class.reference_entropy.cumulative_stderr, "times": by_class.reference_entropy.times},
             {"label": "data classifier on real held-out digits", "y": [r["entropy"] for r in real],
              "stderr": [r["entropy_stderr"] for r in real], "times": list(REPORT_TIMES)},
         ]))
@@ -120,8 +141,10 @@ def main(argv=None) -> int:
     figure = plot_curves(np.asarray(REPORT_TIMES), panels, out.with_suffix(".png"), log_x=True,
                          title="H(Y|X_s) along the digits U-Net's reverse trajectories")
     write_json(out, {"benchmark": "online_label_reference",
-                     "command": "separability images --quick --seed S [--steps N]; this script on its checkpoints [--steps N]",
+                     "command": "separability images --quick --seed S [--steps N]; "
+                                "this script on its checkpoints [--steps N]",
                      "instance": {"dataset": data.name, "seed": args.seed, "n_trajectories": args.n,
+                                  "n_per_class": per_class,
                                   "classifier": {"channels": list(config.channels), "hidden": config.hidden,
                                                  "steps": config.steps},
                                   "network_train_steps": experiment.train.steps,
