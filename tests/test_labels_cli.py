@@ -14,6 +14,15 @@ from verify.cli import main
 FIGURES = ("label_entropy.png", "class_rates.png", "cfg_shift.png")
 
 
+def _check_coherence_flag(q: dict) -> None:
+    """The two online curves are compared at the first report time: flagged exactly when they differ by more than 2
+    combined stderr (independent trajectories)."""
+    first = q["report"][0]
+    gap = first["online"]["value"] - first["online_conditional"]["value"]
+    apart = abs(gap) > 2 * math.hypot(first["online"]["stderr"], first["online_conditional"]["stderr"])
+    assert any("label's own drift" in flag for flag in q["flags"]) == apart, (gap, q["flags"])
+
+
 def test_two_class_quick_matches_the_quadrature_at_every_grid_time(tmp_path):
     assert main(["labels", "--mixture", "two-class", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
@@ -44,6 +53,7 @@ def test_two_class_quick_matches_the_quadrature_at_every_grid_time(tmp_path):
     for row in q["report"]:
         assert row["online_conditional"]["value"] == pytest.approx(np.interp(row["s"], t_on,
                                                                              conditional["cumulative"]))
+    _check_coherence_flag(q)
     assert exact[0] < 0.1 and exact[-1] > 0.69  # the grid spans the decision
 
     # peaks: both estimators' rate peaks within their plausible ranges of the exact one's grid node neighbourhood
@@ -117,6 +127,7 @@ def test_digits_quick_results_hold_together(quick_images):
     # along each label's own trajectories (session 31, 1,000 steps: about 0.17 at s = 0.001 against 0.59 along the
     # unconditional ones, benchmarks/README.md) the online posterior is a class-averaged entropy in [0, log K]
     assert all(0 <= row["online_conditional"]["value"] <= math.log(10) for row in q["report"])
+    _check_coherence_flag(q)
     assert set(q["peaks"]["per_class"]) == {str(c) for c in range(10)}
     assert set(curves["cfg"]) == {"0.0", "1.0", "3.0"}
     for w in curves["cfg"].values():

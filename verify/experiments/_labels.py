@@ -440,6 +440,17 @@ def run(config: LabelExperiment, out: str | Path, *, key, data: ImageData | None
                              "stderr": float(at_report.cumulative_stderr[i])},
                **({} if immse_plugin is None else {"immse_plugin": _at(immse_plugin, s)})}
               for i, s in enumerate(config.report_times)]
+    # the two online curves read the same H(Y|X_s) for a coherent model; where they differ at the first report time
+    # (independent trajectories, combined stderr), the unconditional one measures the disagreement as well
+    first, coherence = report[0], []
+    gap = first["online"]["value"] - first["online_conditional"]["value"]
+    gap_se = math.hypot(first["online"]["stderr"], first["online_conditional"]["stderr"])
+    if abs(gap) > 2 * gap_se:
+        coherence.append(f"online H(Y|X_s) at s = {first['s']:g} along the unconditional drift minus along each "
+                         f"label's own drift: {gap:+.3f} ± {gap_se:.3f} nats (more than 2 stderr); the model's "
+                         "unconditional output is not the posterior average of its conditional ones there, and the "
+                         "unconditional curve measures that too (read 'online by class')")
+
     def timing(est: Estimate) -> dict:
         """The rate's peak and the half-decision time of one curve."""
         return {**_peak(est).to_dict(), "half_time": _half(est).to_dict()}
@@ -499,7 +510,7 @@ def run(config: LabelExperiment, out: str | Path, *, key, data: ImageData | None
                        "cfg_peak_shift": {w: cfg_block[w]["average"]["peak_shift"] for w in cfg_block},
                        "cfg_half_time_shift": {w: cfg_block[w]["average"]["half_time_shift"] for w in cfg_block},
                        "resolution": resolution, "checks": checks,
-                       "flags": [*immse.flags, *(f for c in classes for f in immse_class[c].flags)]},
+                       "flags": [*immse.flags, *(f for c in classes for f in immse_class[c].flags), *coherence]},
         "curves": {
             "immse": immse.to_dict(curves=True), "online": online.to_dict(), "reference": reference.to_dict(curves=True),
             **({} if immse_plugin is None else {"immse_plugin": immse_plugin.to_dict(curves=True)}),
