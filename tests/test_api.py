@@ -169,7 +169,9 @@ def test_validation_selection_does_not_invent_information_from_noise():
 
     Measured in this test's process (x64, light compile): 3.21 nats plain, 0.041 selected. With the users' setting
     (float32, optimised compile; a different realisation of the same fits) 3.16 and 0.227, and there the
-    unconditional network keeps its last weights. Before the split also chose the centring (the conditional mean,
+    unconditional network keeps its last weights. So does it here on the 2-core machine of session 31 (3.32 and
+    0.199; its last weights 1.07 stderr worse than its best, under the rule's 2): only the conditional network, whose
+    last weights are 8.6 stderr worse, must be set back. Before the split also chose the centring (the conditional mean,
     fitted on 480 pairs of independent data, is noise), the selected fits read 0.39 (here) and 0.46 (users'); before
     centring was the default, 6.0 and 0.13."""
     rng = np.random.default_rng(21)
@@ -184,7 +186,10 @@ def test_validation_selection_does_not_invent_information_from_noise():
             assert all(f.validation_losses == () and f.selected_step == 1500 for f in fitted.info.networks)
         else:
             assert fitted.info.n_validation == 120
-            assert all(f.selected_step < 1500 for f in fitted.info.networks)
+            for f in fitted.info.networks:  # the selection rule, network by network (2.0: the documented OVERFIT_Z)
+                assert len(f.validation_losses) == 15 and (f.selected_step < 1500) == (f.overfit_z > 2.0), f
+            # the conditional network, which memorises the independent y, is caught and set back
+            assert {f.name: f for f in fitted.info.networks}["conditional"].selected_step < 1500
     selected, plain = estimates[0.2], estimates[0.0]
     assert plain.value > 1.0, estimates  # the failure the split guards against does happen here
     assert abs(selected.value) < 0.25 and selected.value < 0.1 * plain.value, estimates
