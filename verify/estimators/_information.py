@@ -193,13 +193,19 @@ def _check_data(x, y):
     return jnp.asarray(x), jnp.asarray(y)
 
 
-def _integrate(integrand, models: tuple, x, y, times: AbstractTimeIntegrator, evals_per_call: int,
-               chunk_size: int, key: PRNGKeyArray) -> Estimate:
+def _checked_rows(integrand, models: tuple, x, y, times: AbstractTimeIntegrator, chunk_size: int,
+                  key: PRNGKeyArray) -> np.ndarray:
+    """`times.rows` after the checks every estimator makes: the integrator, the data, the key."""
     if not isinstance(times, AbstractTimeIntegrator):
         raise ValueError(f"times must be a time integrator (UniformGrid(...), ImportanceSampler(...)); got {times!r}.")
     x, y = _check_data(x, y)
-    return times.integrate(integrand, models, x, y, sde=models[0].sde, evals_per_call=evals_per_call,
-                           chunk_size=chunk_size, key=check_key(key))
+    return times.rows(integrand, models, x, y, sde=models[0].sde, chunk_size=chunk_size, key=check_key(key))
+
+
+def _integrate(integrand, models: tuple, x, y, times: AbstractTimeIntegrator, evals_per_call: int,
+               chunk_size: int, key: PRNGKeyArray) -> Estimate:
+    rows = _checked_rows(integrand, models, x, y, times, chunk_size, key)
+    return times.estimate(rows, sde=models[0].sde, evals_per_call=evals_per_call)
 
 
 # ---------------------------------------------------------------------------------------------- estimators
@@ -408,11 +414,7 @@ def _shared_estimates(model, x: Float[Array, "batch *shape"], y: Float[Array, "b
     """
     if y is None:
         raise ValueError("the shared estimates need y, paired with the rows of x.")
-    if not isinstance(times, AbstractTimeIntegrator):
-        raise ValueError(f"times must be a time integrator (UniformGrid(...), ImportanceSampler(...)); got {times!r}.")
-    x, y = _check_data(x, y)
-    rows = times.rows(_information_integrand, (model,), x, y, sde=model.sde, chunk_size=chunk_size,
-                      key=check_key(key))
+    rows = _checked_rows(_information_integrand, (model,), x, y, times, chunk_size, key)
     s_x, s_xy, minde = (times.estimate(rows[..., i], sde=model.sde, evals_per_call=2) for i in range(3))
     diff = times.estimate(rows[..., 1] - rows[..., 0], sde=model.sde, evals_per_call=2)
     return _Shared(s_x.check_bounds(lower=0.0, name="S_NN"), s_xy.check_bounds(lower=0.0, name="S_NN"),

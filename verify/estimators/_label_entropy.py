@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from gaussian_oracle import VPSDE, Estimate, check_key
+from gaussian_oracle import VPSDE, Estimate
 
-from ._information import _check_data, _crossfit_integrand, _integrate, _minde_integrand
+from ._information import _checked_rows, _crossfit_integrand, _integrate, _minde_integrand
 from ._integrators import AbstractGrid
 
 __all__ = ["FromEnd", "HalfTime", "LogSNRGrid", "Peak", "check_label_model", "half_time", "label_entropy",
@@ -293,8 +293,7 @@ def label_entropy_per_class(model, x: Float[Array, "batch *shape"], y: Int[Array
     # every row once, in chunks of `chunk_size` whatever the classes' sizes (one compiled program, the one
     # `label_entropy` uses at the same chunk size); then each class's rows are summarised on their own
     grid = FromEnd(times)
-    x, y = _check_data(x, jnp.asarray(labels))
-    rows = grid.rows(integrand, models, x, y, sde=model.sde, chunk_size=chunk_size, key=check_key(key))
+    rows = _checked_rows(integrand, models, x, jnp.asarray(labels), grid, chunk_size, key)
     out = {}
     for c in range(prior.size):
         tail = grid.estimate(rows[labels == c], sde=model.sde, evals_per_call=evals)
