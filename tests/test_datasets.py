@@ -105,16 +105,77 @@ def test_tiny_imagenet_tree(tmp_path):
 
     d = L.load_tiny_imagenet(tmp_path, size=8)
     assert d.train_x.shape == (6, 3, 8, 8) and d.test_x.shape == (3, 3, 8, 8) and d.num_classes == 2
-    np.testing.assert_array_equal(d.train_y, [0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(np.sort(d.train_y), [0, 0, 0, 1, 1, 1])  # in a shuffled order (the next test)
     np.testing.assert_array_equal(d.test_y, [1, 0, 1])
-    np.testing.assert_allclose(d.train_x[0], pixels[("n001", 0)].transpose(2, 0, 1) / 255.0, rtol=1e-6)
+    first = d.train_x[d.train_y == 0]  # n001_0.png among the images of label 0
+    assert sum(np.allclose(x, pixels[("n001", 0)].transpose(2, 0, 1) / 255.0, rtol=1e-6) for x in first) == 1
     np.testing.assert_allclose(d.test_x[0, 0], d.test_x[0, 1])  # grey images are converted to RGB
     assert L.load_tiny_imagenet(tmp_path, size=8, max_per_class=1).train_x.shape[0] == 2
+    for bad in (0, -1, True, 1.5, "2"):
+        with pytest.raises(ValueError, match="tiny-imagenet: max_per_class must be a positive integer or None"):
+            L.load_tiny_imagenet(tmp_path, size=8, max_per_class=bad)
     with pytest.raises(ValueError, match="expected \\(16, 16, 3\\)"):
         L.load_tiny_imagenet(tmp_path, size=16)
     (tmp_path / "val" / "val_annotations.txt").unlink()
     with pytest.raises(FileNotFoundError, match="val_annotations.txt"):
         L.load_tiny_imagenet(tmp_path, size=8)
+
+
+def test_tiny_imagenet_training_images_come_shuffled(tmp_path):
+    """Regression: the training images came class by class, so the first half (a cross-fit's network A) and the first
+    `--n-train` images held only the first classes. Now in a fixed seeded order: each image once with its own label,
+    not in class order, every class in both halves, the same order again from the same call (another seed, another
+    order)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    wnids = ["n01", "n02", "n03", "n04"]
+    (tmp_path / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    (tmp_path / "val" / "images").mkdir(parents=True)
+    stored, lines = [], []
+    for label, wnid in enumerate(wnids):
+        folder = tmp_path / "train" / wnid / "images"
+        folder.mkdir(parents=True)
+        for i in range(3):
+            array = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(array).save(folder / f"{wnid}_{i}.png")
+            stored.append((label, array.transpose(2, 0, 1).tobytes()))
+        array = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        Image.fromarray(array).save(tmp_path / "val" / "images" / f"v{wnid}.png")
+        lines.append(f"v{wnid}.png\t{wnid}\t0\t0\t8\t8")
+    (tmp_path / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+
+    d = L.load_tiny_imagenet(tmp_path, size=8)
+    pixels = np.round(d.train_x * 255).astype(np.uint8)
+    assert sorted(zip(d.train_y.tolist(), (x.tobytes() for x in pixels))) == sorted(stored)
+    assert d.train_y.tolist() != sorted(d.train_y.tolist())
+    assert set(d.train_y[:6].tolist()) == set(d.train_y[6:].tolist()) == {0, 1, 2, 3}
+    np.testing.assert_array_equal(d.subset(n_train=6).train_y, d.train_y[:6])
+    again = L.load_tiny_imagenet(tmp_path, size=8)
+    np.testing.assert_array_equal(again.train_y, d.train_y)
+    np.testing.assert_array_equal(again.train_x, d.train_x)
+    other = L.load_tiny_imagenet(tmp_path, size=8, seed=1)
+    assert other.train_y.tolist() != d.train_y.tolist()
+    assert sorted(other.train_y.tolist()) == sorted(d.train_y.tolist())
+    np.testing.assert_array_equal(other.test_y, [0, 1, 2, 3])  # the validation images keep their listed order
+
+
+def test_split_needs_a_test_and_a_training_image(tmp_path):
+    """Regression: n_test = 0, a negative n_test or n_test >= the data set's size gave an empty training set."""
+    csv = tmp_path / "mnist_5k.csv"  # four images, labels 0..3
+    csv.write_text("\n".join(",".join(["0"] * 784 + [str(label)]) for label in range(4)) + "\n")
+    loaders = {"digits": (L.load_digits, 1797), "mnist5k": (lambda **kw: L.load_mnist5k(path=csv, **kw), 4)}
+    for name, (load, n) in loaders.items():
+        for bad in (0, -1, n, n + 1, True, 2.0, "2", None):
+            with pytest.raises(ValueError, match=f"{name}: n_test must be an integer in 1..{n - 1} .* {n} images"):
+                load(n_test=bad)
+        d = load(n_test=1)
+        assert d.train_x.shape[0] == n - 1 and d.test_x.shape[0] == 1
+        d = load(n_test=n - 1)
+        assert d.train_x.shape[0] == 1 and d.test_x.shape[0] == n - 1
+        assert load(n_test=np.int64(2)).test_x.shape[0] == 2
+    d = L.load_mnist5k(path=csv, n_test=2)
+    np.testing.assert_array_equal(np.sort(np.concatenate([d.train_y, d.test_y])), [0, 1, 2, 3])
 
 
 def test_missing_files_name_what_and_where(tmp_path):
