@@ -180,11 +180,16 @@ def check_labelled_images(config: ClassifierConfig, x, y) -> None:
     x, y = np.asarray(x), np.asarray(y)
     if x.shape[1:] != config.image_shape or y.shape != (x.shape[0],):
         raise ValueError(f"x must have shape (batch, {config.image_shape}) and y (batch,); got {x.shape}, {y.shape}.")
+    _check_labels(y, config.num_classes, "config.num_classes")
+
+
+def _check_labels(y: np.ndarray, num_labels: int, source: str) -> None:
+    """One clear error for labels `y` that are not integers in `[0, num_labels)` (`source` says where that number
+    comes from); nothing is clipped or wrapped round (a label -1 would index the last class)."""
     if not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"y must hold integer labels; got dtype {y.dtype}.")
-    if y.size and (y.min() < 0 or y.max() >= config.num_classes):
-        raise ValueError(f"y must hold labels in [0, {config.num_classes}) (config.num_classes); "
-                         f"got values from {y.min()} to {y.max()}.")
+    if y.size and (y.min() < 0 or y.max() >= num_labels):
+        raise ValueError(f"y must hold labels in [0, {num_labels}) ({source}); got values from {y.min()} to {y.max()}.")
 
 
 def fit_classifier(model: eqx.Module, loss: eqx.Module, config: ClassifierConfig, x, y, *, progress: bool,
@@ -209,7 +214,8 @@ def cross_entropy(classifier: ConvClassifier, x: Float[ArrayLike, "batch channel
     **Arguments:**
 
     - `classifier`: a trained classifier (logits for one image).
-    - `x`, `y`: held-out images and labels (not used for training).
+    - `x`, `y`: held-out images (at least 2) and their integer labels in `[0, number of logits)`, shape `(batch,)`
+      (not used for training).
     - `chunk_size`: images per evaluation call.
 
     **Returns:**
@@ -218,8 +224,10 @@ def cross_entropy(classifier: ConvClassifier, x: Float[ArrayLike, "batch channel
     """
     x = jnp.asarray(x, jnp.float32)
     y = np.asarray(y)
-    if x.shape[0] < 2 or y.shape != (x.shape[0],):
+    if x.ndim < 2 or x.shape[0] < 2 or y.shape != (x.shape[0],):
         raise ValueError(f"need at least 2 held-out images with one label each; got {x.shape} and {y.shape}.")
+    num_labels = jax.eval_shape(classifier, jax.ShapeDtypeStruct(x.shape[1:], x.dtype)).shape[-1]
+    _check_labels(y, num_labels, f"the classifier's {num_labels} logits")
     logits_fn = eqx.filter_jit(lambda m, xb: jax.vmap(m)(xb))
     logits = np.concatenate([np.asarray(logits_fn(classifier, x[i:i + chunk_size]), np.float64)
                              for i in range(0, x.shape[0], chunk_size)])

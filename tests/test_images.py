@@ -66,6 +66,26 @@ def test_information_bounds_from_held_out_cross_entropy():
     assert wrong.lower_stderr > 0
 
 
+def test_cross_entropy_refuses_labels_outside_the_logits():
+    """Regression: `learned.cross_entropy` scored label -1 as the last class (a finite, wrong CE) and raised a bare
+    IndexError for a label past the last logit or a float label. Each is now one ValueError naming the rule."""
+    x = np.zeros((4, 1, 2, 2), np.float32)
+    x[:, 0, 0, 0] = [0, 1, 2, 3]
+    classifier = _Logits(2.0, 4)
+    ce, _, accuracy = learned.cross_entropy(classifier, x, np.array([0, 1, 2, 3]))
+    assert ce == pytest.approx(-(2.0 - np.log(np.exp(2.0) + 3)), rel=1e-6) and accuracy == 1.0
+    for y in ([0, 1, 2, -1], [0, 1, 2, 4]):
+        with pytest.raises(ValueError, match=r"y must hold labels in \[0, 4\) \(the classifier's 4 logits\); "
+                                             r"got values from -?\d to \d"):
+            learned.cross_entropy(classifier, x, np.array(y))
+    for y in (np.array([0.0, 1.0, 2.0, 3.0]), np.array([True, False, True, False])):
+        with pytest.raises(ValueError, match=f"y must hold integer labels; got dtype {y.dtype}"):
+            learned.cross_entropy(classifier, x, y)
+    for y in (np.array([[0], [1], [2], [3]]), np.array([0, 1, 2])):
+        with pytest.raises(ValueError, match="need at least 2 held-out images with one label each"):
+            learned.cross_entropy(classifier, x, y)
+
+
 def test_label_information_curve_holds_for_the_exact_model_and_catches_a_cancelling_curve():
     """Exact MINDE curve of a two-class mixture against the exact posterior's CE_s: no node outside the time-resolved
     bounds. A curve with the same total whose information arrives too early (at small s) is flagged, though its
