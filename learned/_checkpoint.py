@@ -17,6 +17,8 @@ import math
 import os
 import pathlib
 import re
+import tempfile
+import types
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -33,18 +35,36 @@ CHECKPOINT_NAME = "checkpoint.eqx"
 FINGERPRINT_NAME = "checkpoint.json"
 RESUME_MODES = ("auto", "overwrite", "unchecked")
 _FINGERPRINT_FORMAT = 1
-_COSMETIC_FIELDS = ("progress", "checkpoint_every")  # TrainConfig fields that do not change the trained weights
+_COSMETIC_FIELDS = ("progress", "checkpoint_every", "steps_per_call", "unroll")
+"""TrainConfig fields that do not change the step sequence: how often to report and save, and how the steps are
+grouped into jitted calls (each step splits its own key, whatever the grouping), so that a run started on a GPU (100
+steps per call) resumes on a CPU (2, unrolled); a regrouped run is equal up to floating-point reassociation."""
 
 
 # ---------------------------------------------------------------------------------------------- checkpoint files
 def _write_atomic(path: pathlib.Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write `path` atomically: a temporary file in the same folder, fsync, then `os.replace`."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, mode) as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write `path` atomically: a temporary file of its own in the same folder (two processes saving into one folder
+    never share one), fsync, `os.replace`, then fsync the folder so that the rename itself is on disk."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        folder = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # a platform whose folders cannot be opened (Windows): the file itself is synced
+        return
+    try:
+        os.fsync(folder)
+    except OSError:
+        pass
+    finally:
+        os.close(folder)
 
 
 def _save(path: pathlib.Path, record: tuple) -> None:
@@ -155,8 +175,30 @@ def _scrub(text: str) -> str:
     return re.sub(r" at 0x[0-9a-fA-F]+", "", text)
 
 
-def _feed(h, obj, depth: int = 0) -> None:
-    """Feed a canonical description of `obj` (structure, static fields and array bytes) into the hash `h`."""
+def _code(code: types.CodeType) -> tuple:
+    """What a function's code object says that is stable across processes: its global names and its constants
+    (nested functions' code objects, recursively); not its bytecode, which changes with the Python version."""
+    return code.co_names, tuple(_code(c) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+
+
+def _cells(function: types.FunctionType) -> tuple:
+    out = []
+    for cell in function.__closure__ or ():
+        try:
+            out.append(cell.cell_contents)
+        except ValueError:  # a cell not yet filled
+            out.append("<empty cell>")
+    return tuple(out)
+
+
+def _feed(h, obj, depth: int = 0, active: tuple[int, ...] = (), by_name: bool = False) -> None:
+    """Feed a canonical description of `obj` (structure, static fields and array bytes) into the hash `h`.
+
+    A Python function is described by its name, its code's constants and global names, its defaults and the values it
+    closes over, so that two closures of one factory with different settings (a loss weight) hash differently;
+    `active` holds the functions being described, so that a function that closes over itself ends. `by_name`: the
+    description of fingerprints written before functions were described (`sha256_v1`): functions and methods by name,
+    sets by their repr."""
     if depth > 200:
         h.update(b"<deep>")
         return
@@ -173,32 +215,49 @@ def _feed(h, obj, depth: int = 0) -> None:
         h.update(f"{_qualname(type(obj))}(".encode())
         for field in dataclasses.fields(obj):
             h.update(f"{field.name}=".encode())
-            _feed(h, getattr(obj, field.name, None), depth + 1)
+            _feed(h, getattr(obj, field.name, None), depth + 1, active, by_name)
         h.update(b")")
     elif isinstance(obj, (tuple, list)):
         h.update(f"{_qualname(type(obj))}[{len(obj)}](".encode())
         for item in obj:
-            _feed(h, item, depth + 1)
+            _feed(h, item, depth + 1, active, by_name)
         h.update(b")")
     elif isinstance(obj, dict):
         h.update(f"dict[{len(obj)}](".encode())
         for k in sorted(obj, key=repr):
-            _feed(h, k, depth + 1)
-            _feed(h, obj[k], depth + 1)
+            _feed(h, k, depth + 1, active, by_name)
+            _feed(h, obj[k], depth + 1, active, by_name)
         h.update(b")")
     elif isinstance(obj, functools.partial):
         h.update(b"partial(")
-        _feed(h, (obj.func, obj.args, obj.keywords), depth + 1)
+        _feed(h, (obj.func, obj.args, obj.keywords), depth + 1, active, by_name)
         h.update(b")")
-    elif callable(obj):  # functions, jitted functions, classes: by name
+    elif isinstance(obj, (set, frozenset)) and not by_name:  # in an order that does not depend on the process's hash seed
+        h.update(f"{type(obj).__name__}[{len(obj)}](".encode())
+        for item in sorted(obj, key=repr):
+            _feed(h, item, depth + 1, active, by_name)
+        h.update(b")")
+    elif isinstance(obj, types.MethodType) and not by_name:
+        h.update(b"method(")
+        _feed(h, (obj.__func__, obj.__self__), depth + 1, active, by_name)
+        h.update(b")")
+    elif isinstance(obj, types.FunctionType) and not by_name:
+        if id(obj) in active:
+            h.update(f"function {_qualname(obj)} (itself);".encode())
+            return
+        h.update(f"function {_qualname(obj)}(".encode())
+        _feed(h, (_code(obj.__code__), obj.__defaults__, obj.__kwdefaults__, _cells(obj)), depth + 1,
+              (*active, id(obj)), by_name)
+        h.update(b")")
+    elif callable(obj):  # jitted functions, builtins, classes (and with by_name every function): by name
         h.update(f"callable {_qualname(obj)};".encode())
     else:
         h.update(f"{_qualname(type(obj))} {_scrub(repr(obj))};".encode())
 
 
-def _sha256(obj) -> str:
+def _sha256(obj, *, by_name: bool = False) -> str:
     h = hashlib.sha256()
-    _feed(h, obj)
+    _feed(h, obj, by_name=by_name)
     return h.hexdigest()
 
 
@@ -213,23 +272,32 @@ def _versions() -> dict[str, str]:
 
 
 def _fingerprint(config: TrainConfig, loss, model, host_x: np.ndarray, host_y: np.ndarray | None,
-                 key_data: Array) -> dict:
-    """What a checkpoint was trained on: the config, loss, initial model, data and key (JSON-ready)."""
+                 key_data: Array, validation: tuple[np.ndarray, np.ndarray | None] | None = None) -> dict:
+    """What a checkpoint was trained on: the config, loss, initial model, data, held-out data and key (JSON-ready).
+
+    The loss and model carry two hashes: `sha256` (functions described by their code's constants and the values
+    they close over) and `sha256_v1` (functions by name, as fingerprints written before), against which a checkpoint
+    written before is checked, so that it still resumes."""
     params = jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))
     config_fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in _COSMETIC_FIELDS}
 
     def data(a):
         return None if a is None else {"shape": list(a.shape), "dtype": a.dtype.name, "sha256": _sha256(a)}
 
+    def hashes(obj):
+        return {"sha256": _sha256(obj), "sha256_v1": _sha256(obj, by_name=True)}
+
     loss_repr = _scrub(repr(loss))
     fingerprint = {
         "format": _FINGERPRINT_FORMAT,
         "written_by": _versions(),
         "config": config_fields,
-        "loss": {"type": type(loss).__name__, "repr": loss_repr[:2000], "sha256": _sha256(loss)},
-        "model": {"type": type(model).__name__, "parameters": int(sum(p.size for p in params)), "sha256": _sha256(model)},
+        "loss": {"type": type(loss).__name__, "repr": loss_repr[:2000], **hashes(loss)},
+        "model": {"type": type(model).__name__, "parameters": int(sum(p.size for p in params)), **hashes(model)},
         "data_x": data(host_x),
         "data_y": data(host_y),
+        "validation_x": None if validation is None else data(validation[0]),
+        "validation_y": None if validation is None else data(validation[1]),
         "key": {"impl": str(jax.random.key_impl(jax.random.wrap_key_data(key_data))),
                 "data": [int(v) for v in np.asarray(key_data).reshape(-1)]},
     }
@@ -250,16 +318,29 @@ def _summary(item: str, entry: dict | None) -> str:
 
 
 def _differences(recorded: dict, current: dict) -> list[tuple[str, str]]:
-    """(item, description) for every item of the fingerprint that differs; package versions are not compared."""
+    """(item, description) for every item of the fingerprint that differs; package versions and the cosmetic config
+    fields (which fingerprints written before recorded) are not compared."""
     out = []
     old_cfg, new_cfg = recorded.get("config") or {}, current["config"]
-    changed = [n for n in sorted(set(old_cfg) | set(new_cfg)) if json.dumps(old_cfg.get(n)) != json.dumps(new_cfg.get(n))]
+    changed = [n for n in sorted(set(old_cfg) | set(new_cfg))
+               if n not in _COSMETIC_FIELDS and json.dumps(old_cfg.get(n)) != json.dumps(new_cfg.get(n))]
     if changed:
         out.append(("config", "config: " + "; ".join(
             f"{n} {json.dumps(old_cfg.get(n))} in the checkpoint, {json.dumps(new_cfg.get(n))} now" for n in changed)))
-    for item in ("loss", "model", "data_x", "data_y", "key"):
+    for item in ("loss", "model", "data_x", "data_y", "validation_x", "validation_y", "key"):
         old, new = recorded.get(item), current[item]
-        same = (old or {}).get("sha256") == new["sha256"] if item in ("loss", "model") else old == new
+        if item in ("loss", "model"):
+            # a fingerprint written before functions were described has only the by-name hash
+            which = "sha256" if "sha256_v1" in (old or {}) else "sha256_v1"
+            same = (old or {}).get("sha256") == new[which]
+        elif item.startswith("validation") and item not in recorded:
+            # written before held-out data were recorded: nothing to compare, so it is taken as the same
+            if new is not None:
+                warnings.warn(f"the checkpoint does not record its held-out data ({item}); resuming assumes this call's "
+                              "are the ones it was trained with.", stacklevel=4)
+            continue
+        else:
+            same = old == new
         if not same:
             out.append((item, f"{item}: {_summary(item, old)} in the checkpoint, {_summary(item, new)} now"))
     return out

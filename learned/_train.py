@@ -332,10 +332,14 @@ def train(
     With `checkpoint_dir` the step, model, EMA model, optimiser state, PRNG key data and loss log are written
     atomically to `checkpoint.eqx` every `config.checkpoint_every` steps, at the end, on `KeyboardInterrupt`, and (the
     last finite state) when the loss turns non-finite. Beside it, `checkpoint.json` records what the run is: the
-    `TrainConfig` (less `progress` and `checkpoint_every`, which do not change the weights), the loss, the initial
-    model (structure and parameter values), the data (SHA-256 of `data_x` and `data_y` as trained) and the key, in
-    readable fields and hashes, with the package versions. A later call with the same arguments resumes and reaches
-    bitwise the same result as an uninterrupted run; a finished checkpoint is returned without training.
+    `TrainConfig` (less `progress`, `checkpoint_every`, `steps_per_call` and `unroll`, which do not change the step
+    sequence), the loss, the initial model (structure and parameter values), the data (SHA-256 of `data_x` and
+    `data_y` as trained, and of the held-out `validation` data) and the key, in readable fields and hashes, with the
+    package versions. A later call with the same arguments resumes and reaches bitwise the same result as an
+    uninterrupted run; with another `steps_per_call` or `unroll` (a run started on a GPU, resumed on a CPU) the same
+    result up to floating-point reassociation. A finished checkpoint is returned without training. A loss that is a
+    Python function is fingerprinted by its name, its code's constants, its defaults and the values it closes over,
+    not by the globals it reads: a loss whose setting lives in a global is not told apart.
 
     **Arguments:**
 
@@ -406,7 +410,8 @@ def train(
         folder = pathlib.Path(checkpoint_dir)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / CHECKPOINT_NAME
-        fingerprint = _fingerprint(config, loss, model, host_x, host_y, key_data)
+        fingerprint = _fingerprint(config, loss, model, host_x, host_y, key_data,
+                                   None if validation is None else (host_xv, host_yv))
         state, losses, record = _open_checkpoint(folder, fingerprint, (state, losses, record), resume)
     step = int(state.step)
     state = eqx.tree_at(lambda st: st.step, state, jnp.asarray(step))
@@ -417,7 +422,7 @@ def train(
     held_out = None  # the last held-out loss, for the progress bar
     try:
         while step < config.steps:
-            num = min(config.steps_per_call, config.steps - step)
+            num = _chunk(step, config)
             unroll = num if config.unroll is True else int(config.unroll)  # True: fully unrolled; False: 1
             new_state, values = _advance(state, x, y, loss, optimizer, config.ema_decay, num, config.batch_size, parallel, unroll)
             values = np.asarray(values, np.float64)
@@ -430,10 +435,13 @@ def train(
                     f"The loss became non-finite at step {first} ({values[first - step]}){where}. "
                     "Try a lower lr, max_grad_norm, or ImportanceTime sampling."
                 )
+            checked = record is not None and step + num in record.steps
+            # The held-out check runs before the state moves on, so that an interrupt during it leaves the step and
+            # its check to be redone together on resume, not a step whose check is lost.
+            new_record = _validate(record, step + num, loss, new_state.ema_model, xv, yv, val_key) if checked else record
             losses[step : step + num] = values
-            state, step = new_state, step + num  # together: an interrupt sees both or neither
-            if record is not None and step in record.steps:
-                record = _validate(record, step, loss, state.ema_model, xv, yv, val_key)
+            state, step, record = new_state, step + num, new_record  # together: an interrupt sees all or none
+            if checked:
                 held_out = f"{float(record.losses[record.steps == step][0]):.4g}"
             if path is not None and (step % config.checkpoint_every == 0 or step == config.steps):
                 _save(path, (_host(state), losses, record))
@@ -457,6 +465,17 @@ def train(
     finally:
         bar.close()
     return TrainResult(state.model, state.ema_model, losses[:step], record)
+
+
+def _chunk(step: int, config: TrainConfig) -> int:
+    """Steps of the next jitted call: `steps_per_call`, cut short at the end, and at the next multiple of
+    `checkpoint_every` and of `validate_every`, which a run resumed with another `steps_per_call` (a GPU run on a
+    CPU) would otherwise step over; in a run that keeps its `steps_per_call` no cut applies (both are multiples)."""
+    num = min(config.steps_per_call, config.steps - step)
+    for every in (config.checkpoint_every, config.validate_every):
+        if every is not None:
+            num = min(num, every - step % every)
+    return num
 
 
 _VALIDATION_CHUNK = 1024

@@ -178,6 +178,57 @@ def test_checkpoint_of_another_run_is_refused(key, tmp_path):
         L.train(net, x, y, config=CFG, loss=loss, checkpoint_dir=tmp_path / "half", key=other_key)
 
 
+def _weighted(weight):
+    """A loss written the usual way, as a closure over its setting."""
+    base = L.DEMLoss(condition_dropout=0.1)
+
+    def loss(model, x, y, *, key):
+        return weight * base(model, x, y, key=key)
+
+    return loss
+
+
+def test_function_losses_are_told_apart_by_their_settings(key, tmp_path):
+    """Regression: a loss that is a Python function was fingerprinted by its name alone, so a closure with another
+    weight, or any other lambda, silently resumed (or returned) the checkpoint of the first."""
+    x, y, net, k_train = _problem(key)
+    folder = tmp_path / "run"
+    L.train(net, x, y, config=CFG, loss=_weighted(1.0), checkpoint_dir=folder, key=k_train)
+    with pytest.raises(ValueError, match="trained with a different loss than this call"):
+        L.train(net, x, y, config=CFG, loss=_weighted(1000.0), checkpoint_dir=folder, key=k_train, callback=_no_steps)
+    L.train(net, x, y, config=CFG, loss=_weighted(1.0), checkpoint_dir=folder, key=k_train, callback=_no_steps)
+    base = L.DEMLoss()
+    twice = tmp_path / "twice"
+    L.train(net, x, y, config=CFG, loss=lambda m, a, b, *, key: 2.0 * base(m, a, b, key=key), checkpoint_dir=twice,
+            key=k_train)
+    with pytest.raises(ValueError, match="different loss"):
+        L.train(net, x, y, config=CFG, loss=lambda m, a, b, *, key: 3.0 * base(m, a, b, key=key), checkpoint_dir=twice,
+                key=k_train, callback=_no_steps)
+
+
+def test_checkpoints_of_the_previous_fingerprint_still_resume(key, tmp_path):
+    """A fingerprint written before functions were described (only the by-name hash, no held-out data) still resumes
+    when the call is the same, and is still refused when the model differs."""
+    x, y, net, k_train = _problem(key)
+    folder = tmp_path / "run"
+    first = L.train(net, x, y, config=CFG, loss=L.DEMLoss(), checkpoint_dir=folder, key=k_train)
+    path = folder / "checkpoint.json"
+    recorded = json.loads(path.read_text())
+    assert recorded["validation_x"] is None and recorded["validation_y"] is None
+    # The MLP holds a function (its embedding's final activation), so its two hashes differ.
+    assert recorded["model"]["sha256"] != recorded["model"]["sha256_v1"]
+    for item in ("model", "loss"):
+        recorded[item]["sha256"] = recorded[item].pop("sha256_v1")
+    del recorded["validation_x"], recorded["validation_y"]
+    path.write_text(json.dumps(recorded))
+    same = L.train(net, x, y, config=CFG, loss=L.DEMLoss(), checkpoint_dir=folder, key=k_train, callback=_no_steps)
+    assert _leaves_equal(same.ema_model, first.ema_model)
+    path.write_text(json.dumps(recorded))
+    with pytest.raises(ValueError, match="different model"):
+        L.train(_small(key=jax.random.key(99), width=16), x, y, config=CFG, loss=L.DEMLoss(), checkpoint_dir=folder,
+                key=k_train)
+
+
 def test_resume_modes(key, tmp_path):
     x, y, net, k_train = _problem(key)
     folder = tmp_path / "run"
@@ -363,6 +414,72 @@ def test_validation_curve_best_model_and_resume(key, tmp_path):
     assert _leaves_equal(resumed.validation.best_model, record.best_model)
     step, loaded = L.load_checkpoint(folder, net, cfg, key=k_train)
     assert step == 23 and np.array_equal(loaded.validation.losses, record.losses)
+
+
+class _InterruptValidation:
+    """The DEM loss, with a Ctrl-C while the first held-out check (rows of `n`, not the batch's) is compiled."""
+
+    def __init__(self, n):
+        self.n, self.armed, self.base = n, True, L.DEMLoss(L.Likelihood(SDE), L.LogSNRTime())
+
+    def __call__(self, model, x, y, *, key):
+        if self.armed and x.shape[0] == self.n:
+            self.armed = False
+            raise KeyboardInterrupt
+        return self.base(model, x, y, key=key)
+
+    def __repr__(self):
+        return "_InterruptValidation()"
+
+
+def test_held_out_data_are_fingerprinted_and_an_interrupted_check_is_redone(key, tmp_path):
+    """Regression: the held-out data were not in the fingerprint (a run resumed with other held-out data mixed the
+    two sets in one curve), and Ctrl-C during a held-out check saved the state after the step with the check
+    missing, so the resumed curve had NaN there for good."""
+    x, y, net, k_train = _problem(key, n=640)
+    x_tr, y_tr, x_val, y_val = x[:512], y[:512], x[512:], y[512:]
+    cfg = dataclasses.replace(CFG, steps=20, steps_per_call=5, checkpoint_every=5, validate_every=5)
+    interrupting = _InterruptValidation(len(x_val))
+    reference = L.train(net, x_tr, y_tr, config=cfg, loss=interrupting.base, validation=(x_val, y_val), key=k_train)
+    folder = tmp_path / "val"
+    with pytest.raises(KeyboardInterrupt):
+        L.train(net, x_tr, y_tr, config=cfg, loss=interrupting, validation=(x_val, y_val), checkpoint_dir=folder,
+                key=k_train)
+    assert L.load_checkpoint(folder, net, cfg, key=k_train)[0] == 0  # the step waits for its check
+    with pytest.raises(ValueError, match="different validation_x"):
+        L.train(net, x_tr, y_tr, config=cfg, loss=interrupting, validation=(x_val[::-1], y_val),
+                checkpoint_dir=folder, key=k_train)
+    resumed = L.train(net, x_tr, y_tr, config=cfg, loss=interrupting, validation=(x_val, y_val),
+                      checkpoint_dir=folder, key=k_train)
+    np.testing.assert_array_equal(resumed.validation.losses, reference.validation.losses)
+    assert np.all(np.isfinite(resumed.validation.losses))
+    assert _leaves_equal(resumed.ema_model, reference.ema_model)
+
+
+def test_a_run_resumes_with_other_steps_per_call(key, tmp_path):
+    """A run started with 5 steps per call (a GPU's setting) resumes with 2, unrolled (a CPU's): the step sequence is
+    the same, the calls are cut to land on the next checkpoint and held-out check, and the result equals the
+    uninterrupted run's up to floating-point reassociation."""
+    x, y, net, k_train = _problem(key, n=640)
+    x_tr, y_tr, val = x[:512], y[:512], (x[512:], y[512:])
+    loss = L.DEMLoss(L.Likelihood(SDE), L.LogSNRTime())
+    gpu = dataclasses.replace(CFG, steps=30, steps_per_call=5, checkpoint_every=5, validate_every=10)
+    cpu = dataclasses.replace(gpu, steps_per_call=2, checkpoint_every=10, unroll=True)
+    reference = L.train(net, x_tr, y_tr, config=gpu, loss=loss, validation=val, key=k_train)
+    folder = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        L.train(net, x_tr, y_tr, config=gpu, loss=loss, validation=val, checkpoint_dir=folder, key=k_train,
+                callback=_interrupt_at(15))
+    steps = []
+    resumed = L.train(net, x_tr, y_tr, config=cpu, loss=loss, validation=val, checkpoint_dir=folder, key=k_train,
+                      callback=lambda step, values: steps.append(step))
+    assert steps == [17, 19, 20, 22, 24, 26, 28, 30]
+    np.testing.assert_array_equal(resumed.validation.steps, [10, 20, 30])
+    np.testing.assert_allclose(resumed.validation.losses, reference.validation.losses, rtol=1e-5)
+    np.testing.assert_allclose(resumed.losses, reference.losses, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(eqx.filter(resumed.ema_model, eqx.is_array)),
+                    jax.tree.leaves(eqx.filter(reference.ema_model, eqx.is_array))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 
 
 def test_validation_arguments_go_together(key):
