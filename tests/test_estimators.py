@@ -241,6 +241,39 @@ def test_non_finite_data_named_by_input_and_rows(case):
         mutual_information_minde(model, x, y_bad, key=jax.random.key(0))
 
 
+class _DivergedBelow(eqx.Module):
+    """An exact model whose output is NaN at every time below `s_bad` (a network that diverged there)."""
+
+    inner: eqx.Module
+    s_bad: float
+
+    @property
+    def sde(self):
+        return self.inner.sde
+
+    def __call__(self, x, s, y=None):
+        return jnp.where(s < self.s_bad, jnp.nan, 1.0) * self.inner(x, s, y)
+
+
+def test_non_finite_model_output_named_by_points_and_times():
+    """A model whose output is NaN at some times: one error saying that the model's output is not finite, at how many
+    (row, time) points and at which times (not 'Estimate.stderr must be >= 0; got nan')."""
+    joint = _determinism()
+    x, y = joint.sample(8, key=jax.random.key(3))
+    model = _DivergedBelow(joint.model(), 0.5)  # the grid's nodes are 0.125, 0.375, 0.625, 0.875: two are NaN
+    grid = UniformGrid(n_times=4)
+    message = (r"model's output is not finite at 16 of the 32 \(row, time\) points, at times from 0.125 to 0.375")
+    with pytest.raises(ValueError, match=message):
+        neural_entropy(model, x, times=grid, key=jax.random.key(0))
+    with pytest.raises(ValueError, match=message):
+        mutual_information_minde(model, x, y, times=grid, key=jax.random.key(0))
+    with pytest.raises(ValueError, match=message):
+        information_estimates(model, x, y, times=grid, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="model's output is not finite at the times drawn from the proposal"):
+        neural_entropy(model, x, times=ImportanceSampler(PiecewiseConstant.uniform(1.0), n_per_sample=8),
+                       key=jax.random.key(0))
+
+
 @pytest.mark.parametrize("bad_key", [0, 1.5, np.uint32(3), "key"])
 def test_integer_seed_instead_of_key_is_refused(case, bad_key):
     joint, model, x, y, _ = case

@@ -17,7 +17,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from gaussian_oracle import Estimate, check_key
 
-from ._integrators import AbstractTimeIntegrator, UniformGrid
+from ._integrators import AbstractTimeIntegrator, UniformGrid, _check_finite
 
 __all__ = ["neural_entropy", "mutual_information_minde", "mutual_information_minde_crossfit",
            "mutual_information_difference"]
@@ -166,15 +166,6 @@ def _difference_integrand(models, datum, s, key):
 
 
 # ---------------------------------------------------------------------------------------------- data checks
-def _check_finite(name: str, a: np.ndarray, hint: str = "") -> None:
-    """One error naming the rows of `a` (first axis) that hold NaN or infinity, followed by `hint`."""
-    if np.issubdtype(a.dtype, np.inexact) and not np.all(np.isfinite(a)):
-        bad = np.flatnonzero(~np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1))
-        shown = ", ".join(str(i) for i in bad[:10]) + (", ..." if len(bad) > 10 else "")
-        raise ValueError(f"{name} must be finite; {len(bad)} of its {a.shape[0]} rows hold NaN or infinity "
-                         f"(rows {shown}).{hint}")
-
-
 def _check_data(x, y):
     x_np = np.asarray(x)
     if x_np.ndim < 2:

@@ -46,6 +46,34 @@ Integrand = Callable[[Any, Any, Array, PRNGKeyArray], Array]
 """`integrand(models, (x0, y), s, key) -> scalar`: the per-sample integrand at one time, with fresh noise from `key`."""
 
 
+# ---------------------------------------------------------------------------------------------- checks
+def _check_finite(name: str, a: np.ndarray, hint: str = "") -> None:
+    """One error naming the rows of `a` (first axis) that hold NaN or infinity, followed by `hint`."""
+    if np.issubdtype(a.dtype, np.inexact) and not np.all(np.isfinite(a)):
+        bad = np.flatnonzero(~np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1))
+        shown = ", ".join(str(i) for i in bad[:10]) + (", ..." if len(bad) > 10 else "")
+        raise ValueError(f"{name} must be finite; {len(bad)} of its {a.shape[0]} rows hold NaN or infinity "
+                         f"(rows {shown}).{hint}")
+
+
+def _finite_rows(rows: np.ndarray, nodes: np.ndarray | None = None) -> np.ndarray:
+    """`rows` as made by `rows` (with `nodes`, a grid's: axis 1 runs over them), or one error saying at how many
+    (row, time) points and at which times the model's output is not finite (else the Monte Carlo summary would fail
+    on a NaN stderr, naming neither the model nor the times)."""
+    if np.all(np.isfinite(rows)):
+        return rows
+    if nodes is None:
+        where = "at the times drawn from the proposal"
+    else:
+        bad = ~np.all(np.isfinite(rows.reshape(rows.shape[:2] + (-1,))), axis=2)  # (rows, nodes)
+        times = nodes[np.any(bad, axis=0)]
+        where = (f"at {int(bad.sum())} of the {bad.size} (row, time) points, at times from {times.min():.4g} to "
+                 f"{times.max():.4g}")
+    _check_finite("the integrand (computed from the model's output)", rows,
+                  hint=f" The model's output is not finite {where} (a diverged network?).")
+    return rows  # not reached: _check_finite raised
+
+
 # ---------------------------------------------------------------------------------------------- engine
 def _chunks(x, y, chunk_size: int, key: PRNGKeyArray):
     """Yield `(data, keys, n_valid)` chunks of the rows of (x, y), with one key per row independent of chunking."""
@@ -99,7 +127,8 @@ class AbstractTimeIntegrator(eqx.Module):
              key: PRNGKeyArray) -> np.ndarray:
         """The per-data-row values that `estimate` summarises, float64 with one leading axis over the rows of `x`.
         Each row has its own key, folded from `key` by its index, so the values do not depend on `chunk_size` and a
-        subset of rows is summarised without evaluating anything again. Arguments as `integrate`."""
+        subset of rows is summarised without evaluating anything again. A value that is not finite (the model's
+        output is not) is one `ValueError` naming the rows and times. Arguments as `integrate`."""
 
     @abc.abstractmethod
     def estimate(self, rows: np.ndarray, *, sde: VPSDE, evals_per_call: int) -> Estimate:
@@ -141,9 +170,11 @@ class AbstractGrid(AbstractTimeIntegrator):
     def rows(self, integrand, models, x, y, *, sde, chunk_size, key):
         """The integrand at every node for every data row: float64 of shape (n, n_times), or (n, n_times, *shape) for
         an integrand with array values (4 MB for 1,000 images x 500 times)."""
-        nodes = jnp.asarray(self.nodes_weights(sde)[0], dtype=x.dtype)
-        return np.concatenate([np.asarray(_grid_chunk(integrand, models, data, nodes, keys), dtype=np.float64)[:n_valid]
-                               for data, keys, n_valid in _chunks(x, y, chunk_size, key)])
+        nodes = self.nodes_weights(sde)[0]
+        at = jnp.asarray(nodes, dtype=x.dtype)
+        return _finite_rows(np.concatenate([
+            np.asarray(_grid_chunk(integrand, models, data, at, keys), dtype=np.float64)[:n_valid]
+            for data, keys, n_valid in _chunks(x, y, chunk_size, key)]), np.asarray(nodes, np.float64))
 
     def estimate(self, rows, *, sde, evals_per_call):
         """The total, the rate curve and its running integral."""
@@ -280,10 +311,10 @@ class ImportanceSampler(AbstractTimeIntegrator):
         if not self.proposal.covers(sde):
             lo, hi = self.proposal.support(sde)
             raise ValueError(f"the proposal covers [{lo}, {hi}] but an unbiased estimate needs all of [0, T] = [0, {sde.T}].")
-        return np.concatenate([
+        return _finite_rows(np.concatenate([
             np.asarray(_importance_chunk(integrand, models, data, self.proposal, self.n_per_sample, sde, keys),
                        dtype=np.float64)[:n_valid]
-            for data, keys, n_valid in _chunks(x, y, chunk_size, key)])
+            for data, keys, n_valid in _chunks(x, y, chunk_size, key)]))
 
     def estimate(self, rows, *, sde, evals_per_call):
         """The total alone (no curve: each row's times are its own)."""
