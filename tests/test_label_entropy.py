@@ -281,6 +281,15 @@ def test_bad_inputs_of_the_label_estimators():
         label_entropy(model, x, jnp.full(10, 3), prior_entropy=np.log(2), times=UniformGrid(8), key=key)
     with pytest.raises(ValueError, match="does not accept label 2"):  # a prior with more classes than the model
         label_profile_online(model, (2,), np.full(3, 1 / 3), n=4, n_steps=4, key=key)
+    # data of the wrong width (the model takes 2 columns): the error is about the input, not a label, for the
+    # I-MMSE curves and for the online classifier (whose `shape` gives the width)
+    narrow = r"refuses the input \(one sample of shape \(1,\), dtype \w+\) with every label tried \(0, 1\)"
+    with pytest.raises(ValueError, match=narrow):
+        label_entropy(model, x[:, :1], y, prior_entropy=np.log(2), times=UniformGrid(8), key=key)
+    with pytest.raises(ValueError, match=narrow):
+        label_entropy_per_class(model, x[:, :1], np.asarray(y), prior=prior, times=UniformGrid(8), key=key)
+    with pytest.raises(ValueError, match=narrow):
+        label_profile_online(model, (1,), prior, n=4, n_steps=4, key=key)
     no_null = _NoNullLabel(model, mixture.sde)
     for call in (lambda: label_entropy(no_null, x, y, prior_entropy=np.log(2), times=UniformGrid(8), key=key),
                  lambda: label_profile_online(no_null, (2,), prior, n=4, n_steps=4, key=key),

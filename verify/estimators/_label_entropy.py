@@ -20,7 +20,7 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from gaussian_oracle import VPSDE, Estimate
 
-from ._information import _checked_rows, _crossfit_integrand, _integrate, _minde_integrand
+from ._information import _check_data, _checked_rows, _crossfit_integrand, _integrate, _minde_integrand
 from ._integrators import AbstractGrid
 
 __all__ = ["FromEnd", "HalfTime", "LogSNRGrid", "Peak", "check_label_model", "half_time", "label_entropy",
@@ -32,7 +32,9 @@ def check_label_model(model, example: Float[ArrayLike, "*shape"], labels, *, unc
     """Call `model` once, eagerly, on `example` at $s = T/2$ with the largest and smallest of `labels` (and with
     `y=None` when `unconditional`), so that a label outside the model's classes or a model without a null label is
     refused at once with one clear `ValueError` (inside the compiled estimators it would surface as a runtime error
-    of the traced computation).
+    of the traced computation). A refused label is named only when the model takes `example` with another label
+    (one of those two, or label 0, a class of every model); when it refuses every one, the error says that the
+    input does not fit the model (e.g. data of the wrong width).
 
     **Arguments:**
 
@@ -47,12 +49,26 @@ def check_label_model(model, example: Float[ArrayLike, "*shape"], labels, *, unc
         raise ValueError(f"{what} needs integer class labels; got dtype {labels.dtype}, shape {labels.shape}.")
     x = jnp.asarray(example)
     s = jnp.asarray(0.5 * model.sde.T, x.dtype)
-    for label in sorted({int(labels.min()), int(labels.max())}):
+
+    def refusal(label) -> Exception | None:
         try:
             model(x, s, label)
-        except Exception as err:  # the model's own refusal, whatever its type, restated once
+        except Exception as err:  # the model's own refusal, whatever its type, restated once below
+            return err
+        return None
+
+    tried = sorted({int(labels.min()), int(labels.max())})
+    errors = {label: refusal(label) for label in tried}
+    refused = [label for label in tried if errors[label] is not None]
+    if refused:
+        label, err = refused[0], errors[refused[0]]
+        if len(refused) < len(tried) or (0 not in errors and refusal(0) is None):
             raise ValueError(f"{what}: the model does not accept label {label} (the labels must be classes of the "
                              f"model, 0..num_classes-1): {err}") from err
+        shown = ", ".join(str(k) for k in sorted({*tried, 0}))
+        raise ValueError(f"{what}: the model refuses the input (one sample of shape {tuple(x.shape)}, dtype "
+                         f"{x.dtype}) with every label tried ({shown}), so the input, not a label, does not fit the "
+                         f"model (check the data's shape against the model's): {err}") from err
     if unconditional:
         try:
             model(x, s, None)
@@ -220,6 +236,7 @@ def label_entropy(model, x: Float[Array, "batch *shape"], y, *, prior_entropy: f
     if y is None:
         raise ValueError("label_entropy needs the labels y, paired with the rows of x.")
     start = h_y if entropy_at_T is None else float(entropy_at_T)
+    x, y = _check_data(x, y)  # before the model is called on a row
     integrand, models, evals = _label_models(model, model_b, x[0], y, "label_entropy")
     tail = _integrate(integrand, models, x, y, FromEnd(times), evals, chunk_size, key)
     curve = start - tail.cumulative
@@ -278,6 +295,7 @@ def label_entropy_per_class(model, x: Float[Array, "batch *shape"], y: Int[Array
     """
     _check_grid(times, model.sde)
     prior = _check_prior(prior)
+    x, _ = _check_data(x, y)  # before the model is called on a row
     labels = np.asarray(y)
     if labels.shape != (x.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"y must hold one integer label per row of x ({x.shape[0]}); got dtype {labels.dtype}, "
