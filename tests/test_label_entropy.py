@@ -54,6 +54,21 @@ def test_bad_inputs():
                       key=jax.random.key(0))
     with pytest.raises(ValueError, match="prior_entropy"):
         label_entropy(model, x, y, prior_entropy=-1.0, times=UniformGrid(8), key=jax.random.key(0))
+    # H(Y|X_T) lies in [0, H(Y)]: NaN (which gave a NaN curve with no flag), negative or above H(Y) is refused
+    for bad in (float("nan"), float("inf"), -1.0, 0.7):
+        with pytest.raises(ValueError, match=r"entropy_at_T must be None or a finite number in \[0, prior_entropy\]"):
+            label_entropy(model, x, y, prior_entropy=np.log(2), entropy_at_T=bad, times=UniformGrid(8),
+                          key=jax.random.key(0))
+    # a NaN prior passed the old check (every comparison with NaN is False)
+    from verify import class_profiles_online, label_entropy_per_class, label_profile_online
+
+    for call in (lambda p: label_entropy_per_class(model, x, np.asarray(y), prior=p, times=UniformGrid(8),
+                                                   key=jax.random.key(0)),
+                 lambda p: label_profile_online(model, (2,), p, n=4, n_steps=4, key=jax.random.key(0)),
+                 lambda p: class_profiles_online(model, (2,), p, n_per_class=2, n_steps=4, key=jax.random.key(0))):
+        for bad in ([np.nan, np.nan], [np.nan, 1.0], [np.inf, 0.5]):
+            with pytest.raises(ValueError, match="prior must hold K >= 2 finite, positive label probabilities"):
+                call(bad)
     with pytest.raises(Exception, match="unknown label"):  # inside jit: eqx.error_if's runtime error, same text
         label_entropy(model, x, jnp.full(10, 2), prior_entropy=np.log(2), times=UniformGrid(8), key=jax.random.key(0))
 

@@ -212,8 +212,9 @@ def label_entropy(model, x: Float[Array, "batch *shape"], y, *, prior_entropy: f
     - `model`: a conditional protocol model; `model(x, s, None)` is the unconditional one.
     - `x`, `y`: data pairs (integer labels or vectors), one per row.
     - `prior_entropy`: $H(Y)$ of the label distribution (e.g. `learned.ImageData.label_entropy()`), the upper bound.
-    - `entropy_at_T`: $H(Y|X_T)$ where the curve starts, if known (an oracle's); `None` uses $H(Y)$, which is high
-      by $I(X_T;Y)$ (about $\alpha(T)|\Delta m|^2$: 4e-5 nats for two unit-scale classes at $\beta_{max} = 20$).
+    - `entropy_at_T`: $H(Y|X_T)$ where the curve starts, if known (an oracle's): a finite number between 0 and
+      `prior_entropy`. `None` uses $H(Y)$, which is high by $I(X_T;Y)$ (about $\alpha(T)|\Delta m|^2$: 4e-5 nats
+      for two unit-scale classes at $\beta_{max} = 20$).
     - `times`: a grid (`LogSNRGrid` resolves both the small times and the approach to $H(Y)$ near T).
     - `model_b`: `None`, or a second model of the same data fitted on other samples (the other half of the training
       set, as `separability images` trains its pair): the rate is then cross-fitted, $\tfrac\beta2\,(e_a(y) -
@@ -236,6 +237,9 @@ def label_entropy(model, x: Float[Array, "batch *shape"], y, *, prior_entropy: f
     if y is None:
         raise ValueError("label_entropy needs the labels y, paired with the rows of x.")
     start = h_y if entropy_at_T is None else float(entropy_at_T)
+    if not (np.isfinite(start) and 0 <= start <= h_y):  # H(Y|X_T) lies in [0, H(Y)]
+        raise ValueError(f"entropy_at_T must be None or a finite number in [0, prior_entropy] = [0, {h_y:.6g}] (nats; "
+                         f"H(Y|X_T) is at most H(Y)); got {entropy_at_T!r}.")
     x, y = _check_data(x, y)  # before the model is called on a row
     integrand, models, evals = _label_models(model, model_b, x[0], y, "label_entropy")
     tail = _integrate(integrand, models, x, y, FromEnd(times), evals, chunk_size, key)
@@ -326,8 +330,9 @@ def label_entropy_per_class(model, x: Float[Array, "batch *shape"], y: Int[Array
 
 def _check_prior(prior) -> np.ndarray:
     prior = np.asarray(prior, np.float64)
-    if prior.ndim != 1 or prior.size < 2 or np.any(prior <= 0) or abs(prior.sum() - 1) > 1e-9:
-        raise ValueError(f"prior must hold K >= 2 positive label probabilities summing to one; got {prior!r}.")
+    if (prior.ndim != 1 or prior.size < 2 or not np.all(np.isfinite(prior)) or np.any(prior <= 0)
+            or abs(prior.sum() - 1) > 1e-9):
+        raise ValueError(f"prior must hold K >= 2 finite, positive label probabilities summing to one; got {prior!r}.")
     return prior
 
 
