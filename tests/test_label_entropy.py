@@ -214,6 +214,26 @@ def test_peak_and_half_time_on_known_curves():
                                     abs=1e-3)
 
 
+def test_half_time_of_increasing_and_decreasing_curves_is_the_exact_crossing():
+    """exp(-5t) (decreasing, as I(X_s;Y)) and 1 - exp(-5t) (increasing, as H(Y|X_s)) are halfway between their end
+    values at t* = -log(level)/5, with level = (exp(-5 t_0) + exp(-5 t_end))/2: both directions give t* within the
+    linear interpolation's error, in the grid cell that holds t*, and the crossings of the curve -+ 2 stderr."""
+    t = np.linspace(0.05, 1.0, 200)
+    decreasing = np.exp(-5.0 * t)
+    level = 0.5 * (decreasing[0] + decreasing[-1])
+    exact = -np.log(level) / 5.0
+    se = np.full(t.size, 0.01)
+    band = (-np.log(level + 0.02) / 5.0, -np.log(level - 0.02) / 5.0)  # where exp(-5t) -+ 2 stderr cross the level
+    for curve, at in ((decreasing, level), (1.0 - decreasing, 1.0 - level)):
+        ht = half_time(t, curve, se)
+        assert ht.level == pytest.approx(at, rel=1e-12)
+        assert ht.time == pytest.approx(exact, abs=1e-4) and ht.time != t[0]
+        assert np.searchsorted(t, ht.time) == np.searchsorted(t, exact)  # the same grid cell
+        assert ht.interval == pytest.approx(band, abs=1e-4) and ht.interval[0] < ht.time < ht.interval[1]
+    with pytest.raises(ValueError, match="no change to halve"):
+        half_time(t, np.ones(t.size))
+
+
 class _Decreasing(AbstractGrid):
     def nodes_weights(self, sde):
         return np.array([0.5, 0.2, 0.1]), np.full(3, 0.3)

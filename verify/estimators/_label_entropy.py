@@ -399,8 +399,8 @@ def peak_time(times: Float[ArrayLike, " n_times"], rate: Float[ArrayLike, " n_ti
 
 @dataclasses.dataclass(frozen=True)
 class HalfTime:
-    """When half of the label information is decided: the time at which a curve $H(Y|X_s)$ is halfway between its
-    values at the first and last grid times, by linear interpolation.
+    """When half of a curve's change has happened: the time at which a curve (e.g. $H(Y|X_s)$, increasing, or
+    $I(X_s;Y)$, decreasing) is halfway between its values at the first and last grid times, by linear interpolation.
 
     - `time`: the crossing; `level`: the halfway value, in nats.
     - `interval`: the crossings of the curve plus and minus 2 stderr (the statistical uncertainty of `time`).
@@ -412,26 +412,35 @@ class HalfTime:
 
     def to_dict(self) -> dict:
         return {"time": self.time, "level": self.level, "interval": list(self.interval),
-                "definition": "time at which H(Y|X_s) is halfway between its values at the first and last grid "
-                              "times (linear interpolation); interval = crossings of the curve -+ 2 stderr"}
+                "definition": "first time at which the curve (increasing or decreasing) is halfway between its values "
+                              "at the first and last grid times (linear interpolation); interval = crossings of the "
+                              "curve -+ 2 stderr"}
 
 
 def half_time(times: Float[ArrayLike, " n_times"], curve: Float[ArrayLike, " n_times"],
               curve_stderr: Float[ArrayLike, " n_times"] | None = None) -> HalfTime:
-    r"""The time at which an increasing curve (e.g. $H(Y|X_s)$) crosses halfway between its end values: a robust
-    "decision time" (the rate's peak is the steepest point; this is the median of the rate as a distribution).
+    r"""The first time at which a curve crosses halfway between its end values, in the direction from its first to its
+    last value: a robust "decision time" for an increasing curve such as $H(Y|X_s)$ (the rate's peak is the steepest
+    point; this is the median of the rate as a distribution), and the time by which half of the information is lost
+    for a decreasing one such as $I(X_s;Y)$.
 
     **Arguments:**
 
     - `times`: the grid, strictly increasing.
-    - `curve`, `curve_stderr`: the curve and its standard errors (or `None`).
+    - `curve`, `curve_stderr`: the curve and its standard errors (or `None`); its values at the first and last times
+      must differ (the direction of the change).
 
     **Returns:**
 
     A `HalfTime`.
     """
     t, y, se = _curve_on_grid(times, curve, curve_stderr, "curve")
-    level = 0.5 * (y[0] + y[-1])
+    if y[-1] == y[0]:
+        raise ValueError(f"curve has the same value at its first and last times ({y[0]!r}): there is no change to "
+                         f"halve.")
+    sign = 1.0 if y[-1] > y[0] else -1.0  # a decreasing curve is read as its increasing mirror image
+    up = sign * y
+    level = 0.5 * (up[0] + up[-1])
 
     def crossing(values):
         above = np.flatnonzero(values >= level)
@@ -443,4 +452,5 @@ def half_time(times: Float[ArrayLike, " n_times"], curve: Float[ArrayLike, " n_t
         frac = (level - values[k - 1]) / (values[k] - values[k - 1])
         return float(t[k - 1] + frac * (t[k] - t[k - 1]))
 
-    return HalfTime(time=crossing(y), level=float(level), interval=(crossing(y + 2 * se), crossing(y - 2 * se)))
+    return HalfTime(time=crossing(up), level=float(sign * level),
+                    interval=(crossing(up + 2 * se), crossing(up - 2 * se)))
