@@ -242,8 +242,11 @@ def _check_digits_budget(out):
     if negative:
         assert f"at s = {nodes[0]:.3g}" in tc_flags[0]
     c = payload["memorisation_ceiling"]
-    train_x, train_y = np.asarray(digits.train_x), np.asarray(digits.train_y)
-    assert c["points"] == f"the {len(train_x)} training images" and c["times"] == nodes.tolist()
+    image = json.loads((out / "images" / "results.json").read_text())["instance"]
+    assert image["guidance_training"] is None
+    n_net = image["n_train_network"]  # the budgeted (first) network's images: with the cross-fit its half
+    train_x, train_y = np.asarray(digits.train_x[:n_net]), np.asarray(digits.train_y[:n_net])
+    assert c["points"] == f"the {n_net} training images of the budgeted network's S_NN^X" and c["times"] == nodes.tolist()
     kl = EmpiricalMixture(train_x, train_y, process).kl_divergence(
         np.append(nodes, process.T), n=c["samples"], key=jax.random.fold_in(jax.random.key(inst["seed"]), 2))
     np.testing.assert_allclose(c["cumulative"], kl.cumulative[:-1] - kl.cumulative[-1], rtol=1e-9, atol=1e-9)
@@ -253,3 +256,26 @@ def _check_digits_budget(out):
     assert np.all(np.array(c["cumulative"]) >= marg[:-1] - marg[-1] - 4 * np.array(c["cumulative_stderr"]))
     assert (out / payload["figures"]["budget"]).stat().st_size > 1000
     assert (out / "images" / "results.json").exists()
+
+
+@pytest.mark.slow  # trains a tiny separately guided pair (a few steps) and runs the whole budget: about a minute
+def test_budget_of_a_separately_guided_run(tmp_path):
+    """Regression: with separately trained guidance (the `--cpu` preset's, one unconditional U-Net on all training
+    images and a noisy classifier per half) the budget read its network back from `checkpoints/a`, which that mode
+    does not write, and failed after the whole images run. It now resumes the images run's networks, and its
+    memorisation ceiling is of the images the unconditional U-Net saw: all of them."""
+    from verify.experiments import EXPERIMENTS, BudgetConfig, ImageExperiment
+
+    digits = learned.load_digits()
+    data = digits.subset(200)
+    tiny = learned.ClassifierConfig((1, 8, 8), 10, channels=(8, 8), hidden=8)
+    image = ImageExperiment(
+        unet=learned.UNetConfig.digits_tiny(num_classes=10, channels=16, embed_dim=64, num_groups=4),
+        train=learned.TrainConfig(steps=4, batch_size=8, steps_per_call=2, checkpoint_every=2, progress=False),
+        classifier=tiny, guidance=tiny, guidance_training="separate", times=UniformGrid(n_times=4),
+        n_eval=20, chunk_size=10, per_class=1, sample_steps=2, compare_train=False)
+    config = BudgetConfig(image=image, n_times=4, chunk_size=10, ceiling_samples=250)
+    payload = EXPERIMENTS["budget"].run(config, tmp_path, key=jax.random.key(0), data=data)
+    assert payload["memorisation_ceiling"]["points"] == "the 200 training images of the budgeted network's S_NN^X"
+    for piece in ("total", "semantic", "perceptual"):
+        assert np.isfinite(payload["quantities"]["neural_entropy"][piece]["value"])

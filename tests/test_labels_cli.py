@@ -86,6 +86,15 @@ def test_source_must_be_given_once(tmp_path, capsys):
     assert "--no-cross-fit configure the image network of --dataset" in capsys.readouterr().err
 
 
+def test_report_times_outside_the_curves_are_refused_before_work(tmp_path, capsys):
+    """Regression: a report time below the I-MMSE grid's first node read the node's value (np.interp clamps) beside
+    a reference evaluated at the time itself; with --s-min 0.02 the default first report time 0.01 did."""
+    for flags in (["--s-min", "0.02"], ["--report-times", "0.01,0.999"], ["--report-times", "0.0005,0.1"]):
+        assert main(["labels", "--mixture", "two-class", *flags, "--out", str(tmp_path / "x")]) == 2
+        assert "report_times must lie between the curves' first and last nodes" in capsys.readouterr().err
+        assert not (tmp_path / "x" / "results.json").exists()
+
+
 @pytest.mark.parametrize("command", ["images", "labels"])
 def test_pass_through_flags_parse_alike_in_images_and_labels(command, capsys, tmp_path):
     """The U-Net and training flags come from one table: --warmup-steps -1 is refused with the same message by both

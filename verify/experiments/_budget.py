@@ -164,7 +164,8 @@ def _ceiling_block(ceiling: Estimate, budget: InformationBudget, kl_at_T: dict, 
     return {"definition": "KL(p_s || N(0, I)) - KL(p_T || N(0, I)) of the training images diffused exactly (a mixture "
                           "of N(mu(s) x_i, (1 - mu(s)^2) I)): the S_NN^X(s -> T) of a network that memorised them; "
                           "Monte Carlo over exact densities, same draws at every time",
-            "points": f"the {n_points} training images", "samples": n, "kl_at_T": kl_at_T,
+            "points": f"the {n_points} training images of the budgeted network's S_NN^X", "samples": n,
+            "kl_at_T": kl_at_T,
             "times": ceiling.times, "cumulative": ceiling.cumulative, "cumulative_stderr": ceiling.cumulative_stderr,
             "relative_stderr_max_where_resolved": float(np.max(
                 ceiling.cumulative_stderr[resolved] / ceiling.cumulative[resolved], initial=0.0)),
@@ -192,12 +193,11 @@ def _run_images(config: BudgetConfig, out: Path, key: PRNGKeyArray, data: learne
     t0 = time.perf_counter()
     images = _images.run_image_experiment(data, image, images_out, checkpoint_dir=ckpt, instance=instance, key=k_img)
     timings = {"images_experiment_s": time.perf_counter() - t0}
-    # the trained EMA network, read back from the checkpoint the images experiment finished (structure only needed)
+    # the first trained EMA network, resumed from the checkpoints the images experiment finished (no training: the
+    # same keys and folders; whatever way the images experiment trains it, separately guided included)
+    finished = dataclasses.replace(image, resume="auto")  # a --restart has been done by the images experiment
+    model = _images.train_networks(finished, data, ckpt, key=k_img, first_only=True)[0].ema_model
     first = _images.training_parts(image, data)[0]
-    template, _ = image.model_and_loss(key=jax.random.key(0), train_x=data.train_x[first], train_y=data.train_y[first])
-    _, result = learned.load_checkpoint(ckpt / "a" if image.cross_fit else ckpt, template, image.train,
-                                        key=jax.random.key(0))
-    model = result.ema_model
 
     t0 = time.perf_counter()
     grid = geometric_grid_through(config.tau, config.n_times, config.s_min, image.sde.T)
@@ -210,7 +210,10 @@ def _run_images(config: BudgetConfig, out: Path, key: PRNGKeyArray, data: learne
     if config.ceiling_samples:
         t0 = time.perf_counter()
         nodes = budget.curves["neural_entropy"].times
-        train_x, train_y = np.asarray(data.train_x), np.asarray(data.train_y)
+        # the images S_NN^X's network was trained on: its half, or all with separately trained guidance (one
+        # unconditional U-Net on all training images)
+        seen = slice(None) if image.guidance is not None and image.guidance_training == "separate" else first
+        train_x, train_y = np.asarray(data.train_x[seen]), np.asarray(data.train_y[seen])
         ceiling, kl_T = memorisation_ceiling(train_x, train_y, image.sde, nodes, n=config.ceiling_samples,
                                              key=jax.random.fold_in(key, 2))
         ceiling_block = _ceiling_block(ceiling, budget, kl_T.to_dict(), len(train_x), config.ceiling_samples)

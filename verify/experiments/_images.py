@@ -761,16 +761,20 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
     if experiment.compare_train:
         # The same estimates on as many training images: a network that memorised its training set reads them
         # differently from held-out images (the gap is the memorisation signature; same keys, so the comparison is
-        # paired in the noise).
+        # paired in the noise). The training images are the first network's own (with cross_fit its half).
         t0 = time.perf_counter()
-        x_seen, y_seen = jnp.asarray(data.train_x[: experiment.n_eval]), jnp.asarray(data.train_y[: experiment.n_eval])
+        own = training_parts(experiment, data)[0]
+        x_seen = jnp.asarray(data.train_x[own][: experiment.n_eval])
+        y_seen = jnp.asarray(data.train_y[own][: experiment.n_eval])
         seen = _shared_estimates(result.ema_model, x_seen, y_seen, times=experiment.times,
                                  chunk_size=experiment.chunk_size, key=k_est)
         seen = {"neural_entropy": seen.neural_entropy, "minde": seen.minde}
         held_out = {"neural_entropy": info.neural_entropy, "minde": info.minde}
         memorisation = {
-            "definition": "the estimates on n_eval training images beside those on the held-out images; "
-                          "gap = training minus held-out, stderr of the difference of independent means",
+            "definition": "the estimates on up to n_eval of the first network's training images beside those on "
+                          "the held-out images; gap = training minus held-out, stderr of the difference of "
+                          "independent means",
+            "n_training_images": int(len(x_seen)),
             **{name: {"training_images": seen[name].to_dict(), "held_out_images": held_out[name].to_dict(),
                       "gap": {"value": seen[name].value - held_out[name].value,
                               "stderr": math.hypot(seen[name].stderr, held_out[name].stderr)}}
@@ -798,6 +802,7 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
         "instance": {
             "dataset": data.name, "image_shape": data.image_shape, "num_classes": data.num_classes,
             "n_train": int(len(data.train_x)), "n_test": int(len(data.test_x)), "n_eval": int(len(x_eval)),
+            "n_train_network": int(len(data.train_x[training_parts(experiment, data)[0]])),
             "pixel_range": data.pixel_range,
             "sde": {"beta_min": experiment.sde.beta_min, "beta_max": experiment.sde.beta_max, "T": experiment.sde.T},
             "unet": config_dict(unet_cfg), "parameters": learned.parameter_count(result.model),

@@ -255,7 +255,7 @@ class LabelExperiment:
     - `n_steps`, `s_end`: Euler–Maruyama steps from T to `s_end` (the online curve's grid is uniform, step
       $(T - s_{end})$/`n_steps`).
     - `cfg_weights`: guidance weights, the first 0 (the baseline of the peak shifts and the per-class profiles).
-    - `report_times`: times of the summary table (strictly increasing, in the grids' range).
+    - `report_times`: times of the summary table (strictly increasing, between the curves' first and last nodes).
     - `n_reference`: Monte Carlo samples of the reference curves (per class for the per-class ones).
     - `chunk_size`: data rows per compiled I-MMSE call.
     - `progress`: show a progress bar over the measurement's stages.
@@ -293,6 +293,15 @@ class LabelExperiment:
         if t.ndim != 1 or t.size < 1 or not np.all(np.diff(t) > 0) or not np.all(t > 0):
             raise ValueError(f"LabelExperiment.report_times must be strictly increasing positive times; got "
                              f"{self.report_times!r}.")
+        # The table interpolates the curves between their nodes: a time outside them would read the end node's value
+        # (np.interp clamps) beside a reference evaluated at the time itself.
+        sde = self.source.sde if isinstance(self.source, MixtureSource) else self.source.image.sde
+        nodes = LogSNRGrid(n_times=self.n_times, s_min=self.s_min).nodes_weights(sde)[0]
+        lo, hi = max(float(nodes[0]), self.s_end), float(nodes[-1])
+        if t[0] < lo or t[-1] > hi:
+            raise ValueError(f"LabelExperiment.report_times must lie between the curves' first and last nodes, "
+                             f"[{lo:.4g}, {hi:.4g}] (the I-MMSE grid's nodes from s_min = {self.s_min} with n_times = "
+                             f"{self.n_times}, and the online curve's s_end = {self.s_end}); got {self.report_times!r}.")
 
 
 # ---------------------------------------------------------------------------------------------- helpers
