@@ -84,7 +84,7 @@ def to_json_value(obj):
 
 def write_json(path: str | os.PathLike, payload: dict) -> Path:
     """Write `payload` as indented, strict JSON (NaN and infinity as `null`) atomically: a temporary file, then a
-    rename, so a crash never leaves half a file. The file is readable by all (mode 0666 less the umask)."""
+    rename, so a crash never leaves half a file (the data are synced to disk before the rename). The file is readable by all (mode 0666 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(to_json_value(payload), indent=2, allow_nan=False) + "\n"
@@ -92,6 +92,8 @@ def write_json(path: str | os.PathLike, payload: dict) -> Path:
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())  # on disk before the rename, so that a power cut leaves the old file or the new
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
