@@ -202,6 +202,24 @@ def test_online_classifier_along_guided_trajectories_converges_to_the_exact_post
     assert h3.interval[0] > h0.interval[1], (h3, h0)
 
 
+def test_online_curves_down_to_s_end_zero_with_a_reference():
+    """`s_end = 0` with a reference: the step times are T - k h computed once (in float32, T - (n - 1) h - h fell below
+    0 for these n_steps and the reference refused the time at the very last step); the times reported are the ones
+    used, ending at 0 exactly, and the reference's posterior entropies lie in [0, log 2]."""
+    mixture = GaussianMixture.symmetric_two_class(np.array([1.0, 0.5]), 0.5)
+    model, prior = mixture.model(), np.array([0.5, 0.5])
+    for n_steps in (3, 5, 6):
+        curves = label_profile_online(model, (2,), prior, n=4, n_steps=n_steps, s_end=0.0, reference=model.posterior,
+                                      key=jax.random.key(n_steps))
+        per_class, average = class_profiles_online(model, (2,), prior, n_per_class=2, n_steps=n_steps, s_end=0.0,
+                                                   reference=model.posterior, key=jax.random.key(n_steps))
+        for est in (curves.reference_entropy, per_class[1].reference_surprisal, average.reference_entropy):
+            assert est.times[0] == 0.0
+            np.testing.assert_allclose(est.times, np.arange(n_steps) / n_steps, rtol=1e-6, atol=0)
+        for est in (curves.entropy, curves.reference_entropy, average.reference_entropy):
+            assert np.all((est.cumulative >= 0) & (est.cumulative <= np.log(2) + 1e-6)), est.cumulative
+
+
 def test_peak_and_half_time_on_known_curves():
     t = np.linspace(0.01, 1.0, 100)
     rate = np.exp(-0.5 * ((t - 0.3) / 0.05) ** 2)

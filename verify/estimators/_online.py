@@ -54,9 +54,10 @@ def _surprisal_and_entropy(log_post, labels):
 
 
 @eqx.filter_jit
-def _step(model, reference, carry, labels, w, s, h, key):
-    """One Euler-Maruyama step from s to s - h for every trajectory, with the posterior update; returns the new carry
-    and (posterior entropy, surprisal of the own label, the same from `reference`, or zeros)."""
+def _step(model, reference, carry, labels, w, s, s_next, h, key):
+    """One Euler-Maruyama step from s to `s_next` (= s - h up to rounding, never below the simulation's end) for every
+    trajectory, with the posterior update; returns the new carry and (posterior entropy, surprisal of the own label,
+    the same from `reference` at `s_next`, or zeros)."""
     sde = model.sde
     x, log_post = carry
     num_classes = log_post.shape[1]
@@ -75,25 +76,33 @@ def _step(model, reference, carry, labels, w, s, h, key):
     if reference is None:
         ref = (jnp.zeros_like(out[0]), jnp.zeros_like(out[1]))
     else:
-        p = jax.vmap(lambda xi: reference(xi, s - h))(x_next)
+        p = jax.vmap(lambda xi: reference(xi, s_next))(x_next)
         ref = _surprisal_and_entropy(jnp.log(jnp.maximum(p, jnp.finfo(p.dtype).tiny)), labels)
     return (x_next, log_post), jnp.stack([*out, *ref])
 
 
-def _trajectories(model, reference, x_T, log_prior, labels, w, n_steps: int, s_end, key):
-    """Per step and trajectory: posterior entropy, surprisal of the trajectory's label, and the same two quantities
-    from `reference(x, s)` (exact posterior probabilities at the state), or zeros without a reference.
+def _trajectories(model, reference, x_T, log_prior, labels, w, n_steps: int, s_end: float, key):
+    """The times reached (float64, decreasing) and, per step and trajectory: posterior entropy, surprisal of the
+    trajectory's label, and the same two quantities from `reference(x, s)` (exact posterior probabilities at the
+    state), or zeros without a reference.
+
+    The step times $T - kh$ are computed once in float64, the last one set to `s_end`, and cast to the data's dtype;
+    the cast values are the times used (the steps' starts, the reference's times) and returned. (Accumulated in
+    float32, $T - (n-1)h - h$ fell below 0 for many `n_steps` with `s_end = 0`, a time the reference refused.)
 
     A Python loop over one compiled step, not a `lax.scan`: XLA on a CPU runs convolutions whose weights are carried
     through a loop many times slower, and a U-Net's weights would be."""
     sde = model.sde
+    grid = sde.T - (sde.T - s_end) / n_steps * np.arange(n_steps + 1)
+    grid[-1] = s_end
+    at = jnp.asarray(grid, x_T.dtype)
     h = jnp.asarray((sde.T - s_end) / n_steps, x_T.dtype)
     carry = (x_T, jnp.broadcast_to(log_prior, (x_T.shape[0], log_prior.shape[0])))
     stats = []
     for k, step_key in enumerate(jax.random.split(key, n_steps)):
-        carry, out = _step(model, reference, carry, labels, w, jnp.asarray(sde.T - k * h, x_T.dtype), h, step_key)
+        carry, out = _step(model, reference, carry, labels, w, at[k], at[k + 1], h, step_key)
         stats.append(out)
-    return jnp.stack(stats)  # (n_steps, 4, n): after each step, at s = T - (k + 1) h
+    return np.asarray(at[1:], np.float64), jnp.stack(stats)  # stats (n_steps, 4, n): after each step, at s = at[k + 1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,12 +160,10 @@ def _run(model, shape, prior, labels: np.ndarray, *, w, n_steps, s_end, referenc
     x_T = jax.random.normal(k_start, (labels.size, *shape))
     dtype = x_T.dtype
     check_label_model(model, x_T[0], np.arange(prior.size), what="the online Bayes classifier")
-    stats = np.asarray(_trajectories(model, reference, x_T, jnp.asarray(np.log(prior), dtype), jnp.asarray(labels),
-                                     jnp.asarray(w, dtype), n_steps, jnp.asarray(s_end, dtype), k_path), np.float64)
-    h = (model.sde.T - s_end) / n_steps
-    times = model.sde.T - h * np.arange(1, n_steps + 1)
+    times, stats = _trajectories(model, reference, x_T, jnp.asarray(np.log(prior), dtype), jnp.asarray(labels),
+                                 jnp.asarray(w, dtype), n_steps, float(s_end), k_path)
     order = np.argsort(times)
-    return times[order], stats[order], prior
+    return times[order], np.asarray(stats, np.float64)[order], prior
 
 
 def _curves(times, stats, columns, labelled: bool, referenced: bool, window: int, n_evals: int) -> OnlineLabelCurves:
@@ -179,7 +186,8 @@ def label_profile_online(model, shape: tuple[int, ...], prior: Float[ArrayLike, 
     - `prior`: the label probabilities $p(y)$, shape (K,) (the posterior at $s = T$).
     - `n`: trajectories (the stderr is over them).
     - `n_steps`: Euler–Maruyama steps from T to `s_end` (the step error is not in the stderr).
-    - `s_end`: where the trajectories stop.
+    - `s_end`: where the trajectories stop, in $[0, T)$. The step times $T - kh$ are computed in float64 and cast to
+      the samples' dtype; the curves' `times` are the cast values, the ones used.
     - `label`: `None` for trajectories of the unconditional model ($H(Y|X_s)$); a label c for trajectories of
       $p(x|c)$ (per-class profiles), guided towards c when `w` is not 0.
     - `w`: classifier-free guidance weight: drift $e(x,s) + (1+w)[e(x,s;c) - e(x,s)]$, as `sample_probability_flow`
