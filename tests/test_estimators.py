@@ -364,6 +364,26 @@ def test_posterior_centred_minde_is_immune_to_the_unconditional_output(draws, mi
         mutual_information_minde_crossfit(model, model, x, y, posterior_draws=2, key=jax.random.key(0))
 
 
+def test_posterior_must_be_logits_and_the_centred_minde_is_bounded_by_log_k():
+    """`posterior=` takes logits or log-probabilities: the oracle's `posterior`, which returns probabilities, is
+    refused (taken as logits it gave 2.84 nats for I(X;Y) = log 2, with no flag). A posterior with the two labels
+    swapped centres every difference on the wrong label, and the result, far above log 2 (the most a two-class label
+    can share with X), is flagged; the right log-posterior is not."""
+    mixture = GaussianMixture.symmetric_two_class(np.array([2.0, 0.0]), 0.5)
+    model = mixture.model()
+    x, y = mixture.sample(64, key=jax.random.key(0))
+    times, key = GeometricGrid(n_times=12, s_min=1e-4), jax.random.key(1)
+    for minde in (lambda p: mutual_information_minde(model, x, y, times=times, posterior=p, key=key),
+                  lambda p: mutual_information_minde_crossfit(model, model, x, y, times=times, posterior=p, key=key)):
+        with pytest.raises(ValueError, match=r"looks like probabilities; pass log-probabilities \(jnp.log\(p\)\)"):
+            minde(model.posterior)
+        right = minde(lambda xs, s: jnp.log(model.posterior(xs, s)))
+        assert right.flags == () and right.value < math.log(2) + 2 * right.stderr
+        swapped = minde(lambda xs, s: jnp.log(model.posterior(xs, s))[::-1])
+        assert swapped.value > math.log(2) + 2 * swapped.stderr
+        assert len(swapped.flags) == 1 and "above its upper bound 0.6931" in swapped.flags[0], swapped.flags
+
+
 # ---------------------------------------------------------------------------------------------- cross-fitted MINDE
 class _Combination(eqx.Module):
     """$c_a e_a + c_b e_b$: a protocol model built from two others (for the bilinearity check)."""

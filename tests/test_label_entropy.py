@@ -220,6 +220,24 @@ def test_online_curves_down_to_s_end_zero_with_a_reference():
             assert np.all((est.cumulative >= 0) & (est.cumulative <= np.log(2) + 1e-6)), est.cumulative
 
 
+def test_online_reference_must_be_probabilities():
+    """`reference=` takes probabilities (the oracle's `posterior`): logits or log-probabilities (which silently made
+    every reference curve 0) and an output over the wrong number of labels are refused before the simulation."""
+    mixture = GaussianMixture.symmetric_two_class(np.array([2.0, 0.0]), 0.5)
+    model, prior = mixture.model(), np.array([0.5, 0.5])
+    for reference in (lambda x, s: jnp.log(model.posterior(x, s)), lambda x, s: 3.0 * jnp.log(model.posterior(x, s))):
+        with pytest.raises(ValueError, match=r"looks like logits; pass probabilities \(jax.nn.softmax\)"):
+            label_profile_online(model, (2,), prior, n=4, n_steps=4, reference=reference, key=jax.random.key(0))
+        with pytest.raises(ValueError, match="looks like logits"):
+            class_profiles_online(model, (2,), prior, n_per_class=2, n_steps=4, reference=reference,
+                                  key=jax.random.key(0))
+    with pytest.raises(ValueError, match=r"probabilities of the 2 labels, shape \(2,\); got shape \(3,\)"):
+        label_profile_online(model, (2,), prior, n=4, n_steps=4, reference=lambda x, s: jnp.full(3, 1 / 3),
+                             key=jax.random.key(0))
+    curves = label_profile_online(model, (2,), prior, n=4, n_steps=4, reference=model.posterior, key=jax.random.key(0))
+    assert np.all(np.isfinite(curves.reference_entropy.cumulative))
+
+
 def test_peak_and_half_time_on_known_curves():
     t = np.linspace(0.01, 1.0, 100)
     rate = np.exp(-0.5 * ((t - 0.3) / 0.05) ** 2)

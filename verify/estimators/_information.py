@@ -8,6 +8,7 @@ an `Estimate` in nats whose stderr is the standard error of the mean of i.i.d. p
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -142,9 +143,55 @@ def _check_draws(draws, posterior) -> int | None:
     return int(draws)
 
 
-def _num_labels(posterior, x, y) -> int:
+_SUMS_TO_ONE = 1e-4
+"""How far from 1 a row of probabilities may sum (float32 rounding of a softmax over hundreds of labels stays below)."""
+
+
+def _probe(fn, rows, sde, s_end: float = 0.0) -> np.ndarray:
+    """`fn(x, s)` evaluated once, eagerly, on each of `rows` (up to 8) at three times spread over $[s_{end}, T]$:
+    float64 of shape (3, rows, *output), so that a callable of the wrong convention is refused before any
+    integration or simulation."""
+    rows = jnp.asarray(rows)[:8]
+    times = s_end + (sde.T - s_end) * np.array([0.1, 0.5, 0.9])
+    return np.stack([np.asarray(jax.vmap(lambda xi: fn(xi, s))(rows), np.float64)
+                     for s in jnp.asarray(times, rows.dtype)])
+
+
+def _check_logits(posterior, x, sde) -> None:
+    """One error when `posterior`, which must return logits (or log-probabilities), returns probabilities: values in
+    [0, 1] summing to 1 over the labels on every row and time probed. Log-probabilities never do (they are <= 0, so
+    their sum is <= 0); logits could only by a coincidence on every row and time."""
+    out = _probe(posterior, x, sde)
+    sums = out.sum(axis=-1)
+    if np.all(np.isfinite(out)) and np.all((out >= 0) & (out <= 1)) and np.all(np.abs(sums - 1) <= _SUMS_TO_ONE):
+        raise ValueError(f"posterior(x, s) must return logits or log-probabilities of p(k|x_s), but on the first "
+                         f"{out.shape[1]} rows of x at three times it returns values in [0, 1] that sum to 1 over the "
+                         f"labels: it looks like probabilities; pass log-probabilities (jnp.log(p)) or logits.")
+
+
+def _check_probabilities(reference, x, sde, s_end: float, num_labels: int) -> None:
+    """One error unless `reference`, which must return probabilities over `num_labels` labels, returns finite,
+    non-negative values summing to 1 on every row and time probed (negative values or other sums: logits)."""
+    out = _probe(reference, x, sde, s_end)
+    if out.shape[2:] != (num_labels,):
+        raise ValueError(f"reference(x, s) must return the probabilities of the {num_labels} labels, shape "
+                         f"({num_labels},); got shape {out.shape[2:]}.")
+    if not np.all(np.isfinite(out)):
+        raise ValueError("reference(x, s) must return finite probabilities; it returns NaN or infinity on the first "
+                         f"{out.shape[1]} samples at three times.")
+    sums = out.sum(axis=-1)
+    if np.any(out < 0) or np.any(np.abs(sums - 1) > _SUMS_TO_ONE):
+        raise ValueError(f"reference(x, s) must return probabilities p(k|x_s), but on the first {out.shape[1]} samples "
+                         f"at three times it returns values from {out.min():.4g} to {out.max():.4g} whose sums over "
+                         f"the labels run from {sums.min():.4g} to {sums.max():.4g}: it looks like logits; pass "
+                         f"probabilities (jax.nn.softmax).")
+
+
+def _num_labels(posterior, x, y, sde) -> int:
     """The number of labels a posterior gives logits for (its output's last axis, from its shape alone), after
-    checking that `y` holds integer labels below it."""
+    checking the data, that `y` holds integer labels below it, and that the posterior does not return probabilities
+    (`_check_logits`)."""
+    _check_data(x, y)
     shape = jax.eval_shape(posterior, jax.ShapeDtypeStruct(np.shape(x)[1:], jnp.asarray(x).dtype),
                            jax.ShapeDtypeStruct((), jnp.float32)).shape
     if len(shape) != 1 or shape[0] < 2:
@@ -154,6 +201,7 @@ def _num_labels(posterior, x, y) -> int:
         raise ValueError(f"with a posterior, y must hold one integer label in [0, {shape[0]}) per row (the posterior's "
                          f"{shape[0]} labels); got dtype {y_np.dtype}, shape {y_np.shape}"
                          + (f", values {y_np.min()}..{y_np.max()}." if y_np.size else "."))
+    _check_logits(posterior, x, sde)
     return shape[0]
 
 
@@ -244,9 +292,11 @@ def mutual_information_minde(model, x: Float[Array, "batch *shape"], y: Float[Ar
     - `x`, `y`: paired data samples, one pair per row.
     - `times`: the time integrator.
     - `unconditional_model`: a separately trained unconditional model (called with `y=None`), or `None`.
-    - `posterior`: `posterior(x, s) -> logits` of $p(k|\tilde x_s)$ over the integer labels (e.g. a trained
-      `learned.NoisyClassifier`), or `None`. When given, the unconditional $e$ is never called: it is replaced by the
-      posterior mixture of the conditional outputs, $\bar e = \sum_k p(k|\tilde x_s)\,e(\tilde x_s, s; k)$, the
+    - `posterior`: `posterior(x, s) -> logits` (or log-probabilities) of $p(k|\tilde x_s)$ over the integer labels
+      for one sample (e.g. a trained `learned.NoisyClassifier`, or `jnp.log` of an oracle's `posterior`, which returns
+      probabilities), or `None`. It is first called eagerly on a few rows of `x`, and one that returns probabilities
+      (values in [0, 1] summing to 1) is refused. When given, the unconditional $e$ is never called: it is replaced by
+      the posterior mixture of the conditional outputs, $\bar e = \sum_k p(k|\tilde x_s)\,e(\tilde x_s, s; k)$, the
       exact identity for exact scores. Among all centrings $c(\tilde x_s)$, $\mathbb E_{Y|\tilde x_s}\|e(\tilde
       x_s, s; Y) - c\|^2$ is least at the true posterior mean, so an unconditional output that errs (beyond the
       conditional ones) only adds to MINDE; this removes that error, at the price of one conditional call per label
@@ -262,7 +312,8 @@ def mutual_information_minde(model, x: Float[Array, "batch *shape"], y: Float[Ar
 
     **Returns:**
 
-    An `Estimate` in nats (flagged if significantly negative).
+    An `Estimate` in nats, flagged if significantly negative or, with a posterior, significantly above
+    $\log(\text{num\_labels})$, the most a label of that many classes can share with X.
     """
     if y is None:
         raise ValueError("mutual_information_minde needs y, paired with the rows of x.")
@@ -271,13 +322,13 @@ def mutual_information_minde(model, x: Float[Array, "batch *shape"], y: Float[Ar
         if unconditional_model is not None:
             raise ValueError("pass unconditional_model or posterior, not both: with a posterior the unconditional e "
                              "is the posterior mixture of the conditional outputs.")
-        num_labels = _num_labels(posterior, x, y)
+        num_labels = _num_labels(posterior, x, y, model.sde)
         if draws is None:
             est = _integrate(_centred_minde_integrand, (model, posterior), x, y, times, num_labels, chunk_size, key)
         else:
             est = _integrate(_drawn_centred_minde_integrand, (model, posterior, draws), x, y, times, 1 + 2 * draws,
                              chunk_size, key)
-        return est.check_bounds(lower=0.0, name="I_MINDE (posterior-centred)")
+        return est.check_bounds(lower=0.0, upper=math.log(num_labels), name="I_MINDE (posterior-centred)")
     est = _integrate(_minde_integrand, (model, unconditional_model), x, y, times, 2, chunk_size, key)
     return est.check_bounds(lower=0.0, name="I_MINDE")
 
@@ -303,7 +354,8 @@ def mutual_information_minde_crossfit(model_a, model_b, x: Float[Array, "batch *
       unconditional $e$.
     - `x`, `y`: paired data samples, one pair per row (held out from both fits).
     - `times`: the time integrator.
-    - `posterior`: logits of $p(k|\tilde x_s)$, or `None`; when given, each $\hat d$ is centred on its own model's
+    - `posterior`: logits (or log-probabilities, not probabilities: see `mutual_information_minde`) of
+      $p(k|\tilde x_s)$, or `None`; when given, each $\hat d$ is centred on its own model's
       posterior mixture of conditional outputs instead of its unconditional output (see `mutual_information_minde`):
       a bias the two unconditional outputs share then cannot reach the estimate.
     - `posterior_draws`: `None` for the exact mixtures over all labels (2 `num_labels` calls per time), or M: each
@@ -314,7 +366,8 @@ def mutual_information_minde_crossfit(model_a, model_b, x: Float[Array, "batch *
 
     **Returns:**
 
-    An `Estimate` in nats (flagged if significantly negative).
+    An `Estimate` in nats, flagged if significantly negative or, with a posterior, significantly above
+    $\log(\text{num\_labels})$.
     """
     if y is None:
         raise ValueError("mutual_information_minde_crossfit needs y, paired with the rows of x.")
@@ -322,14 +375,14 @@ def mutual_information_minde_crossfit(model_a, model_b, x: Float[Array, "batch *
         raise ValueError(f"the two models must share one forward process; got {model_a.sde} and {model_b.sde}.")
     draws = _check_draws(posterior_draws, posterior)
     if posterior is not None:
-        num_labels = _num_labels(posterior, x, y)
+        num_labels = _num_labels(posterior, x, y, model_a.sde)
         if draws is None:
             est = _integrate(_centred_crossfit_integrand, (model_a, model_b, posterior), x, y, times, 2 * num_labels,
                              chunk_size, key)
         else:
             est = _integrate(_drawn_centred_crossfit_integrand, (model_a, model_b, posterior, draws), x, y, times,
                              2 * (1 + draws), chunk_size, key)
-        return est.check_bounds(lower=0.0, name="I_MINDE (cross-fit, posterior-centred)")
+        return est.check_bounds(lower=0.0, upper=math.log(num_labels), name="I_MINDE (cross-fit, posterior-centred)")
     est = _integrate(_crossfit_integrand, (model_a, model_b), x, y, times, 4, chunk_size, key)
     return est.check_bounds(lower=0.0, name="I_MINDE (cross-fit)")
 

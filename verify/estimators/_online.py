@@ -42,6 +42,7 @@ from jaxtyping import ArrayLike, Float, PRNGKeyArray
 from gaussian_oracle import Estimate, check_key, mean_stderr
 
 from .._sampling import check_guidance_weight
+from ._information import _check_probabilities
 from ._label_entropy import _check_prior, check_label_model
 
 __all__ = ["OnlineLabelCurves", "class_profiles_online", "label_entropy_online", "label_profile_online"]
@@ -160,6 +161,8 @@ def _run(model, shape, prior, labels: np.ndarray, *, w, n_steps, s_end, referenc
     x_T = jax.random.normal(k_start, (labels.size, *shape))
     dtype = x_T.dtype
     check_label_model(model, x_T[0], np.arange(prior.size), what="the online Bayes classifier")
+    if reference is not None:
+        _check_probabilities(reference, x_T, model.sde, float(s_end), prior.size)
     times, stats = _trajectories(model, reference, x_T, jnp.asarray(np.log(prior), dtype), jnp.asarray(labels),
                                  jnp.asarray(w, dtype), n_steps, float(s_end), k_path)
     order = np.argsort(times)
@@ -192,8 +195,10 @@ def label_profile_online(model, shape: tuple[int, ...], prior: Float[ArrayLike, 
       $p(x|c)$ (per-class profiles), guided towards c when `w` is not 0.
     - `w`: classifier-free guidance weight: drift $e(x,s) + (1+w)[e(x,s;c) - e(x,s)]$, as `sample_probability_flow`
       ($w = 0$: the conditional model; $w \ne 0$ needs `label`).
-    - `reference`: `reference(x, s) -> p(.|x)` for one sample, e.g. an exact model's `posterior`, evaluated at the
-      same states (the exact answer along these very trajectories), or `None`.
+    - `reference`: `reference(x, s) -> p(.|x)`, probabilities over the K labels for one sample, e.g. an exact model's
+      `posterior`, evaluated at the same states (the exact answer along these very trajectories), or `None`. It is
+      first called eagerly on a few states, and one that returns negative values or values not summing to 1 (logits,
+      as a `learned.NoisyClassifier` gives: pass their `jax.nn.softmax`) is refused.
     - `rate_window`: steps on each side of the central differences of the rate (default `max(1, n_steps // 20)`).
     - `key`: a PRNG key.
 
