@@ -102,7 +102,13 @@ class ImageData:
         return float(-(p * np.log(p)).sum())
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> "ImageData":
-        """The first `n_train` training and `n_test` test images (all when `None`)."""
+        """The first `n_train` training and `n_test` test images (all when `None`); each a positive integer at most
+        the number of images there are (a larger one is refused, not capped)."""
+        for name, n, split in (("n_train", n_train, self.train_x), ("n_test", n_test, self.test_x)):
+            whole = isinstance(n, (int, np.integer)) and not isinstance(n, bool)
+            if n is not None and not (whole and 1 <= n <= len(split)):
+                raise ValueError(f"{self.name}: {name} must be None (all) or an integer in 1..{len(split)} (the "
+                                 f"{name[2:]} images there are); got {n!r}.")
         return dataclasses.replace(self, train_x=self.train_x[:n_train], train_y=self.train_y[:n_train],
                                    test_x=self.test_x[:n_test], test_y=self.test_y[:n_test])
 

@@ -227,6 +227,23 @@ def test_image_data_validation():
         L.ImageData("t", x, np.array([0, 1]), x, np.array([0, 1, 1]), num_classes=2)
 
 
+def test_subset_is_the_first_images_and_refuses_more_than_there_are():
+    """Regression: `subset(n_train=99999)` on 1,500 training images gave all 1,500 without a word."""
+    x = np.arange(5 * 4, dtype=np.float32).reshape(5, 1, 2, 2)
+    data = L.ImageData("t", x, np.array([0, 1, 0, 1, 0]), x[:3], np.array([1, 1, 0]), num_classes=2)
+    small = data.subset(n_train=2, n_test=np.int64(3))
+    np.testing.assert_array_equal(small.train_x, x[:2])
+    np.testing.assert_array_equal(small.train_y, [0, 1])
+    np.testing.assert_array_equal(small.test_y, [1, 1, 0])
+    assert data.subset().train_x.shape[0] == 5 and data.subset(n_train=5).train_x.shape[0] == 5
+    for bad in (6, 0, -1, True, 2.0):
+        with pytest.raises(ValueError, match=r"t: n_train must be None \(all\) or an integer in 1..5 \(the train "
+                                             r"images there are\); got"):
+            data.subset(n_train=bad)
+    with pytest.raises(ValueError, match=r"t: n_test must be None \(all\) or an integer in 1..3 \(the test images"):
+        data.subset(n_test=4)
+
+
 # ------------------------------------------------------------------ files with the right names but bad content
 def _cifar_tree(root, write):
     root.mkdir(exist_ok=True)
