@@ -88,7 +88,8 @@ def test_gaussian_sweeps(tmp_path):
     (["images", "--gaussian-base", "-1"], "--gaussian-base: must be a finite number >= 0"),
     (["images", "--posterior-draws", "0"], "--posterior-draws: must be a positive integer"),
     (["images", "--quick", "--posterior-draws", "2"], "and needs a posterior"),
-    (["images", "--quick", "--guidance-training", "separate"], "'separate' needs guidance"),
+    (["images", "--quick", "--guidance-training", "separate"],
+     "--guidance-training applies only with --guided (the noisy classifiers it configures)"),
     (["images", "--guidance-training", "apart"], "--guidance-training: must be one of joint, separate"),
     (["images", "--dataset", "mnist"], "needs --data-dir"),
     (["images", "--cpu"], "--cpu is sized for --dataset mnist5k or fashion-mnist or mnist; got 'digits'"),
@@ -100,6 +101,40 @@ def test_gaussian_sweeps(tmp_path):
     (["autoencoder", "--tau", "0.1,0.2,0.1"], "--tau: must not repeat a split time"),
     (["autoencoder", "--posterior-steps", "0"], "--posterior-steps: must be a positive integer"),
     (["autoencoder", "--quick", "--tau", "none", "--no-comparison"], "nothing to run"),
+    # flags the chosen configuration would not use (they were dropped without a word)
+    *[([command, *where, "--training-times", "uniform", "--train-s-min", "0.005"],
+       "--train-s-min applies only with --training-times log-snr (the default)")
+      for command, *where in (["images", "--quick"], ["autoencoder", "--quick"], ["budget", "--quick"],
+                              ["labels", "--dataset", "digits", "--quick"])],
+    (["images", "--quick", "--guidance-steps", "77", "--guidance-channels", "3", "3", "--guidance-cross-entropy", "3"],
+     "--guidance-steps, --guidance-channels, --guidance-cross-entropy apply only with --guided"),
+    (["images", "--cpu", "--dataset", "mnist5k", "--no-guided", "--guidance-channels", "8", "8"],
+     "--guidance-channels applies only with --guided"),
+    (["budget", "--quick", "--guidance-cross-entropy", "2"], "--guidance-cross-entropy applies only with --guided"),
+    (["images", "--quick", "--guided", "--guidance-steps", "5"],
+     "--guidance-steps applies only with --guided --guidance-training separate"),
+    (["images", "--cpu", "--dataset", "mnist5k", "--guidance-cross-entropy", "2"],
+     "--guidance-cross-entropy applies only with --guided --guidance-training joint"),
+    (["images", "--quick", "--n-train", "1501"],
+     "--n-train 1501 is more than --dataset digits has: give at most its 1500 training images"),
+    (["budget", "--quick", "--n-train", "99999"], "--n-train 99999 is more than --dataset digits has"),
+    (["labels", "--dataset", "digits", "--quick", "--n-train", "1501"], "--n-train 1501 is more than"),
+    (["autoencoder", "--quick", "--n-train", "1501"], "--n-train 1501 is more than"),
+    *[([command, *where, "--n-eval", "298"],
+       "--n-eval 298 is more than --dataset digits has: give at most its 297 held-out (test) images")
+      for command, *where in (["images", "--quick"], ["autoencoder", "--quick"], ["budget", "--quick"],
+                              ["labels", "--dataset", "digits", "--quick"])],
+    (["gaussian", "--experiment", "flattening", "--sigma-eps", "1", "0.5"],
+     "--experiment flattening uses one --sigma-eps value; got 2 (1 0.5). Only --experiment determinism sweeps"),
+    (["gaussian", "--experiment", "cfg", "--sigma-eps", "1", "0.5", "0.2"], "--experiment cfg uses one --sigma-eps"),
+    (["gaussian", "--experiment", "determinism", "--lambda-delta", "0.1"],
+     "--lambda-delta applies only to --experiment flattening; --experiment determinism does not use it"),
+    (["gaussian", "--experiment", "cfg", "--k", "3"], "--k applies only to --experiment flattening"),
+    (["gaussian", "--experiment", "determinism", "--w", "1"], "--w applies only to --experiment cfg"),
+    (["gaussian", "--experiment", "flattening", "--w", "1"], "--w applies only to --experiment cfg"),
+    (["gaussian", "--experiment", "cfg", "--condition-dropout", "0.3"],
+     "--condition-dropout applies only with --one-network"),
+    (["demo", "--condition-dropout", "0.3"], "--condition-dropout applies only with --one-network"),
 ])
 def test_bad_arguments_fail_before_any_work(tmp_path, capsys, argv, message):
     """Each bad flag gives one line naming it, before anything is trained or written."""
@@ -199,3 +234,33 @@ def test_separate_guidance_flags_build_the_benchmarked_classifiers():
     assert e.gaussian_base == 4.0 and e.guidance_training == "separate" and e.classifier.channels == (32, 64)
     e = build_image_experiment(build_parser().parse_args(argv), data)
     assert (e.guidance.steps, e.guidance.channels) == (3000, e.classifier.channels) and e.gaussian_base is None
+
+
+def test_flags_apply_where_the_configuration_uses_them():
+    """The other side of the refusals in test_bad_arguments_fail_before_any_work: each flag is taken where its
+    configuration uses it, and leaving it out gives the defaults it had before it could be refused."""
+    from verify.cli import build_image_experiment, build_parser, prepare_images
+    from verify.estimators import LogSNRGrid, UniformGrid
+
+    data = learned.load_digits()
+    parse = build_parser().parse_args
+    base = ["images", "--dataset", "digits", "--no-checkpoints"]
+    e = build_image_experiment(parse(base + ["--training-times", "uniform"]), data)
+    assert isinstance(e.time_sampler, learned.UniformTime) and isinstance(e.times, UniformGrid)
+    e = build_image_experiment(parse(base + ["--train-s-min", "0.005"]), data)
+    assert isinstance(e.time_sampler, learned.LogSNRTime) and e.time_sampler.s_min == 0.005
+    assert isinstance(e.times, LogSNRGrid) and e.times.s_min == 0.005
+    e = build_image_experiment(parse(base + ["--guided"]), data)
+    assert (e.guidance_training, e.guidance_cross_entropy, e.guidance.channels) == ("joint", 1.0, (32, 64))
+    e = build_image_experiment(parse(base + ["--guided", "--guidance-cross-entropy", "3", "--guidance-channels", "3",
+                                             "5"]), data)
+    assert (e.guidance_cross_entropy, e.guidance.channels) == (3.0, (3, 5))
+    e = build_image_experiment(parse(base + ["--guided", "--guidance-training", "separate", "--guidance-steps", "7"]),
+                               data)
+    assert (e.guidance_training, e.guidance.steps) == ("separate", 7)
+    with pytest.raises(ValueError, match="--guidance-steps applies only with --guided"):  # the API path checks too
+        build_image_experiment(parse(base + ["--guidance-steps", "7"]), data)
+    small, e = prepare_images(parse(base + ["--quick", "--n-train", "1500", "--n-eval", "297"]))
+    assert (len(small.train_x), e.n_train, e.n_eval) == (1500, 1500, 297)
+    small, e = prepare_images(parse(base + ["--quick", "--n-train", "40"]))
+    np.testing.assert_array_equal(small.train_y, data.train_y[:40])

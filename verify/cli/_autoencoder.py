@@ -185,6 +185,7 @@ class AutoencoderCommand:
             payload = merge_autoencoder_results(args.merge, args.out)
             print(f"separability autoencoder --merge {' '.join(args.merge)} → {args.out}")
         else:
+            training_times(args)  # refuses --train-s-min with --training-times uniform before the data load
             data = load_image_data(args, QUICK)
             experiment = build_experiment(args, data)
             print(f"separability autoencoder --dataset {data.name} → {args.out}  ({describe_checkpoints(args)})")

@@ -13,7 +13,7 @@ import jax
 
 from ..experiments import EXPERIMENTS, BudgetConfig
 from ._common import load_image_data, positive_float, positive_int
-from ._images import QUICK, ImagesCommand, build_experiment
+from ._images import QUICK, ImagesCommand, build_experiment, preset_of
 
 
 class BudgetCommand:
@@ -47,6 +47,7 @@ class BudgetCommand:
                     print(f"  {q:<28} {t['value']:9.4f} ± {t['stderr']:.4f}   exact {t['exact']:9.4f}")
             print(f"→ {args.out}/results.json; wall time {time.perf_counter() - start:.1f} s")
             return payload
+        preset_of(args)  # the preset and the flags checked before the data load
         data = load_image_data(args, QUICK)
         image = build_experiment(args, data)
         if args.quick:  # the CI smoke run: skip the images experiment's training-image estimates (memorisation gap)

@@ -127,11 +127,19 @@ def add_dataset(p: argparse.ArgumentParser, default: str | None) -> None:
 
 def load_image_data(args: argparse.Namespace, quick_dataset: str) -> learned.ImageData:
     """The data set of `--dataset` (its first `--n-train` training images), after the one check of each rule:
-    `--quick` runs on `quick_dataset` only, and a data set whose files are not bundled needs `--data-dir`."""
+    `--quick` runs on `quick_dataset` only, a data set whose files are not bundled needs `--data-dir`, and an
+    `--n-train` or `--n-eval` (the first N test images) given is at most the images the data set has (refused, not
+    capped)."""
     if getattr(args, "quick", False) and args.dataset != quick_dataset:
         raise ValueError(f"--quick runs on --dataset {quick_dataset} only (the CPU smoke configuration).")
     spec = learned.DATASETS[args.dataset]
     if spec.needs_dir and args.data_dir is None:
         raise ValueError(f"--dataset {args.dataset} needs --data-dir: {spec.data_dir_help}.")
     data = learned.load_dataset(args.dataset, args.data_dir, pixel_range=getattr(args, "pixel_range", (0.0, 1.0)))
+    limits = (("--n-train", len(data.train_x), "training images (leave --n-train out for all of them)"),
+              ("--n-eval", len(data.test_x), "held-out (test) images"))
+    for flag, have, what in limits:
+        n = getattr(args, flag[2:].replace("-", "_"), None)
+        if n is not None and n > have:
+            raise ValueError(f"{flag} {n} is more than --dataset {args.dataset} has: give at most its {have} {what}.")
     return data if getattr(args, "n_train", None) is None else data.subset(n_train=args.n_train)

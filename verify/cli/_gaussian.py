@@ -30,7 +30,11 @@ def _steps_per_call(steps: int, most: int) -> int:
 
 
 def fit_config(args: argparse.Namespace) -> GaussianExperimentConfig:
-    """The fitting configuration from the shared training flags."""
+    """The fitting configuration from the shared training flags (`--condition-dropout` only with `--one-network`)."""
+    if args.condition_dropout is not None and not args.one_network:
+        raise ValueError("--condition-dropout applies only with --one-network (one network trained with condition "
+                         "dropout); the default trains two networks, X|Y and X, without it: add --one-network, or "
+                         "leave --condition-dropout out.")
     per_call = _steps_per_call(args.steps, DEFAULT_TRAIN.steps_per_call)
     calls = args.steps // per_call
     train = dataclasses.replace(
@@ -40,7 +44,9 @@ def fit_config(args: argparse.Namespace) -> GaussianExperimentConfig:
     )
     return GaussianExperimentConfig(
         n_train=args.n_train, n_eval=args.n_eval, width=args.width, depth=args.depth,
-        separate_networks=not args.one_network, condition_dropout=args.condition_dropout, train=train,
+        separate_networks=not args.one_network, train=train,
+        condition_dropout=(GaussianExperimentConfig.condition_dropout if args.condition_dropout is None
+                           else args.condition_dropout),
         n_times=args.n_times, precondition=not args.plain,
     )
 
@@ -68,10 +74,28 @@ def _add_fit(p: argparse.ArgumentParser) -> None:
                    help="uniform time grid of the estimators (paper: 100); a log-spaced grid of twice as many times "
                         "is reported beside it")
     g.add_argument("--one-network", action="store_true", help="one network with condition dropout instead of two")
-    g.add_argument("--condition-dropout", type=probability, default=0.2,
-                   help="condition dropout of --one-network")
+    g.add_argument("--condition-dropout", type=probability, default=None,
+                   help=f"condition dropout of --one-network (default {GaussianExperimentConfig.condition_dropout:g})")
     g.add_argument("--plain", action="store_true",
                    help="plain MLPs as in the paper (default: covariance-preconditioned, see learned.Preconditioned)")
+
+
+_FAMILY_OPTIONS = ("sigma_eps", "lambda_delta", "k", "w")
+"""The `separability gaussian` flags (by field name) that only some of `GAUSSIAN_FAMILIES` take."""
+
+
+def _field_names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _field_default(cls, name: str):
+    return next((f.default for f in dataclasses.fields(cls) if f.name == name), None)
+
+
+def _defaults(family: str, name: str) -> str:
+    """A family's default of one option, as the flag takes it ('1 0.6 0.25'), for the help."""
+    value = _field_default(GAUSSIAN_FAMILIES[family], name)
+    return " ".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
 
 
 class DemoCommand:
@@ -104,24 +128,45 @@ class GaussianCommand:
         add_seed(p, "the instances JointGaussian.<family>(..., key=...)")
         p.add_argument("--dim-x", type=positive_int, default=25, help="dimension of X")
         p.add_argument("--dim-y", type=positive_int, default=15, help="dimension of Y")
-        p.add_argument("--sigma-eps", type=positive_float, nargs="+", default=[1.0, 0.6, 0.25],
-                       help="noise std(s): the swept values for determinism, the first value otherwise")
-        p.add_argument("--lambda-delta", type=positive_float, nargs="+", default=[1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6],
-                       help="flattening: the swept small eigenvalues")
-        p.add_argument("--k", type=positive_int, default=10, help="flattening: number of large eigenvalues")
-        p.add_argument("--w", type=finite_float, nargs="+", default=[0.0, 1.0, 2.0, 4.0, 6.0],
-                       help="cfg: the swept guidance weights")
+        p.add_argument("--sigma-eps", type=positive_float, nargs="+", default=None,
+                       help="noise std(s): determinism's swept values (default "
+                            f"{_defaults('determinism', 'sigma_eps')}); one value for flattening and cfg (default "
+                            f"{_defaults('flattening', 'sigma_eps')})")
+        p.add_argument("--lambda-delta", type=positive_float, nargs="+", default=None,
+                       help=f"flattening only: the swept small eigenvalues (default "
+                            f"{_defaults('flattening', 'lambda_delta')})")
+        p.add_argument("--k", type=positive_int, default=None,
+                       help=f"flattening only: number of large eigenvalues (default {_defaults('flattening', 'k')})")
+        p.add_argument("--w", type=finite_float, nargs="+", default=None,
+                       help=f"cfg only: the swept guidance weights (default {_defaults('cfg', 'w')})")
         _add_fit(p)
 
     def family(self, args: argparse.Namespace):
+        """The family of `--experiment` with the flags given; a flag it does not use (another family's), or more
+        values of a list flag than it uses, is refused with one error, not dropped."""
         cls = GAUSSIAN_FAMILIES[args.experiment]
         options = {"dim_x": args.dim_x, "dim_y": args.dim_y}
-        fields = {f.name for f in dataclasses.fields(cls)}
-        for name, value in (("sigma_eps", tuple(args.sigma_eps)), ("lambda_delta", tuple(args.lambda_delta)),
-                            ("k", args.k), ("w", tuple(args.w))):
-            if name in fields:
-                default = next(f.default for f in dataclasses.fields(cls) if f.name == name)
-                options[name] = value if isinstance(default, tuple) else (value[0] if isinstance(value, tuple) else value)
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        for name in _FAMILY_OPTIONS:
+            value, flag = getattr(args, name), "--" + name.replace("_", "-")
+            if value is None:  # not given: the family's default
+                continue
+            if name not in defaults:
+                users = " or ".join(n for n, c in GAUSSIAN_FAMILIES.items() if name in _field_names(c))
+                raise ValueError(f"{flag} applies only to --experiment {users}; --experiment {args.experiment} does "
+                                 f"not use it: leave it out.")
+            if isinstance(defaults[name], tuple):  # the swept parameter: all values
+                options[name] = tuple(value)
+            elif isinstance(value, list):  # a list flag the family takes one value of
+                if len(value) != 1:
+                    sweeps = " or ".join(n for n, c in GAUSSIAN_FAMILIES.items()
+                                         if isinstance(_field_default(c, name), tuple))
+                    raise ValueError(f"--experiment {args.experiment} uses one {flag} value; got {len(value)} "
+                                     f"({' '.join(f'{v:g}' for v in value)}). Only --experiment {sweeps} sweeps "
+                                     f"{flag}.")
+                options[name] = value[0]
+            else:
+                options[name] = value
         return cls(**options)
 
     def run(self, args: argparse.Namespace) -> dict:

@@ -130,10 +130,39 @@ def preset_values(field: str) -> str:
 
 
 def preset_of(args: argparse.Namespace) -> Preset:
-    """The preset `--quick` or `--cpu` selects (the full run otherwise), checked against `--dataset`."""
+    """The preset `--quick` or `--cpu` selects (the full run otherwise), checked against `--dataset`, and the flags
+    checked against the configuration they choose (`refuse_unused_flags`)."""
     preset = PRESETS["quick" if args.quick else "cpu" if getattr(args, "cpu", False) else "full"]
     preset.check(args.dataset)
+    refuse_unused_flags(args, preset)
     return preset
+
+
+def refuse_unused_flags(args: argparse.Namespace, preset: Preset) -> None:
+    """One error for a flag given explicitly that the configuration chosen would not use (nothing is dropped
+    silently): `--train-s-min` with `--training-times uniform`; a `--guidance-*` flag without `--guided` (the
+    preset's or the flag); `--guidance-steps` with joint guidance training; `--guidance-cross-entropy` with separate
+    guidance training."""
+    training_times(args)
+    guided = preset.guided if args.guided is None else args.guided
+    given = [flag for flag in ("--guidance-training", "--guidance-steps", "--guidance-channels",
+                               "--guidance-cross-entropy") if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if not guided:
+        if given:
+            raise ValueError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only with --guided "
+                             f"(the noisy classifiers {'it configures' if len(given) == 1 else 'they configure'}); "
+                             "this run trains label-embedding U-Nets: add --guided, or leave "
+                             f"{'it' if len(given) == 1 else 'them'} out.")
+        return
+    training = args.guidance_training or preset.guidance_training
+    if training == "joint" and args.guidance_steps is not None:
+        raise ValueError("--guidance-steps applies only with --guided --guidance-training separate (the steps of "
+                         "the separately trained noisy classifiers); with joint training each classifier trains with "
+                         "its U-Net, for --steps.")
+    if training == "separate" and args.guidance_cross_entropy is not None:
+        raise ValueError("--guidance-cross-entropy applies only with --guided --guidance-training joint (the weight "
+                         "of the classifier's cross-entropy in learned.GuidedLoss); separately trained classifiers "
+                         "learn by cross-entropy alone.")
 
 
 def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> ImageExperiment:
@@ -206,7 +235,8 @@ def build_experiment(args: argparse.Namespace, data: learned.ImageData) -> Image
         guidance=None if not guided else dataclasses.replace(
             classifier, channels=tuple(args.guidance_channels or preset.noisy_classifier_channels),
             steps=classifier.steps if guidance_training == "joint" else flag("guidance_steps")),
-        guidance_cross_entropy=args.guidance_cross_entropy, guidance_training=guidance_training,
+        guidance_cross_entropy=(ImageExperiment.guidance_cross_entropy if args.guidance_cross_entropy is None
+                                else args.guidance_cross_entropy), guidance_training=guidance_training,
         cross_fit=args.cross_fit, posterior=posterior,
         posterior_draws=args.posterior_draws,
         gaussian_base=gaussian_base,
@@ -264,8 +294,12 @@ DEM_FLAGS = (
 
 
 def training_times(args: argparse.Namespace) -> tuple[bool, float]:
-    """`(log_snr, s_min)` from `--training-times` and `--train-s-min` (defaults: `ImageExperiment.time_sampler`)."""
+    """`(log_snr, s_min)` from `--training-times` and `--train-s-min` (defaults: `ImageExperiment.time_sampler`);
+    `--train-s-min` given with `--training-times uniform` is refused (uniform times have no smallest time)."""
     log_snr = (args.training_times or "log-snr") == "log-snr"
+    if not log_snr and args.train_s_min is not None:
+        raise ValueError("--train-s-min applies only with --training-times log-snr (the default): --training-times "
+                         "uniform draws s uniformly on [0, T], with no smallest time to set; leave --train-s-min out.")
     return log_snr, args.train_s_min if args.train_s_min is not None else ImageExperiment.time_sampler.s_min
 
 
@@ -310,8 +344,9 @@ class ImagesCommand:
                        help="learned.ClassifierGuided: an unconditional U-Net plus the input-gradient of a noisy "
                             "classifier (the bound classifier's architecture), trained by learned.GuidedLoss "
                             "(--no-guided: a label-embedding U-Net; " + preset_values("guided") + ")")
-        g.add_argument("--guidance-cross-entropy", type=float, default=1.0,
-                       help="with --guided: the weight of the noisy classifier's cross-entropy in the loss")
+        g.add_argument("--guidance-cross-entropy", type=float, default=None,
+                       help="with --guided --guidance-training joint: the weight of the noisy classifier's "
+                            f"cross-entropy in the loss (default {ImageExperiment.guidance_cross_entropy:g})")
         g.add_argument("--guidance-training", type=_choice("joint", "separate"), default=None,
                        help="with --guided: joint (one learned.GuidedLoss per network) or separate (one unconditional "
                             "U-Net on all training images by the DEM loss; each network's noisy classifier by "
