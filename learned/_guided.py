@@ -29,7 +29,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 from gaussian_oracle import VPSDE, AbstractTimeDensity, check_label
 
-from ._classifier import ClassifierConfig, ConvClassifier, check_labelled_images, fit_classifier
+from ._classifier import ClassifierConfig, ConvClassifier, _check_labels, check_labelled_images, fit_classifier
 from ._gaussian_base import ClassGaussianBase, ClassGaussians, snr_gate
 from ._train import _key_data
 
@@ -292,15 +292,11 @@ def noisy_cross_entropy_curve(classifier, sde: VPSDE, x: Float[ArrayLike, "batch
     times = np.asarray(times, np.float64)
     if x.ndim < 2 or y.shape != (x.shape[0],) or x.shape[0] < 2:
         raise ValueError(f"need at least 2 held-out samples with one label each; got {x.shape} and {y.shape}.")
-    if not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"y must hold integer labels; got dtype {y.dtype}.")
     if times.ndim != 1 or times.size == 0 or not np.all((times >= 0) & (times <= sde.T)):
         raise ValueError(f"times must be a non-empty 1-D array in [0, T = {sde.T}]; got {times!r}.")
     num_labels = jax.eval_shape(classifier, jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
                                 jax.ShapeDtypeStruct((), jnp.float32)).shape[-1]
-    if y.min() < 0 or y.max() >= num_labels:
-        raise ValueError(f"y must hold labels in [0, {num_labels}) (the classifier's {num_labels} logits); "
-                         f"got values from {y.min()} to {y.max()}.")
+    _check_labels(y, num_labels, f"the classifier's {num_labels} logits")
 
     @eqx.filter_jit
     def chunk(model, xb, yb, s, k):
