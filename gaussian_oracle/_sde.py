@@ -15,8 +15,17 @@ class VPSDE(eqx.Module):
     Linear schedule $\beta(s) = \beta_{\min} + (\beta_{\max} - \beta_{\min})\,s/T$. The transition kernel
     is $p(\tilde x_s | x) = \mathcal N(\mu(s)x, (1 - \mu(s)^2) I)$ with
     $\mu(s) = \exp(-\tfrac12\int_0^s\beta)$, and the quasi-invariant state is $p_{eq} = \mathcal N(0, I)$.
-    In the paper's notation (Eq. 54) $\alpha(s) = \mu(s)^2$. All methods are vectorised in `s`.
+    In the paper's notation (Eq. 54) $\alpha(s) = \mu(s)^2$. The schedule's functions (`beta`, `int_beta`, `mu`,
+    `alpha`, `var`, `sigma`, `log_snr`) are vectorised in `s`; `drift`, `reverse_step_mean` and `perturb` act on data
+    `x` and take an `s` that broadcasts to x's shape without enlarging it (a scalar, or one time per row as an array
+    of shape (n, 1, ...)), and raise a `ValueError` otherwise: an (n,) time against (n, 1) data would silently give
+    an (n, n) result.
+
     Forward times are $0 \le s \le T$: `check_time` states the rule and every protocol model enforces it with it.
+    The formulas are those of that domain only: outside it they extrapolate ($\int_0^s\beta$ is a quadratic, so
+    $s = -1$ reads like $s \approx 1$, and `var` is negative for $s < 0$). The schedule's functions do not check
+    it, since they run inside jitted losses and estimators; `drift`, `reverse_step_mean` and `perturb` check
+    concrete times (a Python number or an array outside a trace) and leave traced ones to the caller.
 
     **Arguments:**
 
@@ -66,7 +75,8 @@ class VPSDE(eqx.Module):
         return jnp.sqrt(self.beta(s))
 
     def drift(self, x: Float[Array, "*shape"], s: ArrayLike) -> Float[Array, "*shape"]:
-        r"""Forward drift $b_+(x, s) = -\tfrac12\beta(s)x$."""
+        r"""Forward drift $b_+(x, s) = -\tfrac12\beta(s)x$, for $s$ that broadcasts to x's shape (class docstring)."""
+        s = self._check_data_time(jnp.shape(x), s)
         return -0.5 * self.beta(s) * x
 
     def log_snr(self, s: ArrayLike) -> Float[Array, "*s"]:
@@ -78,7 +88,13 @@ class VPSDE(eqx.Module):
     def reverse_step_mean(self, x: Float[Array, "*shape"], e: Float[Array, "*shape"], s: ArrayLike, h: ArrayLike
                           ) -> Float[Array, "*shape"]:
         r"""Mean of one Euler–Maruyama step of the reverse SDE (Eq. 4) from time s down to s - h, given $e(x, s)$:
-        $x + h(-\tfrac12\beta(s)x + \beta(s)e)$; the step's variance is $\beta(s)h$ per coordinate."""
+        $x + h(-\tfrac12\beta(s)x + \beta(s)e)$; the step's variance is $\beta(s)h$ per coordinate.
+
+        `s` and `h` must broadcast to the shape of `x` and `e` broadcast together without enlarging it (class
+        docstring); a concrete `s` must lie in $[0, T]$."""
+        shape = jnp.broadcast_shapes(jnp.shape(x), jnp.shape(e))
+        s = self._check_data_time(shape, s)
+        self._check_data_time(shape, h, "h", check_range=False)
         beta = self.beta(s)
         return x + h * (-0.5 * beta * x + beta * e)
 
@@ -87,10 +103,32 @@ class VPSDE(eqx.Module):
         return -jnp.asarray(x)
 
     def perturb(self, x: Float[Array, "*shape"], s: ArrayLike, *, key: PRNGKeyArray) -> Float[Array, "*shape"]:
-        r"""Draw $\tilde x_s \sim \mathcal N(\mu(s)x, (1-\mu(s)^2)I)$ for one sample `x` (vmap for batches)."""
+        r"""Draw $\tilde x_s \sim \mathcal N(\mu(s)x, (1-\mu(s)^2)I)$ for one sample `x` (vmap for batches).
+
+        `s` must broadcast to x's shape without enlarging it (class docstring), and lie in $[0, T]$: a concrete `s`
+        outside it raises a `ValueError`; a traced one is not checked here (this runs inside jitted losses and
+        estimators), so outside $[0, T]$ it extrapolates silently, or gives NaN for $s < 0$."""
         x = jnp.asarray(x)
+        s = self._check_data_time(x.shape, s)
         noise = jax.random.normal(key, x.shape, x.dtype)
         return self.mu(s) * x + jnp.sqrt(self.var(s)) * noise
+
+    def _check_data_time(self, shape: tuple[int, ...], s, name: str = "s", *, check_range: bool = True):
+        """`s` (or a step `h`) against data of `shape`: its shape must broadcast to `shape` without enlarging it, a
+        check on static shapes (free under jit); a concrete time must also satisfy `check_time`. Returns `s`."""
+        s_shape = jnp.shape(s)
+        try:
+            fits = jnp.broadcast_shapes(s_shape, tuple(shape)) == tuple(shape)
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"{name} must broadcast to the data's shape {tuple(shape)} without enlarging it (a scalar, or one "
+                f"value per row with trailing axes of size 1); got shape {s_shape}."
+            )
+        if check_range and not isinstance(s, jax.core.Tracer):
+            self.check_time(s, name)
+        return s
 
     def check_time(self, s: Float[ArrayLike, "*s"], name: str = "s") -> Float[ArrayLike, "*s"]:
         r"""Check that every time in `s` lies in $[0, T]$ and return `s`: the one time rule of every protocol model.

@@ -28,6 +28,14 @@ from ._sde import VPSDE
 
 __all__ = ["AbstractTimeDensity", "UniformTime", "LogSNRTime", "PiecewiseConstant"]
 
+_PROB_TOL = 1e-10
+"""How far from one the sum of `PiecewiseConstant`'s `probs` may be (as `GaussianMixture`'s weights)."""
+
+
+def _density_dtype(s: Array):
+    """The dtype of a density at times `s`: that of a float `s`, the default float dtype for an integer one."""
+    return jnp.result_type(s, float)
+
 
 class AbstractTimeDensity(eqx.Module):
     r"""A probability density $q(s)$ over forward times of a process `sde`.
@@ -47,7 +55,8 @@ class AbstractTimeDensity(eqx.Module):
 
     @abc.abstractmethod
     def pdf(self, sde: VPSDE, s: Float[ArrayLike, "*s"]) -> Float[Array, "*s"]:
-        """The density $q(s)$ (zero outside the support)."""
+        """The density $q(s)$ (zero outside the support), in the dtype of a float `s` and in the default float dtype
+        for an integer `s` (a density is never truncated to an integer)."""
 
     def __call__(self, sde: VPSDE, *, key: PRNGKeyArray) -> tuple[Float[Array, ""], Float[Array, ""]]:
         """One time $s \\sim q$ and its inverse density $1/q(s)$, so that $\\mathbb E[f(s)/q(s)] = \\int f$."""
@@ -71,7 +80,7 @@ class UniformTime(AbstractTimeDensity):
 
     def pdf(self, sde, s):
         s = jnp.asarray(s)
-        return jnp.where((s >= 0) & (s <= sde.T), 1.0 / sde.T, 0.0).astype(s.dtype)
+        return jnp.where((s >= 0) & (s <= sde.T), 1.0 / sde.T, 0.0).astype(_density_dtype(s))
 
 
 class LogSNRTime(AbstractTimeDensity):
@@ -116,7 +125,7 @@ class LogSNRTime(AbstractTimeDensity):
         hi, lo = self._range(sde)
         density = sde.beta(s) / ((hi - lo) * sde.var(s))
         inside = (s >= self.s_min * sde.T) & (s <= sde.T)
-        return jnp.where(inside, density, 0.0).astype(s.dtype)
+        return jnp.where(inside, density, 0.0).astype(_density_dtype(s))
 
 
 class PiecewiseConstant(AbstractTimeDensity):
@@ -129,7 +138,8 @@ class PiecewiseConstant(AbstractTimeDensity):
     **Arguments:**
 
     - `edges`: increasing bin edges, first 0, last T.
-    - `probs`: bin probabilities, positive, summing to one.
+    - `probs`: bin probabilities, positive, summing to one within 1e-10 (they are not renormalised silently; the
+      constructors `uniform`, `log_uniform` and `fit` normalise their own).
     """
 
     edges: Float[Array, " n_bins_plus_1"]
@@ -145,8 +155,14 @@ class PiecewiseConstant(AbstractTimeDensity):
             raise ValueError("edges must start at 0 and increase strictly.")
         if not np.all(probs > 0) or not np.all(np.isfinite(probs)):
             raise ValueError("probs must be positive and finite (a zero bin would leave times uncovered).")
+        total = float(probs.sum())
+        if abs(total - 1.0) > _PROB_TOL:
+            raise ValueError(
+                f"probs must sum to one within {_PROB_TOL:g}; they sum to {total!r} (normalise them yourself: they "
+                "are not renormalised silently)."
+            )
         self.edges = jnp.asarray(edges)
-        self.probs = jnp.asarray(probs / probs.sum())
+        self.probs = jnp.asarray(probs)
         self.T = float(edges[-1])
 
     def _check(self, sde: VPSDE) -> None:
@@ -156,7 +172,7 @@ class PiecewiseConstant(AbstractTimeDensity):
     @classmethod
     def uniform(cls, T: float) -> "PiecewiseConstant":
         """The uniform density $1/T$ on $[0, T]$."""
-        return cls(np.array([0.0, float(T)]), np.ones(1))
+        return cls(np.array([0.0, float(T)]), np.ones(1))  # one bin: probability 1
 
     @classmethod
     def log_uniform(cls, T: float, s_min: float = 1e-5, n_bins: int = 48) -> "PiecewiseConstant":
@@ -165,7 +181,7 @@ class PiecewiseConstant(AbstractTimeDensity):
         Suited to rates $\propto 1/s$ that peak at $s \to 0$.
         """
         edges = np.concatenate([[0.0], np.geomspace(s_min, T, n_bins + 1)])
-        return cls(edges, np.ones(n_bins + 1))
+        return cls(edges, np.full(n_bins + 1, 1.0 / (n_bins + 1)))
 
     @classmethod
     def fit(cls, times: ArrayLike, profile: ArrayLike, *, T: float, floor: float = 0.1) -> "PiecewiseConstant":
@@ -203,6 +219,7 @@ class PiecewiseConstant(AbstractTimeDensity):
         mass = profile * width
         total = mass.sum()
         shaped = mass / total if total > 0 else width / T
+        # normalised by construction: `shaped` and `width / T` each sum to one
         return cls(edges, (1.0 - floor) * shaped + floor * width / T)
 
     def support(self, sde):
@@ -214,7 +231,7 @@ class PiecewiseConstant(AbstractTimeDensity):
         s = jnp.asarray(s)
         k = jnp.clip(jnp.searchsorted(self.edges, s, side="right") - 1, 0, self.probs.shape[0] - 1)
         density = self.probs[k] / (self.edges[k + 1] - self.edges[k])
-        return jnp.where((s >= 0) & (s <= self.edges[-1]), density, 0.0).astype(s.dtype)
+        return jnp.where((s >= 0) & (s <= self.edges[-1]), density, 0.0).astype(_density_dtype(s))
 
     def sample(self, sde, shape, *, key, dtype=float):
         """Draw times $s \\sim q$: a bin by its probability, then uniformly inside it."""

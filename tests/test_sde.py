@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from gaussian_oracle import VPSDE
+from gaussian_oracle import VPSDE, LogSNRTime, PiecewiseConstant, UniformTime
 
 
 def test_defaults():
@@ -78,3 +78,72 @@ def test_log_snr_against_alpha():
     alpha = np.exp(-(0.1 * s + 0.5 * 15.9 * s**2))
     np.testing.assert_allclose(np.asarray(sde.log_snr(s)), np.log(alpha / (1 - alpha)), rtol=1e-9)
     assert np.isfinite(float(sde.log_snr(0.0))) and float(sde.log_snr(0.0)) > float(sde.log_snr(1e-4))
+
+
+def test_data_methods_refuse_a_time_that_would_enlarge_the_data():
+    """An (n,) time against (n, 1) data would broadcast to (n, n): refused, also under jit (a static shape check).
+    One time per row as (n, 1) gives each row its own time: the drift against -beta(s_i)/2 x_i written out, and
+    the step mean against x + h(-beta x / 2 + beta e)."""
+    sde = VPSDE()
+    x = jnp.arange(1.0, 6.0)[:, None]
+    s = jnp.linspace(0.1, 1.0, 5)
+    with pytest.raises(ValueError, match="without enlarging"):
+        sde.perturb(x, s, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="without enlarging"):
+        sde.drift(x, s)
+    with pytest.raises(ValueError, match="without enlarging"):
+        sde.reverse_step_mean(x, x, s, 0.01)
+    with pytest.raises(ValueError, match="h must broadcast"):
+        sde.reverse_step_mean(x, x, 0.5, jnp.full(5, 0.01))
+    with pytest.raises(ValueError, match="without enlarging"):
+        jax.jit(sde.drift)(x, s)
+    beta = 0.1 + 19.9 * np.linspace(0.1, 1.0, 5)
+    np.testing.assert_allclose(sde.drift(x, s[:, None]), -0.5 * beta[:, None] * np.asarray(x), rtol=1e-6)
+    e = -np.asarray(x)
+    np.testing.assert_allclose(sde.reverse_step_mean(x, e, s[:, None], 0.01),
+                               np.asarray(x) + 0.01 * (-1.5 * beta[:, None] * np.asarray(x)), rtol=1e-6)
+    assert sde.perturb(x, s[:, None], key=jax.random.key(0)).shape == (5, 1)
+    assert sde.perturb(jnp.ones((2, 3)), 0.5, key=jax.random.key(0)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("s", [-1.0, -0.001, 5.0, float("nan")])
+def test_data_methods_refuse_concrete_times_outside_the_process(s):
+    """perturb(x, -0.001) gave NaN, perturb(x, -1.0) a plausible draw (the quadratic int beta mirrors), 5.0 an
+    extrapolation: a concrete time outside [0, T] is refused."""
+    sde = VPSDE()
+    x = jnp.ones(2)
+    with pytest.raises(ValueError, match="must lie in"):
+        sde.perturb(x, s, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="must lie in"):
+        sde.drift(x, s)
+    with pytest.raises(ValueError, match="must lie in"):
+        sde.reverse_step_mean(x, x, s, 0.01)
+
+
+@pytest.mark.parametrize("density", [UniformTime(), LogSNRTime(), PiecewiseConstant.uniform(2.0)],
+                         ids=["uniform", "log_snr", "piecewise"])
+def test_time_density_of_an_integer_time_is_not_truncated(density):
+    """pdf(1) was cast to the integer dtype of s (0); it is the float density, equal to pdf(1.0), against the
+    definitions: 1/T for the uniform ones, beta(s) / (range (1 - alpha(s))) for LogSNRTime, written out here."""
+    sde = VPSDE(T=2.0)
+    if isinstance(density, LogSNRTime):
+        int_beta = lambda t: 0.1 * t + 0.5 * 19.9 * t**2 / 2.0  # noqa: E731
+        rho = lambda t: -int_beta(t) - np.log(-np.expm1(-int_beta(t)))  # noqa: E731
+        exact = (0.1 + 19.9 / 2.0) / ((rho(1e-5 * 2.0) - rho(2.0)) * -np.expm1(-int_beta(1.0)))
+    else:
+        exact = 0.5
+    at_int, at_float = density.pdf(sde, 1), density.pdf(sde, 1.0)
+    assert jnp.issubdtype(at_int.dtype, jnp.floating)
+    assert float(at_int) == float(at_float) == pytest.approx(exact, rel=1e-5)
+
+
+def test_piecewise_constant_refuses_unnormalised_probabilities():
+    """probs [1, 3] were renormalised silently to [0.25, 0.75]; now refused. Normalised probabilities give the
+    density p_k / width_k; the constructors normalise their own."""
+    with pytest.raises(ValueError, match="sum to one"):
+        PiecewiseConstant([0.0, 0.5, 1.0], [1.0, 3.0])
+    density = PiecewiseConstant([0.0, 0.5, 1.0], [0.25, 0.75])
+    np.testing.assert_allclose(density.pdf(VPSDE(), jnp.array([0.25, 0.75])), [0.5, 1.5], rtol=1e-6)
+    fitted = PiecewiseConstant.fit(np.linspace(0.1, 0.9, 9), np.arange(9.0), T=1.0)
+    for built in (PiecewiseConstant.uniform(3.0), PiecewiseConstant.log_uniform(1.0, n_bins=7), fitted):
+        assert abs(float(np.sum(np.asarray(built.probs, np.float64))) - 1.0) < 1e-6
