@@ -46,6 +46,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ._checks import as_float_array, positive_int, positive_scalar
+from ._keys import check_key
 from ._sde import VPSDE
 from ._precision import to_numpy64
 
@@ -393,6 +394,7 @@ def cfg_sample(
 
     $x(s_{end})$ for every row of `y`.
     """
+    key = check_key(key)
     w_arr = _check_w(w)
     if w_arr.ndim != 0:
         raise ValueError(f"cfg_sample takes a scalar w; got shape {w_arr.shape}.")

@@ -10,6 +10,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from . import _cfg
 from ._checks import as_float_array, covariance, positive_int, positive_scalar
+from ._keys import check_key
 from ._precision import exact
 from ._sde import VPSDE
 
@@ -134,7 +135,7 @@ class JointGaussian(eqx.Module):
         """
         dim_x, dim_y = positive_int(dim_x, "dim_x"), positive_int(dim_y, "dim_y")
         eps = positive_scalar(eps, "eps")
-        key_h, key_a = jax.random.split(key)
+        key_h, key_a = jax.random.split(check_key(key))
         with jax.enable_x64(True):
             h = np.asarray(jax.random.normal(key_h, (dim_x, dim_x), jnp.float64)) / np.sqrt(dim_x)
             a = np.asarray(jax.random.normal(key_a, (dim_y, dim_x), jnp.float64))
@@ -155,7 +156,7 @@ class JointGaussian(eqx.Module):
             raise ValueError(f"k must be <= dim_x = {dim_x}; got {k}.")
         lambda_delta = positive_scalar(lambda_delta, "lambda_delta")
         eps = positive_scalar(eps, "eps")
-        key_u, key_l, key_a = jax.random.split(key, 3)
+        key_u, key_l, key_a = jax.random.split(check_key(key), 3)
         with jax.enable_x64(True):
             u = np.asarray(jax.random.orthogonal(key_u, dim_x, dtype=jnp.float64))
             top = np.abs(np.asarray(jax.random.normal(key_l, (k,), jnp.float64))) / np.sqrt(k) + 0.1
@@ -321,7 +322,7 @@ class JointGaussian(eqx.Module):
     def sample(self, n: int, *, key: PRNGKeyArray) -> tuple[Float[Array, "n dim_x"], Float[Array, "n dim_y"]]:
         """Draw `n` pairs (x, y) from the joint distribution, in the caller's default float dtype."""
         n = positive_int(n, "n")
-        key_x, key_e = jax.random.split(key)
+        key_x, key_e = jax.random.split(check_key(key))
         chol = jnp.asarray(np.linalg.cholesky(self.sigma_x), dtype=float)
         x = jax.random.normal(key_x, (n, self.dim_x)) @ chol.T
         y = x @ jnp.asarray(self.A, dtype=float).T + self.sigma_eps * jax.random.normal(key_e, (n, self.dim_y))

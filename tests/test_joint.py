@@ -252,6 +252,19 @@ def test_bad_sample_shapes():
         INSTANCES["small"].sample(0, key=jax.random.key(0))
 
 
+@pytest.mark.parametrize("key", [0, np.uint32(7), jax.random.split(jax.random.key(0), 2)], ids=["int", "uint32", "batch"])
+def test_key_arguments_are_checked(key):
+    """An integer seed or a batch of keys failed deep inside JAX; each public key argument now refuses it with the
+    package's message (`check_key`)."""
+    g = INSTANCES["small"]
+    calls = (lambda: g.sample(3, key=key), lambda: JointGaussian.determinism(2, 1, 1.0, key=key),
+             lambda: JointGaussian.flattening(3, 1, 1, 0.1, 1.0, key=key),
+             lambda: g.cfg_sample(np.zeros((2, g.dim_y)), 1.0, key=key))
+    for call in calls:
+        with pytest.raises(ValueError, match="PRNG key"):
+            call()
+
+
 def test_custom_sde_changes_curves():
     g = INSTANCES["small"]
     h = JointGaussian(g.sigma_x, g.A, g.sigma_eps, VPSDE(0.1, 16.0, 1.0))
