@@ -17,7 +17,8 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from ._checks import as_float_array, check_label, positive_int
-from ._estimate import Estimate, mean_stderr
+from ._estimate import Estimate, check_curve_bounds, mean_stderr
+from ._keys import check_key
 from ._sde import VPSDE
 
 __all__ = ["EmpiricalMixture", "EmpiricalMixtureModel"]
@@ -170,6 +171,22 @@ class EmpiricalMixture(eqx.Module):
         p = np.bincount(self.labels, minlength=self.num_classes) / len(self.labels)
         return float(-(p * np.log(p)).sum())
 
+    def mutual_information(self) -> float:
+        r"""$I(X;Y) = H(Y) - H(Y|X)$ of the data set itself (s = 0), in nats, exact.
+
+        $H(Y|X)$ is the entropy of the labels within each group of identical points, weighted by the group's size:
+        0 when the points are distinct (each point knows its label), so then $I(X;Y) = H(Y)$.
+        """
+        flat = self.points.reshape(self.points.shape[0], -1) + 0.0  # + 0.0: -0.0 and 0.0 are one point
+        _, group = np.unique(flat, axis=0, return_inverse=True)
+        counts = np.zeros((int(group.max()) + 1, self.num_classes))
+        np.add.at(counts, (group.reshape(-1), self.labels), 1.0)
+        p = counts / counts.sum(axis=1, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            within = -np.sum(np.where(counts > 0, p * np.log(p), 0.0), axis=1)
+        conditional = float(counts.sum(axis=1) @ within) / len(self.labels)
+        return max(self.prior_entropy() - conditional, 0.0)
+
     def _build_model(self, dtype) -> EmpiricalMixtureModel:
         onehot = np.eye(self.num_classes)[self.labels]
         flat = self.points.reshape(self.points.shape[0], -1)
@@ -199,16 +216,20 @@ class EmpiricalMixture(eqx.Module):
 
         **Returns:**
 
-        An `Estimate` (with the curve for an array of times).
+        An `Estimate` (with the curve for an array of times), flagged (`Estimate.flags`) where the value, or any point
+        of the curve, leaves $[0, H(Y)]$ by more than 2 stderr.
         """
         times, n, chunk = self._check_monte_carlo(s, n, chunk, "posterior")
+        key = check_key(key)
         with jax.enable_x64(True):
             stats = np.asarray(_label_entropy_kernel(self._build_model(jnp.float64), key, n,
                                                      jnp.atleast_1d(jnp.asarray(times)), chunk))
         if times.ndim == 0:
-            return Estimate(stats[0, 0], stats[0, 1])
-        return Estimate(stats[-1, 0], stats[-1, 1], times=times, cumulative=stats[:, 0], cumulative_stderr=stats[:, 1],
-                        rate=stats[:, 2], rate_stderr=stats[:, 3])
+            est = Estimate(stats[0, 0], stats[0, 1])
+        else:
+            est = Estimate(stats[-1, 0], stats[-1, 1], times=times, cumulative=stats[:, 0],
+                           cumulative_stderr=stats[:, 1], rate=stats[:, 2], rate_stderr=stats[:, 3])
+        return check_curve_bounds(est, 0.0, self.prior_entropy(), name="H(Y|X_s)")
 
     def _check_monte_carlo(self, s, n, chunk, what: str):
         """The times (in (0, T], at most 1-D), `n` and `chunk` of a Monte Carlo method, or one clear error."""
@@ -243,24 +264,53 @@ class EmpiricalMixture(eqx.Module):
         **Returns:**
 
         An `Estimate`; for an array of times the curve is in `cumulative`/`cumulative_stderr` (and `value`/`stderr`
-        are its last entry).
+        are its last entry). Flagged (`Estimate.flags`) where the value, or any point of the curve, is below 0 by more
+        than 2 stderr.
         """
         times, n, chunk = self._check_monte_carlo(s, n, chunk, "density")
+        key = check_key(key)
         flat = self.points.reshape(self.points.shape[0], -1)
         with jax.enable_x64(True):
             points = jnp.asarray(flat, jnp.float64)
             stats = np.asarray(_kl_kernel(points, jnp.sum(points**2, axis=1), self.sde, key, n,
                                           jnp.atleast_1d(jnp.asarray(times, jnp.float64)), chunk))
         if times.ndim == 0:
-            return Estimate(stats[0, 0], stats[0, 1])
-        return Estimate(stats[-1, 0], stats[-1, 1], times=times, cumulative=stats[:, 0], cumulative_stderr=stats[:, 1])
+            est = Estimate(stats[0, 0], stats[0, 1])
+        else:
+            est = Estimate(stats[-1, 0], stats[-1, 1], times=times, cumulative=stats[:, 0],
+                           cumulative_stderr=stats[:, 1])
+        return check_curve_bounds(est, 0.0, name="D_KL(p_s||N(0, I))")
 
     def mutual_information_curve(self, s: float | Float[ArrayLike, " n_times"], *, n: int = 2_000,
-                                 key: PRNGKeyArray) -> Estimate:
-        r"""$I(X_s; Y) = H(Y) - H(Y|X_s)$, in nats (exact posteriors; stderr that of $H(Y|X_s)$)."""
-        h = self.label_entropy(s, n=n, key=key)
-        prior = self.prior_entropy()
+                                 key: PRNGKeyArray, chunk: int = 250) -> Estimate:
+        r"""$I(X;Y) - I(X_s;Y) = H(Y|X_s) - H(Y|X)$, in nats: the label information erased between 0 and s.
+
+        The package's curve convention (as `JointGaussian.mutual_information_curve`): 0 at s = 0, rising to
+        $I(X;Y) - I(X_T;Y)$ at T, the target of MINDE over $[0, T]$. The information still held at s is
+        $I(X_s;Y) = $ `mutual_information()` minus this curve. $H(Y|X_s)$ is `label_entropy` (Monte Carlo over exact
+        posteriors, with the same `n`, `key` and `chunk`); $H(Y|X)$ is exact (`mutual_information`: 0 for distinct
+        points), so the stderr is that of $H(Y|X_s)$.
+
+        **Arguments:**
+
+        - `s`: a time in (0, T], or a 1-D array of them.
+        - `n`: Monte Carlo samples (a multiple of `chunk`, at least 2).
+        - `key`: a JAX PRNG key.
+        - `chunk`: samples evaluated together (bounds memory: `chunk` x n_points distances at once).
+
+        **Returns:**
+
+        An `Estimate`; for an array of times the curve is in `cumulative`/`cumulative_stderr`, its derivative
+        $\tfrac{d}{ds}H(Y|X_s)$ (the exact MINDE integrand) in `rate`/`rate_stderr`, and `value`/`stderr` are its
+        last entry. Flagged (`Estimate.flags`) where the value, or any point of the curve, leaves $[0, I(X;Y)]$ by
+        more than 2 stderr.
+        """
+        h = self.label_entropy(s, n=n, key=key, chunk=chunk)
+        information = self.mutual_information()
+        at_data = self.prior_entropy() - information  # H(Y|X), exact
         if h.times is None:
-            return Estimate(prior - h.value, h.stderr)
-        return Estimate(prior - h.value, h.stderr, times=h.times, cumulative=prior - h.cumulative,
-                        cumulative_stderr=h.cumulative_stderr)
+            est = Estimate(h.value - at_data, h.stderr)
+        else:
+            est = Estimate(h.value - at_data, h.stderr, times=h.times, cumulative=h.cumulative - at_data,
+                           cumulative_stderr=h.cumulative_stderr, rate=h.rate, rate_stderr=h.rate_stderr)
+        return check_curve_bounds(est, 0.0, information, name="I(X;Y) - I(X_s;Y)")

@@ -22,7 +22,8 @@ from jax.scipy.special import entr
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from ._checks import as_float_array, check_label, covariance, positive_int, positive_scalar
-from ._estimate import Estimate, mean_stderr
+from ._estimate import Estimate, check_curve_bounds, mean_stderr
+from ._keys import check_key
 from ._precision import exact
 from ._sde import VPSDE
 
@@ -445,6 +446,7 @@ class GaussianMixture(eqx.Module):
     def sample(self, n: int, *, key: PRNGKeyArray) -> tuple[Float[Array, "n dim_x"], Int[Array, " n"]]:
         """Draw `n` pairs (x, y): x in the caller's default float dtype, the labels y as int32."""
         n = positive_int(n, "n")
+        key = check_key(key)
         model = self.model()
         return _draw(model, jnp.asarray(self._roots, dtype=model.means.dtype), key, n)
 
@@ -479,13 +481,15 @@ class GaussianMixture(eqx.Module):
 
         For a scalar `s`, an `Estimate` of $H(Y|X_s)$. For an array, one `Estimate` with `times = s`, the curve
         $H(Y|X_s)$ in `cumulative`/`cumulative_stderr` (it equals $H(Y|X_0) + \int_0^s$ `rate`), its derivative
-        in `rate`/`rate_stderr` (from the same samples), and `value`/`stderr` at `s[-1]`.
+        in `rate`/`rate_stderr` (from the same samples), and `value`/`stderr` at `s[-1]`. Flagged (`Estimate.flags`)
+        where the value, or any point of the curve, leaves $[0, H(Y)]$ by more than 2 stderr.
         """
         times = self._times(s)
+        key = check_key(key)
         with jax.enable_x64(True):
             model, roots, n = self._float64(n)
             stats = np.asarray(_label_entropy_kernel(model, roots, key, n, jnp.atleast_1d(jnp.asarray(times))))
-        return _amount_curve(times, stats)
+        return check_curve_bounds(_amount_curve(times, stats), 0.0, self.prior_entropy(), name="H(Y|X_s)")
 
     def label_entropy_rate(self, s: float | Float[ArrayLike, " n_times"], *, n: int = 10_000, key: PRNGKeyArray
                            ) -> Estimate:
@@ -506,6 +510,7 @@ class GaussianMixture(eqx.Module):
         `rate`/`rate_stderr`, and `value`/`stderr` at `s[-1]`.
         """
         times = self._times(s)
+        key = check_key(key)
         with jax.enable_x64(True):
             model, roots, n = self._float64(n)
             stats = np.asarray(_label_entropy_kernel(model, roots, key, n, jnp.atleast_1d(jnp.asarray(times))))
@@ -523,13 +528,15 @@ class GaussianMixture(eqx.Module):
 
         **Returns:**
 
-        An `Estimate` of $I(X;Y)$, which lies in $[0, H(Y)]$.
+        An `Estimate` of $I(X;Y)$, which lies in $[0, H(Y)]$: flagged (`Estimate.flags`) when it leaves that range
+        by more than 2 stderr.
         """
         prior = self.prior_entropy()
+        key = check_key(key)
         with jax.enable_x64(True):
             model, roots, n = self._float64(n)
             mean, stderr = np.asarray(_posterior_entropy_at_data(model, roots, key, n))
-        return Estimate(prior - mean, stderr)
+        return Estimate(prior - mean, stderr).check_bounds(lower=0.0, upper=prior, name="I(X;Y)")
 
     def total_entropy(self, *, n: int = 10_000, key: PRNGKeyArray) -> Estimate:
         r"""$S^X_{tot} = D_{KL}(p_d \| p_{eq}) = \mathbb E_{p_d}[\log p_d(x) - \log\mathcal N(x; 0, I)]$ (Eq. 6), in nats.
@@ -541,13 +548,14 @@ class GaussianMixture(eqx.Module):
 
         **Returns:**
 
-        An `Estimate` of $D_{KL}(p_d\|p_{eq})$.
+        An `Estimate` of $D_{KL}(p_d\|p_{eq})$, flagged (`Estimate.flags`) when it is below 0 by more than 2 stderr.
         """
+        key = check_key(key)
         with jax.enable_x64(True):
             model, roots, n = self._float64(n)
             at_data, _ = _total_entropy_kernel(model, roots, key, n, jnp.zeros((1,), jnp.float64))
             mean, stderr = np.asarray(at_data)
-        return Estimate(mean, stderr)
+        return Estimate(mean, stderr).check_bounds(lower=0.0, name="D_KL(p_d||p_eq)")
 
     def total_entropy_curve(self, s: float | Float[ArrayLike, " n_times"], *, n: int = 10_000, key: PRNGKeyArray
                             ) -> Estimate:
@@ -567,11 +575,14 @@ class GaussianMixture(eqx.Module):
 
         For a scalar `s`, an `Estimate` of $S^X_{tot}(s)$. For an array, one `Estimate` with `times = s`, the curve in
         `cumulative`/`cumulative_stderr`, the entropy rate $\tfrac{\beta}{2}\mathbb E\|e^*(x_s,s)\|^2$ in
-        `rate`/`rate_stderr` (same samples), and `value`/`stderr` at `s[-1]`.
+        `rate`/`rate_stderr` (same samples), and `value`/`stderr` at `s[-1]`. Flagged (`Estimate.flags`) where the
+        value, or any point of the curve, is below 0 (the KL divergence to $p_{eq}$ only falls with s) by more than
+        2 stderr.
         """
         times = self._times(s)
+        key = check_key(key)
         with jax.enable_x64(True):
             model, roots, n = self._float64(n)
             _, stats = _total_entropy_kernel(model, roots, key, n, jnp.atleast_1d(jnp.asarray(times)))
             stats = np.asarray(stats)
-        return _amount_curve(times, stats)
+        return check_curve_bounds(_amount_curve(times, stats), 0.0, name="S_tot(s)")

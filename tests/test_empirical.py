@@ -62,22 +62,49 @@ def test_label_entropy_limits_and_curve(small):
     assert h.cumulative[0] < 1e-6
     assert h.cumulative[-1] == pytest.approx(math.log(3), abs=0.02)
     assert np.all(np.diff(h.cumulative) > -4 * h.cumulative_stderr[1:])
+    # the erased information I(X;Y) - I(X_s;Y) = H(Y|X_s) - H(Y|X), with H(Y|X) = 0 for distinct points
     i = small.mutual_information_curve(0.1, n=2000, key=jax.random.key(0))
-    assert i.value == pytest.approx(small.prior_entropy() - h.cumulative[2], abs=1e-12)
+    assert small.mutual_information() == small.prior_entropy() == pytest.approx(math.log(3), abs=1e-15)
+    assert i.value == pytest.approx(h.cumulative[2], abs=1e-12) and i.stderr == h.cumulative_stderr[2]
 
 
 def test_minde_on_its_own_points_equals_label_entropy_at_T(small):
     """With the exact e* of the diffused data set and its own points, MINDE gives I(X;Y) - I(X_T;Y) = H(Y|X_T)
-    (the points are distinct, so I(X;Y) = H(Y)) within 4 standard errors: the estimators on an exact label path."""
+    (the points are distinct, so H(Y|X) = 0), the oracle's `mutual_information_curve(T)`, within 4 standard errors:
+    the estimators on an exact label path."""
     model = small.model()
     times = ImportanceSampler(PiecewiseConstant.log_uniform(SDE.T, s_min=1e-6), n_per_sample=32)
     x = jnp.asarray(np.repeat(small.points, 50, axis=0))
     y = jnp.asarray(np.repeat(small.labels, 50))
     est = mutual_information_minde(model, x, y, times=times, key=jax.random.key(3))
     at_T = small.mutual_information_curve(SDE.T, n=4000, key=jax.random.key(4))
-    truth = small.prior_entropy() - at_T.value
+    truth = at_T.value
     assert abs(est.value - truth) < 4 * math.hypot(est.stderr, at_T.stderr), (est, truth)
     assert truth > 1.0  # most of H(Y) = log 3 is resolved: the check is not near zero
+
+
+def test_mutual_information_curve_follows_the_package_convention():
+    """Duplicated points with different labels: H(Y|X) is the label entropy within each group of identical points,
+    here 1/2 log 2 (two groups of two points, one group mixed), so I(X;Y) = H(Y) - 1/2 log 2 by hand. The curve is
+    the information erased between 0 and s, as `JointGaussian.mutual_information_curve`: 0 within 4 stderr at small
+    s (the groups are still apart, the twins never were), I(X;Y) near T (everything erased), H(Y|X_s) - H(Y|X) at every
+    time with the same draws, its rate that of H(Y|X_s); `chunk` is forwarded."""
+    points = np.array([[0.0, 0.0], [0.0, -0.0], [4.0, 4.0], [4.0, 4.0]])
+    mixture = EmpiricalMixture(points, np.array([0, 1, 0, 0]), SDE)
+    h_y = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert mixture.prior_entropy() == pytest.approx(h_y, rel=1e-14)
+    assert mixture.mutual_information() == pytest.approx(h_y - 0.5 * math.log(2), rel=1e-14)
+    times = np.array([1e-3, 0.2, 1.0])
+    curve = mixture.mutual_information_curve(times, n=400, key=jax.random.key(5), chunk=100)
+    h = mixture.label_entropy(times, n=400, key=jax.random.key(5), chunk=100)
+    np.testing.assert_allclose(curve.cumulative, h.cumulative - 0.5 * math.log(2), rtol=0, atol=1e-13)
+    np.testing.assert_array_equal(curve.rate, h.rate)
+    np.testing.assert_array_equal(curve.cumulative_stderr, h.cumulative_stderr)
+    assert abs(curve.cumulative[0]) < 4 * curve.cumulative_stderr[0]  # which twin was drawn: binomial noise
+    assert curve.cumulative[-1] == pytest.approx(mixture.mutual_information(), abs=0.02)
+    assert curve.cumulative[0] < curve.cumulative[1] < curve.cumulative[2] and curve.flags == ()
+    scalar = mixture.mutual_information_curve(0.2, n=400, key=jax.random.key(5), chunk=100)
+    assert scalar.value == pytest.approx(curve.cumulative[1], abs=1e-13)
 
 
 def test_bad_inputs(small):
@@ -93,6 +120,9 @@ def test_bad_inputs(small):
         small.label_entropy(0.0, n=250, key=jax.random.key(0))
     with pytest.raises(ValueError, match="must lie in"):
         small.model()(jnp.zeros(3), 1.5)
+    for method in (small.label_entropy, small.kl_divergence, small.mutual_information_curve):
+        with pytest.raises(ValueError, match="PRNG key"):
+            method(0.5, n=250, key=0)
 
 
 # ---------------------------------------------------------------------------------------------- KL(p_s || N(0, I))

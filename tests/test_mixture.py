@@ -405,6 +405,64 @@ def test_invalid_calls(key):
         mix.mutual_information(n=1, key=key)
     with pytest.raises(ValueError, match="positive integer"):
         mix.sample(0, key=key)
+    calls = (lambda k: mix.sample(3, key=k), lambda k: mix.label_entropy(0.5, n=10, key=k),
+             lambda k: mix.label_entropy_rate(0.5, n=10, key=k), lambda k: mix.mutual_information(n=10, key=k),
+             lambda k: mix.total_entropy(n=10, key=k), lambda k: mix.total_entropy_curve(0.5, n=10, key=k))
+    for call in calls:
+        with pytest.raises(ValueError, match="PRNG key"):
+            call(0)
+
+
+# ------------------------------------------------------------------ bounds of the Monte Carlo estimates are flagged
+def test_monte_carlo_estimates_outside_their_bounds_are_flagged():
+    """A nearly uninformative mixture (I(X;Y) = 2e-4 nats): with these 200 draws the Monte Carlo I(X;Y) is 2.5 stderr
+    below 0 and H(Y|X_0) as far above H(Y) = -(0.9 log 0.9 + 0.1 log 0.1), written out here. Both are flagged with
+    the quantity's name; in general exactly when the value leaves [0, H(Y)] by more than 2 stderr, and for a curve
+    also at every time that does."""
+    mix = GaussianMixture([0.9, 0.1], [[0.0], [0.05]], [[[1.0]], [[1.0]]])
+    h_y = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
+    key = jax.random.key(47)
+    info = mix.mutual_information(n=200, key=key)
+    assert info.value < -2 * info.stderr
+    assert len(info.flags) == 1 and "I(X;Y)" in info.flags[0] and "below its lower bound" in info.flags[0]
+    curve = mix.label_entropy(np.array([0.0, 0.02, 1.0]), n=200, key=key)
+    assert curve.cumulative[0] > h_y + 2 * curve.cumulative_stderr[0]
+    above = curve.cumulative > h_y + 2 * curve.cumulative_stderr
+    (flag,) = [f for f in curve.flags if "curve" in f]
+    assert "H(Y|X_s)" in flag and f"at {above.sum()} of 3 times" in flag
+    assert any("above its upper bound" in f for f in curve.flags) == bool(above[-1])
+    for k in range(5):
+        est = mix.mutual_information(n=200, key=jax.random.key(k))
+        assert bool(est.flags) == (est.value < -2 * est.stderr or est.value > h_y + 2 * est.stderr)
+
+
+def test_an_estimate_that_is_not_finite_is_flagged():
+    """NaN passed every bound comparison unflagged; check_bounds flags it whatever the bounds (NaN values are
+    allowed as placeholders, so they are flagged rather than refused), and an infinite stderr likewise."""
+    assert Estimate(0.5, 0.1).check_bounds(lower=0, upper=1).flags == ()
+    (flag,) = Estimate(math.nan, 0.1).check_bounds(lower=0, upper=1, name="I").flags
+    assert flag.startswith("I is not finite")
+    for value in (math.nan, math.inf, -math.inf):
+        assert Estimate(value, 0.1).check_bounds().flags[0].startswith("value is not finite")
+    assert "infinite stderr" in Estimate(0.5, math.inf).check_bounds(lower=0).flags[0]
+    with pytest.raises(ValueError, match="stderr must be >= 0"):
+        Estimate(0.5, math.nan)
+
+
+def test_mean_stderr_needs_two_real_values():
+    """The mean and std(ddof=1)/sqrt(n) of [1, 2, 3, 4] by hand (2.5 and sqrt(5/3)/2), from a list as from arrays;
+    one value (a NaN stderr before), booleans or a missing axis give one clear error."""
+    from gaussian_oracle import mean_stderr
+
+    for values in ([1.0, 2.0, 3.0, 4.0], np.array([1, 2, 3, 4]), jnp.array([1.0, 2.0, 3.0, 4.0])):
+        mean, se = mean_stderr(values)
+        assert float(mean) == pytest.approx(2.5) and float(se) == pytest.approx(math.sqrt(5 / 3) / 2, rel=1e-6)
+    mean, se = jax.jit(mean_stderr)(jnp.arange(6.0).reshape(3, 2))
+    np.testing.assert_allclose(mean, [2.0, 3.0]) and np.testing.assert_allclose(se, [2 / math.sqrt(3)] * 2, rtol=1e-6)
+    for bad, match in (([1.0], "at least 2"), (np.ones((1, 3)), "at least 2"), ([True, False], "real numbers"),
+                       (np.float64(1.0), "out of range")):
+        with pytest.raises(ValueError, match=match):
+            mean_stderr(bad)
 
 
 # ---------------------------------------------------------------------------------------------- two classes, exactly
