@@ -216,3 +216,74 @@ def test_validate_runs_the_robustness_tasks_and_flags_the_plugin(robust):
     assert set(report.flagged) == {t.name for t in tasks}
     for row in report.rows:
         assert row.estimate < row.exact
+
+
+def test_validate_reports_a_task_with_zero_information():
+    """Independent X and Y (I = 0, the standard null check) raised ZeroDivisionError; the relative error is now
+    infinite with the estimate's sign (NaN for an estimate of exactly 0), written as null, and the absolute floor of
+    `within_tolerance` still applies."""
+    joint = JointGaussian(np.eye(2), np.zeros((1, 2)), 1.0)
+    assert joint.mutual_information() == 0.0
+    task = Task("independent", lambda n, *, key: joint.sample(n, key=key), 0.0)
+    rep = validate(gaussian_plugin_mi, [task], n_samples=2000, key=jax.random.key(0))
+    (row,) = rep.rows
+    assert row.estimate != 0 and row.relative_error == math.copysign(math.inf, row.estimate)
+    assert abs(row.z) < 4 and not row.flagged and rep.within_tolerance() == ("independent",)
+    assert json.loads(rep.to_json())["rows"][0]["relative_error"] is None
+    assert "independent" in rep.table()
+    zero = validate(lambda x, y, *, key: 0.0, [task], n_samples=10, key=jax.random.key(0))
+    assert math.isnan(zero.rows[0].relative_error)
+
+
+def test_validate_keeps_the_estimators_flags():
+    """A row within n_sigma of the truth whose estimate violates a bound: its flags are in the row, the table and
+    the JSON (they were dropped)."""
+    task = Task("toy", lambda n, *, key: (np.zeros((n, 1)), np.zeros((n, 1))), 0.05)
+    below = Estimate(-0.3, 0.1).check_bounds(lower=0.0, name="I")
+    rep = validate(lambda x, y, *, key: below, [task], n_samples=10, key=jax.random.key(0))
+    (row,) = rep.rows
+    assert not row.flagged and row.flags == below.flags and len(row.flags) == 1
+    assert f"flag: {below.flags[0]}" in rep.table() and "flags: 1" in rep.table()
+    assert json.loads(rep.to_json())["rows"][0]["flags"] == list(below.flags)
+    assert validate(lambda x, y, *, key: 0.05, [task], n_samples=10, key=jax.random.key(0)).rows[0].flags == ()
+
+
+def test_plugin_flags_a_negative_value():
+    """With an exactly zero sample cross-covariance the plug-in is minus its Wishart correction, written out here:
+    -(B(5) + B(5) - B(10))/2 with B(p) = p log(2/(n-1)) + sum_i psi((n-1-i)/2), = -0.0646 at n = 200, which is 3.7
+    of its (rho = 0 floor) stderr sqrt(25/2)/n below 0: flagged as below the bound I >= 0 (it was not)."""
+    from scipy.special import digamma
+
+    rng = np.random.default_rng(0)
+    n = 200
+    x = rng.normal(size=(n, 5))
+    y = rng.normal(size=(n, 5))
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    y = yc - xc @ np.linalg.lstsq(xc, yc, rcond=None)[0]  # orthogonal to x: no sample cross-covariance
+    est = gaussian_plugin_mi(x, y)
+    bias = lambda p: p * math.log(2 / (n - 1)) + sum(digamma((n - 1 - i) / 2) for i in range(p))  # noqa: E731
+    assert est.value == pytest.approx(-0.5 * (2 * bias(5) - bias(10)), rel=1e-9)
+    assert est.stderr == pytest.approx(math.sqrt(12.5) / n, rel=1e-6)
+    assert est.value < -2 * est.stderr
+    (flag,) = est.flags
+    assert "below its lower bound" in flag
+
+
+def test_plugin_refuses_non_finite_and_degenerate_columns():
+    """NaN gave 'SVD did not converge' and a constant column 'Matrix is not positive definite': one clear error
+    naming the input, the constant column, or the collinearity."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 2))
+    y = x[:, :1] + 0.1 * rng.normal(size=(50, 1))
+    bad = x.copy()
+    bad[3, 0] = np.nan
+    with pytest.raises(ValueError, match=r"x must be finite; 1 of its 50 rows"):
+        gaussian_plugin_mi(bad, y)
+    with pytest.raises(ValueError, match="y must be finite"):
+        gaussian_plugin_mi(x, np.full((50, 1), np.inf))
+    constant = x.copy()
+    constant[:, 1] = 3.0
+    with pytest.raises(ValueError, match=r"x\[:, 1\] is constant"):
+        gaussian_plugin_mi(constant, y)
+    with pytest.raises(ValueError, match="collinear"):
+        gaussian_plugin_mi(x, np.stack([x[:, 0] - 2 * x[:, 1], x[:, 1]], axis=1))

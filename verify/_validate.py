@@ -24,6 +24,7 @@ from scipy.special import digamma, gammaln
 from gaussian_oracle import Estimate, JointGaussian, check_key
 
 from ._tasks import GaussianCopula, MixturePair
+from .estimators._information import _check_finite
 
 __all__ = ["Task", "ValidationRow", "ValidationReport", "validate", "default_tasks", "robustness_tasks",
            "gaussian_plugin_mi", "StudentT", "GaussianCopula", "MixturePair"]
@@ -217,12 +218,13 @@ def gaussian_plugin_mi(x: Float[Array, "n dim_x"], y: Float[Array, "n dim_y"], *
 
     **Arguments:**
 
-    - `x`, `y`: paired samples, one pair per row.
+    - `x`, `y`: paired samples, one pair per row, finite, with no constant column and no column a linear
+      combination of the others (the sample covariance of (x, y) must be positive definite).
     - `key`: unused (the plug-in is deterministic); accepted so that it is an estimator `verify.validate` can call.
 
     **Returns:**
 
-    An `Estimate` in nats.
+    An `Estimate` in nats, flagged (`Estimate.flags`) when it is below 0 by more than 2 stderr.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -231,7 +233,11 @@ def gaussian_plugin_mi(x: Float[Array, "n dim_x"], y: Float[Array, "n dim_y"], *
     n, dx, dy = x.shape[0], x.shape[1], y.shape[1]
     if n <= dx + dy + 1:
         raise ValueError(f"need more samples than dim_x + dim_y + 1 = {dx + dy + 1}; got {n}.")
-    joint = np.cov(np.concatenate([x, y], axis=1).T)
+    _check_finite("x", x)
+    _check_finite("y", y)
+    data = np.concatenate([x, y], axis=1)
+    joint = np.cov(data.T)
+    _check_positive_definite(data, joint, dx)
     logdet = lambda m: np.linalg.slogdet(m)[1]  # noqa: E731
     sxx, syy = joint[:dx, :dx], joint[dx:, dx:]
     value = 0.5 * (
@@ -244,14 +250,33 @@ def gaussian_plugin_mi(x: Float[Array, "n dim_x"], y: Float[Array, "n dim_y"], *
     cross = np.linalg.solve(lx, np.linalg.solve(ly, joint[dx:, :dx]).T)
     rho = np.clip(np.linalg.svd(cross, compute_uv=False), 0.0, 1.0)
     stderr = math.sqrt(float(np.sum(rho**2)) / n + dx * dy / (2.0 * n**2))
-    return Estimate(value=value, stderr=stderr)
+    return Estimate(value=value, stderr=stderr).check_bounds(lower=0.0, name="I (Gaussian plug-in)")
+
+
+def _check_positive_definite(data: np.ndarray, joint: np.ndarray, dx: int) -> None:
+    """One clear error when the sample covariance `joint` of the columns of `data` = (x, y) is singular: a constant
+    column, or collinear columns (the correlation matrix's smallest eigenvalue at most 1e-12, rounding level)."""
+    names = [f"x[:, {i}]" for i in range(dx)] + [f"y[:, {j}]" for j in range(joint.shape[0] - dx)]
+    spread = np.sqrt(np.diag(joint))
+    size = np.maximum(np.abs(data.mean(axis=0)), np.finfo(np.float64).tiny)
+    constant = [name for name, sd, m in zip(names, spread, size) if sd <= 1e-10 * m]
+    if constant:
+        raise ValueError(f"the Gaussian plug-in needs every column of x and y to vary; {', '.join(constant)} "
+                         f"{'is constant (drop it)' if len(constant) == 1 else 'are constant (drop them)'}.")
+    smallest = float(np.linalg.eigvalsh(joint / np.outer(spread, spread))[0])
+    if smallest <= 1e-12:
+        raise ValueError("the Gaussian plug-in needs a positive-definite sample covariance of (x, y); its correlation "
+                         f"matrix is singular (smallest eigenvalue {smallest:.3g}): some columns are collinear (a "
+                         "linear combination of the others). Drop the redundant columns.")
 
 
 # ---------------------------------------------------------------------------------------------- harness
 @dataclasses.dataclass(frozen=True)
 class ValidationRow:
-    """One task's result: exact and estimated MI (nats), stderr, relative error, z-score (NaN without stderr) and
-    the wall time of the estimator's call in seconds (`wall_s`: fitting included, drawing the pairs not)."""
+    """One task's result: exact and estimated MI (nats), stderr, relative error (NaN, or infinite, when the exact MI
+    is 0: `within_tolerance` still applies its absolute floor), z-score (NaN without stderr), the wall time of the
+    estimator's call in seconds (`wall_s`: fitting included, drawing the pairs not) and the estimate's own `flags`
+    (`Estimate.flags`: the bounds it violates; empty for an estimator that returns a float)."""
 
     task: str
     exact: float
@@ -261,6 +286,7 @@ class ValidationRow:
     z: float
     flagged: bool
     wall_s: float = math.nan
+    flags: tuple[str, ...] = ()
 
     def within_tolerance(self, rel: float = 0.1, nats: float = 0.05) -> bool:
         r"""Whether $|\hat I - I| \le \max(\text{rel}\cdot I, \text{nats})$ (benchmark-mi's score: 10 %, 0.05 nats)."""
@@ -287,17 +313,19 @@ class ValidationReport:
 
     def table(self) -> str:
         """A plain-text table of the rows (`off`: more than `n_sigma` stderr from the truth; `miss`: outside
-        max(10 %, 0.05 nats))."""
+        max(10 %, 0.05 nats); `flags`: the estimate's own flags, each on an indented line below its row)."""
         head = f"{'task':<22} {'exact':>9} {'estimate':>9} {'stderr':>8} {'rel.err':>8} {'z':>8} {'wall s':>7}"
         lines = [head, "-" * len(head)]
         for r in self.rows:
-            mark = ("  <-- off" if r.flagged else "") + ("" if r.within_tolerance() else "  miss")
+            mark = (("  <-- off" if r.flagged else "") + ("" if r.within_tolerance() else "  miss")
+                    + (f"  flags: {len(r.flags)}" if r.flags else ""))
             lines.append(f"{r.task:<22} {r.exact:9.4f} {r.estimate:9.4f} {r.stderr:8.4f} "
                          f"{r.relative_error:8.2%} {r.z:8.2f} {r.wall_s:7.1f}{mark}")
+            lines.extend(f"    flag: {flag}" for flag in r.flags)
         return "\n".join(lines)
 
     def to_json(self, path=None) -> str:
-        """The report as JSON (NaN written as null); also written to `path` when given."""
+        """The report as JSON (NaN and infinity written as null); also written to `path` when given."""
         clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
         payload = {
             "n_sigma": self.n_sigma,
@@ -323,22 +351,31 @@ class ValidationReport:
         flagged = np.array([r.flagged for r in self.rows])
         fig, axes = new_figure(figsize=(5.5, 5))
         ax = axes[0, 0]
-        positive = est > 0
-        lo = 0.5 * min(exact.min(), est[positive].min() if positive.any() else exact.min())
-        hi = 2 * max(exact.max(), est.max())
+        both = np.concatenate([exact, est])
+        lo = 0.5 * (both[both > 0].min() if np.any(both > 0) else 1e-3)  # a task with I = 0 sits on the lower edge
+        hi = 2 * max(both.max(), lo)
         ax.plot([lo, hi], [lo, hi], color="0.5", lw=1, label="y = x")
         for mask, colour, label in ((~flagged, "tab:blue", f"within {self.n_sigma:g} stderr"),
                                     (flagged, "tab:red", f"> {self.n_sigma:g} stderr")):
             if mask.any():
                 lower = np.minimum(err[mask], est[mask] - lo * 0.999)
-                ax.errorbar(exact[mask], np.maximum(est[mask], lo), yerr=[lower, err[mask]], fmt="o", ms=4,
-                            color=colour, capsize=2, label=label)
+                ax.errorbar(np.maximum(exact[mask], lo), np.maximum(est[mask], lo), yerr=[lower, err[mask]], fmt="o",
+                            ms=4, color=colour, capsize=2, label=label)
         for r in self.rows:
-            ax.annotate(r.task, (r.exact, max(r.estimate, lo)), fontsize=6, xytext=(3, -8), textcoords="offset points")
+            ax.annotate(r.task, (max(r.exact, lo), max(r.estimate, lo)), fontsize=6, xytext=(3, -8),
+                        textcoords="offset points")
         ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="exact I(X;Y) [nats]",
                ylabel="estimate [nats]", title=title)
         ax.legend(loc="upper left", fontsize=8)
         save_figure(fig, path)
+
+
+def _relative_error(value: float, exact: float) -> float:
+    """(value - exact) / exact; for exact = 0 (independent X, Y) infinite with the sign of the value, NaN when the
+    value is 0 too."""
+    if exact != 0:
+        return (value - exact) / exact
+    return math.nan if value == 0 else math.copysign(math.inf, value)
 
 
 def validate(estimator: Callable, tasks=None, *, n_samples: int = 5000, n_sigma: float = 4.0,
@@ -369,11 +406,11 @@ def validate(estimator: Callable, tasks=None, *, n_samples: int = 5000, n_sigma:
         out = estimator(x, y, key=k_estimator)
         wall = time.perf_counter() - start
         if isinstance(out, Estimate):
-            value, stderr = out.value, out.stderr
+            value, stderr, flags = out.value, out.stderr, tuple(out.flags)
             z = out.z_score(task.mutual_information)
         else:
-            value, stderr, z = float(out), math.nan, math.nan
+            value, stderr, z, flags = float(out), math.nan, math.nan, ()
         exact = task.mutual_information
-        rows.append(ValidationRow(task.name, exact, value, stderr, (value - exact) / exact, z,
-                                  bool(math.isfinite(z) and abs(z) > n_sigma), wall))
+        rows.append(ValidationRow(task.name, exact, value, stderr, _relative_error(value, exact), z,
+                                  bool(math.isfinite(z) and abs(z) > n_sigma), wall, flags))
     return ValidationReport(tuple(rows), float(n_sigma), int(n_samples))
