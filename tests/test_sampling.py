@@ -124,6 +124,31 @@ def test_bad_inputs(joint):
             sample_probability_flow(joint.model(), x_T, y=np.zeros((3, 2)), w=w)
 
 
+def test_starting_points_and_conditions_are_checked(joint):
+    """A NaN row of x_T came back as a NaN sample from the reverse SDE and as a time error from the flow; integer
+    x_T failed inside jax.random; n_steps=True ran one step: each is one clear error naming the input."""
+    model = joint.model()
+    x_T = np.random.default_rng(0).normal(size=(4, 4))
+    bad = x_T.copy()
+    bad[1, 0] = np.nan
+    y = np.zeros((4, 2))
+    with pytest.raises(ValueError, match=r"x_T must be finite; 1 of its 4 rows .*rows 1\)"):
+        sample_reverse_sde(model, bad, n_steps=5, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="x_T must be finite"):
+        sample_probability_flow(model, bad)
+    with pytest.raises(ValueError, match="x_T must be a float array"):
+        sample_reverse_sde(model, np.ones((4, 4), np.int32), n_steps=5, key=jax.random.key(0))
+    y_bad = y.copy()
+    y_bad[2, 1] = np.inf
+    with pytest.raises(ValueError, match="y must be finite"):
+        sample_reverse_sde(model, x_T, y=y_bad, n_steps=5, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="y must be finite"):
+        sample_probability_flow(model, x_T, y=y_bad)
+    with pytest.raises(ValueError, match="n_steps must be a positive int"):
+        sample_reverse_sde(model, x_T, n_steps=True, key=jax.random.key(0))
+    assert np.all(np.isfinite(np.asarray(sample_reverse_sde(model, x_T, y=y, n_steps=5, key=jax.random.key(0)))))
+
+
 @pytest.mark.parametrize("w", [0.0, 2.0])
 def test_guided_flow_reproduces_the_exact_cfg_map(joint, w):
     """The numerical guided sampler with the exact e* is the oracle's exact flow map Phi x_T + Psi y (Eq. 59): two

@@ -14,21 +14,32 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from gaussian_oracle import check_key
+
+from .estimators._information import _check_finite
 
 __all__ = ["sample_reverse_sde", "sample_probability_flow"]
 
 
 def _check(model, x_T, y, s_end):
+    """The starting points (a float batch, finite), the conditions (one finite row per point) and `s_end`."""
+    x_np = np.asarray(x_T)
+    if x_np.ndim < 2:
+        raise ValueError(f"x_T must be a batch of starting points, shape (batch, ...); got {x_np.shape}.")
+    if not np.issubdtype(x_np.dtype, np.floating):
+        raise ValueError(f"x_T must be a float array (e.g. a draw of N(0, I)); got dtype {x_np.dtype}.")
+    _check_finite("x_T", x_np)
     x_T = jnp.asarray(x_T)
-    if x_T.ndim < 2:
-        raise ValueError(f"x_T must be a batch of starting points, shape (batch, ...); got {x_T.shape}.")
     if y is not None:
+        y_np = np.asarray(y)
+        if y_np.ndim < 1 or y_np.shape[0] != x_np.shape[0]:
+            raise ValueError(f"y must have one row per starting point; got shape {y_np.shape} for {x_np.shape[0]} "
+                             "points.")
+        _check_finite("y", y_np)
         y = jnp.asarray(y)
-        if y.shape[0] != x_T.shape[0]:
-            raise ValueError(f"y must have one row per starting point; got {y.shape[0]} rows for {x_T.shape[0]}.")
     T = model.sde.T
     if not 0 <= s_end < T:
         raise ValueError(f"s_end must lie in [0, T) = [0, {T}); got {s_end}.")
@@ -74,7 +85,7 @@ def sample_reverse_sde(model, x_T: Float[Array, "batch *shape"], *, y: Float[Arr
 
     Samples of $\tilde x_{s_{\mathrm{end}}}$, one per row.
     """
-    if not isinstance(n_steps, int) or n_steps < 1:
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
         raise ValueError(f"n_steps must be a positive int; got {n_steps!r}.")
     x_T, y = _check(model, x_T, y, s_end)
     return _euler_maruyama(model, x_T, y, float(s_end), n_steps, check_key(key))
