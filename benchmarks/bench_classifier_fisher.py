@@ -71,7 +71,7 @@ def decided_times(sde, times: np.ndarray, lower: np.ndarray, floor: float) -> Pi
     drop[inner] = np.maximum(lower[:-1] - lower[1:], 0.0)
     probs = (1 - floor) * drop / drop.sum() + floor * log_snr
     probs[0] = 1e-4 * probs.max()  # [0, s_min): never drawn by the log-SNR density; a sliver keeps every bin positive
-    return PiecewiseConstant(edges, probs)
+    return PiecewiseConstant(edges, probs / probs.sum())
 
 
 def main(argv=None) -> None:

@@ -89,8 +89,12 @@ def test_online_bayes_classifier_matches_the_quadrature_overall_and_per_class():
     assert est.value == est.cumulative[0] and est.times[0] == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="prior must hold"):
         label_entropy_online(mixture.model(), (3,), np.array([0.7, 0.7]), key=jax.random.key(0))
-    with pytest.raises(ValueError, match="label must be None"):
-        label_entropy_online(mixture.model(), (3,), np.array([0.5, 0.5]), label=2, key=jax.random.key(0))
+    for bad in (2, True):  # True is not the label 1
+        with pytest.raises(ValueError, match="label must be None"):
+            label_entropy_online(mixture.model(), (3,), np.array([0.5, 0.5]), label=bad, key=jax.random.key(0))
+    for grid in (UniformGrid, GeometricGrid):  # nor is True a count of one time
+        with pytest.raises(ValueError, match="n_times must be a positive int"):
+            grid(n_times=True)
 
 
 # ---------------------------------------------------------------------------------------------- issue 11

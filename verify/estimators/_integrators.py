@@ -219,7 +219,8 @@ class UniformGrid(AbstractGrid):
     trapezoid: bool = False
 
     def __check_init__(self):
-        if not isinstance(self.n_times, int) or self.n_times < (2 if self.trapezoid else 1):
+        fewest = 2 if self.trapezoid else 1
+        if isinstance(self.n_times, bool) or not isinstance(self.n_times, int) or self.n_times < fewest:
             raise ValueError(f"UniformGrid.n_times must be a positive int (>= 2 for trapezoid); got {self.n_times!r}.")
         if not (isinstance(self.s_min, (int, float)) and self.s_min >= 0):
             raise ValueError(f"UniformGrid.s_min must be a float >= 0; got {self.s_min!r}.")
@@ -265,7 +266,7 @@ class GeometricGrid(AbstractGrid):
     s_min: float = 1e-5
 
     def __check_init__(self):
-        if not isinstance(self.n_times, int) or self.n_times < 1:
+        if isinstance(self.n_times, bool) or not isinstance(self.n_times, int) or self.n_times < 1:
             raise ValueError(f"GeometricGrid.n_times must be a positive int; got {self.n_times!r}.")
         if not (isinstance(self.s_min, (int, float)) and self.s_min > 0):
             raise ValueError(f"GeometricGrid.s_min must be a float > 0; got {self.s_min!r}.")

@@ -209,7 +209,7 @@ def label_profile_online(model, shape: tuple[int, ...], prior: Float[ArrayLike, 
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ValueError(f"n must be an integer >= 2 (trajectories; the stderr is over them); got {n!r}.")
     k = np.asarray(prior).size
-    if label is not None and not (isinstance(label, (int, np.integer)) and 0 <= label < k):
+    if label is not None and (isinstance(label, bool) or not (isinstance(label, (int, np.integer)) and 0 <= label < k)):
         raise ValueError(f"label must be None or an integer label in 0..{k - 1}; got {label!r}.")
     window = max(1, n_steps // 20) if rate_window is None and isinstance(n_steps, int) else rate_window
     labels = np.full(n, -1 if label is None else int(label), np.int32)
