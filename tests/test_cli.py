@@ -135,6 +135,9 @@ def test_gaussian_sweeps(tmp_path):
     (["gaussian", "--experiment", "cfg", "--condition-dropout", "0.3"],
      "--condition-dropout applies only with --one-network"),
     (["demo", "--condition-dropout", "0.3"], "--condition-dropout applies only with --one-network"),
+    (["budget", "--gaussian", "--steps", "5"], "--steps configures the images experiment; --gaussian budgets"),
+    (["budget", "--gaussian", "--dataset", "mnist5k", "--no-cross-fit"],
+     "--dataset, --no-cross-fit configure the images experiment"),
 ])
 def test_bad_arguments_fail_before_any_work(tmp_path, capsys, argv, message):
     """Each bad flag gives one line naming it, before anything is trained or written."""

@@ -16,6 +16,21 @@ from ._common import load_image_data, positive_float, positive_int
 from ._images import QUICK, ImagesCommand, build_experiment, preset_of
 
 
+def _image_flags_given(args: argparse.Namespace) -> list[str]:
+    """The images experiment's flags given on the command line (any value but the default), as typed; `--out`,
+    `--seed`, `--quick` and `--no-progress`, which `--gaussian` uses too, are not counted."""
+    parser = argparse.ArgumentParser(add_help=False)
+    ImagesCommand().add_arguments(parser)
+    given = []
+    for action in parser._actions:
+        if action.dest in ("out", "seed", "quick", "no_progress") or not action.option_strings:
+            continue
+        value = getattr(args, action.dest)
+        if value != action.default:
+            given.append(action.option_strings[-1 if value is False else 0])
+    return given
+
+
 class BudgetCommand:
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         ImagesCommand().add_arguments(p)  # the images experiment's options: data set, network, training, --quick
@@ -37,6 +52,11 @@ class BudgetCommand:
         start = time.perf_counter()
         n_times = args.budget_times if args.budget_times is not None else (40 if args.quick else 64)
         if args.gaussian:
+            ignored = _image_flags_given(args)
+            if ignored:
+                verb = "configures" if len(ignored) == 1 else "configure"
+                raise ValueError(f"{', '.join(ignored)} {verb} the images experiment; --gaussian budgets the "
+                                 "oracle's joint Gaussians (exact e*), which uses none of them: leave them out.")
             config = BudgetConfig(tau=args.tau, n_times=max(n_times, 128), s_min=args.s_min, gaussian=True)
             payload = EXPERIMENTS["budget"].run(config, args.out, key=jax.random.key(args.seed),
                                                 instance={"seed": args.seed})
