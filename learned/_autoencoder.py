@@ -268,7 +268,9 @@ class AutoencoderLoss(eqx.Module):
 
     **Arguments:**
 
-    - `dem`: the `DEMLoss` of the decoder (weighting, time sampler, label dropout of the latent, `model_key`).
+    - `dem`: the `DEMLoss` of the decoder (weighting, time sampler, label dropout of the latent, `model_key`). The
+      default `DEMLoss()` weights every time by $\lambda = 1$ (the paper's code); Eq. 66's likelihood weighting
+      $\lambda = \sigma^2/2$ is `DEMLoss(Likelihood(sde), ...)`, which `separability autoencoder` uses.
     - `gamma`: $\gamma \ge 0$ (beta-VAE weight; the paper's code: 1).
     """
 
