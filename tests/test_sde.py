@@ -80,6 +80,12 @@ def test_log_snr_against_alpha():
     assert np.isfinite(float(sde.log_snr(0.0))) and float(sde.log_snr(0.0)) > float(sde.log_snr(1e-4))
 
 
+def _data_methods(sde, x, s):
+    """The three VPSDE methods that act on data `x` at time `s`, each as a call without arguments."""
+    return (lambda: sde.perturb(x, s, key=jax.random.key(0)), lambda: sde.drift(x, s),
+            lambda: sde.reverse_step_mean(x, x, s, 0.01))
+
+
 def test_data_methods_refuse_a_time_that_would_enlarge_the_data():
     """An (n,) time against (n, 1) data would broadcast to (n, n): refused, also under jit (a static shape check).
     One time per row as (n, 1) gives each row its own time: the drift against -beta(s_i)/2 x_i written out, and
@@ -87,12 +93,9 @@ def test_data_methods_refuse_a_time_that_would_enlarge_the_data():
     sde = VPSDE()
     x = jnp.arange(1.0, 6.0)[:, None]
     s = jnp.linspace(0.1, 1.0, 5)
-    with pytest.raises(ValueError, match="without enlarging"):
-        sde.perturb(x, s, key=jax.random.key(0))
-    with pytest.raises(ValueError, match="without enlarging"):
-        sde.drift(x, s)
-    with pytest.raises(ValueError, match="without enlarging"):
-        sde.reverse_step_mean(x, x, s, 0.01)
+    for call in _data_methods(sde, x, s):
+        with pytest.raises(ValueError, match="without enlarging"):
+            call()
     with pytest.raises(ValueError, match="h must broadcast"):
         sde.reverse_step_mean(x, x, 0.5, jnp.full(5, 0.01))
     with pytest.raises(ValueError, match="without enlarging"):
@@ -110,14 +113,9 @@ def test_data_methods_refuse_a_time_that_would_enlarge_the_data():
 def test_data_methods_refuse_concrete_times_outside_the_process(s):
     """perturb(x, -0.001) gave NaN, perturb(x, -1.0) a plausible draw (the quadratic int beta mirrors), 5.0 an
     extrapolation: a concrete time outside [0, T] is refused."""
-    sde = VPSDE()
-    x = jnp.ones(2)
-    with pytest.raises(ValueError, match="must lie in"):
-        sde.perturb(x, s, key=jax.random.key(0))
-    with pytest.raises(ValueError, match="must lie in"):
-        sde.drift(x, s)
-    with pytest.raises(ValueError, match="must lie in"):
-        sde.reverse_step_mean(x, x, s, 0.01)
+    for call in _data_methods(VPSDE(), jnp.ones(2), s):
+        with pytest.raises(ValueError, match="must lie in"):
+            call()
 
 
 @pytest.mark.parametrize("density", [UniformTime(), LogSNRTime(), PiecewiseConstant.uniform(2.0)],

@@ -51,7 +51,8 @@ from gaussian_oracle import VPSDE, Estimate, check_key
 from ._report import versions
 from ._transforms import TRANSFORMS, AbstractFittedTransform, AbstractTransform, MarginalGaussianisation
 from .estimators import LogSNRGrid, UniformGrid, neural_entropy
-from .estimators._information import _check_finite, _shared_estimates
+from .estimators._information import _shared_estimates
+from .estimators._integrators import _check_finite
 
 if TYPE_CHECKING:
     import learned

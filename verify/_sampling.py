@@ -19,7 +19,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from gaussian_oracle import check_key
 
-from .estimators._information import _check_finite
+from .estimators._integrators import _check_finite
 
 __all__ = ["sample_reverse_sde", "sample_probability_flow"]
 

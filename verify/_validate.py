@@ -24,7 +24,7 @@ from scipy.special import digamma, gammaln
 from gaussian_oracle import Estimate, JointGaussian, check_key
 
 from ._tasks import GaussianCopula, MixturePair
-from .estimators._information import _check_finite
+from .estimators._integrators import _check_finite
 
 __all__ = ["Task", "ValidationRow", "ValidationReport", "validate", "default_tasks", "robustness_tasks",
            "gaussian_plugin_mi", "StudentT", "GaussianCopula", "MixturePair"]

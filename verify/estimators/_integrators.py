@@ -60,18 +60,17 @@ def _finite_rows(rows: np.ndarray, nodes: np.ndarray | None = None) -> np.ndarra
     """`rows` as made by `rows` (with `nodes`, a grid's: axis 1 runs over them), or one error saying at how many
     (row, time) points and at which times the model's output is not finite (else the Monte Carlo summary would fail
     on a NaN stderr, naming neither the model nor the times)."""
-    if np.all(np.isfinite(rows)):
-        return rows
-    if nodes is None:
-        where = "at the times drawn from the proposal"
-    else:
-        bad = ~np.all(np.isfinite(rows.reshape(rows.shape[:2] + (-1,))), axis=2)  # (rows, nodes)
-        times = nodes[np.any(bad, axis=0)]
-        where = (f"at {int(bad.sum())} of the {bad.size} (row, time) points, at times from {times.min():.4g} to "
-                 f"{times.max():.4g}")
-    _check_finite("the integrand (computed from the model's output)", rows,
-                  hint=f" The model's output is not finite {where} (a diverged network?).")
-    return rows  # not reached: _check_finite raised
+    if not np.all(np.isfinite(rows)):
+        if nodes is None:
+            where = "at the times drawn from the proposal"
+        else:
+            bad = ~np.all(np.isfinite(rows.reshape(rows.shape[:2] + (-1,))), axis=2)  # (rows, nodes)
+            times = nodes[np.any(bad, axis=0)]
+            where = (f"at {int(bad.sum())} of the {bad.size} (row, time) points, at times from {times.min():.4g} to "
+                     f"{times.max():.4g}")
+        _check_finite("the integrand (computed from the model's output)", rows,  # raises
+                      hint=f" The model's output is not finite {where} (a diverged network?).")
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------- engine
