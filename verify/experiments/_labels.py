@@ -115,7 +115,12 @@ class _Setup:
 
 
 class AbstractLabelSource(abc.ABC):
-    """Where the model comes from; `prepare(experiment, out, *, key, data) -> _Setup`."""
+    """Where the model comes from; `prepare(experiment, out, *, key, data) -> _Setup`, on the process `sde`."""
+
+    @property
+    @abc.abstractmethod
+    def sde(self) -> VPSDE:
+        """The forward process of the model (known before it is prepared)."""
 
     @abc.abstractmethod
     def prepare(self, experiment: "LabelExperiment", out: Path, *, key, data: ImageData | None) -> _Setup:
@@ -180,6 +185,10 @@ class ImageSource(AbstractLabelSource):
 
     image: ImageExperiment
     n_reference_points: int | None = None
+
+    @property
+    def sde(self) -> VPSDE:
+        return self.image.sde
 
     def prepare(self, experiment, out, *, key, data):
         cfg = self.image
@@ -295,8 +304,7 @@ class LabelExperiment:
                              f"{self.report_times!r}.")
         # The table interpolates the curves between their nodes: a time outside them would read the end node's value
         # (np.interp clamps) beside a reference evaluated at the time itself.
-        sde = self.source.sde if isinstance(self.source, MixtureSource) else self.source.image.sde
-        nodes = LogSNRGrid(n_times=self.n_times, s_min=self.s_min).nodes_weights(sde)[0]
+        nodes = LogSNRGrid(n_times=self.n_times, s_min=self.s_min).nodes_weights(self.source.sde)[0]
         lo, hi = max(float(nodes[0]), self.s_end), float(nodes[-1])
         if t[0] < lo or t[-1] > hi:
             raise ValueError(f"LabelExperiment.report_times must lie between the curves' first and last nodes, "
