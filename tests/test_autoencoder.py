@@ -8,8 +8,10 @@ mixture's exact I(Z;Y) (slow); bad inputs one clear error each.
 
 import dataclasses
 import functools
+import hashlib
 import json
 import math
+import shutil
 
 import equinox as eqx
 import jax
@@ -552,17 +554,20 @@ def test_autoencoder_quick_end_to_end(tmp_path):
     quick = ["autoencoder", "--quick", "--no-progress"]
     ckpt = ["--checkpoint-dir", checkpoints]
     parts = {"comparison": ["--tau", "none"], "tau": ["--tau", "0.1", "--no-comparison", "--save-latents"]}
-    interrupted, completed, comparison, tau, posterior = separability(
+    interrupted, completed, comparison, tau, posterior, rerun = separability(
         # Ctrl-C in the first split DAE
         Step([*quick, "--out", str(out)], expect=130, interrupt="split_tau", checkpoints=checkpoints,
              snapshot=str(stopped)),
         # the same command again reads the finished autoencoders back and completes the scan
         Step([*quick, "--out", str(out)], checkpoints=checkpoints),
         # the scan in parts, from the same checkpoints
-        *(Step([*quick, "--out", str(tmp_path / name), *ckpt, *flags], checkpoints=checkpoints)
+        *(Step([*quick, "--out", str(tmp_path / name), *ckpt, *flags], checkpoints=checkpoints,
+               snapshot=str(tmp_path / "rerun") if name == "tau" else None)
           for name, flags in parts.items()),
         # --posterior-steps (the comparison alone, from the same checkpoints)
-        Step([*quick, "--out", str(tmp_path / "posterior"), *ckpt, "--tau", "none", "--posterior-steps", "200"]))
+        Step([*quick, "--out", str(tmp_path / "posterior"), *ckpt, "--tau", "none", "--posterior-steps", "200"]),
+        # the whole run started in a copy of the tau part's folder, and stopped after its first part (the comparison)
+        Step([*quick, "--out", str(tmp_path / "rerun"), *ckpt], expect=130, interrupt="split_tau"))
 
     assert interrupted.returncode == 130
     assert not (stopped / "results.json").exists()
@@ -583,6 +588,7 @@ def test_autoencoder_quick_end_to_end(tmp_path):
     for name in ("experiment", "instance", "quantities", "figures", "versions", "device", "wall_time_s"):
         assert name in payload
     assert payload["experiment"] == "autoencoder" and payload["instance"]["dataset"] == "digits"
+    assert payload["arrays_sha256"] == hashlib.sha256((out / "arrays.npz").read_bytes()).hexdigest()
     q = payload["quantities"]
     digits = learned.load_digits()
     labels = np.concatenate([digits.train_y, digits.test_y])
@@ -690,6 +696,32 @@ def test_autoencoder_quick_end_to_end(tmp_path):
     assert joined["complete"] is False and "partial" in joined and joined["instance"]["taus"] == taus
     assert joined["quantities"]["mutual_information"] == q["mutual_information"]
     assert joined["quantities"]["comparison"] == q["comparison"]
+
+    # a run started where another run's results lie moves them (results, arrays, latents, figures) to previous/ first,
+    # so that the results in a folder always describe its arrays.npz (before, the tau part's results.json stayed
+    # beside the new run's arrays.npz, which held the comparison only, and --merge read the two together)
+    assert rerun.returncode == 130 and "held an earlier run's results" in rerun.stdout
+    previous = tmp_path / "rerun" / "previous"
+    assert json.loads((previous / "results.json").read_text()) == json.loads((tmp_path / "tau" / "results.json")
+                                                                             .read_text())
+    assert sorted(p.name for p in previous.iterdir()) == sorted(["results.json", "arrays.npz", "latents.npz",
+                                                                  *alone["figures"].values()])
+    assert (previous / "arrays.npz").read_bytes() == (tmp_path / "tau" / "arrays.npz").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "rerun").iterdir()) == ["arrays.npz", "previous", "results.partial.json"]
+    again = json.loads((tmp_path / "rerun" / "results.partial.json").read_text())
+    assert again["quantities"]["comparison"] == q["comparison"] and again["quantities"]["mutual_information"] == []
+    # a merge into a folder with results moves them aside too
+    assert main(["autoencoder", "--merge", str(tmp_path / "rerun"), "--out", str(merged_dir)]) == 0
+    assert json.loads((merged_dir / "previous" / "results.json").read_text()) == merged
+    assert not (merged_dir / "results.json").exists()
+    assert json.loads((merged_dir / "results.partial.json").read_text())["quantities"]["comparison"] == q["comparison"]
+    # results read with another run's arrays.npz are refused (their arrays_sha256)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(tmp_path / "comparison" / "results.json", mixed)
+    shutil.copy(tmp_path / "tau" / "arrays.npz", mixed)
+    with pytest.raises(ValueError, match="arrays.npz is not the file results.json was written with"):
+        merge_autoencoder_results([mixed], tmp_path / "m6")
 
     # what cannot be merged: a part measured twice, another experiment's run, a folder without results
     assert main(["autoencoder", "--merge", str(out), str(tmp_path / "tau"), "--out", str(tmp_path / "m2")]) == 2

@@ -20,8 +20,12 @@ decoder (Eq. 64) on the same encoder architecture. All information in nats.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
+import os
+import shutil
+import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -575,8 +579,10 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
     - `out`: output directory (results.json, arrays.npz, reconstructions.png, latents_2d.png, tsne.png,
       tau_scan.png). While the scan runs, `results.partial.json` and `arrays.npz` hold what is measured so far (the
       comparison, then each finished tau; `"complete": false`, no figures), so a scan stopped part-way keeps its
-      numbers; `results.json` (`"complete": true`) replaces it at the end. Runs of parts of one experiment (other
-      `taus`, `comparison` off) are joined by `merge_autoencoder_results`.
+      numbers; `results.json` (`"complete": true`) replaces it at the end. Each results file records the SHA-256 of
+      the arrays.npz written with it (`arrays_sha256`). An earlier run's results in `out` are moved to
+      `out/previous` when the run starts. Runs of parts of one experiment (other `taus`, `comparison` off) are joined
+      by `merge_autoencoder_results`.
     - `checkpoint_dir`: where each autoencoder's checkpoints go (`checkpoint_dir / name`), resumed when present; or
       `None`.
     - `instance`: extra entries for the `instance` block.
@@ -588,12 +594,13 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
     """
     start = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     if tuple(config.unet.image_shape) != tuple(data.image_shape):
         raise ValueError(f"UNetConfig has image_shape {config.unet.image_shape}; the data have {data.image_shape}.")
     for name, images in (("training", data.train_x), ("test", data.test_x)):
         if not np.all(np.isfinite(images)):
             raise ValueError(f"the {name} images must be finite; they contain NaN or infinity.")
+    out.mkdir(parents=True, exist_ok=True)
+    _set_aside_previous_run(out)
     shape, K, T = data.image_shape, data.num_classes, config.sde.T
     h_y = data.label_entropy()
     h_def = (f"H(Y), plug-in entropy of all {len(data.train_y) + len(data.test_y)} labels of {data.name} "
@@ -616,6 +623,7 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
     scan, knn, lower, split_recon = [], [], [], []
     partial = out / "results.partial.json"
     d2 = config.comparison_latent_dim
+    written = {}  # the SHA-256 of the ARRAYS file last written
 
     def payload(complete: bool) -> dict:
         return {
@@ -674,6 +682,7 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
             **({} if complete else {"partial": "measured so far: the comparison and the finished taus; "
                                                "results.json replaces this file when the scan ends"}),
             "figures": figures,
+            _ARRAYS_SHA256: written[ARRAYS],
             **({"latents": LATENTS} if config.save_latents else {}),
             "timings_s": timings,
             "units": "nats; tau in units of T; reconstruction error in squared pixel units",
@@ -681,7 +690,7 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
         }
 
     def save_partial():
-        _save_arrays(out / ARRAYS, arrays)
+        written[ARRAYS] = _save_arrays(out / ARRAYS, arrays)
         if config.save_latents:
             _save_arrays(out / LATENTS, measured)
         write_json(partial, payload(complete=False))
@@ -806,13 +815,61 @@ def split_keys(key: PRNGKeyArray, tau: float) -> SplitKeys:
     return SplitKeys(*_named_keys(key, _split_name(tau), 5))
 
 
-def _save_arrays(path: Path, arrays: dict) -> None:
-    """Write `arrays` atomically: integer arrays (labels) as int64, all others as float32."""
-    tmp = path.with_name(path.name + ".tmp.npz")
+def _save_arrays(path: Path, arrays: dict) -> str:
+    """Write `arrays` atomically (integer arrays, the labels, as int64, all others as float32): a temporary file of
+    this call's own, synced to disk, then a rename. Returns the file's SHA-256, which the results beside it record
+    (`_ARRAYS_SHA256`), so that a results file is never read with another run's arrays."""
     cast = {k: np.asarray(v) for k, v in arrays.items()}
-    np.savez_compressed(tmp, **{k: v.astype(np.int64 if np.issubdtype(v.dtype, np.integer) else np.float32)
-                                for k, v in cast.items()})
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez_compressed(fh, **{k: v.astype(np.int64 if np.issubdtype(v.dtype, np.integer) else np.float32)
+                                       for k, v in cast.items()})
+            fh.flush()
+            os.fsync(fh.fileno())
+        digest = _sha256(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return digest
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+_ARRAYS_SHA256 = "arrays_sha256"
+"""The results' key for the SHA-256 of the `ARRAYS` file written with them."""
+
+_RUN_FILES = ("results.json", "results.partial.json", ARRAYS, LATENTS)
+
+
+def _set_aside_previous_run(out: Path) -> Path | None:
+    """Move an earlier run's results out of the way of a run starting in `out`: its results file(s), `ARRAYS`,
+    `LATENTS` and figures go into `out/previous` (which replaces an earlier `previous`; checkpoints stay), and a line
+    says so. A run writes its arrays with its first finished part, so an earlier run's results left beside them
+    would describe arrays that are no longer there (and `merge_autoencoder_results` prefers `results.json` to
+    `results.partial.json`). Returns the folder they went to, or None when `out` held no results."""
+    found = [out / name for name in _RUN_FILES[:2] if (out / name).is_file()]
+    if not found:
+        return None
+    figures = set()
+    for path in found:
+        try:
+            figures |= set(json.loads(path.read_text()).get("figures", {}).values())
+        except (ValueError, AttributeError):  # not a results file of ours: move it, draw no names from it
+            pass
+    previous = out / "previous"
+    if previous.exists():
+        shutil.rmtree(previous)
+    previous.mkdir()
+    for name in (*_RUN_FILES, *sorted(figures)):
+        if (out / name).is_file() and Path(name).name == name:
+            (out / name).replace(previous / name)
+    print(f"{out} held an earlier run's results: moved them (with their arrays and figures) to {previous}")
+    return previous
 
 
 def _draw_figures(out: Path, dataset: str, arrays: dict, scan: list, lower: list, h_y: float, *, pixel_range,
@@ -857,7 +914,11 @@ def merge_autoencoder_results(folders, out: str | Path) -> dict:
 
     - `folders`: the runs' output folders, each with `results.json` or `results.partial.json` and `arrays.npz`.
     - `out`: output folder: `results.json` (`"complete": true` when every run was complete), or
-      `results.partial.json` when one was not, the joined `arrays.npz`, and the figures.
+      `results.partial.json` when one was not, the joined `arrays.npz`, and the figures; results already there are
+      moved to `out/previous` first.
+
+    A run's `arrays.npz` must be the file its results were written with (their `arrays_sha256`; results written
+    before that record are taken as they are).
 
     **Returns:**
 
@@ -881,6 +942,10 @@ def merge_autoencoder_results(folders, out: str | Path) -> dict:
         if not (folder / ARRAYS).is_file():
             raise FileNotFoundError(f"{folder} has no {ARRAYS} (the arrays its figures are drawn from); re-run the "
                                     "same command there: it reads its finished checkpoints back and writes them.")
+        if _ARRAYS_SHA256 in payload and payload[_ARRAYS_SHA256] != _sha256(folder / ARRAYS):
+            raise ValueError(f"{folder / ARRAYS} is not the file {found[0].name} was written with (its SHA-256 "
+                             "differs): another run wrote one of them; re-run the command of that folder there, "
+                             "which reads its finished checkpoints back and writes both.")
         with np.load(folder / ARRAYS) as saved:
             runs.append((folder, payload, dict(saved)))
 
@@ -920,6 +985,7 @@ def merge_autoencoder_results(folders, out: str | Path) -> dict:
     instance = first["instance"]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _set_aside_previous_run(out)  # the runs were read above: `out` may be one of them
     figures = _draw_figures(out, instance["dataset"], arrays, scan, lower, q0["bounds"]["upper"]["value"],
                             pixel_range=tuple(instance["pixel_range"]), latent_dim=instance["latent_dim"],
                             comparison_latent_dim=instance["comparison_latent_dim"], tsne_tau=instance["tsne_tau"])
@@ -950,7 +1016,7 @@ def merge_autoencoder_results(folders, out: str | Path) -> dict:
         "units": first["units"],
         **provenance(start),
     }
-    _save_arrays(out / ARRAYS, arrays)
+    merged[_ARRAYS_SHA256] = _save_arrays(out / ARRAYS, arrays)
     write_json(out / ("results.json" if complete else "results.partial.json"), merged)
     return merged
 
