@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.special
 
 from gaussian_oracle import VPSDE, EmpiricalMixture, GaussianMixture
 from verify import GeometricGrid, UniformGrid, label_entropy
@@ -408,3 +409,85 @@ def test_learned_mixture_both_estimators_within_005_nats_of_exact():
     online = label_entropy_online(model, (3,), np.array([0.5, 0.5]), n=1000, n_steps=200, s_end=1e-2,
                                   key=jax.random.key(24))
     assert np.max(np.abs(online.cumulative - mixture.two_class_label_entropy(online.times))) < 0.05
+
+
+# ---------------------------------------------------------------------------------------------- an unequal prior
+def _unequal_two_class():
+    """Two classes with prior (0.2, 0.8), means +-m and one isotropic covariance: with a uniform prior, -log p(c) is
+    H(Y) for every class, so only an unequal prior tells a per-class curve's start, or a prior dropped from the online
+    recursion, from the right one."""
+    m, sigma = np.array([1.2, -0.4, 0.3]), 0.6
+    prior = np.array([0.2, 0.8])
+    return GaussianMixture(prior, np.stack([m, -m]), np.stack([sigma**2 * np.eye(3)] * 2)), m, sigma, prior
+
+
+def _unequal_two_class_exact(mixture, m, sigma, prior, times):
+    r"""Exact per-class surprisals $E[-\log p(c|X_s) | Y = c]$ and $H(Y|X_s)$ by Gauss-Hermite quadrature, written out
+    here from the densities (not the package's quadrature): $X_s | c \sim N(\pm\mu m, v I)$, $v = \mu^2\sigma^2 +
+    \sigma_s^2$, so the log-odds of class 0 is $\ell = \log(p_0/p_1) + \delta$ with $\delta \sim N(\pm 2a^2, 4a^2)$
+    under class 0 (+) or 1 (-), $a = \mu|m|/\sqrt v$. Returns (surprisal of class 0, of class 1, H(Y|X_s))."""
+    z, w = np.polynomial.hermite_e.hermegauss(160)
+    w = w / w.sum()
+    out = []
+    for s in np.asarray(times, np.float64):
+        mu, var = float(mixture.sde.mu(s)), float(mixture.sde.var(s))
+        a = mu * np.linalg.norm(m) / np.sqrt(mu**2 * sigma**2 + var)
+        base = np.log(prior[0] / prior[1])
+        l0, l1 = base + 2 * a**2 + 2 * a * z, base - 2 * a**2 + 2 * a * z  # log-odds of class 0 under class 0, 1
+
+        def entropy(l):
+            return scipy.special.expit(l) * np.logaddexp(0, -l) + scipy.special.expit(-l) * np.logaddexp(0, l)
+
+        out.append((w @ np.logaddexp(0, -l0), w @ np.logaddexp(0, l1),
+                    prior[0] * (w @ entropy(l0)) + prior[1] * (w @ entropy(l1))))
+    return np.array(out).T
+
+
+def test_unequal_prior_per_class_curves_start_at_their_own_surprisal():
+    """`label_entropy_per_class` with prior (0.2, 0.8) against the exact per-class surprisal at every node: each
+    class's curve starts at its own -log p(c) (1.61 and 0.22 nats), not at H(Y) = 0.50, and the prior-weighted
+    average of the classes is the overall I-MMSE curve."""
+    mixture, m, sigma, prior = _unequal_two_class()
+    x, y = mixture.sample(3000, key=jax.random.key(40))
+    grid = LogSNRGrid(n_times=24, s_min=1e-2)
+    per_class = label_entropy_per_class(mixture.model(), x, np.asarray(y), prior=prior, times=grid,
+                                        key=jax.random.key(41))
+    exact = _unequal_two_class_exact(mixture, m, sigma, prior, per_class[0].times)
+    at_T = _unequal_two_class_exact(mixture, m, sigma, prior, [mixture.sde.T])[:, 0]
+    for c in (0, 1):
+        est = per_class[c]
+        # the curve starts at -log p(c) at T, where the exact surprisal is lower by a deterministic ~1e-5
+        allowance = tail_quadrature_error(grid, mixture.sde, est.rate) + (-np.log(prior[c]) - at_T[c])
+        assert 0 <= -np.log(prior[c]) - at_T[c] < 1e-3
+        z = (np.abs(est.cumulative - exact[c]) - allowance) / est.cumulative_stderr
+        assert np.max(z) < 4.0, (c, est.cumulative, exact[c])
+    assert exact[0, -1] > 1.5 and exact[1, -1] < 0.25 and exact[0, 0] < 0.5  # the check spans two different curves
+    whole = label_entropy(mixture.model(), x, y, prior_entropy=mixture.prior_entropy(), times=grid,
+                          key=jax.random.key(41))
+    counts = np.bincount(np.asarray(y), minlength=2)
+    # the same rows: the class-size-weighted curves are the whole curve up to the prior against the class shares
+    np.testing.assert_allclose(sum(counts[c] * (per_class[c].cumulative + np.log(prior[c])) for c in (0, 1))
+                               / counts.sum(), whole.cumulative - mixture.prior_entropy(), rtol=1e-9, atol=1e-12)
+
+
+def test_unequal_prior_online_classifier_starts_from_the_prior():
+    """The online recursion starts from the prior and the class average weights the classes by it: with prior
+    (0.2, 0.8) the unconditional trajectories' posterior entropy, each class's surprisal and the prior-weighted
+    average track the exact curves (a uniform start would read log 2 = 0.69 near T instead of H(Y) = 0.50)."""
+    mixture, m, sigma, prior = _unequal_two_class()
+    model = mixture.model()
+    picks = [0, 25, 50, 100, 150, 199]
+    curves = label_profile_online(model, (3,), prior, n=2000, n_steps=200, key=jax.random.key(42))
+    times = curves.entropy.times[picks]
+    exact = _unequal_two_class_exact(mixture, m, sigma, prior, times)
+    z = (curves.entropy.cumulative[picks] - exact[2]) / curves.entropy.cumulative_stderr[picks]
+    assert np.max(np.abs(z)) < 4.0, (curves.entropy.cumulative[picks], exact[2])
+    assert exact[2, -1] == pytest.approx(mixture.prior_entropy(), abs=1e-3)  # near T: H(Y), not log 2
+    per_class, average = class_profiles_online(model, (3,), prior, n_per_class=1000, n_steps=200,
+                                               key=jax.random.key(43))
+    for c in (0, 1):
+        est = per_class[c].surprisal
+        z = (est.cumulative[picks] - exact[c]) / est.cumulative_stderr[picks]
+        assert np.max(np.abs(z)) < 4.0, (c, est.cumulative[picks], exact[c])
+    z = (average.entropy.cumulative[picks] - exact[2]) / average.entropy.cumulative_stderr[picks]
+    assert np.max(np.abs(z)) < 4.0, (average.entropy.cumulative[picks], exact[2])
