@@ -15,6 +15,50 @@ TINY = ["--steps", "200", "--n-train", "4000", "--n-eval", "200", "--n-times", "
 CONTRACT = {"experiment", "instance", "quantities", "versions", "device", "wall_time_s"}
 
 
+def _check_quantities(q: dict, g: JointGaussian) -> None:
+    """The `quantities` block of a trained Gaussian run against the oracle `g`: each exact value and exact_at_T (the
+    closed form, and its curve at T), and each estimate's relative_error and z from its own value and stderr (guards:
+    a wrong reference time, a wrong error formula)."""
+    T = g.sde.T
+    oracle = {"mutual_information": (g.mutual_information(), g.mutual_information_curve(T), ("minde", "difference")),
+              "total_entropy": (g.total_entropy(), g.total_entropy_curve(T), ("neural", "neural_log_grid")),
+              "conditional_total_entropy": (g.conditional_total_entropy(), g.conditional_total_entropy_curve(T),
+                                            ("neural", "neural_log_grid"))}
+    assert set(q) == set(oracle)
+    for block, (exact, at_T, estimators) in oracle.items():
+        assert q[block]["exact"] == pytest.approx(exact, rel=1e-12)
+        assert q[block]["exact_at_T"] == pytest.approx(at_T, rel=1e-12)
+        assert q[block]["exact_at_T"] != pytest.approx(exact, rel=1e-12)  # T is finite: a separate number
+        for name in estimators:
+            _check_entry(q[block][name], q[block]["exact"])
+
+
+def _check_entry(entry: dict, exact: float) -> None:
+    """relative_error = (value - exact)/exact and z = (value - exact)/stderr of one estimate."""
+    assert np.isfinite(entry["value"]) and entry["stderr"] > 0
+    assert entry["relative_error"] == pytest.approx((entry["value"] - exact) / exact, rel=1e-12)
+    assert entry["z"] == pytest.approx((entry["value"] - exact) / entry["stderr"], rel=1e-12)
+
+
+def _check_grid_sums(res: dict, g: JointGaussian) -> None:
+    """Each uniform-grid estimate is the midpoint sum h * sum(rate) of its own rate curve in `curves` (I_diff: of the
+    conditional minus the unconditional rate), and each exact_rate is the oracle's (guards: two entries swapped)."""
+    c, n = res["curves"], res["config"]["n_times"]
+    h = g.sde.T / n
+    times = np.array(c["times"])
+    np.testing.assert_allclose(times, h * (np.arange(n) + 0.5), rtol=1e-12)  # the midpoint grid on [0, T]
+    for name, exact_rate in (("neural", g.entropy_rate), ("conditional_neural", g.conditional_entropy_rate),
+                             ("minde", g.mutual_information_rate)):
+        np.testing.assert_allclose(c[name]["exact_rate"], exact_rate(times), rtol=1e-12, err_msg=name)
+    rate = {name: np.array(c[name]["rate"]) for name in ("neural", "conditional_neural", "minde")}
+    q = res["quantities"]
+    for entry, r in ((q["total_entropy"]["neural"], rate["neural"]),
+                     (q["conditional_total_entropy"]["neural"], rate["conditional_neural"]),
+                     (q["mutual_information"]["minde"], rate["minde"]),
+                     (q["mutual_information"]["difference"], rate["conditional_neural"] - rate["neural"])):
+        assert entry["value"] == pytest.approx(h * np.sum(r), rel=1e-12, abs=1e-12)
+
+
 def test_oracle_report(tmp_path):
     assert main(["oracle", "--out", str(tmp_path), "--dim-x", "6", "--dim-y", "3", "--n-times", "30", "--n-cfg", "3"]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
@@ -23,8 +67,30 @@ def test_oracle_report(tmp_path):
     q = res["quantities"]
     assert q["mutual_information"]["exact"] == pytest.approx(g.mutual_information(), rel=1e-12)
     assert q["total_entropy"]["exact"] == pytest.approx(g.total_entropy(), rel=1e-12)
-    np.testing.assert_allclose(res["curves"]["entropy_rate"], g.entropy_rate(np.array(res["curves"]["times"])), rtol=1e-12)
-    assert [row["dim_y"] for row in res["cfg"]["rows"]] == [5, 10, 15]
+    # every curve is the oracle method it is named after, at the stored times (guards: one curve swapped for another)
+    times = np.array(res["curves"]["times"])
+    methods = {"total_entropy": g.total_entropy_curve, "conditional_total_entropy": g.conditional_total_entropy_curve,
+               "mutual_information": g.mutual_information_curve, "total_correlation": g.total_correlation_curve,
+               "entropy_rate": g.entropy_rate, "conditional_entropy_rate": g.conditional_entropy_rate,
+               "mutual_information_rate": g.mutual_information_rate}
+    assert set(res["curves"]) == {"times", *methods} and len(times) == 30 and times[0] == 0.0
+    for name, method in methods.items():
+        np.testing.assert_allclose(res["curves"][name], method(times), rtol=1e-12, err_msg=name)
+    # each CFG row is its own instance's oracle (key 0, D_X = 25, sigma_eps = 1, s_end = 1e-3; guards: the reference
+    # time of I(X_{s_end}; Y), the start of the exact-start flow)
+    cfg, w, s_end = res["cfg"], np.linspace(0.0, 20.0, 3), 1e-3
+    assert cfg["w"] == w.tolist() and cfg["s_end"] == s_end and cfg["dim_x"] == 25 and cfg["sigma_eps"] == 1.0
+    assert [row["dim_y"] for row in cfg["rows"]] == [5, 10, 15]
+    for row in cfg["rows"]:
+        joint = JointGaussian.determinism(25, row["dim_y"], 1.0, key=jax.random.key(0))
+        at_s_end = joint.mutual_information() - joint.mutual_information_curve(s_end)  # I(X_{s_end}; Y)
+        assert row["mutual_information"] == pytest.approx(joint.mutual_information(), rel=1e-12)
+        assert row["mutual_information_at_s_end"] == pytest.approx(at_s_end, rel=1e-12)
+        np.testing.assert_allclose(row["cfg_mutual_information"], joint.cfg_mutual_information(w, s_end), rtol=1e-12)
+        np.testing.assert_allclose(row["cfg_mutual_information_exact_start"],
+                                   joint.cfg_mutual_information(w, s_end, exact_start=True), rtol=1e-12)
+        # unguided from the exact p_T the flow gives I(X_{s_end}; Y), to the ODE solver's tolerance
+        assert row["cfg_mutual_information_exact_start"][0] == pytest.approx(at_s_end, rel=1e-8)
     for name in ("curves.png", "determinism_sweep.png", "flattening_sweep.png", "cfg.png"):
         assert (tmp_path / name).stat().st_size > 10_000
 
@@ -36,16 +102,8 @@ def test_demo_contract_and_rebuildable_instance(tmp_path):
     inst = res["instance"]
     assert {"dim_x", "dim_y", "sigma_eps", "seed"} <= set(inst)
     g = JointGaussian.determinism(inst["dim_x"], inst["dim_y"], inst["sigma_eps"], key=jax.random.key(inst["seed"]))
-    q = res["quantities"]
-    assert q["mutual_information"]["exact"] == pytest.approx(g.mutual_information(), rel=1e-12)
-    assert q["total_entropy"]["exact"] == pytest.approx(g.total_entropy(), rel=1e-12)
-    assert q["conditional_total_entropy"]["exact"] == pytest.approx(g.conditional_total_entropy(), rel=1e-12)
-    for block, estimators in (("mutual_information", ("minde", "difference")), ("total_entropy", ("neural",)),
-                              ("conditional_total_entropy", ("neural",))):
-        for est in estimators:
-            entry = q[block][est]
-            assert np.isfinite(entry["value"]) and entry["stderr"] > 0
-    assert q["total_entropy"]["neural_log_grid"]["stderr"] > 0
+    _check_quantities(res["quantities"], g)
+    _check_grid_sums(res, g)
     assert (tmp_path / "rates.png").exists() and (tmp_path / "report.txt").exists()
     assert (tmp_path / "checkpoints" / "conditional" / "checkpoint.eqx").exists()
 
@@ -60,6 +118,11 @@ def test_gaussian_sweeps(tmp_path):
     for sub in ("lambda_delta=0.1", "lambda_delta=0.001"):
         res = json.loads((out / sub / "results.json").read_text())
         assert CONTRACT <= set(res) and res["instance"]["k"] == 2
+        inst = res["instance"]
+        g = JointGaussian.flattening(inst["dim_x"], inst["dim_y"], inst["k"], inst["lambda_delta"], inst["sigma_eps"],
+                                     key=jax.random.key(inst["seed"]), eps=inst["eps"])
+        _check_quantities(res["quantities"], g)
+        _check_grid_sums(res, g)
     assert (out / "sweep.png").exists()
 
     out = tmp_path / "cfg"
@@ -67,7 +130,11 @@ def test_gaussian_sweeps(tmp_path):
                  "--sigma-eps", "1.0", *TINY]) == 0
     res = json.loads((out / "results.json").read_text())
     g = JointGaussian.determinism(4, 2, 1.0, key=jax.random.key(0))
-    assert res["quantities"]["mutual_information"]["exact"] == pytest.approx(g.cfg_mutual_information(2.0), rel=1e-10)
+    q = res["quantities"]["mutual_information"]
+    assert q["exact"] == pytest.approx(g.cfg_mutual_information(2.0), rel=1e-10)
+    assert q["exact_unguided"] == pytest.approx(g.mutual_information(), rel=1e-12)
+    for name in ("minde", "difference"):  # errors against the guided truth
+        _check_entry(q[name], q["exact"])
 
 
 @pytest.mark.parametrize("argv, message", [
