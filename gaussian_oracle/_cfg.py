@@ -56,10 +56,26 @@ if TYPE_CHECKING:
 
 
 # ---------------------------------------------------------------------------------------------- validation
+def _check_joint(joint) -> None:
+    from ._joint import JointGaussian  # a module-level import would be circular
+
+    if not isinstance(joint, JointGaussian):
+        raise ValueError(f"joint must be a gaussian_oracle.JointGaussian (the exact guided flow is that of the linear "
+                         f"Gaussian Y = AX + eps); got {type(joint).__name__}.")
+
+
+def _check_flag(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False; got {value!r}.")
+    return bool(value)
+
+
 def _check_w(w) -> np.ndarray:
     arr = as_float_array(w, "w")
     if arr.ndim > 1:
         raise ValueError(f"w must be a scalar or a 1-D array of guidance strengths; got shape {arr.shape}.")
+    if arr.size == 0:
+        raise ValueError("w must hold at least one guidance strength; got an empty array.")
     return arr
 
 
@@ -223,6 +239,7 @@ def cfg_flow_map(
 
     `(Phi, Psi)` as NumPy float64, with a leading axis when `w` is an array.
     """
+    _check_joint(joint)
     with jax.enable_x64(True):
         ws, (a, b), _ = _solve(_dense_field, joint, w, s_end, solver, rtol, atol, max_steps)
         phi = jnp.linalg.inv(a)
@@ -256,6 +273,8 @@ def cfg_covariance(
 
     The symmetric (dim_x + dim_y, dim_x + dim_y) covariance, x block first, as NumPy float64.
     """
+    _check_joint(joint)
+    exact_start = _check_flag(exact_start, "exact_start")
     if np.ndim(w) != 0:
         raise ValueError(f"cfg_covariance takes a scalar w; got shape {np.shape(w)}.")
     phi, link, cov_start = _sample_map(joint, w, s_end, exact_start, options)
@@ -305,6 +324,8 @@ def cfg_mutual_information(
 
     $I(X_{CFG}; Y)$ in nats as NumPy float64: a scalar, or one value per entry of an array `w`.
     """
+    _check_joint(joint)
+    exact_start = _check_flag(exact_start, "exact_start")
     ws = _check_w(w)
     gain_start, cov_start = _start(joint, exact_start)
     with jax.enable_x64(True):
@@ -349,6 +370,8 @@ def cfg_mutual_information_curve(
 
     The curve at every `s`, as NumPy float64 of the shape of `s`.
     """
+    _check_joint(joint)
+    exact_start = _check_flag(exact_start, "exact_start")
     if np.ndim(w) != 0:
         raise ValueError(f"cfg_mutual_information_curve takes a scalar w; got shape {np.shape(w)}.")
     from ._joint import _log1p_shrink  # the joint's curve formula (a module-level import would be circular)
@@ -394,6 +417,7 @@ def cfg_sample(
 
     $x(s_{end})$ for every row of `y`.
     """
+    _check_joint(joint)
     key = check_key(key)
     w_arr = _check_w(w)
     if w_arr.ndim != 0:

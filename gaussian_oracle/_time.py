@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from ._checks import as_float_array, positive_int, positive_scalar
 from ._sde import VPSDE
 
 __all__ = ["AbstractTimeDensity", "UniformTime", "LogSNRTime", "PiecewiseConstant"]
@@ -128,6 +129,11 @@ class LogSNRTime(AbstractTimeDensity):
         return jnp.where(inside, density, 0.0).astype(_density_dtype(s))
 
 
+def _check_T(T) -> float:
+    """The final time of a `PiecewiseConstant` constructor: a finite real scalar > 0."""
+    return positive_scalar(T, "T")
+
+
 class PiecewiseConstant(AbstractTimeDensity):
     r"""A piecewise-constant density $q(s)$ on $[0, T]$: bin $k$ of $[e_k, e_{k+1})$ holds probability $p_k$.
 
@@ -147,8 +153,8 @@ class PiecewiseConstant(AbstractTimeDensity):
     T: float = eqx.field(static=True)
 
     def __init__(self, edges: ArrayLike, probs: ArrayLike):
-        edges = np.asarray(edges, dtype=np.float64)
-        probs = np.asarray(probs, dtype=np.float64)
+        edges = as_float_array(edges, "edges")  # real and finite: no string, complex or infinite T
+        probs = as_float_array(probs, "probs")
         if edges.ndim != 1 or probs.shape != (len(edges) - 1,) or len(probs) < 1:
             raise ValueError(f"need edges of shape (n + 1,) and probs of shape (n,); got {edges.shape}, {probs.shape}.")
         if edges[0] != 0.0 or not np.all(np.diff(edges) > 0):
@@ -172,7 +178,8 @@ class PiecewiseConstant(AbstractTimeDensity):
     @classmethod
     def uniform(cls, T: float) -> "PiecewiseConstant":
         """The uniform density $1/T$ on $[0, T]$."""
-        return cls(np.array([0.0, float(T)]), np.ones(1))  # one bin: probability 1
+        T = _check_T(T)
+        return cls(np.array([0.0, T]), np.ones(1))  # one bin: probability 1
 
     @classmethod
     def log_uniform(cls, T: float, s_min: float = 1e-5, n_bins: int = 48) -> "PiecewiseConstant":
@@ -180,7 +187,12 @@ class PiecewiseConstant(AbstractTimeDensity):
 
         Suited to rates $\propto 1/s$ that peak at $s \to 0$.
         """
-        edges = np.concatenate([[0.0], np.geomspace(s_min, T, n_bins + 1)])
+        T = _check_T(T)
+        s_min_arr = as_float_array(s_min, "s_min")
+        if s_min_arr.ndim != 0 or not 0 < s_min_arr < T:
+            raise ValueError(f"s_min must lie in (0, T) = (0, {T}) (an absolute time); got {s_min!r}.")
+        n_bins = positive_int(n_bins, "n_bins")
+        edges = np.concatenate([[0.0], np.geomspace(float(s_min_arr), T, n_bins + 1)])
         return cls(edges, np.full(n_bins + 1, 1.0 / (n_bins + 1)))
 
     @classmethod
@@ -204,10 +216,16 @@ class PiecewiseConstant(AbstractTimeDensity):
 
         A `PiecewiseConstant` density.
         """
-        times = np.asarray(times, dtype=np.float64)
-        profile = np.abs(np.asarray(profile, dtype=np.float64))
-        if times.ndim != 1 or profile.shape != times.shape or not np.all(np.diff(times) > 0):
-            raise ValueError("times must be increasing and profile must have the same shape.")
+        T = _check_T(T)
+        times = as_float_array(times, "times")
+        profile = np.abs(as_float_array(profile, "profile"))
+        floor = as_float_array(floor, "floor")
+        if floor.ndim != 0:
+            raise ValueError(f"floor must be a scalar in (0, 1]; got shape {floor.shape}.")
+        floor = float(floor)
+        if times.ndim != 1 or times.size == 0 or profile.shape != times.shape or not np.all(np.diff(times) > 0):
+            raise ValueError(f"times must be a non-empty increasing 1-D array and profile must have the same shape; "
+                             f"got shapes {times.shape} and {profile.shape}.")
         if times[0] <= 0 or times[-1] >= T:
             raise ValueError(f"times must lie strictly inside (0, T = {T}).")
         if not 0 < floor <= 1:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, UInt32
 
-from gaussian_oracle import VPSDE
+from gaussian_oracle import VPSDE, check_key
 
 from ._encoder import AbstractEncoder
 from ._loss import DEMLoss, Likelihood
@@ -324,6 +324,7 @@ class VAE(eqx.Module):
         if isinstance(sigma_dec, bool) or not (isinstance(sigma_dec, (int, float)) and math.isfinite(sigma_dec)
                                                and sigma_dec > 0):
             raise ValueError(f"sigma_dec must be a finite number > 0; got {sigma_dec!r}.")
+        key = check_key(key)
         self.encoder = encoder
         self.decoder = eqx.nn.MLP(encoder.dim_latent, int(np.prod(encoder.input_shape)), hidden, depth,
                                   activation=jax.nn.gelu, dtype=jnp.float32, key=key)
@@ -410,6 +411,7 @@ def encode_batch(model, x: Float[ArrayLike, "batch ..."], *, chunk_size: int = 5
                          f"(first at row {bad[0]}).")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}.")
+    key = None if key is None else check_key(key)
 
     out = []
     for i, start in enumerate(range(0, len(x), chunk_size)):

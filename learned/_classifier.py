@@ -18,6 +18,8 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
+from gaussian_oracle import check_key
+
 from ._train import TrainConfig, _key_data, train
 
 __all__ = ["ClassifierConfig", "ClassifierLoss", "ConvClassifier", "train_classifier", "cross_entropy"]
@@ -80,7 +82,9 @@ class ConvClassifier(eqx.Module):
     pool: tuple[bool, bool] = eqx.field(static=True)
 
     def __init__(self, config: ClassifierConfig, *, key: PRNGKeyArray):
-        keys = jax.random.split(key, 6)
+        if not isinstance(config, ClassifierConfig):
+            raise ValueError(f"config must be a ClassifierConfig; got {type(config).__name__}.")
+        keys = jax.random.split(check_key(key), 6)
         cin, height, width = config.image_shape
         c1, c2 = config.channels
         dtype = jnp.float32

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from gaussian_oracle import check_key
+
 __all__ = ["AbstractEncoder", "EncoderConfig", "ConvEncoder", "LinearEncoder"]
 
 
@@ -69,6 +71,7 @@ class AbstractEncoder(eqx.Module):
 
         The latent, shape (dim_latent,).
         """
+        key = check_key(key)
         mu, _ = self._moments(x)
         return self.transform(x, jax.random.normal(key, mu.shape, mu.dtype))
 
@@ -175,6 +178,7 @@ class ConvEncoder(AbstractEncoder):
     def __init__(self, config: EncoderConfig, *, key: PRNGKeyArray):
         if not isinstance(config, EncoderConfig):
             raise ValueError(f"config must be an EncoderConfig; got {type(config).__name__}.")
+        key = check_key(key)
         self.config = config
         cin, height, width = config.image_shape
         layers = []

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
-from gaussian_oracle import VPSDE, AbstractTimeDensity, check_label
+from gaussian_oracle import VPSDE, AbstractTimeDensity, check_key, check_label
 
 from ._classifier import ClassifierConfig, ConvClassifier, _check_labels, check_labelled_images, fit_classifier
 from ._gaussian_base import ClassGaussianBase, ClassGaussians, snr_gate
@@ -60,6 +60,7 @@ class NoisyClassifier(eqx.Module):
 
     def __init__(self, config: ClassifierConfig, sde: VPSDE, *, base: ClassGaussians | None = None,
                  snr_half: float | None = 4.0, key: PRNGKeyArray):
+        key = check_key(key)
         c, h, w = config.image_shape
         if base is not None:
             if not isinstance(base, ClassGaussians):
@@ -117,6 +118,7 @@ class NoisyMLPClassifier(eqx.Module):
                                    ("depth", depth, 1)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
                 raise ValueError(f"NoisyMLPClassifier.{name} must be an integer >= {least}; got {value!r}.")
+        key = check_key(key)
         self.mlp = eqx.nn.MLP(int(dim) + 1, int(num_classes), int(width), int(depth), activation=jax.nn.silu,
                               key=key)
         self.sde = sde
@@ -164,7 +166,7 @@ class ClassifierGuided(eqx.Module):
     def __call__(self, x: Float[Array, "..."], s: Float[ArrayLike, ""], y: Int[ArrayLike, ""] | None = None, *,
                  drop: Bool[ArrayLike, ""] = False, key: PRNGKeyArray | None = None) -> Float[Array, "..."]:
         """$e(x, s; y)$ for one sample; `y=None` (or `drop=True`) gives $e(x, s)$."""
-        k_u, k_c = (None, None) if key is None else jax.random.split(key)
+        k_u, k_c = (None, None) if key is None else jax.random.split(check_key(key))
         kwargs = {} if k_u is None else {"key": k_u}
         e = self.unconditional(x, s, None, **kwargs)
         if y is None:
@@ -207,7 +209,7 @@ def noisy_cross_entropy(classifier: NoisyClassifier | NoisyMLPClassifier, x: Flo
     e.g. `LogSNRTime(s_min)`), or uniform on $[10^{-5}T, T]$ when `None`.
     """
     sde = classifier.sde
-    k_s, k_n = jax.random.split(key)
+    k_s, k_n = jax.random.split(check_key(key))
     if times is None:
         s = jax.random.uniform(k_s, (x.shape[0],), x.dtype, 1e-5 * sde.T, sde.T)
     else:
@@ -288,6 +290,7 @@ def noisy_cross_entropy_curve(classifier, sde: VPSDE, x: Float[ArrayLike, "batch
 
     `(ce, stderr, accuracy)`, each of shape `(n_times,)` (float64).
     """
+    key = check_key(key)
     x, y = jnp.asarray(x, jnp.float32), np.asarray(y)
     times = np.asarray(times, np.float64)
     if x.ndim < 2 or y.shape != (x.shape[0],) or x.shape[0] < 2:

@@ -42,6 +42,11 @@ class Likelihood(AbstractWeighting):
 
     sde: VPSDE
 
+    def __check_init__(self):
+        if not isinstance(self.sde, VPSDE):
+            raise ValueError(f"Likelihood.sde must be a VPSDE (the process whose beta(s) weights the loss); got "
+                             f"{self.sde!r}.")
+
     def __call__(self, s):
         return 0.5 * self.sde.beta(s)
 

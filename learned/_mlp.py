@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
-from gaussian_oracle import VPSDE, check_label
+from gaussian_oracle import VPSDE, check_key, check_label
 
 
 # ---------------------------------------------------------------------------------------------- configuration
@@ -189,6 +189,7 @@ class EntropyMLP(eqx.Module):
             raise ValueError(f"config must be an MLPConfig; got {type(config).__name__}.")
         if not isinstance(sde, VPSDE):
             raise ValueError(f"sde must be a VPSDE; got {type(sde).__name__}.")
+        key = check_key(key)
         self.sde, self.config = sde, config
         dtype, width, ew = config.dtype, config.width, config.embed_width
         k_cond, k_embed, k_in, k_blocks, k_out = jax.random.split(key, 5)
@@ -292,6 +293,19 @@ class EntropyMLP(eqx.Module):
         return eqx.tree_at(lambda m: (m.condition.loc, m.condition.scale), self, (loc, scale))
 
 
+def _input_shape(model) -> tuple[int, ...] | None:
+    """The shape of one input of a network built from a config (`MLPConfig.dim_x`, `UNetConfig.image_shape`), looked
+    up on the model or on the network it wraps (`Preconditioned`, `ClassCentred`, ...); `None` when unknown."""
+    for m in (model, getattr(model, "network", None)):
+        config = getattr(m, "config", None)
+        if isinstance(config, MLPConfig):
+            return (config.dim_x,)
+        shape = getattr(config, "image_shape", None)
+        if isinstance(shape, tuple):
+            return shape
+    return None
+
+
 class Pair(eqx.Module):
     r"""Two separately trained networks as one model: $e(x, s)$ from `unconditional`, $e(x, s; y)$ from `conditional`.
 
@@ -307,6 +321,15 @@ class Pair(eqx.Module):
     conditional: eqx.Module
 
     def __check_init__(self):
+        for name in ("unconditional", "conditional"):
+            model = getattr(self, name)
+            if not (callable(model) and isinstance(getattr(model, "sde", None), VPSDE)):
+                raise ValueError(f"Pair.{name} must be a protocol model (a callable with a VPSDE field sde, e.g. an "
+                                 f"EntropyMLP); got {type(model).__name__}.")
+        shapes = _input_shape(self.unconditional), _input_shape(self.conditional)
+        if None not in shapes and shapes[0] != shapes[1]:
+            raise ValueError(f"Pair: both networks must take inputs of one shape; the unconditional network takes "
+                             f"{shapes[0]}, the conditional one {shapes[1]}.")
         if self.unconditional.sde != self.conditional.sde:
             raise ValueError(
                 f"Both networks must share one forward process; got {self.unconditional.sde} and {self.conditional.sde}."

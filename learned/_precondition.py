@@ -89,9 +89,16 @@ class Preconditioned(eqx.Module):
         the regression of x on (1, y), the class means (a class absent from the data gets the data mean), or, without
         `data_y`, the data mean.
         """
+        if not isinstance(centre, (bool, np.bool_)):
+            raise ValueError(f"centre must be True or False; got {centre!r}.")
+        config = getattr(network, "config", None)
         data = np.asarray(data_x, dtype=np.float64)
         if data.ndim != 2 or data.shape[0] < 2:
             raise ValueError(f"data_x must have shape (batch >= 2, dim_x); got {data.shape}.")
+        dim_x = getattr(config, "dim_x", None)
+        if isinstance(dim_x, int) and data.shape[1] != dim_x:
+            raise ValueError(f"data_x must have shape (batch, {dim_x}) for the network's dim_x = {dim_x}; got "
+                             f"{data.shape}.")
         if not np.all(np.isfinite(data)):
             raise ValueError("data_x must be finite; it contains NaN or infinity.")
         mean = data.mean(axis=0)
@@ -114,6 +121,10 @@ class Preconditioned(eqx.Module):
                     coef[label] = data[rows].mean(axis=0)
                     residual[rows] = data[rows] - coef[label]
             elif np.issubdtype(cond.dtype, np.floating) and cond.ndim == 2 and np.all(np.isfinite(cond)):
+                dim_y = getattr(config, "dim_y", None)
+                if isinstance(dim_y, int) and cond.shape[1] != dim_y:
+                    raise ValueError(f"data_y must have shape (batch, {dim_y}) for the network's dim_y = {dim_y}; "
+                                     f"got {cond.shape}.")
                 y_mean = cond.astype(np.float64).mean(axis=0)
                 centred = cond.astype(np.float64) - y_mean
                 kind, (coef, *_) = "affine", np.linalg.lstsq(centred, data - mean, rcond=None)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
-from gaussian_oracle import VPSDE, check_label
+from gaussian_oracle import VPSDE, check_key, check_label
 
 from ._train import _decay_mask  # the one walk over `constant_fields` (the training loop's)
 
@@ -368,6 +368,7 @@ class EntropyUNet(eqx.Module):
             raise ValueError(f"config must be a UNetConfig; got {type(config).__name__}.")
         if not isinstance(sde, VPSDE):
             raise ValueError(f"sde must be a VPSDE; got {type(sde).__name__}.")
+        key = check_key(key)
         self.sde, self.config = sde, config
         dtype, ch, emb = config.param_dtype, config.channels, config.embed_width
         init = _Init(dtype, key=key)
@@ -488,7 +489,7 @@ class EntropyUNet(eqx.Module):
         cd = config.compute_dtype
         emb = emb.astype(cd)
         n_blocks = 2 + sum(len(level.blocks) for level in (*net.down, *net.up))
-        keys = iter([None] * n_blocks if key is None else list(jax.random.split(key, n_blocks)))
+        keys = iter([None] * n_blocks if key is None else list(jax.random.split(check_key(key), n_blocks)))
 
         h = net.conv_in((c_in * jnp.asarray(x, jnp.float32)).astype(cd))
         hs = [h]

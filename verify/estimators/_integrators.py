@@ -218,11 +218,14 @@ class UniformGrid(AbstractGrid):
     trapezoid: bool = False
 
     def __check_init__(self):
+        if not isinstance(self.trapezoid, (bool, np.bool_)):
+            raise ValueError(f"UniformGrid.trapezoid must be True or False; got {self.trapezoid!r}.")
         fewest = 2 if self.trapezoid else 1
         if isinstance(self.n_times, bool) or not isinstance(self.n_times, int) or self.n_times < fewest:
             raise ValueError(f"UniformGrid.n_times must be a positive int (>= 2 for trapezoid); got {self.n_times!r}.")
-        if not (isinstance(self.s_min, (int, float)) and self.s_min >= 0):
-            raise ValueError(f"UniformGrid.s_min must be a float >= 0; got {self.s_min!r}.")
+        if isinstance(self.s_min, bool) or not (isinstance(self.s_min, (int, float)) and np.isfinite(self.s_min)
+                                                and self.s_min >= 0):
+            raise ValueError(f"UniformGrid.s_min must be a finite number >= 0; got {self.s_min!r}.")
 
     def nodes_weights(self, sde: VPSDE) -> tuple[np.ndarray, np.ndarray]:
         if not self.s_min < sde.T:
@@ -267,8 +270,9 @@ class GeometricGrid(AbstractGrid):
     def __check_init__(self):
         if isinstance(self.n_times, bool) or not isinstance(self.n_times, int) or self.n_times < 1:
             raise ValueError(f"GeometricGrid.n_times must be a positive int; got {self.n_times!r}.")
-        if not (isinstance(self.s_min, (int, float)) and self.s_min > 0):
-            raise ValueError(f"GeometricGrid.s_min must be a float > 0; got {self.s_min!r}.")
+        if isinstance(self.s_min, bool) or not (isinstance(self.s_min, (int, float)) and np.isfinite(self.s_min)
+                                                and self.s_min > 0):
+            raise ValueError(f"GeometricGrid.s_min must be a finite number > 0; got {self.s_min!r}.")
 
     def nodes_weights(self, sde: VPSDE) -> tuple[np.ndarray, np.ndarray]:
         if not self.s_min < sde.T:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -21,7 +23,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 
 import learned
-from gaussian_oracle import Estimate, JointGaussian
+from gaussian_oracle import VPSDE, Estimate, JointGaussian, check_key
 
 from .._figures import plot_curves
 from .._report import provenance, write_json
@@ -33,6 +35,62 @@ DEFAULT_TRAIN = learned.TrainConfig(
     steps_per_call=200, checkpoint_every=2_000, ema_decay=0.999,
 )
 
+_RESUME_MODES = ("auto", "overwrite", "unchecked")
+"""What `resume` may be: the modes of `learned.train`."""
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _positive_ints(owner: str, obj, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not _is_int(value) or value < 1:
+            raise ValueError(f"{owner}.{name} must be a positive integer; got {value!r}.")
+
+
+def _positive_number(owner: str, name: str, value) -> None:
+    if not (_is_real(value) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{owner}.{name} must be a finite number > 0; got {value!r}.")
+
+
+def _swept(owner: str, name: str, values, *, positive: bool) -> None:
+    """The swept values: a non-empty tuple of finite numbers (> 0 with `positive`), none repeated (each point writes
+    to its own folder `<parameter>=<value:g>`)."""
+    what = "finite numbers > 0" if positive else "finite numbers"
+    if not isinstance(values, tuple) or not values:
+        raise ValueError(f"{owner}.{name} must be a non-empty tuple of {what} (the swept values, e.g. "
+                         f"{name}=(1.0, 0.5)); got {values!r}.")
+    for v in values:
+        if not (_is_real(v) and math.isfinite(v) and (v > 0 or not positive)):
+            raise ValueError(f"{owner}.{name} must be a non-empty tuple of {what}; got {v!r} in {values!r}.")
+    if len({f"{float(v):g}" for v in values}) != len(values):
+        raise ValueError(f"{owner}.{name} must not repeat a value (to 6 significant digits: each point writes to "
+                         f"its own folder {name}=<value:g>); got {values!r}.")
+
+
+def _check_run_options(owner: str, obj) -> None:
+    """`fit`, `checkpoint_dir` and `resume` of a `SweepConfig` or a `DemoConfig`."""
+    if not isinstance(obj.fit, GaussianExperimentConfig):
+        raise ValueError(f"{owner}.fit must be a GaussianExperimentConfig; got {obj.fit!r}.")
+    if obj.checkpoint_dir is not None and not isinstance(obj.checkpoint_dir, (str, os.PathLike)):
+        raise ValueError(f"{owner}.checkpoint_dir must be a path or None (no checkpoints); got {obj.checkpoint_dir!r}.")
+    if not isinstance(obj.resume, str) or obj.resume not in _RESUME_MODES:
+        raise ValueError(f"{owner}.resume must be one of {', '.join(map(repr, _RESUME_MODES))} (as in learned.train); "
+                         f"got {obj.resume!r}.")
+
+
+def _check_instance(instance) -> None:
+    if instance is not None and not isinstance(instance, Mapping):
+        raise ValueError(f"instance must be a mapping of extra instance entries (e.g. {{'seed': 0}}) or None; "
+                         f"got {instance!r}.")
+
 
 @dataclasses.dataclass(frozen=True)
 class GaussianExperimentConfig:
@@ -40,15 +98,18 @@ class GaussianExperimentConfig:
 
     **Arguments:**
 
-    - `n_train`: training pairs drawn from the instance (or from its CFG flow).
-    - `n_eval`: fresh pairs the estimators average over.
+    - `n_train`: training pairs drawn from the instance (or from its CFG flow), at least 2.
+    - `n_eval`: fresh pairs the estimators average over, at least 2 (for a standard error).
     - `width`, `depth`: the MLP's size.
     - `separate_networks`: two networks, X|Y and X, as the paper did; otherwise one network trained with
-      condition dropout `condition_dropout` gives both.
+      condition dropout `condition_dropout` (a float in (0, 1)) gives both.
     - `train`: the optimiser settings of each network.
     - `n_times`: points of the uniform time grid (the paper's reference protocol uses 100 for Gaussians).
     - `precondition`: wrap each network in `learned.Preconditioned` (whitened inputs and outputs from the
       training data's covariance); `False` gives the plain MLP of the paper.
+
+    Every field is checked when the config is made (one `ValueError` naming it), so a bad value stops a run before
+    any training.
     """
 
     n_train: int = 200_000
@@ -60,6 +121,23 @@ class GaussianExperimentConfig:
     train: learned.TrainConfig = DEFAULT_TRAIN
     n_times: int = 100
     precondition: bool = True
+
+    def __post_init__(self):
+        owner = "GaussianExperimentConfig"
+        for name in ("n_train", "n_eval"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 2:
+                what = "a standard error needs two pairs" if name == "n_eval" else "a covariance needs two pairs"
+                raise ValueError(f"{owner}.{name} must be an integer >= 2 ({what}); got {value!r}.")
+        _positive_ints(owner, self, "width", "depth", "n_times")
+        for name in ("separate_networks", "precondition"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{owner}.{name} must be True or False; got {getattr(self, name)!r}.")
+        p = self.condition_dropout
+        if not (isinstance(p, float) and 0 < p < 1):  # what verify.MINDE takes
+            raise ValueError(f"{owner}.condition_dropout must be a float in (0, 1); got {p!r}.")
+        if not isinstance(self.train, learned.TrainConfig):
+            raise ValueError(f"{owner}.train must be a learned.TrainConfig (e.g. DEFAULT_TRAIN); got {self.train!r}.")
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -89,6 +167,9 @@ def fit(
     (`learned.LogSNRTime`), where the information lives. Each network checkpoints into its own subfolder of
     `checkpoint_dir` (if given); `resume` is passed to `learned.train`.
     """
+    check_key(key)
+    if not isinstance(config, GaussianExperimentConfig):
+        raise ValueError(f"config must be a GaussianExperimentConfig; got {type(config).__name__}.")
     return estimator(config, sde).fit(x, y, checkpoint_dir=checkpoint_dir, resume=resume, key=key).model
 
 
@@ -101,7 +182,7 @@ def measure(model, x, y, *, n_times: int, key: PRNGKeyArray) -> dict[str, Estima
     flattening it loses 35 % of S_tot for the exact e* itself (`benchmarks/bench_time_grid.py`).
     """
     log_grid = GeometricGrid(n_times=2 * n_times, s_min=1e-8)
-    k_four, k_sl, k_cl = jax.random.split(key, 3)
+    k_four, k_sl, k_cl = jax.random.split(check_key(key), 3)
     return {
         **information_estimates(model, x, y, times=UniformGrid(n_times=n_times), key=k_four),
         "neural_log_grid": neural_entropy(model, x, times=log_grid, key=k_sl),
@@ -182,6 +263,13 @@ def run_instance(
     silently resuming; `resume="overwrite"` trains afresh there (see `learned.train`).
     """
     start = time.perf_counter()
+    key = check_key(key)
+    if not isinstance(joint, JointGaussian):
+        raise ValueError(f"joint must be a gaussian_oracle.JointGaussian; got {type(joint).__name__}.")
+    if not isinstance(config, GaussianExperimentConfig):
+        raise ValueError(f"config must be a GaussianExperimentConfig; got {type(config).__name__}.")
+    if not isinstance(resume, str) or resume not in _RESUME_MODES:
+        raise ValueError(f"resume must be one of {', '.join(map(repr, _RESUME_MODES))}; got {resume!r}.")
     out = Path(out)
     sample = sampler if sampler is not None else joint.sample
     k_data, k_fit, k_eval_data, k_measure = jax.random.split(key, 4)
@@ -274,6 +362,10 @@ class Determinism(AbstractFamily):
     sigma_eps: tuple[float, ...] = (1.0, 0.6, 0.25)
     parameter = "sigma_eps"
 
+    def __post_init__(self):
+        _positive_ints("Determinism", self, "dim_x", "dim_y")
+        _swept("Determinism", "sigma_eps", self.sigma_eps, positive=True)
+
     def values(self):
         return tuple(self.sigma_eps)
 
@@ -295,6 +387,14 @@ class Flattening(AbstractFamily):
     sigma_eps: float = 1.0
     parameter = "lambda_delta"
     log_x = True
+
+    def __post_init__(self):
+        _positive_ints("Flattening", self, "dim_x", "dim_y")
+        if not _is_int(self.k) or not 1 <= self.k <= self.dim_x:
+            raise ValueError(f"Flattening.k must be an integer in 1..dim_x = {self.dim_x} (the large eigenvalues); "
+                             f"got {self.k!r}.")
+        _swept("Flattening", "lambda_delta", self.lambda_delta, positive=True)
+        _positive_number("Flattening", "sigma_eps", self.sigma_eps)
 
     def values(self):
         return tuple(self.lambda_delta)
@@ -320,6 +420,15 @@ class CFG(AbstractFamily):
     w: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 6.0)
     s_end: float = 1e-3
     parameter = "w"
+
+    def __post_init__(self):
+        _positive_ints("CFG", self, "dim_x", "dim_y")
+        _positive_number("CFG", "sigma_eps", self.sigma_eps)
+        _swept("CFG", "w", self.w, positive=False)
+        T = VPSDE().T  # the process of JointGaussian.determinism
+        if not (_is_real(self.s_end) and 0 < self.s_end < T):
+            raise ValueError(f"CFG.s_end must be a number in (0, T) = (0, {T}) (where the guided flow stops); "
+                             f"got {self.s_end!r}.")
 
     def values(self):
         return tuple(self.w)
@@ -355,6 +464,12 @@ class SweepConfig:
     fit: GaussianExperimentConfig = GaussianExperimentConfig()
     checkpoint_dir: str | None = "checkpoints"
     resume: str = "auto"
+
+    def __post_init__(self):
+        if not isinstance(self.family, AbstractFamily):
+            raise ValueError(f"SweepConfig.family must be a family such as Determinism() (an instance; "
+                             f"GAUSSIAN_FAMILIES maps each name to its class); got {self.family!r}.")
+        _check_run_options("SweepConfig", self)
 
 
 def _keys(key: PRNGKeyArray) -> tuple[PRNGKeyArray, PRNGKeyArray]:
@@ -401,6 +516,12 @@ def run_sweep(config: SweepConfig, out: str | Path, *, key: PRNGKeyArray, instan
     `{"points": [payload, ...]}` (and `"summary"` for several points).
     """
     start = time.perf_counter()
+    if not isinstance(config, SweepConfig):
+        raise ValueError(f"config must be a SweepConfig; got {type(config).__name__}.")
+    key = check_key(key)
+    _check_instance(instance)
+    if on_point is not None and not callable(on_point):
+        raise ValueError(f"on_point must be callable as on_point(payload, folder), or None; got {on_point!r}.")
     out = Path(out)
     family = config.family
     instance_key, train_key = _keys(key)
@@ -444,6 +565,11 @@ class DemoConfig:
     checkpoint_dir: str | None = "checkpoints"
     resume: str = "auto"
 
+    def __post_init__(self):
+        _positive_ints("DemoConfig", self, "dim_x", "dim_y")
+        _positive_number("DemoConfig", "sigma_eps", self.sigma_eps)
+        _check_run_options("DemoConfig", self)
+
 
 def run_demo(config: DemoConfig, out: str | Path, *, key: PRNGKeyArray, instance: Mapping | None = None) -> dict:
     """Train the two MLPs on one determinism instance and write results.json, rates.png and report.txt.
@@ -459,6 +585,10 @@ def run_demo(config: DemoConfig, out: str | Path, *, key: PRNGKeyArray, instance
 
     The results payload.
     """
+    if not isinstance(config, DemoConfig):
+        raise ValueError(f"config must be a DemoConfig; got {type(config).__name__}.")
+    key = check_key(key)
+    _check_instance(instance)
     out = Path(out)
     family = Determinism(config.dim_x, config.dim_y, (config.sigma_eps,))
     instance_key, train_key = _keys(key)

@@ -10,7 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from gaussian_oracle import JointGaussian
+from gaussian_oracle import JointGaussian, check_key
 
 from .._figures import new_figure, plot_curves, save_figure
 from .._report import provenance, write_json
@@ -60,6 +60,7 @@ def cfg_table(dim_x: int = 25, dims_y=(5, 10, 15), w=np.linspace(0.0, 20.0, 21),
     Each row also holds the unguided $I(X;Y)$ (Eq. 49), $I(X_{s_end}; Y)$ and the flow started from the exact
     $p_T$ instead of $\mathcal N(0, I)$, so both truncation errors at w = 0 can be read off.
     """
+    key = check_key(key)
     w = np.asarray(w, dtype=np.float64)
     rows = []
     for dim_y in dims_y:
@@ -98,7 +99,8 @@ class OracleConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-        if not (isinstance(self.sigma_eps, (int, float)) and np.isfinite(self.sigma_eps) and self.sigma_eps > 0):
+        if isinstance(self.sigma_eps, bool) or not (isinstance(self.sigma_eps, (int, float))
+                                                    and np.isfinite(self.sigma_eps) and self.sigma_eps > 0):
             raise ValueError(f"sigma_eps must be a finite number > 0; got {self.sigma_eps!r}.")
         if isinstance(self.n_times, bool) or not isinstance(self.n_times, int) or self.n_times < 3:
             raise ValueError(f"n_times must be an integer >= 3 (the time grid holds 0, a log part and a linear part); "
@@ -122,6 +124,12 @@ def run(config: OracleConfig, out: str | Path, *, key, instance: Mapping | None 
     The results payload.
     """
     start = time.perf_counter()
+    if not isinstance(config, OracleConfig):
+        raise ValueError(f"config must be an OracleConfig; got {type(config).__name__}.")
+    key = check_key(key)
+    if instance is not None and not isinstance(instance, Mapping):
+        raise ValueError(f"instance must be a mapping of extra instance entries (e.g. {{'seed': 0}}) or None; "
+                         f"got {instance!r}.")
     out = Path(out)
     g = JointGaussian.determinism(config.dim_x, config.dim_y, config.sigma_eps, key=key)
     times = time_grid(g.sde, config.n_times)
