@@ -491,3 +491,34 @@ def test_unequal_prior_online_classifier_starts_from_the_prior():
         assert np.max(np.abs(z)) < 4.0, (c, est.cumulative[picks], exact[c])
     z = (average.entropy.cumulative[picks] - exact[2]) / average.entropy.cumulative_stderr[picks]
     assert np.max(np.abs(z)) < 4.0, (average.entropy.cumulative[picks], exact[2])
+
+
+def test_a_prior_that_does_not_fit_the_labels_or_the_model():
+    """`prior_entropy` is where the curve starts and its upper bound, so a wrong one went unflagged: in bits (1.585 for
+    three equal classes) or of another label set. It is now flagged when the labels' own frequencies make it
+    unlikely. A prior over fewer labels than the model has (2 of 3) gave a posterior over a subset, without a word;
+    it is refused, by the online classifier and by the per-class curves."""
+    mixture = GaussianMixture(np.ones(3) / 3, np.array([[2.0, 0.0], [-2.0, 0.0], [0.0, 2.0]]),
+                              np.stack([0.3 * np.eye(2)] * 3))
+    x, y = mixture.sample(400, key=jax.random.key(50))
+    grid, key = LogSNRGrid(n_times=8, s_min=1e-2), jax.random.key(51)
+    right = label_entropy(mixture.model(), x, y, prior_entropy=mixture.prior_entropy(), times=grid, key=key)
+    assert not any("prior_entropy" in flag for flag in right.flags)
+    for wrong in (np.log2(3.0), 10.0, np.log(2.0)):
+        est = label_entropy(mixture.model(), x, y, prior_entropy=wrong, times=grid, key=key)
+        assert any(flag.startswith(f"prior_entropy {wrong:.4g} is not the entropy of the labels") for flag in est.flags)
+    # uniform labels have no first-order sampling error: the plug-in's chi-square bias is what the flag allows, and a
+    # large sample of a skewed prior stays unflagged with its own entropy
+    skewed = GaussianMixture(np.array([0.05, 0.15, 0.8]), mixture.means, mixture.covs)
+    xs, ys = skewed.sample(4000, key=jax.random.key(52))
+    est = label_entropy(skewed.model(), xs, ys, prior_entropy=skewed.prior_entropy(), times=grid, key=key)
+    assert not any("prior_entropy" in flag for flag in est.flags)
+    two = np.ones(2) / 2
+    message = "the prior gives 2 label probabilities, but the model also accepts label 2"
+    with pytest.raises(ValueError, match=message):
+        label_entropy_online(mixture.model(), (2,), two, n=4, n_steps=4, key=key)
+    with pytest.raises(ValueError, match=message):
+        class_profiles_online(mixture.model(), (2,), two, n_per_class=2, n_steps=4, key=key)
+    keep = np.asarray(y) < 2
+    with pytest.raises(ValueError, match=message):
+        label_entropy_per_class(mixture.model(), x[keep], np.asarray(y)[keep], prior=two, times=grid, key=key)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from gaussian_oracle import Estimate, check_key
+from gaussian_oracle import VPSDE, Estimate, check_key
 
 from ._integrators import AbstractTimeIntegrator, UniformGrid, _check_finite
 
@@ -228,22 +228,63 @@ def _check_data(x, y):
     y_np = np.asarray(y)
     if y_np.ndim < 1 or y_np.shape[0] != x_np.shape[0]:
         raise ValueError(f"x and y must have the same number of rows; got {x_np.shape[0]} and {y_np.shape[:1]}.")
+    if y_np.dtype == bool or not (np.issubdtype(y_np.dtype, np.floating) or np.issubdtype(y_np.dtype, np.integer)):
+        raise ValueError(f"y must be real-valued (float) or integer class labels; got dtype {y_np.dtype} (cast it "
+                         "yourself if that is what you mean: it is not converted silently).")
     _check_finite("y", y_np)
     return jnp.asarray(x), jnp.asarray(y)
 
 
+def _check_outputs(calls, x, y) -> None:
+    """Each `(model, labelled, name)` of `calls` traced once by shape alone (`jax.eval_shape`: nothing is computed)
+    on one row of `x`, with the first row of `y` when `labelled` and `y=None` otherwise: it must be a protocol model
+    (a `VPSDE` in its `sde`) whose output $e(x, s; y)$ has the shape of one row of `x` and a float dtype. The
+    estimators sum the output's squares, so an output of another shape (a broadcast, a scalar, a slice) or an integer
+    one would still give a number."""
+    x = jnp.asarray(x)
+    example, s = jax.ShapeDtypeStruct(x.shape[1:], x.dtype), jax.ShapeDtypeStruct((), x.dtype)
+    label = None if y is None else jax.ShapeDtypeStruct(jnp.shape(y)[1:], jnp.asarray(y).dtype)
+    for model, labelled, name in calls:
+        if not isinstance(getattr(model, "sde", None), VPSDE):
+            raise ValueError(f"{name} must be a protocol model: a callable model(x, s, y=None) with its forward "
+                             f"process in a field `sde` (a gaussian_oracle.VPSDE); got {type(model).__name__} with "
+                             f"sde {getattr(model, 'sde', None)!r}.")
+        try:
+            out = jax.eval_shape(model, example, s, label if labelled else None)
+        except (ValueError, TypeError) as err:  # a shape the model does not take: say which rows, then its reason
+            rows = f"a row of x, shape {tuple(example.shape)}" + (
+                f", and a row of y, shape {tuple(label.shape)} ({label.dtype})" if labelled else "")
+            raise ValueError(f"{name}(x, s, {'y' if labelled else 'None'}) does not take {rows}: {err}") from err
+        if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != example.shape \
+                or not jnp.issubdtype(out.dtype, jnp.floating):
+            got = (f"shape {out.shape}, dtype {out.dtype}" if isinstance(out, jax.ShapeDtypeStruct)
+                   else type(out).__name__)
+            raise ValueError(f"{name}(x, s, {'y' if labelled else 'None'}) must return e, of the shape of one sample "
+                             f"of x, {tuple(example.shape)}, in a float dtype; on one row of x it returns {got}.")
+
+
+def _both_calls(model, unconditional_model) -> tuple:
+    """The `_check_outputs` calls of an estimator that calls `model` with labels and, unconditionally, either
+    `unconditional_model` or `model` with `y=None`."""
+    if unconditional_model is None:
+        return (model, True, "model"), (model, False, "model")
+    return (model, True, "model"), (unconditional_model, False, "unconditional_model")
+
+
 def _checked_rows(integrand, models: tuple, x, y, times: AbstractTimeIntegrator, chunk_size: int,
-                  key: PRNGKeyArray) -> np.ndarray:
-    """`times.rows` after the checks every estimator makes: the integrator, the data, the key."""
+                  key: PRNGKeyArray, *, calls: tuple) -> np.ndarray:
+    """`times.rows` after the checks every estimator makes: the integrator, the data, the models' outputs on them
+    (`calls`: see `_check_outputs`), the key."""
     if not isinstance(times, AbstractTimeIntegrator):
         raise ValueError(f"times must be a time integrator (UniformGrid(...), ImportanceSampler(...)); got {times!r}.")
     x, y = _check_data(x, y)
+    _check_outputs(calls, x, y)
     return times.rows(integrand, models, x, y, sde=models[0].sde, chunk_size=chunk_size, key=check_key(key))
 
 
 def _integrate(integrand, models: tuple, x, y, times: AbstractTimeIntegrator, evals_per_call: int,
-               chunk_size: int, key: PRNGKeyArray) -> Estimate:
-    rows = _checked_rows(integrand, models, x, y, times, chunk_size, key)
+               chunk_size: int, key: PRNGKeyArray, *, calls: tuple) -> Estimate:
+    rows = _checked_rows(integrand, models, x, y, times, chunk_size, key, calls=calls)
     return times.estimate(rows, sde=models[0].sde, evals_per_call=evals_per_call)
 
 
@@ -272,7 +313,8 @@ def neural_entropy(model, x: Float[Array, "batch *shape"], *, y: Float[Array, "b
 
     An `Estimate` in nats, flagged if significantly negative.
     """
-    est = _integrate(_entropy_integrand, (model,), x, y, times, 1, chunk_size, key)
+    est = _integrate(_entropy_integrand, (model,), x, y, times, 1, chunk_size, key,
+                     calls=((model, y is not None, "model"),))
     return est.check_bounds(lower=0.0, name="S_NN")
 
 
@@ -324,12 +366,14 @@ def mutual_information_minde(model, x: Float[Array, "batch *shape"], y: Float[Ar
                              "is the posterior mixture of the conditional outputs.")
         num_labels = _num_labels(posterior, x, y, model.sde)
         if draws is None:
-            est = _integrate(_centred_minde_integrand, (model, posterior), x, y, times, num_labels, chunk_size, key)
+            est = _integrate(_centred_minde_integrand, (model, posterior), x, y, times, num_labels, chunk_size, key,
+                             calls=((model, True, "model"),))
         else:
             est = _integrate(_drawn_centred_minde_integrand, (model, posterior, draws), x, y, times, 1 + 2 * draws,
-                             chunk_size, key)
+                             chunk_size, key, calls=((model, True, "model"),))
         return est.check_bounds(lower=0.0, upper=math.log(num_labels), name="I_MINDE (posterior-centred)")
-    est = _integrate(_minde_integrand, (model, unconditional_model), x, y, times, 2, chunk_size, key)
+    est = _integrate(_minde_integrand, (model, unconditional_model), x, y, times, 2, chunk_size, key,
+                     calls=_both_calls(model, unconditional_model))
     return est.check_bounds(lower=0.0, name="I_MINDE")
 
 
@@ -371,19 +415,22 @@ def mutual_information_minde_crossfit(model_a, model_b, x: Float[Array, "batch *
     """
     if y is None:
         raise ValueError("mutual_information_minde_crossfit needs y, paired with the rows of x.")
-    if model_a.sde != model_b.sde:
-        raise ValueError(f"the two models must share one forward process; got {model_a.sde} and {model_b.sde}.")
+    if getattr(model_a, "sde", None) != getattr(model_b, "sde", None):
+        raise ValueError(f"the two models must share one forward process; got {getattr(model_a, 'sde', None)} and "
+                         f"{getattr(model_b, 'sde', None)}.")
     draws = _check_draws(posterior_draws, posterior)
+    labelled = ((model_a, True, "model_a"), (model_b, True, "model_b"))
     if posterior is not None:
         num_labels = _num_labels(posterior, x, y, model_a.sde)
         if draws is None:
             est = _integrate(_centred_crossfit_integrand, (model_a, model_b, posterior), x, y, times, 2 * num_labels,
-                             chunk_size, key)
+                             chunk_size, key, calls=labelled)
         else:
             est = _integrate(_drawn_centred_crossfit_integrand, (model_a, model_b, posterior, draws), x, y, times,
-                             2 * (1 + draws), chunk_size, key)
+                             2 * (1 + draws), chunk_size, key, calls=labelled)
         return est.check_bounds(lower=0.0, upper=math.log(num_labels), name="I_MINDE (cross-fit, posterior-centred)")
-    est = _integrate(_crossfit_integrand, (model_a, model_b), x, y, times, 4, chunk_size, key)
+    est = _integrate(_crossfit_integrand, (model_a, model_b), x, y, times, 4, chunk_size, key,
+                     calls=(*labelled, (model_a, False, "model_a"), (model_b, False, "model_b")))
     return est.check_bounds(lower=0.0, name="I_MINDE (cross-fit)")
 
 
@@ -414,7 +461,8 @@ def mutual_information_difference(model, x: Float[Array, "batch *shape"], y: Flo
     """
     if y is None:
         raise ValueError("mutual_information_difference needs y, paired with the rows of x.")
-    est = _integrate(_difference_integrand, (model, unconditional_model), x, y, times, 2, chunk_size, key)
+    est = _integrate(_difference_integrand, (model, unconditional_model), x, y, times, 2, chunk_size, key,
+                     calls=_both_calls(model, unconditional_model))
     return est.check_bounds(lower=0.0, name="I_diff")
 
 
@@ -458,7 +506,8 @@ def _shared_estimates(model, x: Float[Array, "batch *shape"], y: Float[Array, "b
     """
     if y is None:
         raise ValueError("the shared estimates need y, paired with the rows of x.")
-    rows = _checked_rows(_information_integrand, (model,), x, y, times, chunk_size, key)
+    rows = _checked_rows(_information_integrand, (model,), x, y, times, chunk_size, key,
+                         calls=_both_calls(model, None))
     s_x, s_xy, minde = (times.estimate(rows[..., i], sde=model.sde, evals_per_call=2) for i in range(3))
     diff = times.estimate(rows[..., 1] - rows[..., 0], sde=model.sde, evals_per_call=2)
     return _Shared(s_x.check_bounds(lower=0.0, name="S_NN"), s_xy.check_bounds(lower=0.0, name="S_NN"),

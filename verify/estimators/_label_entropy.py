@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
@@ -75,6 +76,28 @@ def check_label_model(model, example: Float[ArrayLike, "*shape"], labels, *, unc
         except Exception as err:
             raise ValueError(f"{what} needs the unconditional e(x, s) = model(x, s, None), i.e. a model trained with "
                              f"a null label (label dropout), and this model refuses y=None: {err}") from err
+
+
+def _check_prior_covers_model(model, example: Float[ArrayLike, "*shape"], num_labels: int, *,
+                              what: str = "this estimator") -> None:
+    """Refuse a prior over fewer labels than the model has: a model that refuses unknown labels (as the package's
+    networks and oracles do) but accepts label `num_labels` has more classes, and a posterior over the first
+    `num_labels` of them would be a posterior over a subset, without a word. (A model that accepts any label cannot
+    be told apart, and is let through.) One eager call per label tried, at $s = T/2$."""
+    x = jnp.asarray(example)
+    s = jnp.asarray(0.5 * model.sde.T, x.dtype)
+
+    def accepts(label: int) -> bool:
+        try:
+            jax.block_until_ready(model(x, s, jnp.asarray(label, jnp.int32)))
+        except Exception:  # the model's refusal, whatever its type
+            return False
+        return True
+
+    if accepts(num_labels) and not accepts(np.iinfo(np.int32).max):
+        raise ValueError(f"{what}: the prior gives {num_labels} label probabilities, but the model also accepts label "
+                         f"{num_labels} (and refuses unknown labels): it has more classes; pass the prior of all its "
+                         "classes.")
 
 
 def _check_grid(times, sde: VPSDE) -> np.ndarray:
@@ -228,7 +251,8 @@ def label_entropy(model, x: Float[Array, "batch *shape"], y, *, prior_entropy: f
 
     An `Estimate` with `times` the grid's nodes, $H(Y|X_s)$ in `cumulative`/`cumulative_stderr`, its derivative (the
     MINDE integrand) in `rate`/`rate_stderr`, and `value`/`stderr` at the first node: the label entropy left at the
-    smallest time, $\approx H(Y) - I(X;Y)$. Values below 0 or above $H(Y)$ by more than 2 stderr are flagged.
+    smallest time, $\approx H(Y) - I(X;Y)$. Values below 0 or above $H(Y)$ by more than 2 stderr are flagged, and
+    so is a `prior_entropy` that integer labels `y` are unlikely to have been drawn with (by their frequencies).
     """
     _check_grid(times, model.sde)
     h_y = float(prior_entropy)
@@ -241,29 +265,60 @@ def label_entropy(model, x: Float[Array, "batch *shape"], y, *, prior_entropy: f
         raise ValueError(f"entropy_at_T must be None or a finite number in [0, prior_entropy] = [0, {h_y:.6g}] (nats; "
                          f"H(Y|X_T) is at most H(Y)); got {entropy_at_T!r}.")
     x, y = _check_data(x, y)  # before the model is called on a row
-    integrand, models, evals = _label_models(model, model_b, x[0], y, "label_entropy")
-    tail = _integrate(integrand, models, x, y, FromEnd(times), evals, chunk_size, key)
+    integrand, models, evals, calls = _label_models(model, model_b, x[0], y, "label_entropy")
+    tail = _integrate(integrand, models, x, y, FromEnd(times), evals, chunk_size, key, calls=calls)
     curve = start - tail.cumulative
     est = Estimate(value=curve[0], stderr=tail.cumulative_stderr[0], times=tail.times, rate=tail.rate,
                    rate_stderr=tail.rate_stderr, cumulative=curve, cumulative_stderr=tail.cumulative_stderr,
                    n_evals=tail.n_evals)
-    return est.check_bounds(lower=0.0, upper=h_y, name="H(Y|X_s) at the first time"
-                            + ("" if model_b is None else " (cross-fit)"))
+    est = est.check_bounds(lower=0.0, upper=h_y, name="H(Y|X_s) at the first time"
+                           + ("" if model_b is None else " (cross-fit)"))
+    mismatch = _prior_entropy_mismatch(h_y, y)
+    return est if mismatch is None else dataclasses.replace(est, flags=(*est.flags, mismatch))
+
+
+_FOUR_SIGMA_TAIL = 6.334e-5
+"""The two-sided tail probability of 4 standard deviations of a normal distribution."""
+
+
+def _prior_entropy_mismatch(prior_entropy: float, y) -> str | None:
+    r"""A flag when integer labels `y` are unlikely to have been drawn from a distribution of entropy
+    `prior_entropy` (where the curve starts, and its upper bound): their plug-in entropy differs from it by more than
+    4 standard errors plus the plug-in's downward bias at its 4-sigma quantile ($\chi^2_{K-1}/2n$, which is all there
+    is when the labels are uniform). A value in bits, or of another label set, is caught so; None otherwise, and
+    for vector labels."""
+    from scipy.stats import chi2
+
+    labels = np.asarray(y)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or labels.size < 2:
+        return None
+    counts = np.bincount(labels - labels.min())
+    p = counts[counts > 0] / labels.size
+    h = float(-(p * np.log(p)).sum())
+    se = math.sqrt(max(float((p * np.log(p) ** 2).sum()) - h * h, 0.0) / labels.size)
+    slack = 4.0 * se + (chi2.ppf(1.0 - _FOUR_SIGMA_TAIL, p.size - 1) / (2.0 * labels.size) if p.size > 1 else 0.0)
+    if abs(prior_entropy - h) <= slack:
+        return None
+    return (f"prior_entropy {prior_entropy:.4g} is not the entropy of the labels y were drawn from: their frequencies "
+            f"give {h:.4g} +- {se:.2g} nats ({labels.size} labels, {p.size} classes), farther than sampling allows "
+            f"({slack:.2g}); the curve starts at prior_entropy (in nats, of these labels' distribution?)")
 
 
 def _label_models(model, model_b, example, y, what: str) -> tuple:
-    """The integrand of the I-MMSE curves, its models and its network calls per point: plug-in on `model`, or
-    cross-fitted with `model_b` (which must run on the same process); each model is checked against the labels once,
-    eagerly."""
+    """The integrand of the I-MMSE curves, its models, its network calls per point and the calls whose outputs
+    `_checked_rows` checks: plug-in on `model`, or cross-fitted with `model_b` (which must run on the same process);
+    each model is checked against the labels once, eagerly."""
     if model_b is not None and model_b.sde != model.sde:
         raise ValueError(f"{what}: model_b must diffuse by the same process as model; got {model_b.sde!r} and "
                          f"{model.sde!r}.")
     if np.issubdtype(np.asarray(y).dtype, np.integer):
         for m in (model,) if model_b is None else (model, model_b):
             check_label_model(m, example, y, what=what)
+    calls = tuple((m, labelled, name) for m, name in ((model, "model"), (model_b, "model_b")) if m is not None
+                  for labelled in (True, False))
     if model_b is None:
-        return _minde_integrand, (model, None), 2
-    return _crossfit_integrand, (model, model_b), 4
+        return _minde_integrand, (model, None), 2, calls
+    return _crossfit_integrand, (model, model_b), 4, calls
 
 
 def label_entropy_per_class(model, x: Float[Array, "batch *shape"], y: Int[ArrayLike, " batch"], *,
@@ -311,11 +366,13 @@ def label_entropy_per_class(model, x: Float[Array, "batch *shape"], y: Int[Array
     if counts.min() < 2:
         c = int(counts.argmin())
         raise ValueError(f"class {c} has {counts[c]} rows; a per-class curve needs at least two.")
-    integrand, models, evals = _label_models(model, model_b, x[0], np.arange(prior.size), "label_entropy_per_class")
+    integrand, models, evals, calls = _label_models(model, model_b, x[0], np.arange(prior.size),
+                                                    "label_entropy_per_class")
+    _check_prior_covers_model(model, x[0], prior.size, what="label_entropy_per_class")
     # every row once, in chunks of `chunk_size` whatever the classes' sizes (one compiled program, the one
     # `label_entropy` uses at the same chunk size); then each class's rows are summarised on their own
     grid = FromEnd(times)
-    rows = _checked_rows(integrand, models, x, jnp.asarray(labels), grid, chunk_size, key)
+    rows = _checked_rows(integrand, models, x, jnp.asarray(labels), grid, chunk_size, key, calls=calls)
     out = {}
     for c in range(prior.size):
         tail = grid.estimate(rows[labels == c], sde=model.sde, evals_per_call=evals)

@@ -43,7 +43,7 @@ from gaussian_oracle import Estimate, check_key, mean_stderr
 
 from .._sampling import check_guidance_weight
 from ._information import _check_probabilities
-from ._label_entropy import _check_prior, check_label_model
+from ._label_entropy import _check_prior, _check_prior_covers_model, check_label_model
 
 __all__ = ["OnlineLabelCurves", "class_profiles_online", "label_entropy_online", "label_profile_online"]
 
@@ -161,6 +161,7 @@ def _run(model, shape, prior, labels: np.ndarray, *, w, n_steps, s_end, referenc
     x_T = jax.random.normal(k_start, (labels.size, *shape))
     dtype = x_T.dtype
     check_label_model(model, x_T[0], np.arange(prior.size), what="the online Bayes classifier")
+    _check_prior_covers_model(model, x_T[0], prior.size, what="the online Bayes classifier")
     if reference is not None:
         _check_probabilities(reference, x_T, model.sde, float(s_end), prior.size)
     times, stats = _trajectories(model, reference, x_T, jnp.asarray(np.log(prior), dtype), jnp.asarray(labels),
