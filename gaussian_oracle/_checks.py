@@ -25,6 +25,17 @@ def as_float_array(value, name: str, ndim: int | None = None) -> np.ndarray:
     return arr
 
 
+def as_data_array(value, name: str) -> np.ndarray:
+    """`as_float_array` for data points (images, samples), which must already be floats: integer data (uint8 images
+    in 0..255) are refused, not widened, since they are almost always data not yet scaled to the model's range."""
+    arr = np.asarray(value)
+    if np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must be a float array of data points; got dtype {arr.dtype} (integer data such as "
+                         "uint8 images are not scaled silently: scale them to the model's range, e.g. x / 255, and "
+                         "cast them yourself).")
+    return as_float_array(arr, name)
+
+
 def covariance(value, name: str, dim: int | None = None) -> np.ndarray:
     """Validate a symmetric positive-definite matrix; return it as float64 (exactly symmetrised)."""
     arr = as_float_array(value, name, ndim=2)

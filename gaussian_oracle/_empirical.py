@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from ._checks import as_float_array, check_label, positive_int
+from ._checks import as_data_array, check_label, positive_int
 from ._estimate import Estimate, check_curve_bounds, mean_stderr
 from ._keys import check_key
 from ._sde import VPSDE
@@ -148,7 +148,7 @@ class EmpiricalMixture(eqx.Module):
     num_classes: int = eqx.field(static=True)
 
     def __init__(self, points: ArrayLike, labels: ArrayLike, sde: VPSDE = VPSDE(), num_classes: int | None = None):
-        points = as_float_array(points, "points")
+        points = as_data_array(points, "points")
         if points.ndim < 2 or points.shape[0] < 1:
             raise ValueError(f"points must have shape (n >= 1, ...); got {points.shape}.")
         labels = np.asarray(labels)

@@ -121,7 +121,11 @@ class JointGaussian(eqx.Module):
         self._gain = np.linalg.solve(self._sigma_y, A @ sx).T
         self._evals_x, self._evecs_x = _spectrum(sx)
         root = self._evecs_x * np.sqrt(self._evals_x)
-        inner = np.eye(sx.shape[0]) + (A @ root).T @ (A @ root) / self.sigma_eps**2
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            inner = np.eye(sx.shape[0]) + (A @ root).T @ (A @ root) / self.sigma_eps**2
+        if self.sigma_eps**2 == 0.0 or not np.all(np.isfinite(inner)):
+            raise ValueError(f"sigma_eps = {self.sigma_eps!r} is too small for float64: sigma_eps**2 underflows or "
+                             "A^T A / sigma_eps**2 overflows, and every closed form would be NaN.")
         sigma_c = root @ np.linalg.solve(inner, root.T)
         self._evals_c, self._evecs_c = _spectrum(0.5 * (sigma_c + sigma_c.T))
 

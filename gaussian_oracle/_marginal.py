@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike, Float
 
-from ._checks import as_float_array
+from ._checks import as_data_array
 from ._sde import VPSDE
 
 __all__ = ["marginal_kl_curves"]
@@ -100,7 +100,7 @@ def marginal_kl_curves(x: Float[ArrayLike, "n *shape"], s: Float[ArrayLike, "*n_
     """
     if not isinstance(sde, VPSDE):
         raise ValueError(f"sde must be a VPSDE; got {type(sde).__name__}.")
-    data = as_float_array(x, "x")
+    data = as_data_array(x, "x")
     if data.ndim < 2 or data.shape[0] < 1:
         raise ValueError(f"x must have shape (n >= 1, ...), one data point per row; got shape {data.shape}.")
     data = data.reshape(data.shape[0], -1)

@@ -73,6 +73,18 @@ class ImageData:
             if x.ndim != 4 or y.shape != (x.shape[0],):
                 raise ValueError(f"ImageData.{split}: need x of shape (batch, C, H, W) and y of shape (batch,); "
                                  f"got {x.shape} and {y.shape}.")
+            if not np.issubdtype(x.dtype, np.floating):
+                raise ValueError(f"ImageData.{split}_x must be float images scaled to pixel_range {self.pixel_range}; "
+                                 f"got dtype {x.dtype} (integer images such as uint8 are not scaled silently).")
+            if y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
+                raise ValueError(f"ImageData.{split}_y must be integer class labels; got dtype {y.dtype}.")
+            if not np.all(np.isfinite(x)):
+                raise ValueError(f"ImageData.{split}_x must be finite; it holds NaN or infinity.")
+            lo, hi = self.pixel_range
+            slack = 1e-5 * (hi - lo)  # float32 rounding of the scaled pixels
+            if x.size and (x.min() < lo - slack or x.max() > hi + slack):
+                raise ValueError(f"ImageData.{split}_x must lie in pixel_range [{lo}, {hi}]; its pixels run from "
+                                 f"{x.min():.4g} to {x.max():.4g} (not scaled, or scaled to another range?).")
             if y.size and (y.min() < 0 or y.max() >= self.num_classes):
                 raise ValueError(f"ImageData.{split}_y must lie in 0..{self.num_classes - 1}.")
         if self.train_x.shape[1:] != self.test_x.shape[1:]:

@@ -222,7 +222,8 @@ def test_labels_one_network_and_label_entropy_bound(tmp_path):
     first = fitted.estimate(x[300:], labels[300:], key=jax.random.key(10))
     loaded = FittedEstimator.load(fitted.save(tmp_path / "labels"))
     assert loaded.estimate(x[300:], labels[300:], key=jax.random.key(10)).value == first.value
-    with pytest.raises(ValueError, match="integer labels in 0..2"):
+    with pytest.raises(ValueError, match="integer labels in 0..2, the 3 classes the networks were fitted on; got the "
+                                         "label 3"):
         fitted.estimate(x[300:], np.full(100, 3), key=jax.random.key(10))
 
 
@@ -273,8 +274,12 @@ def test_non_finite_loss_stops_with_a_clear_error():
     (np.where(np.arange(20).reshape(10, 2) == 7, np.nan, 0.0), np.zeros((10, 1)), r"x must be finite; 1 of its 10 rows .*rows 3\)"),
     (np.zeros((10, 2)), np.where(np.arange(10)[:, None] == 4, np.inf, 0.0), r"y must be finite; .*rows 4\)"),
     (np.zeros(10, np.float32), np.zeros((10, 1), np.float32), r"shape \(n, dim_x\).*x\[:, None\]"),
-    (np.zeros((10, 2), np.float32), np.zeros(10, np.float32), r"y\[:, None\]"),
+    (np.zeros((10, 2), np.float32), np.zeros(10, np.float32), r"y\[:, None\]; for class labels pass integers"),
     (np.zeros((10, 2), np.int64), np.zeros((10, 1)), "x must be a float array"),
+    # labels numbered 0..max: 3 and 7 made 8 classes, 10**9 + 1 a billion (a MemoryError of 15 GB)
+    (np.zeros((10, 2), np.float32), np.array([3, 7] * 5), r"each of them present; got 2 distinct labels from 3 to 7 "
+                                                         r"\(missing: 0, 1, 2, 4, 5, ...\)"),
+    (np.zeros((10, 2), np.float32), np.array([0, 10**9] * 5), "got 2 distinct labels from 0 to 1000000000"),
 ])
 def test_bad_input_gives_one_clear_error(x, y, match):
     with pytest.raises(ValueError, match=match):

@@ -225,11 +225,24 @@ def test_image_data_validation():
         L.ImageData("t", x, np.array([0, 1, 2]), x, np.array([0, 1, 1]), num_classes=2)
     with pytest.raises(ValueError, match="batch"):
         L.ImageData("t", x, np.array([0, 1]), x, np.array([0, 1, 1]), num_classes=2)
+    # uint8 images (0..255, not scaled), NaN pixels, pixels outside pixel_range and float labels were accepted
+    y = np.array([0, 1, 1])
+    with pytest.raises(ValueError, match=r"ImageData.train_x must be float images scaled to pixel_range \(0.0, 1.0\); "
+                                         "got dtype uint8"):
+        L.ImageData("t", np.full((3, 1, 4, 4), 255, np.uint8), y, x, y, num_classes=2)
+    with pytest.raises(ValueError, match="ImageData.test_x must be finite"):
+        L.ImageData("t", x, y, np.full_like(x, np.nan), y, num_classes=2)
+    with pytest.raises(ValueError, match=r"ImageData.train_x must lie in pixel_range \[-1.0, 1.0\]; its pixels run "
+                                         "from 0 to 255"):
+        L.ImageData("t", np.concatenate([x[:2], x[2:] + 255]), y, x, y, num_classes=2, pixel_range=(-1.0, 1.0))
+    with pytest.raises(ValueError, match="ImageData.train_y must be integer class labels; got dtype float64"):
+        L.ImageData("t", x, y.astype(float), x, y, num_classes=2)
+    L.ImageData("t", x + 0.5, y, x, y, num_classes=2, pixel_range=(0.0, 0.5))  # the ends are in range
 
 
 def test_subset_is_the_first_images_and_refuses_more_than_there_are():
     """Regression: `subset(n_train=99999)` on 1,500 training images gave all 1,500 without a word."""
-    x = np.arange(5 * 4, dtype=np.float32).reshape(5, 1, 2, 2)
+    x = np.arange(5 * 4, dtype=np.float32).reshape(5, 1, 2, 2) / 19
     data = L.ImageData("t", x, np.array([0, 1, 0, 1, 0]), x[:3], np.array([1, 1, 0]), num_classes=2)
     small = data.subset(n_train=2, n_test=np.int64(3))
     np.testing.assert_array_equal(small.train_x, x[:2])

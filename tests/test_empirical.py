@@ -114,6 +114,8 @@ def test_bad_inputs(small):
         EmpiricalMixture(np.zeros((3, 2)), np.array([0, 2, 2]))
     with pytest.raises(ValueError, match="finite"):
         EmpiricalMixture(np.full((3, 2), np.nan), np.array([0, 1, 1]))
+    with pytest.raises(ValueError, match="points must be a float array of data points; got dtype uint8"):
+        EmpiricalMixture(np.full((3, 2), 255, np.uint8), np.array([0, 1, 1]))
     with pytest.raises(ValueError, match="unknown label 3"):
         small.model()(jnp.zeros(3), 0.5, 3)
     with pytest.raises(ValueError, match=r"s = 0"):

@@ -224,6 +224,7 @@ def test_sample_moments(key):
         ((np.eye(2), np.ones(2), 1.0), "2-dimensional"),
         ((np.eye(2), np.ones((1, 2)), 0.0), "sigma_eps must be > 0"),
         ((np.eye(2), np.ones((1, 2)), -1.0), "sigma_eps must be > 0"),
+        ((np.eye(2), np.ones((1, 2)), 1e-200), "sigma_eps = 1e-200 is too small for float64"),
         ((np.array([[1.0, np.nan], [np.nan, 1.0]]), np.ones((1, 2)), 1.0), "finite"),
         ((np.eye(2).astype(complex), np.ones((1, 2)), 1.0), "real"),
         ((np.eye(2), np.ones((1, 2)), np.array([1.0, 2.0])), "scalar"),

@@ -121,6 +121,12 @@ def test_train_input_errors(joint, key, tmp_path):
         L.train(net, x, y, config=cfg, checkpoint_dir=tmp_path, resume="never", key=key)
     with pytest.raises(ValueError, match="loss must be callable"):
         L.train(net, x, y, config=cfg, loss="dem", key=key)
+    # uint8 data (images not scaled) trained without a word, at losses of 1e4
+    with pytest.raises(ValueError, match=r"data_x must be a float array .* got shape \(2000, \d+\), dtype uint8 "
+                                         r"\(integer data such as uint8 images are not scaled silently"):
+        L.train(net, np.full(x.shape, 255, np.uint8), y, config=cfg, key=key)
+    with pytest.raises(ValueError, match="data_y must hold real numbers or integer labels; got dtype bool"):
+        L.train(net, x, np.asarray(y) > 0, config=cfg, key=key)
     # Data so large that float32 overflows: the loss is non-finite; the last finite state is kept.
     loss = L.DEMLoss(L.Likelihood(SDE), L.ImportanceTime(SDE, L.Likelihood(SDE)), 0.1)
     with pytest.raises(FloatingPointError, match="non-finite at step 0"):

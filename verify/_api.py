@@ -99,7 +99,8 @@ def check_pairs(x, y, *, need_y: bool = True) -> tuple[np.ndarray, np.ndarray | 
             raise ValueError(f"integer labels y must be 0, 1, ..., K-1; got the label {int(y.min())}.")
     elif np.issubdtype(y.dtype, np.floating):
         if y.ndim != 2:
-            hint = " For one feature pass y[:, None]." if y.ndim == 1 else ""
+            hint = (" For one feature pass y[:, None]; for class labels pass integers (y.astype(int))."
+                    if y.ndim == 1 else "")
             raise ValueError(f"float y must have shape (n, dim_y), one value per row; got shape {y.shape}.{hint}")
     else:
         raise ValueError(f"y must be a float array (n, dim_y) or integer labels (n,); got dtype {y.dtype}.")
@@ -107,6 +108,20 @@ def check_pairs(x, y, *, need_y: bool = True) -> tuple[np.ndarray, np.ndarray | 
         raise ValueError(f"x and y must have the same number of rows (one pair per row); got {x.shape[0]} and {y.shape[0]}.")
     _check_rows("y", y)
     return x, y
+
+
+def _check_classes_present(y) -> None:
+    """Labels a network is fitted on number the classes 0..K-1 with K = max + 1 (one embedding per class): each of
+    them must occur, or K is not the number of classes (labels 3, 7 would make 8, and 10**9 + 1 a billion)."""
+    if y is None or not np.issubdtype(y.dtype, np.integer):
+        return
+    classes = np.unique(y)
+    if classes.size != int(classes[-1]) + 1:
+        missing = np.setdiff1d(np.arange(min(int(classes[-1]) + 1, classes.size + 6)), classes)[:5]
+        raise ValueError(f"integer labels y must be the classes 0, 1, ..., K-1, each of them present; got {classes.size} "
+                         f"distinct labels from {int(classes[0])} to {int(classes[-1])} (missing: "
+                         f"{', '.join(str(int(k)) for k in missing)}, ...). Number the classes that occur 0..K-1 "
+                         "(e.g. np.unique(y, return_inverse=True)[1]).")
 
 
 def _frequency_entropy(labels: Int[ArrayLike, " n"]) -> float:
@@ -371,6 +386,7 @@ class AbstractDiffusionEstimator(abc.ABC):
         import learned
 
         x, y = check_pairs(x, y, need_y=self.needs_y)
+        _check_classes_present(y)
         check_key(key)
         n = x.shape[0]
         n_val = int(round(self.validation_fraction * n))
@@ -424,6 +440,7 @@ class AbstractDiffusionEstimator(abc.ABC):
         An `Estimate` in nats, flagged where it violates a bound (I < 0; I > H(Y) for labels).
         """
         x, y = check_pairs(x, y, need_y=self.needs_y)
+        _check_classes_present(y)
         k_perm, k_fits = jax.random.split(check_key(key))
         n = x.shape[0]
         n_eval = max(2, int(round(self.eval_fraction * n)))
@@ -698,7 +715,9 @@ class FittedEstimator(eqx.Module):
             return np.asarray(x, np.float32), None
         if self.num_classes is not None:
             if not np.issubdtype(y.dtype, np.integer) or y.max() >= self.num_classes:
-                raise ValueError(f"y must be integer labels in 0..{self.num_classes - 1}, as in training.")
+                got = (f"the label {int(y.max())}" if np.issubdtype(y.dtype, np.integer) else f"dtype {y.dtype}")
+                raise ValueError(f"y must be integer labels in 0..{self.num_classes - 1}, the {self.num_classes} "
+                                 f"classes the networks were fitted on; got {got}.")
             return np.asarray(x, np.float32), y
         if self.dim_y is None:
             raise ValueError("this estimator was fitted without y (unconditional only); call it with y=None.")
