@@ -589,6 +589,7 @@ def test_autoencoder_quick_end_to_end(tmp_path):
         assert name in payload
     assert payload["experiment"] == "autoencoder" and payload["instance"]["dataset"] == "digits"
     assert payload["arrays_sha256"] == hashlib.sha256((out / "arrays.npz").read_bytes()).hexdigest()
+    assert (out / "arrays.npz").stat().st_mode & 0o044  # written through a private temporary file, then opened up
     q = payload["quantities"]
     digits = learned.load_digits()
     labels = np.concatenate([digits.train_y, digits.test_y])

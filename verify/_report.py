@@ -82,18 +82,18 @@ def to_json_value(obj):
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
 
 
-def write_json(path: str | os.PathLike, payload: dict) -> Path:
-    """Write `payload` as indented, strict JSON (NaN and infinity as `null`) atomically: a temporary file, then a
-    rename, so a crash never leaves half a file (the data are synced to disk before the rename). The file is readable by all (mode 0666 less the umask)."""
+def write_atomically(path: str | os.PathLike, write, *, binary: bool = False) -> Path:
+    """Write a file atomically: `write(fh)` fills a temporary file of this call's own in the same folder, which is
+    synced to disk and then renamed over `path`, so a crash or a power cut leaves the old file or the new, never half
+    of one, and two writers never share a temporary file. The file is readable by all (mode 0666 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(to_json_value(payload), indent=2, allow_nan=False) + "\n"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb" if binary else "w") as fh:
+            write(fh)
             fh.flush()
-            os.fsync(fh.fileno())  # on disk before the rename, so that a power cut leaves the old file or the new
+            os.fsync(fh.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
@@ -103,3 +103,9 @@ def write_json(path: str | os.PathLike, payload: dict) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def write_json(path: str | os.PathLike, payload: dict) -> Path:
+    """Write `payload` as indented, strict JSON (NaN and infinity as `null`), atomically (`write_atomically`)."""
+    text = json.dumps(to_json_value(payload), indent=2, allow_nan=False) + "\n"
+    return write_atomically(path, lambda fh: fh.write(text))

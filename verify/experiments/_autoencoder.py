@@ -23,9 +23,7 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import shutil
-import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -43,7 +41,7 @@ from gaussian_oracle import VPSDE, AbstractTimeDensity, Estimate, LogSNRTime, Pi
 from learned import EncoderConfig, ImageData, TrainConfig, UNetConfig
 
 from .._figures import new_figure, save_figure
-from .._report import config_dict, provenance, write_json
+from .._report import config_dict, provenance, write_atomically, write_json
 from .._sampling import sample_probability_flow
 from ..estimators import (
     AbstractTimeIntegrator,
@@ -816,24 +814,14 @@ def split_keys(key: PRNGKeyArray, tau: float) -> SplitKeys:
 
 
 def _save_arrays(path: Path, arrays: dict) -> str:
-    """Write `arrays` atomically (integer arrays, the labels, as int64, all others as float32): a temporary file of
-    this call's own, synced to disk, then a rename. Returns the file's SHA-256, which the results beside it record
-    (`_ARRAYS_SHA256`), so that a results file is never read with another run's arrays."""
+    """Write `arrays` atomically (`write_atomically`; integer arrays, the labels, as int64, all others as float32).
+    Returns the file's SHA-256, which the results beside it record (`_ARRAYS_SHA256`), so that a results file is never
+    read with another run's arrays."""
     cast = {k: np.asarray(v) for k, v in arrays.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **{k: v.astype(np.int64 if np.issubdtype(v.dtype, np.integer) else np.float32)
-                                       for k, v in cast.items()})
-            fh.flush()
-            os.fsync(fh.fileno())
-        digest = _sha256(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return digest
+    write_atomically(path, lambda fh: np.savez_compressed(fh, **{
+        k: v.astype(np.int64 if np.issubdtype(v.dtype, np.integer) else np.float32) for k, v in cast.items()}),
+        binary=True)
+    return _sha256(path)
 
 
 def _sha256(path: Path) -> str:
