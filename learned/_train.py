@@ -289,9 +289,12 @@ def _check_data(data_x, data_y, dtype) -> tuple[np.ndarray, np.ndarray | None]:
     data_x = np.asarray(data_x)
     if data_x.ndim < 2 or not np.issubdtype(data_x.dtype, np.floating):
         raise ValueError(f"data_x must be a float array of shape (batch, dim_x) or (batch, *shape); got shape "
-                         f"{data_x.shape}, dtype {data_x.dtype}" + (" (integer data such as uint8 images are not scaled "
-                         "silently: scale them to the model's range, e.g. x / 255, and cast them yourself)."
-                         if np.issubdtype(data_x.dtype, np.integer) else "."))
+                         f"{data_x.shape}, dtype {data_x.dtype}" + (
+                             " (integer data such as uint8 images are not scaled silently: scale them to the model's "
+                             "range, e.g. x / 255, and cast them yourself)."
+                             if np.issubdtype(data_x.dtype, np.integer) else "."))
+    if data_x.shape[0] < 1:
+        raise ValueError(f"data_x holds no rows (shape {data_x.shape}): there is nothing to train on.")
     if not np.all(np.isfinite(data_x)):
         bad = np.argwhere(~np.isfinite(data_x))[0]
         raise ValueError(f"data_x must be finite; it contains NaN or infinity (first at index {tuple(bad)}).")

@@ -513,6 +513,9 @@ def test_a_prior_that_does_not_fit_the_labels_or_the_model():
     xs, ys = skewed.sample(4000, key=jax.random.key(52))
     est = label_entropy(skewed.model(), xs, ys, prior_entropy=skewed.prior_entropy(), times=grid, key=key)
     assert not any("prior_entropy" in flag for flag in est.flags)
+    for shape in (2, [2], (2.0,), (0,)):  # an int gave "Value after * must be an iterable"
+        with pytest.raises(ValueError, match="shape must be the shape of one sample, a tuple of positive ints"):
+            label_entropy_online(mixture.model(), shape, np.ones(3) / 3, n=4, n_steps=4, key=key)
     two = np.ones(2) / 2
     message = "the prior gives 2 label probabilities, but the model also accepts label 2"
     with pytest.raises(ValueError, match=message):

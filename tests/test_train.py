@@ -125,6 +125,8 @@ def test_train_input_errors(joint, key, tmp_path):
     with pytest.raises(ValueError, match=r"data_x must be a float array .* got shape \(2000, \d+\), dtype uint8 "
                                          r"\(integer data such as uint8 images are not scaled silently"):
         L.train(net, np.full(x.shape, 255, np.uint8), y, config=cfg, key=key)
+    with pytest.raises(ValueError, match=r"data_x holds no rows \(shape \(0, \d+\)\)"):  # a gather error before
+        L.train(net, x[:0], y[:0], config=cfg, key=key)
     with pytest.raises(ValueError, match="data_y must hold real numbers or integer labels; got dtype bool"):
         L.train(net, x, np.asarray(y) > 0, config=cfg, key=key)
     # Data so large that float32 overflows: the loss is non-finite; the last finite state is kept.

@@ -118,8 +118,8 @@ def _check_classes_present(y) -> None:
     classes = np.unique(y)
     if classes.size != int(classes[-1]) + 1:
         missing = np.setdiff1d(np.arange(min(int(classes[-1]) + 1, classes.size + 6)), classes)[:5]
-        raise ValueError(f"integer labels y must be the classes 0, 1, ..., K-1, each of them present; got {classes.size} "
-                         f"distinct labels from {int(classes[0])} to {int(classes[-1])} (missing: "
+        raise ValueError(f"integer labels y must be the classes 0, 1, ..., K-1, each of them present; got "
+                         f"{classes.size} distinct labels from {int(classes[0])} to {int(classes[-1])} (missing: "
                          f"{', '.join(str(int(k)) for k in missing)}, ...). Number the classes that occur 0..K-1 "
                          "(e.g. np.unique(y, return_inverse=True)[1]).")
 

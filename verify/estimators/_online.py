@@ -147,6 +147,10 @@ def _curve(times: np.ndarray, per_path: np.ndarray, window: int, n_evals: int) -
 def _run(model, shape, prior, labels: np.ndarray, *, w, n_steps, s_end, reference, rate_window, key):
     """Validate, simulate, and return `(times, stats)` with stats (n_times, 4, n) in increasing time order."""
     prior = _check_prior(prior)
+    if not (isinstance(shape, tuple) and all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1
+                                             for d in shape)):
+        raise ValueError(f"shape must be the shape of one sample, a tuple of positive ints such as (dim_x,) or "
+                         f"(1, 8, 8); got {shape!r}.")
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 2:
         raise ValueError(f"n_steps must be an integer >= 2; got {n_steps!r}.")
     if not 0 <= s_end < model.sde.T:
