@@ -181,3 +181,54 @@ def test_kl_refuses_bad_times_and_sizes(small):
         small.kl_divergence(np.array([0.0, 0.5]), n=250, key=jax.random.key(0))
     with pytest.raises(ValueError, match="multiple of chunk"):
         small.kl_divergence(0.5, n=300, key=jax.random.key(0))
+
+
+def _label_entropy_by_quadrature(points, labels, s):
+    """H(Y|X_s) of 1-D points by scipy quadrature over x of -sum_k p(x, k) log p(k|x), with X_s | i ~ N(mu x_i, v),
+    mu and v written from the linear schedule here (not the package's VPSDE methods)."""
+    import scipy.integrate
+    import scipy.special
+
+    int_beta = SDE.beta_min * s + 0.5 * (SDE.beta_max - SDE.beta_min) * s**2 / SDE.T
+    mu, var = math.exp(-0.5 * int_beta), -math.expm1(-int_beta)
+    classes = np.unique(labels)
+
+    def integrand(x):
+        log_kernel = -((x - mu * points) ** 2) / (2 * var) - 0.5 * math.log(2 * math.pi * var) - math.log(len(points))
+        log_joint = np.array([scipy.special.logsumexp(log_kernel[labels == k]) for k in classes])  # log p(x, k)
+        log_post = log_joint - scipy.special.logsumexp(log_joint)
+        return -float(np.sum(np.exp(log_joint) * log_post))
+
+    lo, hi = mu * points.min() - 12 * math.sqrt(var), mu * points.max() + 12 * math.sqrt(var)
+    return scipy.integrate.quad(integrand, lo, hi, points=list(mu * points), epsabs=1e-13, epsrel=1e-12, limit=400)[0]
+
+
+def test_label_entropy_rate_is_the_derivative_of_quadrature_entropy():
+    """The `rate` of `label_entropy` is d/ds H(Y|X_s): a central difference of an independent scipy quadrature of
+    H(Y|X_s) for three 1-D points, within 4 stderr at each time (and `cumulative` is H(Y|X_s) itself). Guards the
+    factor 1/2 of the rate beta/2 sum_k p_k |e_k - e|^2 (mutation: the rate doubled, plotted as the exact reference
+    rate by the labels experiment)."""
+    points, labels = np.array([-1.0, 0.2, 1.0]), np.array([0, 1, 0])
+    mixture = EmpiricalMixture(points[:, None], labels, SDE)
+    times = np.array([0.05, 0.1, 0.3])
+    est = mixture.label_entropy(times, n=20_000, key=jax.random.key(7), chunk=500)
+    step = 1e-4
+    for i, s in enumerate(times):
+        exact_h = _label_entropy_by_quadrature(points, labels, s)
+        exact_rate = (_label_entropy_by_quadrature(points, labels, s + step)
+                      - _label_entropy_by_quadrature(points, labels, s - step)) / (2 * step)
+        assert exact_rate > 0.2  # the rate is far from zero, so doubling it is many stderr off
+        assert abs(est.cumulative[i] - exact_h) < 4 * est.cumulative_stderr[i], (s, est.cumulative[i], exact_h)
+        assert abs(est.rate[i] - exact_rate) < 4 * est.rate_stderr[i], (s, est.rate[i], est.rate_stderr[i], exact_rate)
+
+
+def test_mutual_information_weights_groups_of_duplicates_by_size():
+    """I(X;Y) of duplicated points by hand: points [a, a, a, b] with labels [0, 1, 1, 0] have H(Y) = log 2 and
+    H(Y|X) = 3/4 h(1/3) (h: binary entropy in nats; the group {a} of three points holds one 0 and two 1s, the
+    group {b} is pure), so I = log 2 - 3/4 h(1/3). Guards the weighting of each group's label entropy by its size
+    (mutation: an unweighted mean over groups, 1/2 h(1/3), which groups of equal size cannot tell apart)."""
+    a, b = [0.5, -1.0], [2.0, 3.0]
+    mixture = EmpiricalMixture(np.array([a, a, a, b]), np.array([0, 1, 1, 0]), SDE)
+    h_third = -(math.log(1 / 3) / 3 + 2 / 3 * math.log(2 / 3))
+    assert mixture.prior_entropy() == pytest.approx(math.log(2), abs=1e-12)
+    assert mixture.mutual_information() == pytest.approx(math.log(2) - 0.75 * h_third, abs=1e-12)

@@ -168,3 +168,38 @@ def test_parameter_count_leaves_the_class_model_out(key):
     net = L.EntropyUNet(config, VPSDE(), key=key)
     wrapped = L.ClassGaussianBase.fit(net, rng.normal(size=(60, 1, 4, 4)), labels, rank=4)
     assert L.parameter_count(wrapped) == L.parameter_count(net) > 0
+
+
+@pytest.mark.parametrize("s", [0.05, 0.5])
+def test_low_rank_logits_with_unequal_rests_against_scipy(s):
+    """rank < d with classes whose discarded eigenvalues (the isotropic rest rho_k) differ: log_softmax of the logits
+    is the posterior of the classes' truncated covariances U diag(lambda) U^T + rho (I - U U^T), diffused to s
+    (mean sqrt(alpha) m, covariance alpha C + (1 - alpha) I), by scipy's multivariate_normal.logpdf plus the log
+    prior. Guards the (d - r) log q term of the log-determinant (mutation: (d - r - 1) log q, which cancels in the
+    softmax when every class has the same rest, as in the other tests)."""
+    import scipy.special
+    import scipy.stats
+
+    rng = np.random.default_rng(11)
+    d, rank = 5, 2
+    weights = np.array([0.25, 0.35, 0.4])
+    means = rng.normal(size=(3, d))
+    roots = rng.normal(size=(3, d, d)) * np.array([0.3, 1.0, 2.0])[:, None, None]  # very different spectra
+    covs = roots @ np.swapaxes(roots, 1, 2) + 0.1 * np.eye(d)
+    sde = VPSDE()
+    gaussians = L.ClassGaussians.from_moments(sde, weights, means, covs, rank=rank, floor=1e-12, dtype=jnp.float64)
+    truncated, rests = [], []
+    for cov in covs:
+        evals, evecs = np.linalg.eigh(cov)  # ascending: the top `rank` kept, the others replaced by their mean
+        top, rest = evecs[:, -rank:], evals[:-rank].mean()
+        truncated.append(top @ np.diag(evals[-rank:]) @ top.T + rest * (np.eye(d) - top @ top.T))
+        rests.append(rest)
+    assert max(rests) > 3 * min(rests)  # the rests differ, so a wrong log-det term does not cancel
+    alpha = float(np.exp(-(sde.beta_min * s + 0.5 * (sde.beta_max - sde.beta_min) * s**2 / sde.T)))
+    for x in rng.normal(size=(4, d)) * 2.0:
+        log_joint = np.array([np.log(w) + scipy.stats.multivariate_normal.logpdf(
+            x, np.sqrt(alpha) * m, alpha * c + (1 - alpha) * np.eye(d)) for w, m, c in zip(weights, means, truncated)])
+        expected = log_joint - scipy.special.logsumexp(log_joint)
+        logits = gaussians(jnp.asarray(x), s)
+        assert logits.dtype == jnp.float64
+        np.testing.assert_allclose(np.asarray(jax.nn.log_softmax(logits)), expected, rtol=1e-9, atol=1e-9)

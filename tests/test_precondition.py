@@ -247,3 +247,29 @@ def test_weight_decay_leaves_the_fixed_arrays_alone(wrap, key):
     inner = [jax.tree.leaves(eqx.filter(r.network, eqx.is_inexact_array)) for r in runs.values()]
     assert any(np.max(np.abs(a - b)) > 1e-6 for a, b in zip(*inner))  # the decay did act on the weights
     assert "constant_fields" not in {f.name for f in __import__("dataclasses").fields(model)}
+
+
+def test_fit_with_non_zero_mean_condition_regresses_with_an_intercept(key):
+    """With conditions y of mean far from zero (y + 5), the affine fit is the least-squares regression of x on
+    (1, y): its slopes, its residual (within-condition) covariance and its conditional mean match numpy's lstsq with
+    an intercept column, and the fit on y + 5 gives at y + 5 the conditional mean the fit on y gives at y. Guards the
+    centring of y before the regression (mutation: `centred = cond`, a regression through the origin, which the
+    zero-mean y of the other tests cannot tell apart)."""
+    rng = np.random.default_rng(6)
+    n, dim_x, dim_y = 400, 3, 2
+    y = rng.normal(size=(n, dim_y))
+    x = y @ rng.normal(size=(dim_y, dim_x)) + 0.3 * rng.normal(size=(n, dim_x)) + np.array([1.0, -2.0, 0.5])
+    shifted = y + 5.0
+    design = np.column_stack([np.ones(n), shifted])
+    beta, *_ = np.linalg.lstsq(design, x, rcond=None)  # (1 + dim_y, dim_x): intercept row, then the slopes
+    residual = x - design @ beta
+    net = L.EntropyMLP(L.MLPConfig(dim_x=dim_x, dim_y=dim_y, width=8, depth=1, dtype=jnp.float64), _joint().sde,
+                       key=key)
+    fit = L.Preconditioned.fit(net, x, shifted, centre=True)
+    plain = L.Preconditioned.fit(net, x, y, centre=True)
+    np.testing.assert_allclose(fit.mean_coef, beta[1:], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose((fit.evecs * fit.evals) @ fit.evecs.T, residual.T @ residual / (n - 1), rtol=1e-10,
+                               atol=1e-12)
+    np.testing.assert_allclose(fit.conditional_mean(jnp.asarray(shifted)), design @ beta, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fit.conditional_mean(jnp.asarray(shifted)), plain.conditional_mean(jnp.asarray(y)),
+                               rtol=1e-10, atol=1e-12)
