@@ -233,3 +233,34 @@ def test_classifier_guided_takes_a_vector_classifier_with_num_classes(key):
                 np.testing.assert_allclose(guided(x, s, label), want, rtol=1e-6, atol=1e-9 * np.abs(want).max())
     with pytest.raises(ValueError):
         guided(x, 0.3, 3)
+
+
+def test_noisy_cross_entropy_curve_stderr_is_that_of_the_rows():
+    """Guards a wrong scale of `noisy_cross_entropy_curve`'s stderr (e.g. doubled): at s = 0 nothing is diffused, so it
+    is exactly std(nll, ddof=1)/sqrt(n) of the exact posterior's per-row negative log-likelihoods computed here; at
+    s > 0 it matches the spread of those rows diffused with noise drawn here (within sampling error)."""
+    from gaussian_oracle import GaussianMixture
+
+    mixture = GaussianMixture.symmetric_two_class(np.array([1.0, -0.5, 0.5]), sigma=0.7, sde=SDE)
+    exact_model = mixture.model()
+
+    def log_posterior(xs, s):
+        return jnp.log(exact_model.posterior(xs, s))
+
+    n = 4000
+    x, y = mixture.sample(n, key=jax.random.key(30))
+    x = jnp.asarray(x, jnp.float32)
+    times = np.array([0.0, 0.3])
+    ce, se, _ = learned.noisy_cross_entropy_curve(log_posterior, SDE, x, y, times, key=jax.random.key(31))
+
+    def nll(s, noise):
+        x_s = SDE.mu(s) * x + jnp.sqrt(SDE.var(s)) * noise
+        log_p = jax.vmap(lambda a: jax.nn.log_softmax(log_posterior(a, s)))(x_s)
+        return -np.asarray(jnp.take_along_axis(log_p, jnp.asarray(y)[:, None], axis=1)[:, 0], np.float64)
+
+    clean = nll(jnp.float32(0.0), jnp.zeros_like(x))
+    np.testing.assert_allclose(ce[0], clean.mean(), rtol=1e-5)
+    np.testing.assert_allclose(se[0], clean.std(ddof=1) / np.sqrt(n), rtol=1e-5)
+    noisy = nll(jnp.float32(0.3), jax.random.normal(jax.random.key(32), x.shape, x.dtype))
+    ratio = se[1] / (noisy.std(ddof=1) / np.sqrt(n))
+    assert 0.85 < ratio < 1.15, (se[1], ratio)

@@ -144,6 +144,37 @@ def test_time_samplers_unbiased(weighting, key):
         L.ImportanceTime(SDE, weighting, num_bins=0)
 
 
+def test_importance_time_draws_follow_its_pdf(key):
+    """Guards `ImportanceTime.sample` drawing only bin midpoints (`u = (k + 0.5)/num_bins`): the draws' empirical CDF
+    is the CDF of `pdf` integrated numerically (Kolmogorov-Smirnov), and they have no atoms."""
+    from scipy import stats
+
+    sampler = L.ImportanceTime(SDE, L.Likelihood(SDE), num_bins=16)
+    n = 20_000
+    s = np.asarray(sampler.sample(SDE, (n,), key=key))
+    assert np.unique(s).size > 0.999 * n  # a continuous density: no repeated values
+    # CDF from the density alone: integrate q(T u^2) 2 T u du (finite near u = 0) on a fine grid in u = sqrt(s/T)
+    u = np.linspace(0.0, 1.0, 2**18 + 1)
+    integrand = np.asarray(sampler.pdf(SDE, SDE.T * u[1:] ** 2)) * 2 * SDE.T * u[1:]
+    integrand = np.concatenate([integrand[:1], integrand])
+    cdf_u = np.concatenate([[0.0], np.cumsum(0.5 * (integrand[1:] + integrand[:-1]) * np.diff(u))])
+    np.testing.assert_allclose(cdf_u[-1], 1.0, atol=1e-4)
+    result = stats.kstest(s, lambda t: np.interp(np.sqrt(np.clip(t / SDE.T, 0.0, 1.0)), u, cdf_u))
+    assert result.pvalue > 1e-4, result
+
+
+@pytest.mark.parametrize("weighting", [L.Constant(), L.Likelihood(SDE)])
+def test_importance_time_is_proportional_to_its_documented_shape(weighting):
+    r"""Guards a dropped Jacobian $2Tu$ in `ImportanceTime`'s density in $u$: $q(s) \propto \lambda(s)
+    \sqrt{1 + 1/(1 - \alpha(s))}$ on $[10^{-6}, T]$ up to the bin resolution (without it the ratio goes like
+    $s^{1/2}$)."""
+    sampler = L.ImportanceTime(SDE, weighting)  # the default 512 bins
+    s = np.geomspace(1e-6, SDE.T, 2001)
+    shape = np.asarray(weighting(s)) * np.sqrt(1.0 + 1.0 / -np.expm1(-np.asarray(SDE.int_beta(s))))
+    ratio = shape / np.asarray(sampler.pdf(SDE, s))
+    assert ratio.max() / ratio.min() < 1.05, (ratio.min(), ratio.max())
+
+
 # ---------------------------------------------------------------------------------------------- DEM loss at the exact e*
 def _per_sample(loss, model, x, y, key):
     keys = jax.random.split(key, x.shape[0])
@@ -201,6 +232,31 @@ def test_dem_loss_minimised_by_exact_model(joint, weighting, conditional, key):
     for diff in (up - base, per(1.0, 0.1)[0] - base):
         m, se = mean_se(diff)
         assert m > 4 * se, (m, se)
+
+
+def test_likelihood_weighted_excess_loss_is_the_neural_entropy(joint, key):
+    r"""Guards `Likelihood` weighting by $\beta$ instead of $\beta/2$ (Eq. 40): it is $\beta(s)/2$, and the centred DEM
+    loss of $c\,e^*$ exceeds that of $e^*$ by $(c-1)^2\int_0^T\tfrac{\beta}{2}\mathbb E\|e^*\|^2 = (c-1)^2 S_{tot}(T)$,
+    the closed-form total entropy (paired: the same data, times and noise for both models)."""
+    w = L.Likelihood(SDE)
+    for s in (0.0, 1e-4, 0.37, SDE.T):
+        np.testing.assert_allclose(float(w(s)), float(SDE.beta(s)) / 2, rtol=1e-12)
+    k_data, k_loss = jax.random.split(key)
+    n = 20_000
+    x, _ = joint.sample(n, key=k_data)
+    keys = jax.random.split(k_loss, n)
+    loss = L.DEMLoss(w, L.ImportanceTime(SDE, w))
+    exact = joint.model()
+
+    def per(scale):
+        return np.asarray(jax.vmap(lambda a, k: loss.per_sample(_Scaled(exact, jnp.asarray(scale)), a, None, key=k))(
+            x, keys))
+
+    c = 2.0
+    diff = per(c) - per(1.0)
+    m, se = diff.mean(), diff.std(ddof=1) / np.sqrt(n)
+    expected = (c - 1.0) ** 2 * float(joint.total_entropy_curve(SDE.T))
+    assert abs(m - expected) < 4 * se and se < 0.1 * expected, (m, se, expected)
 
 
 def test_centred_and_verbatim_losses_share_gradients(joint, key):
