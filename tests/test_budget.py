@@ -176,6 +176,122 @@ def test_budget_of_the_exact_joint_gaussian_matches_the_closed_forms(key):
     marg = _closed_marginals(joint)(np.array([budget.s_min, budget.tau, sde.T])).sum(1)
     assert budget.parts["marginal_sum"]["total"].value == pytest.approx(marg[0] - marg[2], rel=1e-12)
     assert budget.parts["marginal_sum"]["semantic"].value == pytest.approx(marg[1] - marg[2], rel=1e-12)
+    for piece in span:  # I/S_NN^X: the unconditional neural entropy is the denominator, not S_NN^{X|Y}
+        share = budget.parts["mutual_information"][piece].value / budget.parts["neural_entropy"][piece].value
+        assert budget.fractions["mutual_information"][piece].value == pytest.approx(share, rel=1e-12)
+    # the TC curve, TC(X_s) - TC(X_T) = S_NN^X(s -> T) - M(s): at every node within 4 stderr of its expectation (the
+    # grid's sum of the exact rate, minus the exact marginals), and of the closed form wherever the grid's own error
+    # is below 1 stderr (all but the last nodes before T, where the half-cell midpoint rule is off by up to 6 stderr)
+    tc = budget.curves["total_correlation"]
+    nodes = tc.times
+    exact = np.asarray(joint.total_correlation_curve(sde.T) - joint.total_correlation_curve(nodes))
+    m = _closed_marginals(joint)(np.append(nodes, sde.T)).sum(1)
+    expected = FromEnd(grid).cumulative_weights(sde) @ np.asarray(joint.entropy_rate(nodes)) - (m[:-1] - m[-1])
+    z = (tc.cumulative - expected) / tc.cumulative_stderr
+    assert np.all(np.abs(z) < 4), (nodes[np.argmax(np.abs(z))], np.abs(z).max())
+    resolved = np.abs(expected - exact) < tc.cumulative_stderr
+    assert resolved.sum() > 0.75 * nodes.size and np.all(resolved[nodes < 0.3])
+    z = (tc.cumulative - exact)[resolved] / tc.cumulative_stderr[resolved]
+    assert np.all(np.abs(z) < 4), np.abs(z).max()
+    assert tc.value == tc.cumulative[0] and exact[0] > 0.5 * joint.total_correlation()
+
+
+def test_budget_splits_at_the_grid_edge_it_reports_when_tau_is_inside_a_cell(key):
+    """With tau inside a grid cell the split happens at the cell edge the budget reports as `tau` (not at the
+    requested tau): the exact marginal-sum parts are M(edge) and M(s_min) - M(edge), and every part of S^X and TC is
+    the closed form over [edge, T] and [s_min, edge] within 4 stderr."""
+    joint = _joint()
+    sde = joint.sde
+    x, y = joint.sample(2000, key=jax.random.key(6))
+    grid = GeometricGrid(n_times=128, s_min=1e-3)
+    edges = np.geomspace(grid.s_min, sde.T, grid.n_times + 1)
+    i = np.searchsorted(edges, 0.1)
+    tau = float(edges[i - 1] * (edges[i] / edges[i - 1]) ** 0.3)  # 30 % into a cell (in log s), off every edge
+    budget = information_budget(joint.model(), x, y, tau=tau, times=grid, marginal_kl=_closed_marginals(joint),
+                                key=key)
+    edge = budget.tau
+    assert np.min(np.abs(edges - edge)) < 1e-12 and abs(edge - tau) > 0.01 * tau  # a grid edge, not tau
+    assert budget.s_min == pytest.approx(grid.s_min, rel=1e-12)
+    kl = _closed_marginals(joint)
+    m = lambda s: float(kl(np.array([s])).sum() - kl(np.array([sde.T])).sum())  # noqa: E731
+    marg = budget.parts["marginal_sum"]
+    assert marg["semantic"].value == pytest.approx(m(edge), rel=1e-12)
+    assert marg["perceptual"].value == pytest.approx(m(grid.s_min) - m(edge), rel=1e-12)
+    assert marg["total"].value == pytest.approx(m(grid.s_min), rel=1e-12)
+    assert abs(m(tau) - m(edge)) > 1e-3 * m(edge)  # splitting at tau instead would be seen
+    span = {"total": (grid.s_min, sde.T), "semantic": (edge, sde.T), "perceptual": (grid.s_min, edge)}
+    curves = {"neural_entropy": joint.total_entropy_curve, "total_correlation": joint.total_correlation_curve}
+    for name, curve in curves.items():
+        for piece, (a, b) in span.items():
+            est, exact = budget.parts[name][piece], float(curve(b) - curve(a))
+            assert est.within(exact, 4.0), (name, piece, est.z_score(exact))
+
+
+def test_budget_share_stderr_is_the_spread_of_the_shares(key):
+    """The delta-method stderr of the shares, sd(a - R b) / (sqrt(n) |mean b|), is the spread of the share over
+    independent data and noise draws. A joint with TC = 79 % of S^X: the stderr sd(a)/(sqrt(n) |mean b|) (the
+    ratio's correlation ignored) would be 1 / (1 - 0.79) = 4.8 times too large. 30 draws: the sample std's relative
+    error is 13 %, so [0.5, 2] of the mean reported stderr holds by 3.8 sigma and more."""
+    d = 4
+    corr = 0.9 * np.ones((d, d)) + 0.1 * np.eye(d)
+    scale = np.sqrt([2.0, 3.0, 0.5, 1.5])
+    joint = JointGaussian(corr * scale[:, None] * scale[None, :], np.random.default_rng(0).normal(size=(2, d)), 1.0)
+    grid = GeometricGrid(n_times=16, s_min=1e-2)
+    shares = {"total_correlation": [], "mutual_information": []}
+    stderrs = {name: [] for name in shares}
+    for i in range(30):
+        k_data, k_est = jax.random.split(jax.random.fold_in(key, i))
+        x, y = joint.sample(200, key=k_data)
+        budget = information_budget(joint.model(), x, y, tau=0.1, times=grid, marginal_kl=_closed_marginals(joint),
+                                    key=k_est)
+        for name in shares:
+            shares[name].append(budget.fractions[name]["total"].value)
+            stderrs[name].append(budget.fractions[name]["total"].stderr)
+    assert 0.7 < np.mean(shares["total_correlation"]) < 0.9
+    for name in shares:
+        ratio = np.std(shares[name], ddof=1) / np.mean(stderrs[name])
+        assert 0.5 < ratio < 2.0, (name, ratio)
+
+
+def test_budget_gaussian_mode_reports_the_closed_forms(tmp_path):
+    """`separability budget --gaussian` (`BudgetConfig(gaussian=True)`), small: each reported `exact` is the
+    oracle's closed form over [s_min, T], [tau, T] and [s_min, tau] (the marginal sum by Eq. 7 from the S and TC
+    curves), the exact parts add up, and each estimate (exact e*) is within 4 stderr of it."""
+    from verify.experiments import EXPERIMENTS, BudgetConfig
+
+    dims, seed = (6, 3), 3
+    config = BudgetConfig(tau=0.1, n_times=64, s_min=1e-3, gaussian=True, gaussian_samples=1000, gaussian_dims=dims)
+    payload = EXPERIMENTS["budget"].run(config, tmp_path, key=jax.random.key(seed))
+    k_det, k_flat = jax.random.split(jax.random.split(jax.random.key(seed))[0])
+    joints = {"determinism": JointGaussian.determinism(*dims, 1.0, key=k_det),
+              "flattening": JointGaussian.flattening(*dims, dims[0] // 3, 1e-3, 1.0, key=k_flat)}
+    inst = payload["instance"]
+    lo, tau, T = inst["s_min"], inst["tau"], 1.0
+    grid = geometric_grid_through(0.1, 64, 1e-3, T)
+    assert lo == pytest.approx(grid.s_min, rel=1e-12) and tau == 0.1
+    assert set(payload["instances"]) == set(joints)
+    for name, joint in joints.items():
+        row = payload["instances"][name]
+        assert row["closed_form"]["S_tot"] == pytest.approx(joint.total_entropy(), rel=1e-12)  # the same instance
+        assert row["closed_form"]["TC"] == pytest.approx(joint.total_correlation(), rel=1e-12)
+        s, tc = joint.total_entropy_curve, joint.total_correlation_curve
+        curves = {"neural_entropy": s, "conditional_neural_entropy": joint.conditional_total_entropy_curve,
+                  "total_correlation": tc, "mutual_information": joint.mutual_information_curve,
+                  # sum_k KL_k(s) = KL(p_s || N) - TC(X_s), so M(a) - M(b) = [S(b) - S(a)] - [TC(b) - TC(a)]
+                  "marginal_sum": lambda t: s(t) - tc(t)}
+        span = {"total": (lo, T), "semantic": (tau, T), "perceptual": (lo, tau)}
+        for q, curve in curves.items():
+            parts = row["quantities"][q]
+            for piece, (a, b) in span.items():
+                exact = float(curve(b) - curve(a))
+                assert parts[piece]["exact"] == pytest.approx(exact, rel=1e-9, abs=1e-12), (name, q, piece)
+                if q != "marginal_sum":
+                    z = (parts[piece]["value"] - exact) / parts[piece]["stderr"]
+                    assert abs(z) < 4 and parts[piece]["z"] == pytest.approx(z, rel=1e-9), (name, q, piece, z)
+            assert parts["semantic"]["exact"] + parts["perceptual"]["exact"] == pytest.approx(parts["total"]["exact"],
+                                                                                              rel=1e-12)
+            assert parts["perceptual"]["exact"] >= 0 and parts["semantic"]["exact"] >= 0
+    assert (tmp_path / "results.json").exists()
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -246,7 +362,8 @@ def _check_digits_budget(out):
     assert image["guidance_training"] is None
     n_net = image["n_train_network"]  # the budgeted (first) network's images: with the cross-fit its half
     train_x, train_y = np.asarray(digits.train_x[:n_net]), np.asarray(digits.train_y[:n_net])
-    assert c["points"] == f"the {n_net} training images of the budgeted network's S_NN^X" and c["times"] == nodes.tolist()
+    assert c["points"] == f"the {n_net} training images of the budgeted network's S_NN^X"
+    assert c["times"] == nodes.tolist()
     kl = EmpiricalMixture(train_x, train_y, process).kl_divergence(
         np.append(nodes, process.T), n=c["samples"], key=jax.random.fold_in(jax.random.key(inst["seed"]), 2))
     np.testing.assert_allclose(c["cumulative"], kl.cumulative[:-1] - kl.cumulative[-1], rtol=1e-9, atol=1e-9)
