@@ -244,15 +244,20 @@ def test_non_finite_data_named_by_input_and_rows(case):
         mutual_information_minde(model, x, y_bad, key=jax.random.key(0))
 
 
-class _DivergedBelow(eqx.Module):
-    """An exact model whose output is NaN at every time below `s_bad` (a network that diverged there)."""
+class _Wrapped(eqx.Module):
+    """An exact model, wrapped by a subclass to misbehave; its process is the inner model's."""
 
     inner: eqx.Module
-    s_bad: float
 
     @property
     def sde(self):
         return self.inner.sde
+
+
+class _DivergedBelow(_Wrapped):
+    """An exact model whose output is NaN at every time below `s_bad` (a network that diverged there)."""
+
+    s_bad: float
 
     def __call__(self, x, s, y=None):
         return jnp.where(s < self.s_bad, jnp.nan, 1.0) * self.inner(x, s, y)
@@ -277,16 +282,11 @@ def test_non_finite_model_output_named_by_points_and_times():
                        key=jax.random.key(0))
 
 
-class _Reshaped(eqx.Module):
+class _Reshaped(_Wrapped):
     """An exact model whose output is transformed by `how` (a wrapper with the wrong output: broadcast, scalar,
     slice, integer)."""
 
-    inner: eqx.Module
     how: str
-
-    @property
-    def sde(self):
-        return self.inner.sde
 
     def __call__(self, x, s, y=None):
         e = self.inner(x, s, y)
