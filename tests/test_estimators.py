@@ -99,6 +99,24 @@ def test_mutual_information(case, estimator, integrator):
         assert np.max(np.abs(z)) < 4.0
 
 
+def test_importance_sampling_is_unbiased_to_a_narrow_window(case):
+    """The importance-sampled estimates above have a 4-stderr window of 16-24 % of the exact value at N = 600 rows and
+    one time per row, where a bias confined to that path (a wrong 1/q weight in part of the proposal, times drawn
+    from another density) could hide. 4,000 rows of 8 times each narrow it to a few percent, checked here for S_NN^X,
+    S_NN^{X|Y} and I_MINDE against their closed forms."""
+    joint, model, _, _, sampler = case
+    x, y = joint.sample(4000, key=jax.random.key(39))
+    many = ImportanceSampler(sampler.proposal, n_per_sample=8)
+    T = joint.sde.T
+    for est, exact in ((neural_entropy(model, x, times=many, key=jax.random.key(40)), joint.total_entropy_curve(T)),
+                       (neural_entropy(model, x, y=y, times=many, key=jax.random.key(41)),
+                        joint.conditional_total_entropy_curve(T)),
+                       (mutual_information_minde(model, x, y, times=many, key=jax.random.key(42)),
+                        joint.mutual_information_curve(T))):
+        assert est.within(exact, 4.0), (est, exact)
+        assert 4 * est.stderr < 0.05 * exact, (est, exact)  # the window this test is for
+
+
 @pytest.mark.parametrize("estimator", [neural_entropy, mutual_information_minde])
 def test_importance_sampling_needs_fewer_evaluations(case, estimator):
     """Evaluations to reach a target stderr scale as n_evals * stderr^2; importance sampling must need fewer."""
