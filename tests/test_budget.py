@@ -360,7 +360,7 @@ def _check_digits_budget(out):
     c = payload["memorisation_ceiling"]
     image = json.loads((out / "images" / "results.json").read_text())["instance"]
     assert image["guidance_training"] is None
-    n_net = image["n_train_network"]  # the budgeted (first) network's images: with the cross-fit its half
+    n_net = image["n_train_per_network"]  # the budgeted (first) network's images: with the cross-fit its half
     train_x, train_y = np.asarray(digits.train_x[:n_net]), np.asarray(digits.train_y[:n_net])
     assert c["points"] == f"the {n_net} training images of the budgeted network's S_NN^X"
     assert c["times"] == nodes.tolist()

@@ -169,7 +169,7 @@ def test_images_quick_end_to_end(quick_images):
     s_x, s_xy = q["neural_entropy"], q["conditional_neural_entropy"]
     assert s_xy["value"] >= s_x["value"] - 2 * math.hypot(s_x["stderr"], s_xy["stderr"])
     memo = q["memorisation"]  # training-image estimates beside the held-out ones, on the first network's own images
-    assert memo["n_training_images"] == min(payload["instance"]["n_eval"], payload["instance"]["n_train_network"])
+    assert memo["n_training_images"] == min(payload["instance"]["n_eval"], payload["instance"]["n_train_per_network"])
     for name in ("neural_entropy", "minde"):
         block = memo[name]
         assert block["held_out_images"]["value"] == pytest.approx(q[name]["value"] if name != "minde"

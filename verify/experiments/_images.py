@@ -757,13 +757,13 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
         crossfit = None if crossfit is None else label_curve.check(crossfit, "I_MINDE (cross-fit)")
         centred = None if centred is None else label_curve.check(centred, "I_MINDE (cross-fit, posterior-centred)")
 
+    own = training_parts(experiment, data)[0]  # the first network's training images (with cross_fit its half)
     memorisation = None
     if experiment.compare_train:
         # The same estimates on as many training images: a network that memorised its training set reads them
         # differently from held-out images (the gap is the memorisation signature; same keys, so the comparison is
         # paired in the noise). The training images are the first network's own (with cross_fit its half).
         t0 = time.perf_counter()
-        own = training_parts(experiment, data)[0]
         x_seen = jnp.asarray(data.train_x[own][: experiment.n_eval])
         y_seen = jnp.asarray(data.train_y[own][: experiment.n_eval])
         seen = _shared_estimates(result.ema_model, x_seen, y_seen, times=experiment.times,
@@ -802,7 +802,6 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
         "instance": {
             "dataset": data.name, "image_shape": data.image_shape, "num_classes": data.num_classes,
             "n_train": int(len(data.train_x)), "n_test": int(len(data.test_x)), "n_eval": int(len(x_eval)),
-            "n_train_network": int(len(data.train_x[training_parts(experiment, data)[0]])),
             "pixel_range": data.pixel_range,
             "sde": {"beta_min": experiment.sde.beta_min, "beta_max": experiment.sde.beta_max, "T": experiment.sde.T},
             "unet": config_dict(unet_cfg), "parameters": learned.parameter_count(result.model),
@@ -828,7 +827,7 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
                 "shrinkage": gaussians.shrinkage},
             "posterior": None if experiment.posterior is None else config_dict(experiment.posterior),
             "posterior_draws": experiment.posterior_draws,
-            "n_train_per_network": int(len(data.train_x[training_parts(experiment, data)[0]])),
+            "n_train_per_network": int(len(data.train_x[own])),
             "times": {"integrator": type(times).__name__, **{f.name: getattr(times, f.name) for f in dataclasses.fields(times)
                                                               if not isinstance(getattr(times, f.name), eqx.Module)}},
             **(instance or {}),
