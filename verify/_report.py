@@ -9,6 +9,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 
@@ -40,6 +41,13 @@ def provenance(start: float) -> dict:
     """The closing keys of every results file: package `versions`, the `device`, and `wall_time_s` since `start`
     (a `time.perf_counter()` reading)."""
     return {"versions": versions(), "device": device(), "wall_time_s": time.perf_counter() - start}
+
+
+def check_instance(instance) -> None:
+    """The `instance` argument of an experiment's `run`: extra entries of its results' `instance` block, or None."""
+    if instance is not None and not isinstance(instance, Mapping):
+        raise ValueError(f"instance must be a mapping of extra instance entries (e.g. {{'seed': 0}}) or None; "
+                         f"got {instance!r}.")
 
 
 def config_dict(config) -> dict:

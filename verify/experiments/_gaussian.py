@@ -26,7 +26,7 @@ import learned
 from gaussian_oracle import VPSDE, Estimate, JointGaussian, check_key
 
 from .._figures import plot_curves
-from .._report import provenance, write_json
+from .._report import check_instance, provenance, write_json
 from .._api import MINDE, information_estimates
 from ..estimators import GeometricGrid, UniformGrid, neural_entropy
 
@@ -84,12 +84,6 @@ def _check_run_options(owner: str, obj) -> None:
     if not isinstance(obj.resume, str) or obj.resume not in _RESUME_MODES:
         raise ValueError(f"{owner}.resume must be one of {', '.join(map(repr, _RESUME_MODES))} (as in learned.train); "
                          f"got {obj.resume!r}.")
-
-
-def _check_instance(instance) -> None:
-    if instance is not None and not isinstance(instance, Mapping):
-        raise ValueError(f"instance must be a mapping of extra instance entries (e.g. {{'seed': 0}}) or None; "
-                         f"got {instance!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -519,7 +513,7 @@ def run_sweep(config: SweepConfig, out: str | Path, *, key: PRNGKeyArray, instan
     if not isinstance(config, SweepConfig):
         raise ValueError(f"config must be a SweepConfig; got {type(config).__name__}.")
     key = check_key(key)
-    _check_instance(instance)
+    check_instance(instance)
     if on_point is not None and not callable(on_point):
         raise ValueError(f"on_point must be callable as on_point(payload, folder), or None; got {on_point!r}.")
     out = Path(out)
@@ -588,7 +582,7 @@ def run_demo(config: DemoConfig, out: str | Path, *, key: PRNGKeyArray, instance
     if not isinstance(config, DemoConfig):
         raise ValueError(f"config must be a DemoConfig; got {type(config).__name__}.")
     key = check_key(key)
-    _check_instance(instance)
+    check_instance(instance)
     out = Path(out)
     family = Determinism(config.dim_x, config.dim_y, (config.sigma_eps,))
     instance_key, train_key = _keys(key)

@@ -13,7 +13,7 @@ import numpy as np
 from gaussian_oracle import JointGaussian, check_key
 
 from .._figures import new_figure, plot_curves, save_figure
-from .._report import provenance, write_json
+from .._report import check_instance, provenance, write_json
 
 SIGMA_SWEEP = (1.0, 0.6, 0.25)
 LAMBDA_SWEEP = tuple(10.0 ** np.arange(-6, 0.5, 0.5))
@@ -127,9 +127,7 @@ def run(config: OracleConfig, out: str | Path, *, key, instance: Mapping | None 
     if not isinstance(config, OracleConfig):
         raise ValueError(f"config must be an OracleConfig; got {type(config).__name__}.")
     key = check_key(key)
-    if instance is not None and not isinstance(instance, Mapping):
-        raise ValueError(f"instance must be a mapping of extra instance entries (e.g. {{'seed': 0}}) or None; "
-                         f"got {instance!r}.")
+    check_instance(instance)
     out = Path(out)
     g = JointGaussian.determinism(config.dim_x, config.dim_y, config.sigma_eps, key=key)
     times = time_grid(g.sde, config.n_times)
