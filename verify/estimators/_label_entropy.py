@@ -50,32 +50,33 @@ def check_label_model(model, example: Float[ArrayLike, "*shape"], labels, *, unc
         raise ValueError(f"{what} needs integer class labels; got dtype {labels.dtype}, shape {labels.shape}.")
     x = jnp.asarray(example)
     s = jnp.asarray(0.5 * model.sde.T, x.dtype)
-
-    def refusal(label) -> Exception | None:
-        try:
-            model(x, s, label)
-        except Exception as err:  # the model's own refusal, whatever its type, restated once below
-            return err
-        return None
-
     tried = sorted({int(labels.min()), int(labels.max())})
-    errors = {label: refusal(label) for label in tried}
+    errors = {label: _refusal(model, x, s, label) for label in tried}
     refused = [label for label in tried if errors[label] is not None]
     if refused:
         label, err = refused[0], errors[refused[0]]
-        if len(refused) < len(tried) or (0 not in errors and refusal(0) is None):
+        if len(refused) < len(tried) or (0 not in errors and _refusal(model, x, s, 0) is None):
             raise ValueError(f"{what}: the model does not accept label {label} (the labels must be classes of the "
                              f"model, 0..num_classes-1): {err}") from err
         shown = ", ".join(str(k) for k in sorted({*tried, 0}))
         raise ValueError(f"{what}: the model refuses the input (one sample of shape {tuple(x.shape)}, dtype "
                          f"{x.dtype}) with every label tried ({shown}), so the input, not a label, does not fit the "
                          f"model (check the data's shape against the model's): {err}") from err
-    if unconditional:
-        try:
-            model(x, s, None)
-        except Exception as err:
-            raise ValueError(f"{what} needs the unconditional e(x, s) = model(x, s, None), i.e. a model trained with "
-                             f"a null label (label dropout), and this model refuses y=None: {err}") from err
+    err = _refusal(model, x, s, None) if unconditional else None
+    if err is not None:
+        raise ValueError(f"{what} needs the unconditional e(x, s) = model(x, s, None), i.e. a model trained with "
+                         f"a null label (label dropout), and this model refuses y=None: {err}") from err
+
+
+def _refusal(model, x, s, label) -> Exception | None:
+    """The error `model(x, s, label)` raises, whatever its type (the model's own refusal, which the callers restate
+    once), or None when the model takes it; the output is waited for, so that a check inside a compiled model is
+    caught here too."""
+    try:
+        jax.block_until_ready(model(x, s, label))
+    except Exception as err:
+        return err
+    return None
 
 
 def _check_prior_covers_model(model, example: Float[ArrayLike, "*shape"], num_labels: int, *,
@@ -86,14 +87,7 @@ def _check_prior_covers_model(model, example: Float[ArrayLike, "*shape"], num_la
     be told apart, and is let through.) One eager call per label tried, at $s = T/2$."""
     x = jnp.asarray(example)
     s = jnp.asarray(0.5 * model.sde.T, x.dtype)
-
-    def accepts(label: int) -> bool:
-        try:
-            jax.block_until_ready(model(x, s, jnp.asarray(label, jnp.int32)))
-        except Exception:  # the model's refusal, whatever its type
-            return False
-        return True
-
+    accepts = lambda label: _refusal(model, x, s, jnp.asarray(label, jnp.int32)) is None  # noqa: E731
     if accepts(num_labels) and not accepts(np.iinfo(np.int32).max):
         raise ValueError(f"{what}: the prior gives {num_labels} label probabilities, but the model also accepts label "
                          f"{num_labels} (and refuses unknown labels): it has more classes; pass the prior of all its "
