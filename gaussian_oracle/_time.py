@@ -129,11 +129,6 @@ class LogSNRTime(AbstractTimeDensity):
         return jnp.where(inside, density, 0.0).astype(_density_dtype(s))
 
 
-def _check_T(T) -> float:
-    """The final time of a `PiecewiseConstant` constructor: a finite real scalar > 0."""
-    return positive_scalar(T, "T")
-
-
 class PiecewiseConstant(AbstractTimeDensity):
     r"""A piecewise-constant density $q(s)$ on $[0, T]$: bin $k$ of $[e_k, e_{k+1})$ holds probability $p_k$.
 
@@ -159,8 +154,8 @@ class PiecewiseConstant(AbstractTimeDensity):
             raise ValueError(f"need edges of shape (n + 1,) and probs of shape (n,); got {edges.shape}, {probs.shape}.")
         if edges[0] != 0.0 or not np.all(np.diff(edges) > 0):
             raise ValueError("edges must start at 0 and increase strictly.")
-        if not np.all(probs > 0) or not np.all(np.isfinite(probs)):
-            raise ValueError("probs must be positive and finite (a zero bin would leave times uncovered).")
+        if not np.all(probs > 0):  # (finite already: as_float_array)
+            raise ValueError("probs must be positive (a zero bin would leave times uncovered).")
         total = float(probs.sum())
         if abs(total - 1.0) > _PROB_TOL:
             raise ValueError(
@@ -178,7 +173,7 @@ class PiecewiseConstant(AbstractTimeDensity):
     @classmethod
     def uniform(cls, T: float) -> "PiecewiseConstant":
         """The uniform density $1/T$ on $[0, T]$."""
-        T = _check_T(T)
+        T = positive_scalar(T, "T")
         return cls(np.array([0.0, T]), np.ones(1))  # one bin: probability 1
 
     @classmethod
@@ -187,7 +182,7 @@ class PiecewiseConstant(AbstractTimeDensity):
 
         Suited to rates $\propto 1/s$ that peak at $s \to 0$.
         """
-        T = _check_T(T)
+        T = positive_scalar(T, "T")
         s_min_arr = as_float_array(s_min, "s_min")
         if s_min_arr.ndim != 0 or not 0 < s_min_arr < T:
             raise ValueError(f"s_min must lie in (0, T) = (0, {T}) (an absolute time); got {s_min!r}.")
@@ -216,7 +211,7 @@ class PiecewiseConstant(AbstractTimeDensity):
 
         A `PiecewiseConstant` density.
         """
-        T = _check_T(T)
+        T = positive_scalar(T, "T")
         times = as_float_array(times, "times")
         profile = np.abs(as_float_array(profile, "profile"))
         floor = as_float_array(floor, "floor")
