@@ -243,8 +243,10 @@ def test_bound_violations_are_flagged():
     est = MINDE(**TINY)
     assert est.flag(Estimate(-0.5, 0.1)).flags
     assert not est.flag(Estimate(-0.1, 0.1)).flags
-    assert est.flag(Estimate(3.0, 0.1), label_entropy=math.log(10)).flags
-    assert not est.flag(Estimate(2.2, 0.1), label_entropy=math.log(10)).flags
+    uniform = np.arange(1000) % 10  # H(Y) = log 10 by the labels' frequencies
+    assert est.flag(Estimate(3.0, 0.1), uniform).flags
+    assert not est.flag(Estimate(2.2, 0.1), uniform).flags
+    assert not est.flag(Estimate(3.0, 0.1), uniform.astype(np.float32)[:, None]).flags  # real y: no upper bound
 
 
 @pytest.mark.slow

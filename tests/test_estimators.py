@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gaussian_oracle import VPSDE, GaussianMixture, JointGaussian
+from gaussian_oracle import VPSDE, Estimate, GaussianMixture, JointGaussian
 from verify import (
     GeometricGrid,
     ImportanceSampler,
@@ -20,6 +20,7 @@ from verify import (
     mutual_information_minde_crossfit,
     neural_entropy,
 )
+from verify.estimators import plugin_label_entropy
 
 N = 600  # data samples per estimate
 GRID = UniformGrid(n_times=100)
@@ -564,3 +565,78 @@ def test_crossfit_refuses_models_on_different_processes(case):
     other = JointGaussian(joint.sigma_x, joint.A, joint.sigma_eps, sde=VPSDE(0.1, 10.0, 1.0)).model()
     with pytest.raises(ValueError, match="one forward process"):
         mutual_information_minde_crossfit(model, other, x, y, key=jax.random.key(43))
+
+
+# ---------------------------------------------------------------------------------------------- I(X;Y) <= H(Y)
+class _Amplified(eqx.Module):
+    r"""$e(x, s) + c\,(e(x, s; y) - e(x, s))$ of an exact model: every MI integrand times $c^2$ (in expectation)."""
+
+    model: eqx.Module
+    c: float
+
+    @property
+    def sde(self):
+        return self.model.sde
+
+    def __call__(self, x, s, y=None):
+        e_u = self.model(x, s, None)
+        return e_u if y is None else e_u + self.c * (self.model(x, s, y) - e_u)
+
+
+def test_plugin_label_entropy_by_hand():
+    """Labels (0, 0, 1, 2): p = (1/2, 1/4, 1/4), H = 1.5 log 2, stderr sqrt((sum p log^2 p - H^2)/n); labels that are
+    not 1-D integers have none."""
+    h, se, k, n = plugin_label_entropy(np.array([0, 0, 1, 2]))
+    p = np.array([0.5, 0.25, 0.25])
+    assert h == pytest.approx(1.5 * math.log(2), rel=1e-14) and k == 3 and n == 4
+    assert se == pytest.approx(math.sqrt((np.sum(p * np.log(p) ** 2) - h**2) / 4), rel=1e-12) and se > 0
+    assert plugin_label_entropy(np.array([5, 5, 7, 7]))[:2] == (pytest.approx(math.log(2)), 0.0)
+    # the slack at 2 sigma: 2 stderr plus chi2_{K-1}'s two-sided 2-sigma quantile over 2n (here chi2_2: -2 log 0.0455)
+    assert plugin_label_entropy(np.array([0, 0, 1, 2])).slack(2.0) == pytest.approx(
+        2 * se - 2 * math.log(math.erfc(2 / math.sqrt(2))) / 8, rel=1e-9)
+    assert plugin_label_entropy(np.array([0.0, 1.0])) is None and plugin_label_entropy(np.zeros((4, 1), int)) is None
+
+
+def test_mutual_information_above_the_label_entropy_is_flagged():
+    """I(X;Y) <= H(Y): with integer labels every MI estimator flags a value above H(Y) by more than 2 stderr, H(Y)
+    read from the labels. A model whose conditional outputs overstate the label's effect twofold reads 4 I, about
+    2.8 nats for a two-class label (H(Y) = log 2); each estimator flags it, naming H(Y), and none flags e*. Before,
+    only the posterior-centred MINDE had an upper bound (log K)."""
+    mixture = GaussianMixture.symmetric_two_class(np.array([2.0, 0.0]), 0.5)
+    exact, loud = mixture.model(), _Amplified(mixture.model(), 2.0)
+    x, y = mixture.sample(400, key=jax.random.key(0))
+    times, key = GeometricGrid(n_times=24, s_min=1e-4), jax.random.key(1)
+    estimators = {
+        "minde": lambda m: mutual_information_minde(m, x, y, times=times, key=key),
+        "crossfit": lambda m: mutual_information_minde_crossfit(m, m, x, y, times=times, key=key),
+        "difference": lambda m: mutual_information_difference(m, x, y, times=times, key=key),
+        "shared minde": lambda m: information_estimates(m, x, y, times=times, key=key)["minde"],
+        "shared difference": lambda m: information_estimates(m, x, y, times=times, key=key)["difference"],
+    }
+    h = plugin_label_entropy(y)[0]
+    for name, estimate in estimators.items():
+        right = estimate(exact)
+        assert right.flags == () and right.value < math.log(2) + 2 * right.stderr, (name, right)
+        wrong = estimate(loud)
+        assert wrong.value > 3 * math.log(2), (name, wrong)
+        assert len(wrong.flags) == 1 and f"H(Y) of the 400 labels: {h:.4g}" in wrong.flags[0], (name, wrong.flags)
+
+
+def test_the_label_entropy_bound_allows_for_the_plug_in_shortfall():
+    r"""The labels' plug-in entropy falls short of H(Y), by about $(K - 1)/2n$ (0.0225 nats for 200 labels of 10
+    equally likely classes), so a correct estimate of a label that X decides, $I = H(Y)$ with a stderr of 0.005, would
+    be flagged against the bare plug-in on most draws of the labels. The bound adds the plug-in's slack at 2 sigma:
+    over 100 draws each of three label distributions, the right value is flagged at most twice (the bare plug-in:
+    more than 30 times), and a value 0.25 nats above H(Y) always."""
+    from verify import MINDE
+
+    rng = np.random.default_rng(0)
+    for weights, n in [(np.full(10, 0.1), 200), (np.array([0.2, 0.8]), 400), (np.array([0.5, 0.3, 0.15, 0.05]), 300)]:
+        h_y = float(-(weights * np.log(weights)).sum())
+        flagged = bare = 0
+        for _ in range(100):
+            y = rng.choice(weights.size, size=n, p=weights)
+            flagged += bool(MINDE().flag(Estimate(h_y, 0.005), y).flags)
+            bare += h_y > plugin_label_entropy(y).value + 2 * 0.005
+            assert MINDE().flag(Estimate(h_y + 0.25, 0.005), y).flags
+        assert flagged <= 2 and bare > 30, (weights, flagged, bare)

@@ -51,7 +51,7 @@ from gaussian_oracle import VPSDE, Estimate, check_key
 from ._report import versions
 from ._transforms import TRANSFORMS, AbstractFittedTransform, AbstractTransform, MarginalGaussianisation
 from .estimators import LogSNRGrid, UniformGrid, neural_entropy
-from .estimators._information import _shared_estimates
+from .estimators._information import _check_information, _shared_estimates, plugin_label_entropy
 from .estimators._integrators import _check_finite
 
 if TYPE_CHECKING:
@@ -124,13 +124,6 @@ def _check_classes_present(y) -> None:
                          "(e.g. np.unique(y, return_inverse=True)[1]).")
 
 
-def _frequency_entropy(labels: Int[ArrayLike, " n"]) -> float:
-    r"""$H(Y) = -\sum_k \hat p_k\log\hat p_k$ of the label frequencies (nats): the upper bound on $I(X;Y)$."""
-    p = np.bincount(np.asarray(labels)) / len(labels)
-    p = p[p > 0]
-    return float(-np.sum(p * np.log(p)))
-
-
 # ---------------------------------------------------------------------------------------------- estimation
 def information_estimates(model, x, y, *, times=UniformGrid(n_times=100), key: PRNGKeyArray) -> dict[str, Estimate]:
     r"""All four numbers of one protocol model on pairs (x, y): $S_{NN}^X$ (`"neural"`), $S_{NN}^{X|Y}$
@@ -150,7 +143,8 @@ def information_estimates(model, x, y, *, times=UniformGrid(n_times=100), key: P
 
     **Returns:**
 
-    A dict of `Estimate`s, each flagged if significantly negative.
+    A dict of `Estimate`s, each flagged if significantly negative; with integer labels y the two MI estimates also
+    if significantly above H(Y), read from the labels (see `verify.estimators.mutual_information_minde`).
     """
     if y is None:
         return {"neural": neural_entropy(model, x, times=times, key=key)}
@@ -417,7 +411,7 @@ class AbstractDiffusionEstimator(abc.ABC):
                                         resume=resume, key=key, learned=learned)
         info = FitInfo(len(train_rows), n_val, networks)
         return FittedEstimator(self, model, fx, fy, x.shape[1], dim_y, num_classes,
-                               _frequency_entropy(y) if labels else None, info)
+                               plugin_label_entropy(y).value if labels else None, info)
 
     # ------------------------------------------------------------------ as a plain estimator
     def __call__(
@@ -460,11 +454,13 @@ class AbstractDiffusionEstimator(abc.ABC):
         v = np.array([e.value for e in values])
         combined = Estimate(float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))),
                             n_evals=sum(e.n_evals or 0 for e in values))
-        return self.flag(combined, _frequency_entropy(y) if _is_labels(y) else None)
+        return self.flag(combined, y)
 
-    def flag(self, estimate: Estimate, label_entropy: float | None = None) -> Estimate:
-        """`estimate` flagged where it leaves $[0, H(Y)]$ by more than 2 stderr (H(Y) only for labels)."""
-        return estimate.check_bounds(lower=0.0, upper=label_entropy, name=f"I ({type(self).__name__})")
+    def flag(self, estimate: Estimate, y=None) -> Estimate:
+        """`estimate` flagged where it leaves $[0, H(Y)]$ by more than 2 stderr, with H(Y) read from the integer
+        labels `y` (an upper confidence limit: see `verify.estimators.mutual_information_minde`); real y or None
+        give no upper bound."""
+        return _check_information(estimate, y, f"I ({type(self).__name__})")
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict:
@@ -526,7 +522,7 @@ class NeuralEntropy(AbstractDiffusionEstimator):
     def needs_y(self) -> bool:
         return False
 
-    def flag(self, estimate, label_entropy=None):
+    def flag(self, estimate, y=None):
         return estimate.check_bounds(lower=0.0, name="S_NN")
 
 
@@ -738,7 +734,7 @@ class FittedEstimator(eqx.Module):
 
         Evaluate on pairs not used for training: on the training pairs an overfitted network reads I too high.
         Each stderr is the Monte Carlo error given the network (see the module note). MI estimates are flagged
-        below 0, and above H(Y) of the training labels when y holds labels, by more than 2 stderr.
+        below 0, and above H(Y) of the labels y when y holds labels, by more than 2 stderr (`information_estimates`).
 
         **Arguments:**
 
@@ -750,11 +746,7 @@ class FittedEstimator(eqx.Module):
         A dict of `Estimate`s.
         """
         x, y = self._prepare(x, y)
-        out = information_estimates(self.model, x, y, times=estimation_grid(self.estimator), key=key)
-        for name in ("minde", "difference"):
-            if name in out and self.label_entropy is not None:
-                out[name] = out[name].check_bounds(upper=self.label_entropy, name=f"I_{name} vs H(Y)")
-        return out
+        return information_estimates(self.model, x, y, times=estimation_grid(self.estimator), key=key)
 
     def estimate(
         self,

@@ -15,6 +15,7 @@ from ._information import (
     mutual_information_minde as mutual_information_minde,
     mutual_information_minde_crossfit as mutual_information_minde_crossfit,
     neural_entropy as neural_entropy,
+    plugin_label_entropy as plugin_label_entropy,
 )
 from ._budget import (
     InformationBudget as InformationBudget,

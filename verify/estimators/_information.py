@@ -8,6 +8,7 @@ an `Estimate` in nats whose stderr is the standard error of the mean of i.i.d. p
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -21,7 +22,7 @@ from gaussian_oracle import VPSDE, Estimate, check_key
 from ._integrators import AbstractTimeIntegrator, UniformGrid, _check_finite
 
 __all__ = ["neural_entropy", "mutual_information_minde", "mutual_information_minde_crossfit",
-           "mutual_information_difference"]
+           "mutual_information_difference", "plugin_label_entropy"]
 
 
 # ---------------------------------------------------------------------------------------------- integrands
@@ -235,6 +236,79 @@ def _check_data(x, y):
     return jnp.asarray(x), jnp.asarray(y)
 
 
+class PluginEntropy(NamedTuple):
+    """The plug-in entropy of integer labels (`plugin_label_entropy`), nats."""
+
+    value: float
+    r"""$\hat H = -\sum_k \hat p_k\log\hat p_k$ of the labels' frequencies."""
+    stderr: float
+    r"""Its delta-method standard error, $\sqrt{(\sum_k \hat p_k\log^2\hat p_k - \hat H^2)/n}$ (0 for uniform
+    labels)."""
+    classes: int
+    """K, the number of classes present."""
+    n: int
+    """The number of labels."""
+
+    def slack(self, n_sigma: float) -> float:
+        r"""How far the labels' $H(Y)$ may lie from the plug-in at `n_sigma`: that many stderrs plus the plug-in's
+        downward bias at the same (two-sided) quantile, $\chi^2_{K-1}/2n$. The bias is all there is for uniform
+        labels, whose delta-method stderr is 0; its mean, $(K - 1)/2n$, is the Miller-Madow correction."""
+        from scipy.stats import chi2, norm
+
+        bias = chi2.isf(2.0 * norm.sf(n_sigma), self.classes - 1) / (2.0 * self.n) if self.classes > 1 else 0.0
+        return n_sigma * self.stderr + float(bias)
+
+
+def plugin_label_entropy(y) -> PluginEntropy | None:
+    r"""The entropy of integer labels' frequencies, with its standard error: the upper bound on $I(X;Y)$ that the
+    labels give.
+
+    **Arguments:**
+
+    - `y`: class labels, a 1-D integer array (any integers: only their frequencies count).
+
+    **Returns:**
+
+    A `PluginEntropy` (`value`, `stderr`, `classes`, `n`, and `slack(n_sigma)`, how far the labels' $H(Y)$ may lie
+    from the plug-in), or `None` when `y` is not a 1-D integer array of at least 2 labels.
+    """
+    labels = np.asarray(y)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or labels.size < 2:
+        return None
+    counts = np.bincount(labels - labels.min())
+    p = counts[counts > 0] / labels.size
+    h = float(-(p * np.log(p)).sum())
+    se = math.sqrt(max(float((p * np.log(p) ** 2).sum()) - h * h, 0.0) / labels.size)
+    return PluginEntropy(h, se, int(p.size), int(labels.size))
+
+
+def _check_information(est: Estimate, y, name: str, num_labels: int | None = None) -> Estimate:
+    r"""`est`, an estimate of $I(X;Y)$, flagged below 0 and above what the labels allow, each by more than 2 stderr.
+
+    With integer labels the bound is $H(Y)$, read from the labels `y` themselves as an upper confidence limit: the
+    plug-in plus its `slack(2)` (so a correct estimate of a label that X decides, $I = H(Y)$, is not flagged for the
+    plug-in's own shortfall); with `num_labels` (a posterior over that many labels) no more than $\log$ `num_labels`.
+    Real-valued y give no upper bound.
+    """
+    est = est.check_bounds(lower=0.0, name=name)
+    plugin = plugin_label_entropy(y) if y is not None else None
+    bounds = []
+    if plugin is not None:
+        bounds.append((plugin.value + plugin.slack(2.0),
+                       f"H(Y) of the {plugin.n} labels: {plugin.value:.4g} +- {plugin.stderr:.2g} nats by their "
+                       f"frequencies ({plugin.classes} classes), plus {plugin.slack(2.0):.2g} for the plug-in's "
+                       "sampling error and bias"))
+    if num_labels is not None:
+        bounds.append((math.log(num_labels), f"log {num_labels}, the most a label of {num_labels} classes can share"))
+    if not bounds or not math.isfinite(est.value):
+        return est
+    upper, why = min(bounds)
+    if est.value <= upper + 2.0 * est.stderr:
+        return est
+    return dataclasses.replace(est, flags=(*est.flags, f"{name} {est.value:.4g} is above its upper bound {upper:.4g} "
+                                                       f"by more than 2 stderr ({why})"))
+
+
 def _check_outputs(calls, x, y) -> None:
     """Each `(model, labelled, name)` of `calls` traced once by shape alone (`jax.eval_shape`: nothing is computed)
     on one row of `x`, with the first row of `y` when `labelled` and `y=None` otherwise: it must be a protocol model
@@ -354,8 +428,10 @@ def mutual_information_minde(model, x: Float[Array, "batch *shape"], y: Float[Ar
 
     **Returns:**
 
-    An `Estimate` in nats, flagged if significantly negative or, with a posterior, significantly above
-    $\log(\text{num\_labels})$, the most a label of that many classes can share with X.
+    An `Estimate` in nats, flagged if significantly negative or, with integer labels, significantly above $H(Y)$: an
+    upper confidence limit read from the labels `y` (their plug-in entropy plus 2 of its stderrs and its downward
+    bias at 2 sigma: `plugin_label_entropy`), or, with a posterior, $\log(\text{num\_labels})$ where that is lower (the most a label of
+    that many classes can share with X).
     """
     if y is None:
         raise ValueError("mutual_information_minde needs y, paired with the rows of x.")
@@ -371,10 +447,10 @@ def mutual_information_minde(model, x: Float[Array, "batch *shape"], y: Float[Ar
         else:
             est = _integrate(_drawn_centred_minde_integrand, (model, posterior, draws), x, y, times, 1 + 2 * draws,
                              chunk_size, key, calls=((model, True, "model"),))
-        return est.check_bounds(lower=0.0, upper=math.log(num_labels), name="I_MINDE (posterior-centred)")
+        return _check_information(est, y, "I_MINDE (posterior-centred)", num_labels)
     est = _integrate(_minde_integrand, (model, unconditional_model), x, y, times, 2, chunk_size, key,
                      calls=_both_calls(model, unconditional_model))
-    return est.check_bounds(lower=0.0, name="I_MINDE")
+    return _check_information(est, y, "I_MINDE")
 
 
 def mutual_information_minde_crossfit(model_a, model_b, x: Float[Array, "batch *shape"],
@@ -410,8 +486,8 @@ def mutual_information_minde_crossfit(model_a, model_b, x: Float[Array, "batch *
 
     **Returns:**
 
-    An `Estimate` in nats, flagged if significantly negative or, with a posterior, significantly above
-    $\log(\text{num\_labels})$.
+    An `Estimate` in nats, flagged if significantly negative or, with integer labels, significantly above $H(Y)$ (as
+    `mutual_information_minde`).
     """
     if y is None:
         raise ValueError("mutual_information_minde_crossfit needs y, paired with the rows of x.")
@@ -428,10 +504,10 @@ def mutual_information_minde_crossfit(model_a, model_b, x: Float[Array, "batch *
         else:
             est = _integrate(_drawn_centred_crossfit_integrand, (model_a, model_b, posterior, draws), x, y, times,
                              2 * (1 + draws), chunk_size, key, calls=labelled)
-        return est.check_bounds(lower=0.0, upper=math.log(num_labels), name="I_MINDE (cross-fit, posterior-centred)")
+        return _check_information(est, y, "I_MINDE (cross-fit, posterior-centred)", num_labels)
     est = _integrate(_crossfit_integrand, (model_a, model_b), x, y, times, 4, chunk_size, key,
                      calls=(*labelled, (model_a, False, "model_a"), (model_b, False, "model_b")))
-    return est.check_bounds(lower=0.0, name="I_MINDE (cross-fit)")
+    return _check_information(est, y, "I_MINDE (cross-fit)")
 
 
 def mutual_information_difference(model, x: Float[Array, "batch *shape"], y: Float[Array, "batch dim_y"], *,
@@ -457,13 +533,14 @@ def mutual_information_difference(model, x: Float[Array, "batch *shape"], y: Flo
 
     **Returns:**
 
-    An `Estimate` in nats (flagged if significantly negative).
+    An `Estimate` in nats, flagged if significantly negative or, with integer labels, significantly above $H(Y)$ (as
+    `mutual_information_minde`).
     """
     if y is None:
         raise ValueError("mutual_information_difference needs y, paired with the rows of x.")
     est = _integrate(_difference_integrand, (model, unconditional_model), x, y, times, 2, chunk_size, key,
                      calls=_both_calls(model, unconditional_model))
-    return est.check_bounds(lower=0.0, name="I_diff")
+    return _check_information(est, y, "I_diff")
 
 
 class _Shared(NamedTuple):
@@ -488,7 +565,8 @@ def _shared_estimates(model, x: Float[Array, "batch *shape"], y: Float[Array, "b
     twice, `mutual_information_minde` and `mutual_information_difference` make six. Each estimate has the
     distribution of the one its own estimator makes (the same rows and per-row stderr), and $I_{diff}$ is exactly
     the difference of the two neural entropies; the four share their noise, so they are correlated. Each is checked
-    as its own estimator checks it (flagged if significantly negative).
+    as its own estimator checks it (flagged if significantly negative; the two MI estimates also if significantly
+    above H(Y), with integer labels).
 
     **Arguments:**
 
@@ -511,4 +589,4 @@ def _shared_estimates(model, x: Float[Array, "batch *shape"], y: Float[Array, "b
     s_x, s_xy, minde = (times.estimate(rows[..., i], sde=model.sde, evals_per_call=2) for i in range(3))
     diff = times.estimate(rows[..., 1] - rows[..., 0], sde=model.sde, evals_per_call=2)
     return _Shared(s_x.check_bounds(lower=0.0, name="S_NN"), s_xy.check_bounds(lower=0.0, name="S_NN"),
-                   minde.check_bounds(lower=0.0, name="I_MINDE"), diff.check_bounds(lower=0.0, name="I_diff"))
+                   _check_information(minde, y, "I_MINDE"), _check_information(diff, y, "I_diff"))

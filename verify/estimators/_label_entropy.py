@@ -21,7 +21,8 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from gaussian_oracle import VPSDE, Estimate
 
-from ._information import _check_data, _checked_rows, _crossfit_integrand, _integrate, _minde_integrand
+from ._information import (_check_data, _checked_rows, _crossfit_integrand, _integrate, _minde_integrand,
+                           plugin_label_entropy)
 from ._integrators import AbstractGrid
 
 __all__ = ["FromEnd", "HalfTime", "LogSNRGrid", "Peak", "check_label_model", "half_time", "label_entropy",
@@ -271,31 +272,22 @@ def label_entropy(model, x: Float[Array, "batch *shape"], y, *, prior_entropy: f
     return est if mismatch is None else dataclasses.replace(est, flags=(*est.flags, mismatch))
 
 
-_FOUR_SIGMA_TAIL = 6.334e-5
-"""The two-sided tail probability of 4 standard deviations of a normal distribution."""
-
-
 def _prior_entropy_mismatch(prior_entropy: float, y) -> str | None:
     r"""A flag when integer labels `y` are unlikely to have been drawn from a distribution of entropy
     `prior_entropy` (where the curve starts, and its upper bound): their plug-in entropy differs from it by more than
     4 standard errors plus the plug-in's downward bias at its 4-sigma quantile ($\chi^2_{K-1}/2n$, which is all there
     is when the labels are uniform). A value in bits, or of another label set, is caught so; None otherwise, and
-    for vector labels."""
-    from scipy.stats import chi2
-
-    labels = np.asarray(y)
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or labels.size < 2:
+    for vector labels (`PluginEntropy.slack`)."""
+    plugin = plugin_label_entropy(y)
+    if plugin is None:
         return None
-    counts = np.bincount(labels - labels.min())
-    p = counts[counts > 0] / labels.size
-    h = float(-(p * np.log(p)).sum())
-    se = math.sqrt(max(float((p * np.log(p) ** 2).sum()) - h * h, 0.0) / labels.size)
-    slack = 4.0 * se + (chi2.ppf(1.0 - _FOUR_SIGMA_TAIL, p.size - 1) / (2.0 * labels.size) if p.size > 1 else 0.0)
-    if abs(prior_entropy - h) <= slack:
+    slack = plugin.slack(4.0)
+    if abs(prior_entropy - plugin.value) <= slack:
         return None
     return (f"prior_entropy {prior_entropy:.4g} is not the entropy of the labels y were drawn from: their frequencies "
-            f"give {h:.4g} +- {se:.2g} nats ({labels.size} labels, {p.size} classes), farther than sampling allows "
-            f"({slack:.2g}); the curve starts at prior_entropy (in nats, of these labels' distribution?)")
+            f"give {plugin.value:.4g} +- {plugin.stderr:.2g} nats ({plugin.n} labels, {plugin.classes} classes), "
+            f"farther than sampling allows ({slack:.2g}); the curve starts at prior_entropy (in nats, of these labels' "
+            "distribution?)")
 
 
 def _label_models(model, model_b, example, y, what: str) -> tuple:
