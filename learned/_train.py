@@ -314,6 +314,75 @@ def _check_data(data_x, data_y, dtype) -> tuple[np.ndarray, np.ndarray | None]:
     return x, np.asarray(data_y, dtype)
 
 
+def _refusal(loss, model, x, y, key) -> Exception | None:
+    """The error with which `loss(model, x, y, key=key)` refuses the values in `x` and `y`, or `None` where it runs
+    (run eagerly, its output waited for, so that a check inside compiled code runs as well). An error that does not
+    depend on the values (`jax.eval_shape` of the same call raises too: a shape or type the loss cannot take) is no
+    refusal of these labels: `None`, and training raises it as before."""
+    try:
+        jax.block_until_ready(loss(model, x, y, key=key))
+    except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as error:
+        return error
+    except (ValueError, IndexError) as error:
+        try:
+            eqx.filter_eval_shape(functools.partial(loss, key=key), model, x, y)
+        except Exception:
+            return None
+        return error
+    return None
+
+
+def _reason(error: Exception) -> str:
+    """The model's own words in `error`: the message of an `eqx.error_if` check, without Equinox's debugging advice."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("equinox.EquinoxRuntimeError: "):
+            return line.removeprefix("equinox.EquinoxRuntimeError: ")
+    return lines[0] if lines else type(error).__name__
+
+
+def _declared_classes(model) -> int | None:
+    """The label count a model states (`model.num_classes`, or `model.config.num_classes`), or `None`."""
+    for owner in (model, getattr(model, "config", None)):
+        count = getattr(owner, "num_classes", None)
+        if isinstance(count, (int, np.integer)) and not isinstance(count, bool) and count >= 1:
+            return int(count)
+    return None
+
+
+_PROBE_KEY = 0x6C6162
+"""Seed of the fixed key of `_check_labels_accepted` (the training key is left untouched)."""
+
+
+def _check_labels_accepted(model, loss, x, host_y, name: str) -> None:
+    """One clear error, before training, for integer labels `host_y` (a NumPy array, rows aligned with `x`; `name`
+    says which data) that the model refuses: otherwise the error comes from inside the compiled step, and for a rare
+    label only at the step that first draws it.
+
+    The loss is evaluated once on a row of the smallest label and once on a row of the largest (those two only: a
+    model takes a range of labels), with a fixed key of its own, so the training key's stream is untouched. A model
+    that states its label count (`num_classes`, itself or in its `config`) must also find both inside
+    `0..num_classes - 1`: a classifier's cross-entropy picks a logit by indexing, which wraps a label -1 round to the
+    last class and makes one too large NaN, with no error."""
+    if host_y is None or host_y.ndim != 1 or not np.issubdtype(host_y.dtype, np.integer):
+        return
+    lo, hi = int(host_y.min()), int(host_y.max())
+    span = f"its labels run from {lo} to {hi}"
+    key = jax.random.key(_PROBE_KEY)
+    for label, which in ((lo, "smallest"), (hi, "largest"))[: 1 if lo == hi else 2]:
+        row = int(np.argmax(host_y == label))
+        error = _refusal(loss, model, x[row : row + 1], jnp.asarray(host_y[row : row + 1]), key)
+        if error is not None:
+            raise ValueError(f"{name} holds the label {label} ({span}), which the model refuses (the loss evaluated, "
+                             f"before training, on a row with the {which} label): {_reason(error)}") from error
+    count = _declared_classes(model)
+    if count is not None and (lo < 0 or hi >= count):
+        label = lo if lo < 0 else hi
+        raise ValueError(f"{name} holds the label {label} ({span}), outside 0..{count - 1} of the model's "
+                         f"num_classes = {count}. The loss takes it without an error, so it would be trained on as "
+                         "some other label (an index out of range is clipped or wraps round) or give a NaN loss.")
+
+
 # ---------------------------------------------------------------------------------------------- the loop
 def train(
     model: eqx.Module,
@@ -352,6 +421,10 @@ def train(
     - `model`: the initial network (and the template a checkpoint is read into).
     - `data_x`: training data.
     - `data_y`: conditions or integer labels (rows aligned with `data_x`), or `None` for an unconditional model.
+      Integer labels are checked before training: the loss is evaluated once on a row of the smallest label and once
+      on a row of the largest (with a key of its own: the training key is untouched), and a label the model refuses,
+      or one outside `0..num_classes - 1` of a model that states its `num_classes`, is a `ValueError` with the
+      model's reason; the labels of `validation` likewise.
     - `config`: a `TrainConfig`.
     - `loss`: a `TrainingLoss`, `loss(model, x, y, *, key) -> scalar`: a `DEMLoss` (weighting, time sampler,
       condition dropout), a `ClassifierLoss`, or any pure function with that signature.
@@ -407,6 +480,9 @@ def train(
         xv, yv = jnp.asarray(host_xv), None if host_yv is None else jnp.asarray(host_yv)
         val_key = jax.random.fold_in(jax.random.wrap_key_data(key_data), 0x76616C)  # fixed: the same noise each time
         record = Validation.start(model, config)
+    _check_labels_accepted(model, loss, x, host_y, "data_y")
+    if validation is not None:
+        _check_labels_accepted(model, loss, xv, host_yv, "validation's y")
     optimizer = _optimizer(config)
     params = eqx.filter(model, eqx.is_inexact_array)
     state = _State(np.asarray(0, np.int64), model, model, optimizer.init(params), key_data)

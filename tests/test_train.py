@@ -500,3 +500,89 @@ def test_validation_arguments_go_together(key):
         dataclasses.replace(CFG, validate_every=7)
     with pytest.raises(ValueError, match="rows of shape"):
         L.train(net, x, y, config=dataclasses.replace(CFG, validate_every=5), validation=(x[:, :3], y), key=k_train)
+
+
+# ---------------------------------------------------------------------------------------------- labels
+def _labelled(key, n=256):
+    """Vector data with integer labels 0, 1, 2 (each row shifted by its label)."""
+    labels = np.asarray(jax.random.randint(key, (n,), 0, 3))
+    x = np.asarray(jax.random.normal(jax.random.fold_in(key, 1), (n, 4)), np.float32) + labels[:, None]
+    return x, labels
+
+
+def _one_row_set(labels, value):
+    """`labels` with one row (a rare label) set to `value`."""
+    return np.where(np.arange(len(labels)) == 7, value, labels)
+
+
+def _never(step, values):
+    raise AssertionError("a training step ran")
+
+
+def test_a_label_the_model_refuses_stops_train_before_any_step(key, tmp_path):
+    """Regression: a label outside the network's classes (one row of 3 or -1 for 3 classes) surfaced as an
+    EquinoxRuntimeError from inside the compiled step, and for a rare label only at the step that first drew it.
+    Now one ValueError names the label, the labels' range and the network's own reason, before any step (no
+    callback, no checkpoint), for data_y and for the held-out labels alike."""
+    x, labels = _labelled(key)
+    net = L.EntropyMLP(L.MLPConfig(dim_x=4, num_classes=3, width=16, depth=1), SDE, key=key)
+    for bad, span in [(3, "from 0 to 3"), (-1, "from -1 to 2")]:
+        folder = tmp_path / str(bad)
+        with pytest.raises(ValueError) as error:
+            L.train(net, x, _one_row_set(labels, bad), config=CFG, checkpoint_dir=folder, callback=_never, key=key)
+        message = str(error.value)
+        assert f"data_y holds the label {bad} (its labels run {span}), which the model refuses" in message, message
+        assert "unknown label: y must lie in 0..2 (num_classes=3)" in message, message
+        assert not (folder / "checkpoint.eqx").exists()
+    config = dataclasses.replace(CFG, validate_every=10)
+    with pytest.raises(ValueError, match=r"validation's y holds the label 3 \(its labels run from 0 to 3\), which the "
+                                         r"model refuses .*unknown label"):
+        L.train(net, x[:200], labels[:200], config=config, validation=(x[200:], _one_row_set(labels[200:], 3)),
+                callback=_never, key=key)
+
+
+class _NumberLabel(eqx.Module):
+    """A user's protocol model that reads a label as a number: `y` in 0..2, integer or float, refused outside."""
+
+    net: L.EntropyMLP
+
+    @property
+    def sde(self):
+        return self.net.sde
+
+    def __call__(self, x, s, y=None, **kwargs):
+        y = eqx.error_if(y, (y < 0) | (y > 2), "this model takes labels 0, 1 and 2")
+        return self.net(x, s, jnp.reshape(jnp.asarray(y, jnp.float32), (1,)), **kwargs)
+
+
+def test_the_label_check_goes_through_any_loss_and_leaves_the_run_alone(key):
+    """The check evaluates the loss itself (here a function around a user's model), so the model's own refusal is
+    what it reports; with good labels it takes nothing from the training key: integer labels (checked) train to
+    bitwise the same losses and weights as the same labels given as floats (not checked)."""
+    x, labels = _labelled(key)
+    model = _NumberLabel(L.EntropyMLP(L.MLPConfig(dim_x=4, dim_y=1, width=16, depth=1), SDE, key=key))
+    dem = L.DEMLoss()
+
+    def loss(m, a, b, *, key):
+        return dem(m, a, b, key=key)
+
+    with pytest.raises(ValueError, match=r"data_y holds the label 5 \(its labels run from 0 to 5\), which the model "
+                                         r"refuses .*: this model takes labels 0, 1 and 2"):
+        L.train(model, x, _one_row_set(labels, 5), config=CFG, loss=loss, callback=_never, key=key)
+    checked = L.train(model, x, labels, config=CFG, loss=loss, key=key)
+    unchecked = L.train(model, x, labels.astype(np.float32), config=CFG, loss=loss, key=key)
+    np.testing.assert_array_equal(checked.losses, unchecked.losses)
+    assert _leaves_equal(checked.model, unchecked.model) and _leaves_equal(checked.ema_model, unchecked.ema_model)
+
+
+def test_labels_outside_a_stated_num_classes_are_refused(key):
+    """Regression: a classifier's cross-entropy picks the label's logit by indexing, so a label -1 trained silently as
+    the last class and a label 3 of 3 classes gave a NaN loss at some step, and no model refused either. A model that
+    states its `num_classes` (here `NoisyMLPClassifier`) has its labels checked against it before any step."""
+    x, labels = _labelled(key)
+    classifier = L.NoisyMLPClassifier(4, 3, SDE, width=16, depth=1, key=key)
+    for bad, span in [(-1, "from -1 to 2"), (3, "from 0 to 3")]:
+        with pytest.raises(ValueError, match=rf"data_y holds the label {bad} \(its labels run {span}\), outside 0..2 "
+                                             r"of the model's num_classes = 3\. The loss takes it without an error"):
+            L.train(classifier, x, _one_row_set(labels, bad), config=CFG, loss=L.NoisyClassifierLoss(),
+                    callback=_never, key=key)
