@@ -97,6 +97,11 @@ class ConvClassifier(eqx.Module):
         self.out = eqx.nn.Linear(config.hidden, config.num_classes, dtype=dtype, key=keys[5])
         self.dropout = eqx.nn.Dropout(config.dropout)
 
+    @property
+    def num_classes(self) -> int:
+        """The number of labels it gives logits for (what `learned.train` checks integer labels against)."""
+        return self.out.out_features
+
     def __call__(self, x: Float[Array, "channels height width"], *, key: PRNGKeyArray | None = None
                  ) -> Float[Array, " num_classes"]:
         """Logits for one image; dropout only when `key` is given (training)."""

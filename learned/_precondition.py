@@ -177,7 +177,11 @@ class Preconditioned(eqx.Module):
             return mean
         coef = jax.lax.stop_gradient(self.mean_coef)
         if self.mean_kind == "class":
-            conditional = coef[jnp.asarray(y)]
+            labels, k = jnp.asarray(y), coef.shape[0]
+            # an index out of range would be clipped (10 read as 9) or wrap round (-1 as K - 1): refused instead
+            conditional = coef[eqx.error_if(labels, (labels < 0) | (labels >= k),
+                                            f"unknown label: y must lie in 0..{k - 1}, the classes whose means "
+                                            "the preconditioner holds")]
         else:
             conditional = mean + (jnp.asarray(y, coef.dtype) - jax.lax.stop_gradient(self.y_mean)) @ coef
         return conditional if drop is None else jnp.where(drop, mean, conditional)

@@ -273,3 +273,22 @@ def test_fit_with_non_zero_mean_condition_regresses_with_an_intercept(key):
     np.testing.assert_allclose(fit.conditional_mean(jnp.asarray(shifted)), design @ beta, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(fit.conditional_mean(jnp.asarray(shifted)), plain.conditional_mean(jnp.asarray(y)),
                                rtol=1e-10, atol=1e-12)
+
+
+def test_class_means_refuse_a_label_out_of_range(key):
+    """The class means were read by indexing, which clips (label 3 of 3 classes read as 2) and wraps round (-1 as 2):
+    around a network that ignores the label, a centred preconditioner gave a number for either. It refuses them, for
+    one label and in a batch, eagerly and compiled; labels in range read their class's mean."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(300) % 3
+    data = rng.normal(size=(300, 2)) + np.array([[0.0, 0.0], [5.0, 1.0], [-3.0, 2.0]])[labels]
+    sde = _joint().sde
+    model = L.Preconditioned.fit(_WhitenedExact(sde, jnp.eye(2)), data, labels, centre=True)
+    means = np.stack([data[labels == k].mean(0) for k in range(3)])
+    np.testing.assert_allclose(model.conditional_mean(jnp.arange(3)), means, rtol=1e-5)
+    x = jnp.zeros(2)
+    for bad in (3, -1):
+        with pytest.raises(eqx.EquinoxRuntimeError, match="unknown label: y must lie in 0..2"):
+            model(x, 0.5, jnp.asarray(bad))
+        with pytest.raises(eqx.EquinoxRuntimeError, match="unknown label: y must lie in 0..2"):
+            jax.block_until_ready(eqx.filter_jit(model.conditional_mean)(jnp.array([0, bad, 1])))

@@ -586,3 +586,17 @@ def test_labels_outside_a_stated_num_classes_are_refused(key):
                                              r"of the model's num_classes = 3\. The loss takes it without an error"):
             L.train(classifier, x, _one_row_set(labels, bad), config=CFG, loss=L.NoisyClassifierLoss(),
                     callback=_never, key=key)
+
+
+def test_a_conv_classifier_states_its_classes_so_train_checks_labels_against_them(key):
+    """`ConvClassifier` gave its logits by indexing with no `num_classes` to check against, so `train` with
+    `ClassifierLoss` took a label -1 as the last class without a word; it now states its `num_classes` (that of its
+    config) and `train` refuses the label before any step."""
+    cfg = L.ClassifierConfig((1, 8, 8), 3, channels=(4, 8), hidden=16)
+    classifier = L.ConvClassifier(cfg, key=key)
+    assert classifier.num_classes == 3
+    x = np.asarray(jax.random.uniform(key, (40, 1, 8, 8)), np.float32)
+    labels = np.arange(40) % 3
+    with pytest.raises(ValueError, match=r"data_y holds the label -1 .* num_classes = 3"):
+        L.train(classifier, x, _one_row_set(labels, -1), config=CFG, loss=L.ClassifierLoss(), callback=_never,
+                key=key)
