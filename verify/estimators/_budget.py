@@ -12,6 +12,18 @@ KL_k(s) = D_{KL}(p_s(x_k)\|\mathcal N(0,1)),$$
 with the standard error of the $S_{NN}$ part (the marginal part is exact). $TC(X_T)$ is of order $\alpha(T)^2$
 (below $10^{-6}$ nats for the paper's schedule), so the curve is $TC(X_s)$ for every practical purpose; the
 subtraction of the marginal terms at T makes it exact for exact scores.
+
+Every tail curve (from a grid node s to T, `FromEnd`: trapezoid between nodes, a rectangle above the last) also
+carries an estimate of its quadrature error, which its stderr does not cover: `tail_quadrature_error` of the curve's
+own mean rate. On a log-spaced grid the cells near T are wide where the rate decays fast, and there this error can
+exceed the stderr (the exact joint Gaussian of the tests, 128 cells from $10^{-3}$, 2,000 samples: $S_{NN}^X$'s at
+the 21 nodes from s = 0.33 on, by up to 18 stderr; the estimate is about 1 to 4 times the real error there). The
+estimate reads second differences of a Monte Carlo rate, so part of it is the rate's sampling noise, and that part
+does not shrink with finer cells (on 2,048 uniform cells and 500 samples it exceeds the stderr at 1,691 nodes, by
+noise alone: 84 to 3,900 times the real error); its noise floor, the same estimate of a rate holding only such noise
+(the difference of the mean rates of the even and odd rows, scaled to the mean's variance), is reported beside it,
+and a node counts as limited by the grid where the estimate less its floor exceeds the stderr. A curve with such
+nodes carries one flag saying so.
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ from gaussian_oracle import VPSDE, Estimate, check_key, marginal_kl_curves, mean
 from .._report import curves_of
 from ._information import _check_data, _entropy_integrand, _information_integrand
 from ._integrators import AbstractGrid, GeometricGrid
-from ._label_entropy import FromEnd
+from ._label_entropy import FromEnd, tail_quadrature_error
 
 __all__ = ["InformationBudget", "geometric_grid_through", "information_budget", "total_correlation"]
 
@@ -56,6 +68,52 @@ def _marginal_sum(marginal_kl: MarginalKL, times: np.ndarray, sde: VPSDE) -> np.
 
 def _data_marginals(x, sde: VPSDE) -> MarginalKL:
     return lambda times: marginal_kl_curves(np.asarray(x), times, sde)
+
+
+def _grid_error(rows: np.ndarray, times: AbstractGrid, sde: VPSDE) -> tuple[np.ndarray, np.ndarray]:
+    r"""The quadrature error of the `FromEnd` tail curve of `rows` (n, n_times) at each node, and its noise floor.
+
+    **Arguments:**
+
+    - `rows`: the per-sample rates at the grid's nodes.
+    - `times`: the grid.
+    - `sde`: the forward process (its T).
+
+    **Returns:**
+
+    `(grid_error, noise)`: `tail_quadrature_error` of the mean rate, and of a rate with no signal and the mean's
+    sampling noise (the difference of the mean rates of the even and odd rows, scaled to the variance of the mean):
+    what the estimate gives for noise alone. Both NaN (not estimated) on a grid of fewer than 3 nodes.
+    """
+    n_nodes = rows.shape[1]
+    if n_nodes < 3:  # no second differences
+        return np.full(n_nodes, np.nan), np.full(n_nodes, np.nan)
+    even, odd = rows[0::2], rows[1::2]
+    noise = (even.mean(axis=0) - odd.mean(axis=0)) * math.sqrt(len(even) * len(odd)) / len(rows)
+    return tail_quadrature_error(times, sde, rows.mean(axis=0)), tail_quadrature_error(times, sde, noise)
+
+
+def _grid_limited(est: Estimate, grid_error: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """The nodes where the grid error less its noise floor exceeds the curve's stderr (False where not estimated)."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(grid_error - noise > est.cumulative_stderr)
+
+
+def _flag_grid(est: Estimate, grid_error: np.ndarray, noise: np.ndarray, name: str) -> Estimate:
+    """`est` with one flag if some node of its curve is limited by the time grid (`_grid_limited`)."""
+    limited = np.flatnonzero(_grid_limited(est, grid_error, noise))
+    if limited.size == 0:
+        return est
+    times = est.times[limited]
+    ratio = grid_error[limited] / est.cumulative_stderr[limited]
+    worst = limited[np.argmax(ratio)]
+    flag = (f"{name} is limited by the time grid, not by the samples, at {limited.size} of {est.times.size} nodes "
+            f"(s from {times.min():.3g} to {times.max():.3g}): there the estimated quadrature error of the tail "
+            f"integral (grid_error), which the stderr does not cover, exceeds the stderr beyond what the rate's "
+            f"sampling noise alone gives, up to {ratio.max():.3g} times ({grid_error[worst]:.2g} nats against "
+            f"{est.cumulative_stderr[worst]:.2g} at s = {est.times[worst]:.3g}); a grid with more cells (n_times) "
+            f"resolves it (the error falls as the square of the cell width)")
+    return dataclasses.replace(est, flags=(*est.flags, flag))
 
 
 def _check_grid(times) -> None:
@@ -103,7 +161,11 @@ def total_correlation(model, x: Float[Array, "batch *shape"], *, marginal_kl: Ma
 
     A learned network that does not resolve the data's discreteness at small s gives a negative value there (the
     data's marginals, which do, grow like $-\log\sigma(s)$ per coordinate): any node whose value is below 0 by more
-    than 2 stderr is flagged.
+    than 2 stderr is flagged. The curve's quadrature error, which the stderr does not cover, is that of $S_{NN}$ (the
+    marginal part is exact): where it exceeds the stderr by more than its noise floor at some node (see the module),
+    one more flag says the curve is limited by the time grid there (how many nodes, their s range, the largest
+    ratio to the stderr); this flag is the only report of the grid error here (`information_budget` also returns the
+    estimate itself).
 
     **Arguments:**
 
@@ -118,7 +180,7 @@ def total_correlation(model, x: Float[Array, "batch *shape"], *, marginal_kl: Ma
     **Returns:**
 
     An `Estimate`: `times` the grid's nodes, the TC curve in `cumulative`/`cumulative_stderr`, the $S_{NN}$ rate in
-    `rate`/`rate_stderr`, and `value`/`stderr` the curve at the first (smallest) node.
+    `rate`/`rate_stderr`, `value`/`stderr` the curve at the first (smallest) node, and the flags above.
     """
     _check_grid(times)
     x, _ = _check_data(x, None)
@@ -131,7 +193,7 @@ def total_correlation(model, x: Float[Array, "batch *shape"], *, marginal_kl: Ma
     curve = tail - marginals
     est = Estimate(value=curve[0], stderr=tail_se[0], times=nodes, rate=rate, rate_stderr=rate_se, cumulative=curve,
                    cumulative_stderr=tail_se, n_evals=int(rows.size))
-    return _flag_negative(est, "TC(X_s) - TC(X_T)")
+    return _flag_grid(_flag_negative(est, "TC(X_s) - TC(X_T)"), *_grid_error(rows, times, sde), "TC(X_s) - TC(X_T)")
 
 
 def _flag_negative(est: Estimate, name: str) -> Estimate:
@@ -155,9 +217,13 @@ class InformationBudget:
     from $\tau$ to T and perceptual the part from $s_{\min}$ to $\tau$ (they sum to the total exactly, per sample);
     `fractions` holds $TC/S_{NN}^X$ and $I/S_{NN}^X$ for each of the three. `curves` holds the tail curves at the
     grid's nodes (from s to T): `neural_entropy`, `conditional_neural_entropy`, `mutual_information` ($I(X_s;Y)$)
-    and `total_correlation` as `Estimate`s, and `marginal_sum` as an array (exact).
+    and `total_correlation` as `Estimate`s, and `marginal_sum` as an array (exact). `grid_error` holds, for each of
+    the four curves, the estimated quadrature error of the curve at each node (`tail_quadrature_error` of its mean
+    rate; the TC curve's is $S_{NN}^X$'s, the marginal part being exact), which its stderr does not cover, and
+    `grid_error_noise` that estimate's noise floor (what the rate's sampling noise alone gives; see the module). A
+    curve with nodes where the grid error less its floor exceeds the stderr (`grid_limited`) carries a flag.
 
-    All values in nats (per image for images).
+    All values in nats (per image for images); the grid errors are NaN on a grid of fewer than 3 nodes.
     """
 
     tau: float
@@ -167,10 +233,30 @@ class InformationBudget:
     fractions: dict
     curves: dict
     marginal_sum: np.ndarray
+    grid_error: dict
+    grid_error_noise: dict
+
+    def grid_limited(self, name: str) -> np.ndarray:
+        """The nodes at which the curve `name` is limited by the time grid.
+
+        **Arguments:**
+
+        - `name`: a key of `curves` other than the exact `marginal_sum`.
+
+        **Returns:**
+
+        A boolean array over the grid's nodes: True where `grid_error` less `grid_error_noise` exceeds the curve's
+        `cumulative_stderr`.
+        """
+        return _grid_limited(self.curves[name], self.grid_error[name], self.grid_error_noise[name])
 
     def to_dict(self) -> dict:
-        """JSON-ready: the split times, the parts and fractions (value, stderr, flags), and the curves."""
+        """JSON-ready: the split times, the parts and fractions (value, stderr, flags), and the curves, each with its
+        `grid_error` and `grid_error_noise`."""
         curves = curves_of(self.curves)
+        for name, error in self.grid_error.items():
+            curves[name]["grid_error"] = error.tolist()
+            curves[name]["grid_error_noise"] = self.grid_error_noise[name].tolist()
         curves["marginal_sum"] = {"times": self.curves["neural_entropy"].times.tolist(),
                                   "cumulative": self.marginal_sum.tolist()}
         return {"tau": self.tau, "s_min": self.s_min, "T": self.T,
@@ -213,7 +299,8 @@ def information_budget(model, x: Float[Array, "batch *shape"], y, *, tau: float,
 
     **Returns:**
 
-    An `InformationBudget`; $I_{MINDE}$ is flagged if negative, the TC curve and parts if negative beyond 2 stderr.
+    An `InformationBudget`; $I_{MINDE}$ is flagged if negative, the TC curve and parts if negative beyond 2 stderr,
+    and each curve with nodes limited by the time grid (its `grid_error` above its stderr, beyond the noise floor).
     """
     _check_grid(times)
     if y is None:
@@ -261,15 +348,21 @@ def information_budget(model, x: Float[Array, "batch *shape"], y, *, tau: float,
                                for piece in pieces},
     }
     from_end = FromEnd(times).cumulative_weights(sde).T
-    curves = {}
+    curves, grid_error, noise = {}, {}, {}
     for name, r in rows.items():
         tail, tail_se = mean_stderr(r @ from_end)
         rate, rate_se = mean_stderr(r)
         curves[name] = Estimate(tail[0], tail_se[0], times=nodes, rate=rate, rate_stderr=rate_se, cumulative=tail,
                                 cumulative_stderr=tail_se, n_evals=n_evals)
+        grid_error[name], noise[name] = _grid_error(r, times, sde)
     s_x = curves["neural_entropy"]
     curves["total_correlation"] = _flag_negative(
         dataclasses.replace(s_x, value=s_x.cumulative[0] - at_nodes[0], cumulative=s_x.cumulative - at_nodes),
         "TC(X_s) - TC(X_T)")
+    # the marginal part is exact: the TC curve's grid error is S_NN^X's
+    grid_error["total_correlation"], noise["total_correlation"] = grid_error["neural_entropy"], noise["neural_entropy"]
+    labels = {"neural_entropy": "S_NN^X(s -> T)", "conditional_neural_entropy": "S_NN^{X|Y}(s -> T)",
+              "mutual_information": "I(X_s;Y)", "total_correlation": "TC(X_s) - TC(X_T)"}
+    curves = {name: _flag_grid(est, grid_error[name], noise[name], labels[name]) for name, est in curves.items()}
     return InformationBudget(tau=edge, s_min=s_min, T=float(sde.T), parts=parts, fractions=fractions, curves=curves,
-                             marginal_sum=at_nodes)
+                             marginal_sum=at_nodes, grid_error=grid_error, grid_error_noise=noise)

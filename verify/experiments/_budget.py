@@ -38,6 +38,18 @@ _QUANTITIES = ("neural_entropy", "conditional_neural_entropy", "marginal_sum", "
                "mutual_information")
 _PIECES = ("total", "semantic", "perceptual")
 _CEILING_CHUNK = 250
+_GRID_DEFINITIONS = {
+    "grid_error": "curves.<name>.grid_error: the estimated quadrature error, at each node, of the curve accumulated "
+                  "from s to T on the time grid (tail_quadrature_error of the curve's mean rate; TC's is S_NN^X's, "
+                  "the marginal sum being exact), which the stderr does not cover; curves.<name>.grid_error_noise: "
+                  "what the same estimate gives for the rate's sampling noise alone (it does not shrink with more "
+                  "cells)",
+    "S_NN_X_grid_limited_from_s": "the smallest grid time at which S_NN^X(s -> T)'s grid_error less its "
+                                  "grid_error_noise exceeds its stderr: there the curve is limited by the time grid, "
+                                  "not by the samples, and a grid with more cells (n_times) resolves it; None if at no "
+                                  "node (the curve's flags give the count and s range)",
+    "S_NN_X_grid_error_max": "the largest grid_error of S_NN^X(s -> T) over the grid's nodes, nats",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,12 +144,15 @@ def _summary(budget: InformationBudget) -> dict:
     p, f = budget.parts, budget.fractions
     tc = budget.curves["total_correlation"]
     negative = np.flatnonzero(tc.cumulative < -2.0 * tc.cumulative_stderr)
+    limited = np.flatnonzero(budget.grid_limited("neural_entropy"))
     return {"S_NN_X": p["neural_entropy"]["total"].value, "marginal_sum": p["marginal_sum"]["total"].value,
             "TC": p["total_correlation"]["total"].value, "I_MINDE": p["mutual_information"]["total"].value,
             "TC_share": f["total_correlation"]["total"].value, "I_share": f["mutual_information"]["total"].value,
             "TC_dominates": bool(p["total_correlation"]["total"].value > 0.5 * p["neural_entropy"]["total"].value),
             "TC_dominates_definition": "TC total > half of S_NN^X total",
-            "TC_curve_negative_up_to_s": None if not negative.size else float(tc.times[negative].max())}
+            "TC_curve_negative_up_to_s": None if not negative.size else float(tc.times[negative].max()),
+            "S_NN_X_grid_limited_from_s": None if not limited.size else float(tc.times[limited].min()),
+            "S_NN_X_grid_error_max": float(np.max(budget.grid_error["neural_entropy"]))}
 
 
 def memorisation_ceiling(points, labels, sde: VPSDE, times: np.ndarray, *, n: int,
@@ -244,6 +259,7 @@ def _run_images(config: BudgetConfig, out: Path, key: PRNGKeyArray, data: learne
             "fractions": "ratio of per-image means, stderr by the delta method",
             "negative_tc": "TC below 0 means S_NN^X is below the data's own independent-pixel part: the model does not "
                            "hold what the exact marginals of the (quantised) pixel values carry at those times",
+            **_GRID_DEFINITIONS,
         },
         "summary": _summary(budget),
         "quantities": {**_table(budget), "fractions": {q: {p: e.to_dict() for p, e in v.items()}
@@ -324,7 +340,8 @@ def _run_gaussian(config: BudgetConfig, out: Path, key: PRNGKeyArray, instance: 
                             "n_times": config.n_times, "samples": config.gaussian_samples,
                             "dims": list(config.gaussian_dims), **(instance or {})},
                "definitions": {"exact": "closed form of the same part over the same interval",
-                               "z": "(estimate - exact) / stderr; the grid's discretisation is not in the stderr"},
+                               "z": "(estimate - exact) / stderr; the grid's discretisation is not in the stderr",
+                               **_GRID_DEFINITIONS},
                "instances": rows, "units": "nats", **provenance(start)}
     write_json(out / "results.json", payload)
     return payload
