@@ -1,8 +1,25 @@
-"""Independent float64 reference computations for the oracle tests (explicit matrices, no eigen-shortcuts), and the
-toy labelled images the classifier tests share."""
+"""Independent float64 reference computations for the oracle tests (explicit matrices, no eigen-shortcuts), the
+toy labelled images the classifier tests share, and a model that overstates the label's effect."""
 
+import equinox as eqx
 import jax
 import numpy as np
+
+
+class Amplified(eqx.Module):
+    r"""$e(x, s) + c\,(e(x, s; y) - e(x, s))$ of a protocol model: every MI integrand times $c^2$ (in expectation,
+    for an exact model), the unconditional output unchanged."""
+
+    model: eqx.Module
+    c: float
+
+    @property
+    def sde(self):
+        return self.model.sde
+
+    def __call__(self, x, s, y=None):
+        e_u = self.model(x, s, None)
+        return e_u if y is None else e_u + self.c * (self.model(x, s, y) - e_u)
 
 
 def quadrant_images(key, n, num_classes=3):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import learned
-from gaussian_oracle import VPSDE, EmpiricalMixture, JointGaussian, marginal_kl_curves
+from gaussian_oracle import VPSDE, EmpiricalMixture, GaussianMixture, JointGaussian, marginal_kl_curves
 from verify import (
     FromEnd,
     GeometricGrid,
@@ -24,6 +24,8 @@ from verify import (
     neural_entropy,
     total_correlation,
 )
+
+from _reference import Amplified
 
 
 def _joint():
@@ -400,6 +402,19 @@ def _check_grid_summary(summary, curves):
         assert any("limited by the time grid" in f for f in s_x["flags"])
     else:
         assert summary["S_NN_X_grid_limited_from_s"] is None
+
+
+def test_budget_flags_an_information_above_the_label_entropy(key):
+    """I(X;Y) <= H(Y): a model that overstates the label's effect twofold reads 4 I in every part (2.8 nats of a
+    two-class label's log 2 in the total), and the budget's I_MINDE total is flagged against H(Y) of the labels, as
+    MINDE is; e* is not."""
+    mixture = GaussianMixture.symmetric_two_class(np.array([2.0, 0.0]), 0.5)
+    x, y = mixture.sample(400, key=jax.random.key(6))
+    grid = geometric_grid_through(0.1, 24, 1e-3, mixture.sde.T)
+    for model, overstated in [(mixture.model(), False), (Amplified(mixture.model(), 2.0), True)]:
+        total = information_budget(model, x, y, tau=0.1, times=grid, key=key).parts["mutual_information"]["total"]
+        assert (total.value > 3 * np.log(2)) == overstated, total
+        assert any("H(Y) of the 400 labels" in f for f in total.flags) == overstated, total.flags
 
 
 @pytest.mark.parametrize("bad, match", [

@@ -22,6 +22,8 @@ from verify import (
 )
 from verify.estimators import plugin_label_entropy
 
+from _reference import Amplified
+
 N = 600  # data samples per estimate
 GRID = UniformGrid(n_times=100)
 
@@ -568,21 +570,6 @@ def test_crossfit_refuses_models_on_different_processes(case):
 
 
 # ---------------------------------------------------------------------------------------------- I(X;Y) <= H(Y)
-class _Amplified(eqx.Module):
-    r"""$e(x, s) + c\,(e(x, s; y) - e(x, s))$ of an exact model: every MI integrand times $c^2$ (in expectation)."""
-
-    model: eqx.Module
-    c: float
-
-    @property
-    def sde(self):
-        return self.model.sde
-
-    def __call__(self, x, s, y=None):
-        e_u = self.model(x, s, None)
-        return e_u if y is None else e_u + self.c * (self.model(x, s, y) - e_u)
-
-
 def test_plugin_label_entropy_by_hand():
     """Labels (0, 0, 1, 2): p = (1/2, 1/4, 1/4), H = 1.5 log 2, stderr sqrt((sum p log^2 p - H^2)/n); labels that are
     not 1-D integers have none."""
@@ -603,7 +590,7 @@ def test_mutual_information_above_the_label_entropy_is_flagged():
     2.8 nats for a two-class label (H(Y) = log 2); each estimator flags it, naming H(Y), and none flags e*. Before,
     only the posterior-centred MINDE had an upper bound (log K)."""
     mixture = GaussianMixture.symmetric_two_class(np.array([2.0, 0.0]), 0.5)
-    exact, loud = mixture.model(), _Amplified(mixture.model(), 2.0)
+    exact, loud = mixture.model(), Amplified(mixture.model(), 2.0)
     x, y = mixture.sample(400, key=jax.random.key(0))
     times, key = GeometricGrid(n_times=24, s_min=1e-4), jax.random.key(1)
     estimators = {

@@ -38,7 +38,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from gaussian_oracle import VPSDE, Estimate, check_key, marginal_kl_curves, mean_stderr
 
 from .._report import curves_of
-from ._information import _check_data, _entropy_integrand, _information_integrand
+from ._information import _check_data, _check_information, _entropy_integrand, _information_integrand
 from ._integrators import AbstractGrid, GeometricGrid
 from ._label_entropy import FromEnd, tail_quadrature_error
 
@@ -299,7 +299,8 @@ def information_budget(model, x: Float[Array, "batch *shape"], y, *, tau: float,
 
     **Returns:**
 
-    An `InformationBudget`; $I_{MINDE}$ is flagged if negative, the TC curve and parts if negative beyond 2 stderr,
+    An `InformationBudget`; $I_{MINDE}$ is flagged if negative or, with integer labels, above $H(Y)$ (as
+    `mutual_information_minde`), the TC curve and parts if negative beyond 2 stderr,
     and each curve with nodes limited by the time grid (its `grid_error` above its stderr, beyond the noise floor).
     """
     _check_grid(times)
@@ -337,7 +338,7 @@ def information_budget(model, x: Float[Array, "batch *shape"], y, *, tau: float,
     parts["total_correlation"] = {piece: Estimate(parts["neural_entropy"][piece].value - marginal[piece],
                                                   parts["neural_entropy"][piece].stderr)
                                   .check_bounds(lower=0.0, name=f"TC ({piece})") for piece in pieces}
-    parts["mutual_information"] = {piece: est.check_bounds(lower=0.0, name=f"I_MINDE ({piece})")
+    parts["mutual_information"] = {piece: _check_information(est, y, f"I_MINDE ({piece})")
                                    for piece, est in parts["mutual_information"].items()}
     fractions = {
         "total_correlation": {piece: _ratio(per_sample["neural_entropy"][piece] - marginal[piece],
