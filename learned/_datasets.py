@@ -124,6 +124,30 @@ class ImageData:
         return dataclasses.replace(self, train_x=self.train_x[:n_train], train_y=self.train_y[:n_train],
                                    test_x=self.test_x[:n_test], test_y=self.test_y[:n_test])
 
+    def held_out(self, n: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+        """The first `n` test images and their labels: an experiment's evaluation set.
+
+        A data set with fewer test images gives all of them, with a `UserWarning` naming what asked for more (an
+        experiment's `n_eval` larger than the test split is not cut down silently); the count used is
+        `len(images)`.
+
+        **Arguments:**
+
+        - `n`: how many test images to take, a positive integer.
+        - `what`: what asked for them, for the warning, e.g. `"ImageExperiment.n_eval"`.
+
+        **Returns:**
+
+        `(images, labels)`: `test_x[:n]` and `test_y[:n]`, `min(n, len(test_x))` of each.
+        """
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"{what} must be a positive integer (the test images to evaluate on); got {n!r}.")
+        have = len(self.test_x)
+        if n > have:
+            warnings.warn(f"{what} = {n} is more than the {have} test images of {self.name}: all {have} are used.",
+                          UserWarning, stacklevel=2)
+        return self.test_x[:n], self.test_y[:n]
+
 
 # ---------------------------------------------------------------------------------------------- helpers
 def _scale(pixels: np.ndarray, maximum: float, pixel_range: tuple[float, float]) -> np.ndarray:

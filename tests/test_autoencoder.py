@@ -536,7 +536,7 @@ def test_split_keys_depend_on_the_run_key_and_tau_only():
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def test_autoencoder_quick_end_to_end(tmp_path):
+def test_autoencoder_quick_end_to_end(tmp_path, capfd):
     """`separability autoencoder --quick` on digits (about 2 minutes): the results' structure, bounds consistency,
     latents that carry the label, a scan interrupted in its first split DAE keeping what it measured, and the scan
     run in parts and merged to the same numbers. The five command lines run in one child process with the users' XLA
@@ -592,6 +592,12 @@ def test_autoencoder_quick_end_to_end(tmp_path):
     assert (out / "arrays.npz").stat().st_mode & 0o044  # written through a private temporary file, then opened up
     q = payload["quantities"]
     digits = learned.load_digits()
+    # --quick asks for 300 held-out images, more than digits' 297: all are used, with the request recorded beside
+    # them and a warning from the child process (whose stderr is this process's)
+    assert payload["instance"]["n_eval_requested"] == 300
+    assert payload["instance"]["n_eval"] == len(digits.test_x) == 297
+    assert ("AutoencoderExperiment.n_eval = 300 is more than the 297 test images of digits: all 297 are used."
+            in capfd.readouterr().err)
     labels = np.concatenate([digits.train_y, digits.test_y])
     p = np.bincount(labels, minlength=10) / len(labels)
     h_y = float(-(p[p > 0] * np.log(p[p > 0])).sum())

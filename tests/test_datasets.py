@@ -3,6 +3,7 @@
 import gzip
 import pickle
 import struct
+import warnings
 
 import numpy as np
 import pytest
@@ -255,6 +256,29 @@ def test_subset_is_the_first_images_and_refuses_more_than_there_are():
             data.subset(n_train=bad)
     with pytest.raises(ValueError, match=r"t: n_test must be None \(all\) or an integer in 1..3 \(the test images"):
         data.subset(n_test=4)
+
+
+def test_held_out_is_the_first_test_images_and_says_when_there_are_fewer():
+    """Regression: the experiments took `test_x[:n_eval]`, so an n_eval of 1,000 on digits' 297 test images evaluated
+    on 297 without a word. `held_out` gives the first n, and all of them with a warning that names who asked."""
+    x = np.arange(5 * 4, dtype=np.float32).reshape(5, 1, 2, 2) / 19
+    data = L.ImageData("t", x, np.array([0, 1, 0, 1, 0]), x[1:4], np.array([1, 0, 1]), num_classes=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # n at most the test images: no warning
+        for n, asked in ((2, 2), (3, 3), (np.int64(1), 1)):
+            images, labels = data.held_out(n, "Experiment.n_eval")
+            np.testing.assert_array_equal(images, x[1:1 + asked])
+            np.testing.assert_array_equal(labels, [1, 0, 1][:asked])
+    with pytest.warns(UserWarning, match=r"^Experiment.n_eval = 1000 is more than the 3 test images of t: all 3 are "
+                                         r"used.$") as caught:
+        images, labels = data.held_out(1000, "Experiment.n_eval")
+    assert len(caught) == 1 and caught[0].filename == __file__  # the line that asked, not the data set's
+    np.testing.assert_array_equal(images, x[1:4])
+    np.testing.assert_array_equal(labels, [1, 0, 1])
+    for bad in (0, -1, True, 2.0, None):
+        with pytest.raises(ValueError, match=r"Experiment.n_eval must be a positive integer \(the test images to "
+                                             r"evaluate on\); got"):
+            data.held_out(bad, "Experiment.n_eval")
 
 
 # ------------------------------------------------------------------ files with the right names but bad content

@@ -12,7 +12,7 @@ import pytest
 from gaussian_oracle import Estimate
 import learned
 from learned import load_digits
-from verify.cli import main
+from verify.cli import PRESETS, main
 from verify.experiments import (Bounds, ImageExperiment, LabelInformationCurve, information_bounds,
                                 label_information_curve, train_networks)
 from verify.estimators import LogSNRGrid, UniformGrid, mutual_information_minde_crossfit
@@ -140,6 +140,9 @@ def test_images_quick_end_to_end(quick_images):
     for key in ("experiment", "instance", "quantities", "versions", "device", "wall_time_s"):
         assert key in payload
     assert payload["experiment"] == "images" and payload["instance"]["dataset"] == "digits"
+    # the evaluation images asked for beside those used: --quick asks for 200, fewer than digits' 297 test images
+    n_eval = PRESETS["quick"].n_eval
+    assert payload["instance"]["n_eval_requested"] == n_eval and payload["instance"]["n_eval"] == min(n_eval, 297)
     q = payload["quantities"]
     for name in ("neural_entropy", "conditional_neural_entropy"):
         assert q[name]["value"] > 0 and q[name]["stderr"] > 0

@@ -29,6 +29,7 @@ def test_two_class_quick_matches_the_quadrature_at_every_grid_time(tmp_path):
     assert res["experiment"] == "labels" and {"versions", "device", "wall_time_s"} <= set(res)
     mixture = GaussianMixture.symmetric_two_class(np.array([1.2, -0.4, 0.3]), 0.6, VPSDE(0.1, 16.0, 1.0))
     curves, q = res["curves"], res["quantities"]
+    assert res["instance"]["n_eval_requested"] == res["instance"]["n_eval"] == 1000  # drawn: as many as asked
 
     # I-MMSE against the quadrature, node by node: 4 stderr after the grid's trapezoid-error estimate
     immse = curves["immse"]
@@ -119,6 +120,9 @@ def test_digits_quick_results_hold_together(quick_images):
     res = json.loads((out / "results.json").read_text())
     q, curves = res["quantities"], res["curves"]
     assert len(q["report"]) == 5 and q["checks"] is None
+    # the held-out images asked for beside those used: --quick asks for 200 on an image source, fewer than digits' 297
+    instance = res["instance"]
+    assert instance["n_eval_requested"] == 200 and instance["n_eval"] == instance["n_eval_held_out"] == 200
     h_y = q["prior_entropy"]
     assert h_y == pytest.approx(2.3025, abs=2e-3)
     online = np.array(curves["online"]["entropy"]["cumulative"])

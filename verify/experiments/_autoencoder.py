@@ -604,7 +604,8 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
     h_def = (f"H(Y), plug-in entropy of all {len(data.train_y) + len(data.test_y)} labels of {data.name} "
              "(train and test)")
     x_train, y_train = data.train_x, np.asarray(data.train_y)
-    x_eval, y_eval = data.test_x[: config.n_eval], np.asarray(data.test_y[: config.n_eval])
+    x_eval, y_eval = data.held_out(config.n_eval, "AutoencoderExperiment.n_eval")
+    y_eval = np.asarray(y_eval)
     x_recon = x_eval[: config.n_recon]
     loss = learned.AutoencoderLoss(dem_loss(config.weighting, config.time_sampler, config.sde,
                                             model_key=config.unet.dropout > 0), gamma=config.gamma)
@@ -630,6 +631,7 @@ def run_autoencoder_experiment(data: ImageData, config: AutoencoderExperiment, o
             "instance": {
                 "dataset": data.name, "image_shape": data.image_shape, "num_classes": K,
                 "n_train": int(len(x_train)), "n_test": int(len(data.test_x)), "n_eval": int(len(x_eval)),
+                "n_eval_requested": config.n_eval,
                 "pixel_range": data.pixel_range, "latent_dim": config.latent_dim, "comparison": config.comparison,
                 "comparison_latent_dim": d2, "taus": [float(t) for t in config.taus], "tau_units": "T",
                 "gamma": config.gamma, "weighting": config.weighting,

@@ -217,7 +217,7 @@ def _run_images(config: BudgetConfig, out: Path, key: PRNGKeyArray, data: learne
     t0 = time.perf_counter()
     grid = geometric_grid_through(config.tau, config.n_times, config.s_min, image.sde.T)
     x_marg = np.concatenate([np.asarray(data.train_x), np.asarray(data.test_x)])
-    x_eval, y_eval = jnp.asarray(data.test_x[: image.n_eval]), jnp.asarray(data.test_y[: image.n_eval])
+    x_eval, y_eval = map(jnp.asarray, data.held_out(image.n_eval, "BudgetConfig.image.n_eval"))
     budget = information_budget(model, x_eval, y_eval, tau=config.tau, times=grid, chunk_size=config.chunk_size,
                                 marginal_kl=lambda s: marginal_kl_curves(x_marg, s, image.sde), key=k_budget)
     timings["budget_s"] = time.perf_counter() - t0
@@ -243,7 +243,8 @@ def _run_images(config: BudgetConfig, out: Path, key: PRNGKeyArray, data: learne
     figure = _plot(budget, out / "budget.png", f"{data.name}: information budget (EMA network)", ceiling=ceiling)
     payload = {
         "experiment": "budget",
-        "instance": {"dataset": data.name, "n_eval": int(x_eval.shape[0]), "tau": budget.tau,
+        "instance": {"dataset": data.name, "n_eval": int(x_eval.shape[0]),
+                     "n_eval_requested": image.n_eval, "tau": budget.tau,
                      "tau_requested": config.tau,
                      "s_min": budget.s_min, "n_times": config.n_times, "grid": "GeometricGrid (midpoint cells), "
                      "tau on a cell edge", "marginal_data": f"all {len(x_marg)} images of {data.name} (train and test)",

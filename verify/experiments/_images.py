@@ -712,7 +712,7 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
                                           checkpoint_dir=classifier_dir(checkpoint_dir, "bound",
                                                                         experiment.classifier),
                                           resume=experiment.resume, key=k_cls)
-    x_eval, y_eval = data.test_x[: experiment.n_eval], data.test_y[: experiment.n_eval]
+    x_eval, y_eval = data.held_out(experiment.n_eval, "ImageExperiment.n_eval")
     bounds = information_bounds(
         classifier, x_eval, y_eval, label_entropy=data.label_entropy(),
         label_entropy_definition=f"H(Y), plug-in entropy of all {len(data.train_y) + len(data.test_y)} labels of "
@@ -802,7 +802,7 @@ def run_image_experiment(data: ImageData, experiment: ImageExperiment, out: str 
         "instance": {
             "dataset": data.name, "image_shape": data.image_shape, "num_classes": data.num_classes,
             "n_train": int(len(data.train_x)), "n_test": int(len(data.test_x)), "n_eval": int(len(x_eval)),
-            "pixel_range": data.pixel_range,
+            "n_eval_requested": experiment.n_eval, "pixel_range": data.pixel_range,
             "sde": {"beta_min": experiment.sde.beta_min, "beta_max": experiment.sde.beta_max, "T": experiment.sde.T},
             "unet": config_dict(unet_cfg), "parameters": learned.parameter_count(result.model),
             "train": config_dict(experiment.train), "classifier": config_dict(experiment.classifier),

@@ -226,7 +226,7 @@ class ImageSource(AbstractLabelSource):
         def draws(c, n, k):
             return by_class[c][np.asarray(jax.random.randint(k, (n,), 0, len(by_class[c])))]
 
-        x_eval, y_eval = data.test_x[: experiment.n_eval], data.test_y[: experiment.n_eval]
+        x_eval, y_eval = data.held_out(experiment.n_eval, "LabelExperiment.n_eval")
         return _Setup(
             name=data.name, model=result.ema_model, shape=tuple(data.image_shape), prior=prior,
             x_eval=jnp.asarray(x_eval), y_eval=np.asarray(y_eval), exact=False, entropy_at_T=None,
@@ -520,6 +520,7 @@ def run(config: LabelExperiment, out: str | Path, *, key, data: ImageData | None
         "instance": {**setup.instance, "prior_entropy": h_y, "reference": setup.reference_name,
                      "sde": {"beta_min": model.sde.beta_min, "beta_max": model.sde.beta_max, "T": model.sde.T},
                      "n_times": config.n_times, "s_min": config.s_min, "n_eval": int(setup.x_eval.shape[0]),
+                     "n_eval_requested": config.n_eval,
                      "n_trajectories": config.n_trajectories, "n_per_class": config.n_per_class,
                      "n_steps": config.n_steps, "s_end": config.s_end, "cfg_weights": list(config.cfg_weights),
                      "n_reference": config.n_reference, **(instance or {})},
