@@ -182,15 +182,23 @@ def test_grid_through_tau_puts_tau_on_a_cell_edge():
         geometric_grid_through(2.0, 10, 1e-3, 1.0)
 
 
-def test_budget_of_the_exact_joint_gaussian_matches_the_closed_forms(key):
+@pytest.fixture(scope="module")
+def exact_budget():
+    """The exact joint Gaussian's budget on 2,000 pairs, 128 log-spaced cells from 1e-3 with tau = 0.1 on an edge,
+    closed-form marginals: `(joint, grid, budget)`."""
+    joint = _joint()
+    x, y = joint.sample(2000, key=jax.random.key(4))
+    grid = geometric_grid_through(0.1, 128, 1e-3, joint.sde.T)
+    budget = information_budget(joint.model(), x, y, tau=0.1, times=grid, marginal_kl=_closed_marginals(joint),
+                                key=jax.random.key(20250928))
+    return joint, grid, budget
+
+
+def test_budget_of_the_exact_joint_gaussian_matches_the_closed_forms(exact_budget):
     """Every part (total, semantic s >= tau, perceptual s < tau) of S^X, S^{X|Y}, TC and I within 4 stderr of the
     closed form over the same interval; parts sum to totals; the fractions are the ratios of the totals."""
-    joint = _joint()
+    joint, grid, budget = exact_budget
     sde = joint.sde
-    x, y = joint.sample(2000, key=jax.random.key(4))
-    grid = geometric_grid_through(0.1, 128, 1e-3, sde.T)
-    budget = information_budget(joint.model(), x, y, tau=0.1, times=grid, marginal_kl=_closed_marginals(joint),
-                                key=key)
     assert budget.tau == pytest.approx(0.1, rel=1e-10) and budget.s_min == pytest.approx(grid.s_min, rel=1e-10)
     curves = {"neural_entropy": joint.total_entropy_curve,
               "conditional_neural_entropy": joint.conditional_total_entropy_curve,
@@ -230,7 +238,7 @@ def test_budget_of_the_exact_joint_gaussian_matches_the_closed_forms(key):
     assert tc.value == tc.cumulative[0] and exact[0] > 0.5 * joint.total_correlation()
 
 
-def test_budget_grid_error_covers_the_quadrature_error_and_flags_the_grid_limited_curves(key):
+def test_budget_grid_error_covers_the_quadrature_error_and_flags_the_grid_limited_curves(exact_budget):
     """On a log-spaced grid the cells near T are wide and the rates decay fast there: the deterministic error of the
     tail curves, which their stderr does not cover, exceeds it. Each curve's reported `grid_error`
     (`tail_quadrature_error` of its mean rate) bounds the real error, |FromEnd quadrature of the exact rate - closed
@@ -239,12 +247,7 @@ def test_budget_grid_error_covers_the_quadrature_error_and_flags_the_grid_limite
     curve carries one grid flag exactly when `grid_limited` holds at some node, counting those nodes; they include
     every node whose real error exceeds 2 stderr and none below half a stderr. The TC curve's grid error is
     S_NN^X's, and the budget's JSON holds each curve's grid error."""
-    joint = _joint()
-    sde = joint.sde
-    x, y = joint.sample(2000, key=jax.random.key(4))
-    grid = geometric_grid_through(0.1, 128, 1e-3, sde.T)
-    budget = information_budget(joint.model(), x, y, tau=0.1, times=grid, marginal_kl=_closed_marginals(joint),
-                                key=key)
+    joint, grid, budget = exact_budget
     nodes = budget.curves["neural_entropy"].times
     for name, real in _quadrature_errors(joint, grid).items():
         est, error = budget.curves[name], budget.grid_error[name]
@@ -448,6 +451,7 @@ def _check_digits_budget(out):
     assert payload["experiment"] == "budget" and payload["instance"]["dataset"] == "digits"
     inst, q = payload["instance"], payload["quantities"]
     digits = learned.load_digits()
+    assert inst["n_eval"] == min(inst["n_eval_requested"], len(digits.test_y))  # the count asked for and the one used
     x_all = np.concatenate([digits.train_x, digits.test_x])
     process = VPSDE(inst["sde"]["beta_min"], inst["sde"]["beta_max"], inst["sde"]["T"])
     kl = marginal_kl_curves(x_all, np.array([inst["s_min"], inst["tau"], process.T]), process).sum(1)
