@@ -6,6 +6,7 @@ stderr; the KL and the Gaussian negative log-likelihood against scipy; the laten
 mixture's exact I(Z;Y) (slow); bad inputs one clear error each.
 """
 
+import copy
 import dataclasses
 import functools
 import hashlib
@@ -739,6 +740,23 @@ def test_autoencoder_quick_end_to_end(tmp_path, capfd):
     (other / "results.json").write_text(json.dumps(alone))
     with pytest.raises(ValueError, match="runs of different experiments: they differ in seed"):
         merge_autoencoder_results([tmp_path / "comparison", other], tmp_path / "m3")
+    # a part written before n_eval_requested was recorded merges with one written after; a different count does not
+    alone["instance"]["seed"] = payload["instance"]["seed"]
+    for requested, merges in [(None, True), (301, False)]:
+        older = copy.deepcopy(alone)
+        older.pop("arrays_sha256", None)  # written before that record too
+        if requested is None:
+            del older["instance"]["n_eval_requested"]
+        else:
+            older["instance"]["n_eval_requested"] = requested
+        (other / "results.json").write_text(json.dumps(older))
+        if merges:
+            merge_autoencoder_results([tmp_path / "comparison", other], tmp_path / "m7")
+            assert json.loads((tmp_path / "m7" / "results.json").read_text())["quantities"]["mutual_information"] == (
+                merged["quantities"]["mutual_information"])
+        else:
+            with pytest.raises(ValueError, match="they differ in n_eval_requested"):
+                merge_autoencoder_results([tmp_path / "comparison", other], tmp_path / "m8")
     with pytest.raises(ValueError, match="tau = 0.1 T is measured in both"):
         merge_autoencoder_results([out, tmp_path / "tau"], tmp_path / "m4")
     with pytest.raises(FileNotFoundError, match="holds neither results.json nor results.partial.json"):

@@ -786,6 +786,10 @@ r % n_train) and `z_eval_<latent>` (one draw per held-out image), the rows `late
 _MERGE_FREE = ("taus", "comparison", "checkpoints", "merged_from")
 """Instance entries in which merged runs may differ (each run's part); all others must agree."""
 
+_RECORDED_LATER = ("n_eval_requested",)
+"""Instance entries added after results were first written: a run without one was written before it was recorded, and
+is compared with the others without it (as results without `arrays_sha256` are read as they are)."""
+
 
 def _named_keys(key: PRNGKeyArray, name: str, n: int) -> PRNGKeyArray:
     """`n` keys of the part `name` of a run (a model and its measurements): a function of the run's key and the
@@ -947,7 +951,8 @@ def merge_autoencoder_results(folders, out: str | Path) -> dict:
     comparison_from, comparison_run = None, None
     for folder, payload, saved in runs:
         a, b = fixed(first["instance"]), fixed(payload["instance"])
-        differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        differ = sorted(k for k in a.keys() | b.keys()
+                        if a.get(k) != b.get(k) and not (k in _RECORDED_LATER and (k not in a or k not in b)))
         if differ:
             raise ValueError(f"{folder} and {first_folder} are runs of different experiments: they differ in "
                              f"{', '.join(differ)}; only runs that differ in their taus and comparison are merged.")
