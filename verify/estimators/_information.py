@@ -430,8 +430,8 @@ def mutual_information_minde(model, x: Float[Array, "batch *shape"], y: Float[Ar
 
     An `Estimate` in nats, flagged if significantly negative or, with integer labels, significantly above $H(Y)$: an
     upper confidence limit read from the labels `y` (their plug-in entropy plus 2 of its stderrs and its downward
-    bias at 2 sigma: `plugin_label_entropy`), or, with a posterior, $\log(\text{num\_labels})$ where that is lower (the most a label of
-    that many classes can share with X).
+    bias at 2 sigma: `plugin_label_entropy`), or, with a posterior, $\log(\text{num\_labels})$ where that is lower
+    (the most a label of that many classes can share with X).
     """
     if y is None:
         raise ValueError("mutual_information_minde needs y, paired with the rows of x.")
