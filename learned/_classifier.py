@@ -143,7 +143,15 @@ class ClassifierLoss(eqx.Module):
             raise ValueError("ClassifierLoss needs integer labels y; got None.")
         keys = jax.random.split(key, x.shape[0])
         logits = jax.vmap(lambda xi, ki: model(xi, key=ki))(x, keys)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return optax.softmax_cross_entropy_with_integer_labels(logits, _known_labels(y, logits)).mean()
+
+
+def _known_labels(y: Int[Array, " batch"], logits: Float[Array, "batch num_labels"]) -> Int[Array, " batch"]:
+    """`y`, refused where a label is not one of the logits' `0..num_labels - 1` (`eqx.error_if`, so inside compiled
+    code too): a cross-entropy picks each label's logit by indexing, which would wrap a label -1 round to the last
+    class and make one too large NaN, with no error."""
+    y, k = jnp.asarray(y), logits.shape[-1]
+    return eqx.error_if(y, (y < 0) | (y >= k), f"unknown label: y must lie in 0..{k - 1}, the classifier's {k} logits")
 
 
 def _steps_per_call(steps: int) -> int:

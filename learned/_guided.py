@@ -29,7 +29,8 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 from gaussian_oracle import VPSDE, AbstractTimeDensity, check_key, check_label
 
-from ._classifier import ClassifierConfig, ConvClassifier, _check_labels, check_labelled_images, fit_classifier
+from ._classifier import (ClassifierConfig, ConvClassifier, _check_labels, _known_labels, check_labelled_images,
+                          fit_classifier)
 from ._gaussian_base import ClassGaussianBase, ClassGaussians, snr_gate
 from ._train import _key_data
 
@@ -195,6 +196,7 @@ def _diffuse(sde: VPSDE, x, s, noise):
 
 
 def _nll(logits, y):
+    y = _known_labels(y, logits)
     return jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0]
 
 

@@ -362,8 +362,9 @@ def _check_labels_accepted(model, loss, x, host_y, name: str) -> None:
     The loss is evaluated once on a row of the smallest label and once on a row of the largest (those two only: a
     model takes a range of labels), with a fixed key of its own, so the training key's stream is untouched. A model
     that states its label count (`num_classes`, itself or in its `config`) must also find both inside
-    `0..num_classes - 1`: a classifier's cross-entropy picks a logit by indexing, which wraps a label -1 round to the
-    last class and makes one too large NaN, with no error."""
+    `0..num_classes - 1`: a cross-entropy that picks a logit by indexing wraps a label -1 round to the last class and
+    makes one too large NaN, with no error (the package's classifier losses refuse such labels themselves; a loss of
+    one's own may not)."""
     if host_y is None or host_y.ndim != 1 or not np.issubdtype(host_y.dtype, np.integer):
         return
     lo, hi = int(host_y.min()), int(host_y.max())

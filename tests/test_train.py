@@ -575,28 +575,63 @@ def test_the_label_check_goes_through_any_loss_and_leaves_the_run_alone(key):
     assert _leaves_equal(checked.model, unchecked.model) and _leaves_equal(checked.ema_model, unchecked.ema_model)
 
 
+def _indexing_loss(model, x, y, *, key):
+    """A cross-entropy of a noisy classifier at s = 0.5 that picks each label's logit by indexing, with no check."""
+    logits = jax.vmap(lambda xi: model(xi, jnp.float32(0.5)))(x)
+    return jnp.mean(jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, y[:, None], -1)[:, 0])
+
+
 def test_labels_outside_a_stated_num_classes_are_refused(key):
-    """Regression: a classifier's cross-entropy picks the label's logit by indexing, so a label -1 trained silently as
-    the last class and a label 3 of 3 classes gave a NaN loss at some step, and no model refused either. A model that
-    states its `num_classes` (here `NoisyMLPClassifier`) has its labels checked against it before any step."""
+    """Regression: a cross-entropy that picks the label's logit by indexing trains a label -1 silently as the last
+    class, and a label 3 of 3 classes gives a NaN loss at some step. A model that states its `num_classes` (here
+    `NoisyMLPClassifier`) has its labels checked against it before any step, whatever the loss (here one with no
+    check of its own; the package's classifier losses now refuse such labels themselves)."""
     x, labels = _labelled(key)
     classifier = L.NoisyMLPClassifier(4, 3, SDE, width=16, depth=1, key=key)
     for bad, span in [(-1, "from -1 to 2"), (3, "from 0 to 3")]:
         with pytest.raises(ValueError, match=rf"data_y holds the label {bad} \(its labels run {span}\), outside 0..2 "
                                              r"of the model's num_classes = 3\. The loss takes it without an error"):
+            L.train(classifier, x, _one_row_set(labels, bad), config=CFG, loss=_indexing_loss, callback=_never,
+                    key=key)
+        with pytest.raises(ValueError, match=rf"data_y holds the label {bad} \(its labels run {span}\), which the "
+                                             r"model refuses .*unknown label: y must lie in 0..2"):
             L.train(classifier, x, _one_row_set(labels, bad), config=CFG, loss=L.NoisyClassifierLoss(),
                     callback=_never, key=key)
 
 
 def test_a_conv_classifier_states_its_classes_so_train_checks_labels_against_them(key):
-    """`ConvClassifier` gave its logits by indexing with no `num_classes` to check against, so `train` with
-    `ClassifierLoss` took a label -1 as the last class without a word; it now states its `num_classes` (that of its
+    """`ConvClassifier` gave its logits by indexing with no `num_classes` to check against, so `train` with a loss
+    that indexes them took a label -1 as the last class without a word; it now states its `num_classes` (that of its
     config) and `train` refuses the label before any step."""
     cfg = L.ClassifierConfig((1, 8, 8), 3, channels=(4, 8), hidden=16)
     classifier = L.ConvClassifier(cfg, key=key)
     assert classifier.num_classes == 3
-    x = np.asarray(jax.random.uniform(key, (40, 1, 8, 8)), np.float32)
+    images = np.asarray(jax.random.uniform(key, (40, 1, 8, 8)), np.float32)
     labels = np.arange(40) % 3
+
+    def indexing(model, x, y, *, key):
+        logits = jax.vmap(model)(x)
+        return jnp.mean(jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, y[:, None], -1)[:, 0])
+
     with pytest.raises(ValueError, match=r"data_y holds the label -1 .* num_classes = 3"):
-        L.train(classifier, x, _one_row_set(labels, -1), config=CFG, loss=L.ClassifierLoss(), callback=_never,
-                key=key)
+        L.train(classifier, images, _one_row_set(labels, -1), config=CFG, loss=indexing, callback=_never, key=key)
+
+
+def test_the_classifier_losses_refuse_a_label_out_of_range_when_called_directly(key):
+    """`ClassifierLoss` and `NoisyClassifierLoss` picked each label's logit by indexing: called directly (not through
+    `train`, which checks labels first), a label -1 gave the last class's loss (2.27 for both) and a label of the
+    class count a NaN, with no error. Each refuses both, eagerly and compiled; labels in range give the same loss."""
+    x, labels = _labelled(key, n=8)
+    images = np.asarray(jax.random.uniform(key, (8, 1, 8, 8)), np.float32)
+    cases = [(L.ConvClassifier(L.ClassifierConfig((1, 8, 8), 3, channels=(4, 8), hidden=16), key=key), images,
+              L.ClassifierLoss()),
+             (L.NoisyMLPClassifier(4, 3, SDE, width=16, depth=1, key=key), x, L.NoisyClassifierLoss())]
+    for model, data, loss in cases:
+        good = loss(model, data, jnp.asarray(labels), key=key)
+        assert np.isfinite(good) and good == eqx.filter_jit(loss)(model, data, jnp.asarray(labels), key=key)
+        for bad in (-1, 3):
+            y = jnp.asarray(_one_row_set(labels, bad))
+            with pytest.raises(eqx.EquinoxRuntimeError, match=r"unknown label: y must lie in 0..2"):
+                jax.block_until_ready(loss(model, data, y, key=key))
+            with pytest.raises(eqx.EquinoxRuntimeError, match=r"unknown label: y must lie in 0..2"):
+                jax.block_until_ready(eqx.filter_jit(loss)(model, data, y, key=key))
