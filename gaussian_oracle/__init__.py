@@ -21,7 +21,7 @@ from ._cfg import (
 )
 from ._empirical import EmpiricalMixture as EmpiricalMixture, EmpiricalMixtureModel as EmpiricalMixtureModel
 from ._estimate import Estimate as Estimate, mean_stderr as mean_stderr
-from ._checks import check_label as check_label
+from ._checks import check_label as check_label, check_labels as check_labels
 from ._keys import check_key as check_key
 from ._joint import JointGaussian as JointGaussian, JointGaussianModel as JointGaussianModel
 from ._marginal import marginal_kl_curves as marginal_kl_curves

@@ -93,3 +93,16 @@ def check_label(y, num_classes: int, unconditional: str = "y=None"):
     if not 0 <= int(y) < num_classes:
         raise ValueError(f"unknown label {int(y)}: {rule}.")
     return y
+
+
+def check_labels(y, num_classes: int, what: str):
+    """Integer labels `y` of any shape (a batch), checked to lie in `0..num_classes-1` and returned; never clipped.
+
+    Where labels pick rows or logits by indexing, an out-of-range label would be clipped (K read as K - 1) or wrap
+    round (-1 read as the last class) without an error. The check is `eqx.error_if`, so it holds eagerly and inside
+    `eqx.filter_jit` or `vmap` alike (an `EquinoxRuntimeError`; under a bare `jax.jit`, a `JaxRuntimeError` with the
+    same message); use the returned value. `what` names the classes in the
+    message, e.g. "the classifier's 10 logits".
+    """
+    y = jnp.asarray(y)
+    return eqx.error_if(y, (y < 0) | (y >= num_classes), f"unknown label: y must lie in 0..{num_classes - 1}, {what}")

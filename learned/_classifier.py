@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from gaussian_oracle import check_key
+from gaussian_oracle import check_key, check_labels
 
 from ._train import TrainConfig, _key_data, train
 
@@ -147,11 +147,10 @@ class ClassifierLoss(eqx.Module):
 
 
 def _known_labels(y: Int[Array, " batch"], logits: Float[Array, "batch num_labels"]) -> Int[Array, " batch"]:
-    """`y`, refused where a label is not one of the logits' `0..num_labels - 1` (`eqx.error_if`, so inside compiled
-    code too): a cross-entropy picks each label's logit by indexing, which would wrap a label -1 round to the last
-    class and make one too large NaN, with no error."""
-    y, k = jnp.asarray(y), logits.shape[-1]
-    return eqx.error_if(y, (y < 0) | (y >= k), f"unknown label: y must lie in 0..{k - 1}, the classifier's {k} logits")
+    """`y` checked against the logits' count (`check_labels`): a cross-entropy picks each label's logit by indexing,
+    which would wrap a label -1 round to the last class and make one too large NaN, with no error."""
+    k = logits.shape[-1]
+    return check_labels(y, k, f"the classifier's {k} logits")
 
 
 def _steps_per_call(steps: int) -> int:

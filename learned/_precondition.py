@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from gaussian_oracle import VPSDE, check_label
+from gaussian_oracle import VPSDE, check_label, check_labels
 
 
 class Preconditioned(eqx.Module):
@@ -177,11 +177,7 @@ class Preconditioned(eqx.Module):
             return mean
         coef = jax.lax.stop_gradient(self.mean_coef)
         if self.mean_kind == "class":
-            labels, k = jnp.asarray(y), coef.shape[0]
-            # an index out of range would be clipped (10 read as 9) or wrap round (-1 as K - 1): refused instead
-            conditional = coef[eqx.error_if(labels, (labels < 0) | (labels >= k),
-                                            f"unknown label: y must lie in 0..{k - 1}, the classes whose means "
-                                            "the preconditioner holds")]
+            conditional = coef[check_labels(y, coef.shape[0], "the classes whose means the preconditioner holds")]
         else:
             conditional = mean + (jnp.asarray(y, coef.dtype) - jax.lax.stop_gradient(self.y_mean)) @ coef
         return conditional if drop is None else jnp.where(drop, mean, conditional)

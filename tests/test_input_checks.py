@@ -6,6 +6,7 @@ JAX or NumPy error, or a value silently used as something else.
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -236,3 +237,18 @@ def test_grids_refuse_a_non_bool_trapezoid_and_infinite_s_min():
         UniformGrid(s_min=math.inf)
     with pytest.raises(ValueError, match="GeometricGrid.s_min must be a finite number > 0"):
         GeometricGrid(s_min=math.inf)
+
+
+def test_check_labels_refuses_a_label_out_of_range_eagerly_and_compiled():
+    """`gaussian_oracle.check_labels` (the classifier losses and the class means use it): a batch of labels comes back
+    unchanged, and one label outside 0..K-1 anywhere in it is refused, eagerly and under jit, never clipped."""
+    from gaussian_oracle import check_labels
+
+    good = jnp.array([0, 2, 1])
+    assert np.array_equal(check_labels(good, 3, "three classes"), good)
+    for bad in (-1, 3):
+        labels = jnp.array([0, bad, 1])
+        with pytest.raises(eqx.EquinoxRuntimeError, match=r"unknown label: y must lie in 0..2, three classes"):
+            jax.block_until_ready(check_labels(labels, 3, "three classes"))
+        with pytest.raises(eqx.EquinoxRuntimeError, match=r"unknown label: y must lie in 0..2, three classes"):
+            jax.block_until_ready(eqx.filter_jit(lambda y: check_labels(y, 3, "three classes"))(labels))
