@@ -294,10 +294,11 @@ def _check_information(est: Estimate, y, name: str, num_labels: int | None = Non
     plugin = plugin_label_entropy(y) if y is not None else None
     bounds = []
     if plugin is not None:
-        bounds.append((plugin.value + plugin.slack(2.0),
+        slack = plugin.slack(2.0)
+        bounds.append((plugin.value + slack,
                        f"H(Y) of the {plugin.n} labels: {plugin.value:.4g} +- {plugin.stderr:.2g} nats by their "
-                       f"frequencies ({plugin.classes} classes), plus {plugin.slack(2.0):.2g} for the plug-in's "
-                       "sampling error and bias"))
+                       f"frequencies ({plugin.classes} classes), plus {slack:.2g} for the plug-in's sampling error "
+                       "and bias"))
     if num_labels is not None:
         bounds.append((math.log(num_labels), f"log {num_labels}, the most a label of {num_labels} classes can share"))
     if not bounds or not math.isfinite(est.value):
