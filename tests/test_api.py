@@ -149,6 +149,15 @@ def test_bad_validation_fraction_is_refused(fraction):
         MINDE(validation_fraction=fraction)
 
 
+def test_fit_refuses_more_than_one_fit(data):
+    """`n_fits` is the number of fits `__call__` averages; `fit` returns one, so it says so instead of training one
+    set of networks for an estimator configured with three."""
+    x, y = data
+    with pytest.raises(ValueError, match=r"MINDE\(n_fits=3\)\.fit trains one set of networks, not 3: n_fits is the "
+                                         r"number of fits that calling the estimator"):
+        MINDE(**TINY, n_fits=3).fit(x, y, key=jax.random.key(0))
+
+
 def test_validation_split_too_small_or_inconsistent_is_refused(data):
     import learned
 

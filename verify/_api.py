@@ -379,6 +379,11 @@ class AbstractDiffusionEstimator(abc.ABC):
         """
         import learned
 
+        if self.n_fits != 1:  # one fit is one set of networks; the average over fits is `__call__`'s
+            raise ValueError(f"{type(self).__name__}(n_fits={self.n_fits}).fit trains one set of networks, not "
+                             f"{self.n_fits}: n_fits is the number of fits that calling the estimator, est(x, y, "
+                             "key=...), averages (its stderr then the spread over fits). Fit with n_fits=1 (the "
+                             "default), or call the estimator.")
         x, y = check_pairs(x, y, need_y=self.needs_y)
         _check_classes_present(y)
         check_key(key)
@@ -447,7 +452,7 @@ class AbstractDiffusionEstimator(abc.ABC):
         fits = tqdm(jax.random.split(k_fits, self.n_fits), desc="fits", disable=not self.progress or self.n_fits == 1)
         for k in fits:
             k_fit, k_est = jax.random.split(k)
-            fitted = self.fit(x[train_rows], pick(y, train_rows), key=k_fit)
+            fitted = dataclasses.replace(self, n_fits=1).fit(x[train_rows], pick(y, train_rows), key=k_fit)
             values.append(fitted.estimate(x[eval_rows], pick(y, eval_rows), key=k_est))
         if self.n_fits == 1:
             return values[0]
