@@ -279,7 +279,7 @@ class AbstractDiffusionEstimator(abc.ABC):
       are significantly worse on the held-out pairs (early-stopping selection, see the module note); with `False`
       the held-out losses are only reported.
     - `n_fits`: independent fits `__call__` averages; with more than one, stderr is the spread over fits (see
-      `verify._api`'s note on what stderr covers).
+      `verify._api`'s note on what stderr covers). `fit` returns one fit and refuses more than one.
     - `sde`: the forward process.
     - `train`: a full `learned.TrainConfig` to use instead of the default schedule with `steps` steps.
     - `progress`: show progress bars while fitting.
