@@ -183,6 +183,24 @@ def test_sample_covariance(small, key, w):
         assert np.max(np.abs(z)) < 4.5
 
 
+def test_covariance_and_sample_stop_at_s_end(small, key):
+    """Away from the default s_end = 1e-3 (here 0.2, w = 2), with (Phi, Psi) from the independent scipy flow:
+    cfg_covariance is [[Phi Phi^T + Psi S_Y Psi^T, Psi S_Y], [., S_Y]] (exactly symmetric) and cfg_sample is
+    Phi x_T + Psi y with x_T = jax.random.normal(key, (batch, dim_x)), as documented."""
+    s_end, w = 0.2, 2.0
+    phi, psi = _reference_flow(small, w, s_end)
+    sy = small.sigma_y
+    expected = np.block([[phi @ phi.T + psi @ sy @ psi.T, psi @ sy], [(psi @ sy).T, sy]])
+    cov = cfg_covariance(small, w, s_end)
+    np.testing.assert_allclose(cov, expected, rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(cov, cov.T)  # symmetric to the bit, as its docstring says
+    key_y, key_s = jax.random.split(key)
+    _, y = small.sample(5, key=key_y)
+    x = cfg_sample(small, y, w, key=key_s, s_end=s_end)
+    x_t = np.asarray(jax.random.normal(key_s, (5, small.dim_x)), dtype=np.float64)
+    np.testing.assert_allclose(np.asarray(x), x_t @ phi.T + np.asarray(y) @ psi.T, rtol=1e-6, atol=1e-9)
+
+
 def test_sample_dtype_follows_the_caller(small, key):
     key_y, key_s = jax.random.split(key)
     _, y = small.sample(8, key=key_y)

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import integrate, special, stats
+from scipy import integrate, optimize, special, stats
 
 from gaussian_oracle import Estimate, GaussianMixture, GaussianMixtureModel, VPSDE
 from verify.protocol import EntropyModel
@@ -76,6 +76,21 @@ class Quad1D:
     def prior_entropy(self):
         return float(-np.sum(self.w * np.log(self.w)))
 
+    def posterior_entropy(self, x):
+        """-sum_k p(k|x) log p(k|x): the per-sample integrand of H(Y|X)."""
+        _, _, post = self._parts(x)
+        return -np.sum(special.xlogy(post, post))
+
+    def central_moments(self, f):
+        """Mean, variance and fourth central moment of f(X), X from this mixture, by quadrature (relative tolerance
+        only, so that a nearly constant f keeps its small moments accurate)."""
+        def moment(g):
+            value, _ = integrate.quad(lambda x: math.exp(self._parts(x)[1]) * g(x), self.lo, self.hi, limit=400,
+                                      epsabs=0.0, epsrel=1e-10)
+            return value
+        mean = moment(f)
+        return mean, moment(lambda x: (f(x) - mean) ** 2), moment(lambda x: (f(x) - mean) ** 4)
+
     def mutual_information(self):
         def f(x):
             log_n, log_p, _ = self._parts(x)
@@ -104,6 +119,17 @@ class Quad1D:
             scores = -(x - at.m) / at.v
             return math.exp(log_p) * np.sum(post * (scores - post @ scores) ** 2)
         return 0.5 * beta * at._integrate(f)
+
+    def rate_integrand(self, s):
+        """x -> beta/2 sum_k p(k|x) (score_k - score)^2 at time s: the per-sample integrand of the label rate."""
+        at = self.at(s)
+        beta = SDE.beta_min + (SDE.beta_max - SDE.beta_min) * s / SDE.T
+
+        def f(x):
+            _, _, post = at._parts(x)
+            scores = -(x - at.m) / at.v
+            return 0.5 * beta * np.sum(post * (scores - post @ scores) ** 2)
+        return f
 
 
 WEIGHTS_1D, MEANS_1D, VARS_1D = (0.3, 0.7), (-1.0, 1.5), (0.5, 0.8)
@@ -225,6 +251,19 @@ def test_sample_label_frequencies_and_component_means(mix2d, key):
         assert np.all(np.abs(xk.mean(0) - mix2d.means[k]) <= 4 * se)
 
 
+def test_sample_component_covariances(mix2d, key):
+    """Within each label the samples' covariance about the known mean is C_k, entry by entry within 4 stderr (the
+    variance of an entry of the sample covariance is (C_ii C_jj + C_ij^2) / n_k); the nearly flat component's
+    off-diagonal entry 0.79 is the one a wrong square root of C_k misses."""
+    n = 40_000
+    x, y = mix2d.sample(n, key=key)
+    for k, cov in enumerate(mix2d.covs):
+        dev = np.asarray(x[y == k]) - mix2d.means[k]
+        emp = dev.T @ dev / len(dev)
+        se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / len(dev))
+        assert np.all(np.abs(emp - cov) <= 4 * se), (k, emp, cov)
+
+
 def test_zero_weight_component(key):
     """A label with probability 0: H(Y) ignores it (0 log 0 = 0), its posterior is exactly 0, nothing is NaN."""
     mix = GaussianMixture([0.2, 0.0, 0.8], [[0.0], [1.0], [2.0]], np.ones((3, 1, 1)))
@@ -283,6 +322,38 @@ def test_label_entropy_rate_integrates_to_the_entropy_change(quad1d):
     s_nodes = 0.5 * (b - a) * (nodes + 1) + a
     integral = 0.5 * (b - a) * sum(w * quad1d.label_entropy_rate(s) for w, s in zip(weights, s_nodes))
     assert integral == pytest.approx(quad1d.at(b).label_entropy() - quad1d.at(a).label_entropy(), rel=1e-7)
+
+
+def assert_stderr(stderr, variance, fourth, n, sigmas=4.0):
+    """A Monte Carlo stderr, std_ddof1 / sqrt(n), against its exact value sqrt(variance / n). By the delta method the
+    sample standard deviation has standard error sd * sqrt((mu_4 / variance^2 - 1) / (4 n)); allow `sigmas` of it."""
+    exact = math.sqrt(variance / n)
+    spread = exact * math.sqrt((fourth / variance**2 - 1.0) / (4 * n))
+    assert abs(stderr - exact) <= sigmas * spread, (stderr, exact, spread)
+
+
+def test_monte_carlo_stderrs_against_quadrature_moments(mix1d, quad1d, key):
+    """Every reported stderr is sqrt(Var f(X_s) / n) of its own per-sample integrand f, within 4 sigma of the sample
+    standard deviation's own error (about 0.5 % here): the variance and fourth central moment of the posterior
+    entropy (for H(Y|X_s) and I(X;Y)) and of beta/2 sum_k p(k|x)(score_k - score)^2 (the label rate), by quadrature
+    under p_s."""
+    times = TIMES_1D
+    curve = mix1d.label_entropy(times, n=N, key=key)
+    rate = mix1d.label_entropy_rate(times, n=N, key=key)
+    for i, s in enumerate(times):
+        at = quad1d.at(s)
+        _, var_h, fourth_h = at.central_moments(at.posterior_entropy)
+        _, var_r, fourth_r = at.central_moments(quad1d.rate_integrand(s))
+        assert_stderr(curve.cumulative_stderr[i], var_h, fourth_h, N)
+        assert_stderr(curve.rate_stderr[i], var_r, fourth_r, N)
+        assert_stderr(rate.rate_stderr[i], var_r, fourth_r, N)
+    # A scalar time reports that time's stderr likewise (here s = 0.1).
+    at = quad1d.at(times[2])
+    assert_stderr(mix1d.label_entropy(times[2], n=N, key=key).stderr, *at.central_moments(at.posterior_entropy)[1:], N)
+    rate_moments = at.central_moments(quad1d.rate_integrand(times[2]))[1:]
+    assert_stderr(mix1d.label_entropy_rate(times[2], n=N, key=key).stderr, *rate_moments, N)
+    _, var_h, fourth_h = quad1d.central_moments(quad1d.posterior_entropy)
+    assert_stderr(mix1d.mutual_information(n=N, key=key).stderr, var_h, fourth_h, N)
 
 
 def test_label_entropy_identity_on_fig1(key):
@@ -486,3 +557,55 @@ def test_two_class_closed_form_landmarks():
         GaussianMixture.symmetric_two_class(np.array([0.3, 0.0]), 0.5).speciation_time()
     with pytest.raises(ValueError, match="two equally likely classes"):
         GaussianMixture.on_a_line().two_class_label_entropy(0.1)
+
+
+def test_two_class_signal_and_label_entropy_against_1d_quadrature():
+    """Projected on m the symmetric two-class mixture is the 1-D mixture N(-+|m|, sigma^2) (the orthogonal directions
+    carry no label), so H(Y|X_s) is that mixture's label entropy by quadrature over x (Quad1D), and
+    a(s) = |m| sqrt(alpha / (1 - alpha + sigma^2 alpha)) with alpha from the quadrature of beta."""
+    m, sigma = np.array([1.2, -0.4, 0.3]), 0.6
+    mixture = GaussianMixture.symmetric_two_class(m, sigma)
+    norm = float(np.linalg.norm(m))
+    line = Quad1D((0.5, 0.5), (-norm, norm), (sigma**2, sigma**2))
+    times = np.array([0.0, 1e-3, 0.05, 0.15, 0.3, 0.6, 1.0])
+    alpha = np.array([alpha_ref(s) for s in times])
+    np.testing.assert_allclose(mixture.two_class_signal(times), norm * np.sqrt(alpha / (1 - alpha + sigma**2 * alpha)),
+                               rtol=1e-10)
+    exact = [line.at(s).label_entropy() for s in times]
+    np.testing.assert_allclose(mixture.two_class_label_entropy(times), exact, rtol=1e-8, atol=1e-10)
+
+
+def test_constructors_put_the_classes_where_documented():
+    """symmetric_two_class: class 1 at +m, class 0 at -m, both sigma^2 I and equally likely, so at s = 0 the posterior
+    of class 1 at x = m is expit(2 |m|^2 / sigma^2); on_a_line: class 1 at +separation/2 (cos angle, sin angle),
+    covariance spread^2 u u^T + eps I. All written out by hand."""
+    m, sigma = np.array([1.2, -0.4, 0.3]), 0.6
+    two = GaussianMixture.symmetric_two_class(m, sigma)
+    np.testing.assert_array_equal(two.weights, [0.5, 0.5])
+    np.testing.assert_array_equal(two.means, [-m, m])
+    np.testing.assert_allclose(two.covs, [sigma**2 * np.eye(3)] * 2, rtol=1e-15)
+    post = two.posterior(jnp.asarray(m), 0.0)
+    np.testing.assert_allclose(post, special.expit(np.array([-2.0, 2.0]) * (m @ m) / sigma**2), rtol=1e-12)
+    line = GaussianMixture.on_a_line(3.0, 0.5, 1e-3, angle=0.3, weights=(0.25, 0.75))
+    u = np.array([math.cos(0.3), math.sin(0.3)])
+    np.testing.assert_array_equal(line.weights, [0.25, 0.75])
+    np.testing.assert_allclose(line.means, [-1.5 * u, 1.5 * u], rtol=1e-15)
+    np.testing.assert_allclose(line.covs, [0.25 * np.outer(u, u) + 1e-3 * np.eye(2)] * 2, rtol=1e-14)
+
+
+def test_speciation_time_is_the_root_of_a_equals_one():
+    """s* solves a(s)^2 = |m|^2 alpha / (1 - alpha + sigma^2 alpha) = 1, root-found here with alpha by quadrature."""
+    mixture = GaussianMixture.symmetric_two_class(np.array([2.0, 0.0]), 0.5)
+    root = optimize.brentq(lambda s: 4.0 * alpha_ref(s) / (1.0 - alpha_ref(s) + 0.25 * alpha_ref(s)) - 1.0, 1e-6, 1.0,
+                           xtol=1e-14, rtol=1e-14)
+    assert mixture.speciation_time() == pytest.approx(root, rel=1e-9)
+
+
+def test_two_class_without_signal_and_unequal_weights():
+    """m = 0: no position says anything about the label, H(Y|X_s) = log 2 at every s. Unequal class weights are not
+    the two-class closed form and are refused, not answered with the equal-weight number."""
+    flat = GaussianMixture.symmetric_two_class(np.zeros(2), 0.7)
+    np.testing.assert_allclose(flat.two_class_label_entropy(np.array([0.0, 0.3, 1.0])), math.log(2.0), rtol=1e-14)
+    unequal = GaussianMixture([0.3, 0.7], [[-1.0, 0.0], [1.0, 0.0]], [0.25 * np.eye(2)] * 2)
+    with pytest.raises(ValueError, match="two equally likely classes"):
+        unequal.two_class_label_entropy(0.1)
