@@ -241,7 +241,8 @@ def test_rejects_bad_options(small, key):
 def test_joint_methods_delegate(small, key):
     assert small.cfg_mutual_information(1.0) == cfg_mutual_information(small, 1.0)
     _, y = small.sample(3, key=key)
-    np.testing.assert_array_equal(np.asarray(small.cfg_sample(y, 1.0, key=key)), np.asarray(cfg_sample(small, y, 1.0, key=key)))
+    np.testing.assert_array_equal(np.asarray(small.cfg_sample(y, 1.0, key=key)),
+                                  np.asarray(cfg_sample(small, y, 1.0, key=key)))
 
 
 # ------------------------------------------------------------------------------------ the diffused CFG samples
