@@ -525,3 +525,147 @@ def test_a_prior_that_does_not_fit_the_labels_or_the_model():
     keep = np.asarray(y) < 2
     with pytest.raises(ValueError, match=message):
         label_entropy_per_class(mixture.model(), x[keep], np.asarray(y)[keep], prior=two, times=grid, key=key)
+
+
+
+# ---------------------------------------------------------------------------------------- constant drifts, exact paths
+class _ConstantDrifts(eqx.Module):
+    """A label-conditional protocol model whose outputs do not depend on x: e(x, s; y) = g(s) b_y and the unconditional
+    e(x, s) = g(s) b_u, g(s) = 1 + s. Each Euler-Maruyama step of the reverse SDE is then affine in x with Gaussian
+    noise, so the online posterior's log-odds along the discrete trajectories is exactly Gaussian (derived by hand in
+    `_constant_drift_exact`): the online classifier's curves have closed forms with no step error, whatever the
+    number of steps."""
+
+    sde: VPSDE
+    b: jax.Array
+    b_u: jax.Array
+
+    def __call__(self, x, s, y=None):
+        direction = self.b_u if y is None else self.b[y]
+        return jnp.broadcast_to((1.0 + s) * direction, jnp.shape(x)).astype(jnp.result_type(x))
+
+
+_B = np.array([[0.6, 0.0], [-0.3, 0.3]])  # b_0, b_1
+_B_U = np.array([0.2, -0.1])
+_KAPPA, _U = 2.0, np.array([0.8, -0.6])  # reference(x, s): p(0|x, s) = sigmoid(u . x + kappa s)
+
+
+def _constant_drift_model():
+    return _ConstantDrifts(VPSDE(0.1, 4.0, 1.0), jnp.asarray(_B), jnp.asarray(_B_U))
+
+
+def _constant_drift_reference(x, s):
+    p0 = jax.nn.sigmoid(jnp.dot(jnp.asarray(_U), x) + _KAPPA * s)
+    return jnp.stack([p0, 1.0 - p0])
+
+
+def _constant_drift_exact(sde, prior, n_steps, s_end, direction):
+    r"""Exact means and variances (per trajectory) of the online classifier's quantities after each step, for
+    trajectories with the constant drift direction G (b_u, or b_u + (1 + w)(b_c - b_u) for guided class c), derived by
+    hand from the recursion of the module docstring. With step times t_j = T - j h, beta_j = beta(t_j), g_j = 1 + t_j:
+
+    - the step is x' = x + h(-beta_j x/2 + beta_j g_j G) + sqrt(beta_j h) xi, and label y's transition mean
+      m_y = x + h(-beta_j x/2 + beta_j g_j b_y), so x' - m_y = h beta_j g_j (G - b_y) + sqrt(beta_j h) xi and
+      -|x' - m_y|^2/(2 beta_j h) = -h beta_j g_j^2 |G - b_y|^2/2 - sqrt(beta_j h) g_j (G - b_y).xi + (common to all y);
+    - after steps 0..k the log-odds of label 0 is L = log(p_0/p_1) - J/2 (|G - b_0|^2 - |G - b_1|^2) + (b_0 - b_1).W
+      with J = sum_j h beta_j g_j^2 and W ~ N(0, J I): Gaussian with variance J |b_0 - b_1|^2;
+    - x itself: per coordinate mean m' = (1 - h beta_j/2) m + h beta_j g_j G_i and variance
+      v' = (1 - h beta_j/2)^2 v + beta_j h from x_T ~ N(0, I), so u.x + kappa s ~ N(u.m + kappa s, |u|^2 v).
+
+    Expectations of functions of these Gaussians by Gauss-Hermite quadrature (160 nodes). Returns the times
+    (increasing) and a dict of (mean, variance, fourth central moment) per trajectory, each an array over the times:
+    posterior entropy, surprisal of labels 0 and 1, and the reference's entropy and surprisals at the same state and
+    time."""
+    z, wq = np.polynomial.hermite_e.hermegauss(160)
+    wq = wq / wq.sum()
+    h = (sde.T - s_end) / n_steps
+    grid = sde.T - h * np.arange(n_steps + 1)
+    grid[-1] = s_end
+    G = np.asarray(direction, np.float64)
+    diff = _B[0] - _B[1]
+    shift = np.sum((G - _B[0]) ** 2) - np.sum((G - _B[1]) ** 2)
+    J, m, v = 0.0, np.zeros(2), 1.0
+    rows = []
+
+    def binary_entropy(logit):
+        p0 = scipy.special.expit(logit)
+        return p0 * np.logaddexp(0, -logit) + (1 - p0) * np.logaddexp(0, logit)
+
+    def moments(values):
+        mean = wq @ values
+        return mean, wq @ (values - mean) ** 2, wq @ (values - mean) ** 4
+
+    for j in range(n_steps):
+        beta, g = sde.beta_min + (sde.beta_max - sde.beta_min) * grid[j] / sde.T, 1.0 + grid[j]
+        J += h * beta * g**2
+        a = 1.0 - 0.5 * h * beta
+        m, v = a * m + h * beta * g * G, a**2 * v + beta * h
+        L = np.log(prior[0] / prior[1]) - 0.5 * J * shift + np.sqrt(J * diff @ diff) * z
+        R = _U @ m + _KAPPA * grid[j + 1] + np.sqrt(_U @ _U * v) * z
+        rows.append({"entropy": moments(binary_entropy(L)), "surprisal0": moments(np.logaddexp(0, -L)),
+                     "surprisal1": moments(np.logaddexp(0, L)), "ref_entropy": moments(binary_entropy(R)),
+                     "ref_surprisal0": moments(np.logaddexp(0, -R)), "ref_surprisal1": moments(np.logaddexp(0, R))})
+    out = {name: tuple(np.array([r[name][i] for r in rows])[::-1] for i in (0, 1, 2)) for name in rows[0]}
+    return grid[1:][::-1], out
+
+
+def _assert_curve(est, mean, var, m4, n, what, window=None):
+    """The curve within 4 of its exact standard errors sqrt(var / n) of the exact mean at every time; its stderr the
+    exact one within 4 relative standard errors of a sample standard deviation, sqrt((kurtosis - 1) / (4 n)); with
+    `window`, the rate within 4 stderr of the exact curve's central differences over `window` steps."""
+    exact_se = np.sqrt(var / n)
+    z = (est.cumulative - mean) / exact_se
+    assert np.max(np.abs(z)) < 4.0, (what, est.cumulative, mean)
+    band = 4 * np.sqrt((m4 / var**2 - 1) / (4 * n))
+    assert np.all(np.abs(est.cumulative_stderr / exact_se - 1) < band), (what, est.cumulative_stderr, exact_se, band)
+    if window is not None:
+        idx = np.arange(mean.size)
+        hi, lo = np.minimum(idx + window, mean.size - 1), np.maximum(idx - window, 0)
+        exact_rate = (mean[hi] - mean[lo]) / (est.times[hi] - est.times[lo])
+        z = (est.rate - exact_rate) / est.rate_stderr
+        assert np.max(np.abs(z)) < 4.0, (what, est.rate, exact_rate)
+
+
+def test_online_classifier_on_constant_drifts_matches_the_exact_gaussian_log_odds():
+    """Along the discrete trajectories of `_ConstantDrifts` the online posterior's log-odds is exactly Gaussian (no step
+    error, `_constant_drift_exact`): the unconditional trajectories' entropy curve and its rate, and the per-class
+    surprisals, the reference curves (p(0|x, s) = sigmoid(u.x + kappa s) at the state and time reached) and the gap,
+    along class trajectories unguided and guided (w = 0.5), and their prior-weighted averages, each within 4 exact
+    standard errors of the closed form at every step time; each stderr within 10 % of the exact one."""
+    model, prior = _constant_drift_model(), np.array([0.3, 0.7])
+    sde, n_steps, s_end, window = model.sde, 12, 0.05, 2
+    n = 2000
+    curves = label_profile_online(model, (2,), prior, n=n, n_steps=n_steps, s_end=s_end, rate_window=window,
+                                  key=jax.random.key(60))
+    times, exact = _constant_drift_exact(sde, prior, n_steps, s_end, _B_U)
+    np.testing.assert_allclose(curves.entropy.times, times, rtol=1e-12)
+    assert curves.entropy.value == curves.entropy.cumulative[0]
+    _assert_curve(curves.entropy, *exact["entropy"], n, "unconditional entropy", window)
+    h_prior = -prior @ np.log(prior)
+    assert h_prior - exact["entropy"][0][0] > 0.15  # the label is partly decided along the way (0.61 to 0.42 nats)
+    for w in (0.0, 0.5):
+        per_class, average = class_profiles_online(model, (2,), prior, n_per_class=n // 2, n_steps=n_steps,
+                                                   s_end=s_end, w=w, reference=_constant_drift_reference,
+                                                   rate_window=window, key=jax.random.key(61))
+        moments = {}
+        for c in (0, 1):
+            _, ex = _constant_drift_exact(sde, prior, n_steps, s_end, _B_U + (1 + w) * (_B[c] - _B_U))
+            est = per_class[c]
+            _assert_curve(est.entropy, *ex["entropy"], n // 2, f"w={w} class {c} entropy", window)
+            _assert_curve(est.surprisal, *ex[f"surprisal{c}"], n // 2, f"w={w} class {c} surprisal")
+            _assert_curve(est.reference_entropy, *ex["ref_entropy"], n // 2, f"w={w} class {c} reference entropy")
+            _assert_curve(est.reference_surprisal, *ex[f"ref_surprisal{c}"], n // 2, f"w={w} class {c} ref surprisal")
+            gap_mean = ex["entropy"][0] - ex["ref_entropy"][0]
+            z = (est.gap.cumulative - gap_mean) / est.gap.cumulative_stderr
+            assert np.max(np.abs(z)) < 4.0, (w, c, est.gap.cumulative, gap_mean)
+            moments[c] = {"entropy": ex["entropy"], "surprisal": ex[f"surprisal{c}"]}
+        for name in ("entropy", "surprisal"):  # the average: weights p(c), independent classes
+            est = getattr(average, name)
+            mean = sum(prior[c] * moments[c][name][0] for c in (0, 1))
+            exact_se = np.sqrt(sum(prior[c] ** 2 * moments[c][name][1] / (n // 2) for c in (0, 1)))
+            assert np.max(np.abs(est.cumulative - mean) / exact_se) < 4.0, (w, name, est.cumulative, mean)
+            # within the larger of the two classes' bands for their own stderr
+            band = max(4 * np.max(np.sqrt((moments[c][name][2] / moments[c][name][1] ** 2 - 1) / (2 * n)))
+                       for c in (0, 1))
+            assert np.all(np.abs(est.cumulative_stderr / exact_se - 1) < band), (w, name, est.cumulative_stderr)
+            assert abs(est.value - mean[0]) < 4 * exact_se[0] and est.stderr == est.cumulative_stderr[0]
