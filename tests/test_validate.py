@@ -2,6 +2,7 @@
 
 import json
 import math
+import time
 
 import jax
 import numpy as np
@@ -337,16 +338,15 @@ def test_validate_rows_table_and_json_hold_the_hand_computed_numbers():
 
 
 def test_validate_wall_time_is_the_estimators_alone():
-    """`wall_s` times the estimator's call, not the drawing of the pairs: a sampler that sleeps 0.3 s and an estimator
-    that returns at once give a wall time far below 0.3 s."""
-    import time
+    """`wall_s` times the estimator's call, not the drawing of the pairs: a sampler that sleeps 1 s and an estimator
+    that returns at once give a wall time far below 1 s (half of it, with room for a loaded machine)."""
 
     def slow_sampler(n, *, key):
-        time.sleep(0.3)
+        time.sleep(1.0)
         return np.zeros((n, 1)), np.zeros((n, 1))
 
     rep = validate(lambda x, y, *, key: 0.0, [Task("slow-data", slow_sampler, 1.0)], n_samples=4, key=jax.random.key(0))
-    assert 0 <= rep.rows[0].wall_s < 0.15
+    assert 0 <= rep.rows[0].wall_s < 0.5
 
 
 def test_plugin_stderr_is_the_delta_method_value_and_honest():
