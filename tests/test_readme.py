@@ -81,12 +81,12 @@ def test_your_own_data_example_reads_the_information_of_saved_arrays(tmp_path, m
         np.save(tmp_path / f"{name}.npy", array)
     monkeypatch.chdir(tmp_path)
     ns = _run("Your own data")
+    assert capsys.readouterr().out.count(" ± ") == 6  # the example printed its six numbers (2 + 4)
     exact = float(joint.mutual_information())
     mi, three, fitted = ns["mi"], ns["three"], ns["fitted"]
     direct = fitted.estimate_all(ns["x_new"], ns["y_new"], key=jax.random.key(3))
     print(f"exact {exact:.4f}; one fit {mi}; three fits {three}; fitted, on unseen pairs "
           f"{ {k: str(v) for k, v in direct.items()} }")
-    assert capsys.readouterr().out.count(" ± ") >= 6  # the example printed its numbers (2 + 4)
     assert math.isfinite(mi.value) and mi.stderr > 0 and not mi.flags
     # over fits the stderr covers the training variance, so the truth is within its 4 stderr (one fit's Monte Carlo
     # stderr alone does not: see the README's paragraph below the example)
