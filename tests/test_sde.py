@@ -145,3 +145,29 @@ def test_piecewise_constant_refuses_unnormalised_probabilities():
     fitted = PiecewiseConstant.fit(np.linspace(0.1, 0.9, 9), np.arange(9.0), T=1.0)
     for built in (PiecewiseConstant.uniform(3.0), PiecewiseConstant.log_uniform(1.0, n_bins=7), fitted):
         assert abs(float(np.sum(np.asarray(built.probs, np.float64))) - 1.0) < 1e-6
+
+
+@pytest.mark.parametrize("beta_min, beta_max, T", [(0.1, 20.0, 1.0), (0.5, 8.0, 2.5), (1.0, 1.0, 0.5)])
+def test_schedule_against_quadrature_of_the_written_out_beta(beta_min, beta_max, T):
+    """beta(s) = b0 + (b1 - b0) s / T written out here, and mu, alpha, var against scipy's quadrature of it, for
+    T != 1 too (the existing checks ran at T = 1, where a dropped 1/T changes nothing)."""
+    sde = VPSDE(beta_min, beta_max, T)
+    beta = lambda u: beta_min + (beta_max - beta_min) * u / T  # noqa: E731
+    for s in (0.0, 0.3 * T, T):
+        integral, _ = integrate.quad(beta, 0.0, s, epsabs=1e-14, epsrel=1e-13)
+        np.testing.assert_allclose(sde.beta(s), beta(s), rtol=1e-14)
+        np.testing.assert_allclose(sde.int_beta(s), integral, rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(sde.mu(s), np.exp(-0.5 * integral), rtol=1e-12)
+        np.testing.assert_allclose(sde.alpha(s), np.exp(-integral), rtol=1e-12)
+        np.testing.assert_allclose(sde.var(s), -np.expm1(-integral), rtol=1e-12, atol=1e-300)
+
+
+def test_check_time_accepts_both_end_points():
+    """[0, T] is closed: 0 and T pass, concrete and traced (under jit), and so does a float32 grid ending at
+    float32(T); just outside is refused."""
+    sde = VPSDE(T=2.0)
+    np.testing.assert_array_equal(sde.check_times([0.0, 1.0, 2.0]), [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(jax.jit(sde.check_time)(jnp.array([0.0, 2.0])), [0.0, 2.0])
+    assert sde.check_time(np.float32(2.0)) == 2.0
+    with pytest.raises(ValueError, match="must lie in"):
+        sde.check_times(np.nextafter(2.0, 3.0))
