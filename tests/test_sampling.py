@@ -223,7 +223,8 @@ def test_flow_is_the_exact_square_root_map_down_to_zero(joint):
 def test_guided_flow_uses_the_separate_unconditional_model(joint):
     """`unconditional_model` (here the model of another Gaussian, Sigma') gives the -w e(x, s) term only. At w = -1
     only that term is left, (1 + w) e(x|y) - w e(x) = e(x), so the flow is Sigma''s exact map
-    C'_{s_end}^{1/2} C'_T^{-1/2} x_T (the closed form of the test above) whatever y is; at w = 1.5 it equals scipy's
+    C'_{s_end}^{1/2} C'_T^{-1/2} x_T (the closed form of the test above) whatever y is, and so it is with y=None (the
+    unconditional flow, of unconditional_model alone); at w = 1.5 it equals scipy's
     solve_ivp of the guided linear ODE with the joint's posterior score and Sigma''s marginal score."""
     other = JointGaussian.determinism(4, 2, 0.5, key=jax.random.key(16))
     sx, su, a_mat, se = joint.sigma_x, other.sigma_x, joint.A, joint.sigma_eps
@@ -235,6 +236,10 @@ def test_guided_flow_uses_the_separate_unconditional_model(joint):
     x = sample_probability_flow(joint.model(), x_T, y=y, w=-1.0, s_end=S_END, unconditional_model=other.model(),
                                 stepsize_controller=tight)
     phi = _sqrtm(_c(su, S_END)) @ np.linalg.inv(_sqrtm(_c(su, 1.0)))
+    np.testing.assert_allclose(np.asarray(x), x_T @ phi.T, rtol=0, atol=1e-7)
+    # with y=None the flow is the unconditional one, so unconditional_model's alone: the same map
+    x = sample_probability_flow(joint.model(), x_T, y=None, s_end=S_END, unconditional_model=other.model(),
+                                stepsize_controller=tight)
     np.testing.assert_allclose(np.asarray(x), x_T @ phi.T, rtol=0, atol=1e-7)
 
     w = 1.5

@@ -153,7 +153,8 @@ def sample_probability_flow(model, x_T: Float[Array, "batch *shape"], *, y: Floa
     - `y`: conditioning values, one row per starting point, or `None`.
     - `w`: guidance weight ($w = 0$: no guidance); needs `y` when nonzero.
     - `s_end`: the forward time at which to stop.
-    - `unconditional_model`: a separate unconditional model for the $-w\,e(x, s)$ term, else `model(x, s, None)`.
+    - `unconditional_model`: a separate unconditional model for the $-w\,e(x, s)$ term and, with `y=None`, for the
+      whole (unconditional) flow; else `model(x, s, None)`.
     - `solver`, `stepsize_controller`, `dt0`, `max_steps`: passed to `diffrax.diffeqsolve` (`dt0` defaults to
       $-(T - s_{\mathrm{end}})/100$; it must be negative because s decreases).
 
