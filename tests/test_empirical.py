@@ -232,3 +232,23 @@ def test_mutual_information_weights_groups_of_duplicates_by_size():
     h_third = -(math.log(1 / 3) / 3 + 2 / 3 * math.log(2 / 3))
     assert mixture.prior_entropy() == pytest.approx(math.log(2), abs=1e-12)
     assert mixture.mutual_information() == pytest.approx(math.log(2) - 0.75 * h_third, abs=1e-12)
+
+
+def test_value_of_a_curve_is_its_last_time():
+    """For an array of times, `value`/`stderr` are the curve's last entry (the docstrings): H(Y|X_s) at s = 0.6 of
+    three 1-D points against the scipy quadrature above, and KL(p_s || N(0, I)) at s = 0.5 of one point against its
+    Gaussian closed form (D v + mu^2 ||x0||^2 - D - D log v)/2, each within 4 stderr; the first times (0.02, 0.05),
+    whose values differ from the last by many stderr, are what `value` would be if it were the first entry
+    (mutation)."""
+    points, labels = np.array([-1.0, 0.2, 1.0]), np.array([0, 1, 0])
+    h = EmpiricalMixture(points[:, None], labels, SDE).label_entropy(np.array([0.05, 0.6]), n=4000,
+                                                                      key=jax.random.key(8), chunk=500)
+    exact_h = _label_entropy_by_quadrature(points, labels, 0.6)
+    assert abs(h.value - exact_h) < 4 * h.stderr, (h, exact_h)
+    assert abs(_label_entropy_by_quadrature(points, labels, 0.05) - exact_h) > 20 * h.stderr
+    x0 = np.array([[0.7, -1.2, 0.3, 2.0, 0.0]])
+    kl = EmpiricalMixture(x0, np.array([0]), SDE).kl_divergence(np.array([0.02, 0.5]), n=2000, key=jax.random.key(9))
+    mu, v, d = float(SDE.mu(0.5)), float(SDE.var(0.5)), x0.shape[1]
+    exact_kl = 0.5 * (d * v + mu**2 * np.sum(x0**2) - d - d * math.log(v))
+    assert abs(kl.value - exact_kl) < 4 * kl.stderr, (kl, exact_kl)
+    assert kl.cumulative[0] - exact_kl > 20 * kl.stderr

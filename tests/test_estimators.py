@@ -627,3 +627,106 @@ def test_the_label_entropy_bound_allows_for_the_plug_in_shortfall():
             bare += h_y > plugin_label_entropy(y).value + 2 * 0.005
             assert MINDE().flag(Estimate(h_y + 0.25, 0.005), y).flags
         assert flagged <= 2 and bare > 30, (weights, flagged, bare)
+
+
+# ---------------------------------------------------------------------------------------------- integrators by hand
+def _row_integrand(f):
+    """The protocol's integrand `(models, (x0, y), s, key)` from `f(x0, s, key)` on data rows of shape (1,)."""
+    return lambda models, data, s, key: f(data[0][0], s, key)
+
+
+def _rows_of(n):
+    """n data rows of shape (1,) around 1 (fixed draws), and their mean and stderr std_{ddof=1}/sqrt(n) by hand."""
+    x = 1.0 + 0.5 * np.random.default_rng(8).normal(size=(n, 1))
+    return jnp.asarray(x), x.mean(), x.std(ddof=1) / math.sqrt(n)
+
+
+def test_trapezoid_running_integral_and_its_stderr_by_hand():
+    """Row i's integrand x_i (1 + 2s) is linear in s, so the trapezoid rule is exact at every edge: the running
+    integral at s_k is mean(x) [(s_k - s_min) + (s_k^2 - s_min^2)] and, the rows' values at all times being one
+    variable x_i times a constant, its stderr is stderr(x) times that constant (the covariance between times counted
+    in full), by hand. Guards the end weights h/2 of the total and of every row of the cumulative matrix (mutations:
+    the last edge weighted h; the running integral's own edge weighted h; its row at the second edge left at 0) and the
+    stderr of the curve (mutation: the times' variances summed as if independent)."""
+    sde, s_min = VPSDE(), 0.1
+    x, mean, se = _rows_of(40)
+    grid = UniformGrid(n_times=6, s_min=s_min, trapezoid=True)
+    est = grid.integrate(_row_integrand(lambda x0, s, key: x0 * (1 + 2 * s)), (), x, None, sde=sde,
+                         evals_per_call=1, chunk_size=16, key=jax.random.key(0))
+    edges = s_min + (1.0 - s_min) * np.arange(6) / 5
+    exact = (edges - s_min) + (edges**2 - s_min**2)
+    np.testing.assert_allclose(est.times, edges, rtol=1e-14)
+    np.testing.assert_allclose(est.cumulative, mean * exact, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(est.cumulative_stderr, se * exact, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose([est.value, est.stderr], [mean * exact[-1], se * exact[-1]], rtol=1e-12)
+    np.testing.assert_allclose(est.rate, mean * (1 + 2 * edges), rtol=1e-12)
+    assert est.n_evals == 40 * 6
+
+
+def test_midpoint_running_integral_and_its_stderr_by_hand():
+    """Midpoint rule on [s_min, T] with n cells: nodes s_min + h (k + 1/2). For a rate x_i constant in s the running
+    integral at the node s_k (every earlier cell and half of its own) is mean(x) (s_k - s_min), its stderr stderr(x)
+    (s_k - s_min); for x_i s (linear: the midpoint rule is exact) the total is mean(x) (T^2 - s_min^2)/2. Guards the
+    half cell at s_k (mutations: dropped, or the whole cell) and s_min in the nodes (mutation: nodes from 0)."""
+    sde, s_min, n = VPSDE(), 0.2, 8
+    x, mean, se = _rows_of(30)
+    grid = UniformGrid(n_times=n, s_min=s_min)
+    nodes = s_min + (1.0 - s_min) / n * (np.arange(n) + 0.5)
+    const = grid.integrate(_row_integrand(lambda x0, s, key: x0 + 0 * s), (), x, None, sde=sde, evals_per_call=1,
+                           chunk_size=30, key=jax.random.key(1))
+    np.testing.assert_allclose(const.times, nodes, rtol=1e-14)
+    np.testing.assert_allclose(const.cumulative, mean * (nodes - s_min), rtol=1e-12)
+    np.testing.assert_allclose(const.cumulative_stderr, se * (nodes - s_min), rtol=1e-12)
+    np.testing.assert_allclose([const.value, const.stderr], [mean * (1 - s_min), se * (1 - s_min)], rtol=1e-12)
+    linear = grid.integrate(_row_integrand(lambda x0, s, key: x0 * s), (), x, None, sde=sde, evals_per_call=1,
+                            chunk_size=30, key=jax.random.key(1))
+    np.testing.assert_allclose(linear.value, mean * (1 - s_min**2) / 2, rtol=1e-12)
+
+
+def test_geometric_grid_nodes_weights_and_cumulative_by_hand():
+    """n log-spaced cells from s_min to T: edges s_min r^k with r = (T/s_min)^(1/n), nodes at the geometric centres
+    s_min r^(k + 1/2). The midpoint rule on them integrates 1/s to n (r - 1)/sqrt(r) (each cell: width over geometric
+    centre), and the running integral of 1 at node k is the cell's arithmetic centre minus s_min,
+    s_min r^k (1 + r)/2 - s_min: by hand. Guards the geometric centres (mutation: arithmetic centres) and the n + 1
+    edges (mutation: n edges, n - 1 cells)."""
+    sde, s_min, n = VPSDE(), 1e-3, 4
+    x, mean, _ = _rows_of(20)
+    r = (1.0 / s_min) ** (1 / n)
+    grid = GeometricGrid(n_times=n, s_min=s_min)
+    inverse = grid.integrate(_row_integrand(lambda x0, s, key: x0 / s), (), x, None, sde=sde, evals_per_call=1,
+                             chunk_size=20, key=jax.random.key(2))
+    np.testing.assert_allclose(inverse.times, s_min * r ** (np.arange(n) + 0.5), rtol=1e-12)
+    np.testing.assert_allclose(inverse.value, mean * n * (r - 1) / math.sqrt(r), rtol=1e-12)
+    const = grid.integrate(_row_integrand(lambda x0, s, key: x0 + 0 * s), (), x, None, sde=sde, evals_per_call=1,
+                           chunk_size=20, key=jax.random.key(2))
+    np.testing.assert_allclose(const.cumulative, mean * (s_min * r ** np.arange(n) * (1 + r) / 2 - s_min), rtol=1e-12)
+    np.testing.assert_allclose(const.value, mean * (1 - s_min), rtol=1e-12)
+
+
+def test_grid_draws_fresh_noise_at_every_time():
+    """An integrand that is pure noise, a standard normal from its key: with fresh noise at each of the 10 midpoint
+    times (weights h = T/10), a row's value sum_k h xi_k has variance 10 h^2 = T^2/10, so the stderr of the total over
+    n = 4000 rows is sqrt(T^2/10/n) (by hand); the stderr's own relative error is 1/sqrt(2n) = 1.1 %, and 10 % is 9 of
+    them. One key for all times of a row would make it sqrt(10) times larger, as would adding the times' stderrs
+    instead of their variances (mutations). The total itself is 0 within 4 stderr."""
+    n = 4000
+    x = jnp.zeros((n, 1))
+    est = UniformGrid(n_times=10).integrate(_row_integrand(lambda x0, s, key: jax.random.normal(key, (), x0.dtype)),
+                                            (), x, None, sde=VPSDE(), evals_per_call=1, chunk_size=1000,
+                                            key=jax.random.key(3))
+    expected = math.sqrt(1.0 / 10 / n)
+    assert abs(est.stderr / expected - 1) < 0.1, (est.stderr, expected)
+    assert abs(est.value) < 4 * expected, est
+    np.testing.assert_allclose(est.rate_stderr, 1 / math.sqrt(n), rtol=0.1)  # 10 comparisons at 9 sigma
+
+
+def test_importance_sampler_averages_its_draws_and_counts_them():
+    """int_0^1 3 s^2 ds = 1, by importance sampling from a log-uniform proposal with 4 times per row: the mean over a
+    row's draws of f/q (mutation: their sum, 4 times the integral) within 4 stderr of 1, and n_evals = rows x times
+    per row x evaluations per call = 1000 x 4 x 2 (mutation: times per row left out)."""
+    sampler = ImportanceSampler(PiecewiseConstant.log_uniform(1.0, s_min=1e-3, n_bins=4), n_per_sample=4)
+    est = sampler.integrate(_row_integrand(lambda x0, s, key: 3 * s**2 + 0 * x0), (), jnp.ones((1000, 1)), None,
+                            sde=VPSDE(), evals_per_call=2, chunk_size=500, key=jax.random.key(4))
+    assert est.within(1.0, 4.0), est
+    assert 0 < est.stderr < 0.05
+    assert est.n_evals == 1000 * 4 * 2
