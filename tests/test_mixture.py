@@ -98,10 +98,7 @@ class Quad1D:
         return self._integrate(f)
 
     def label_entropy(self):
-        def f(x):
-            _, log_p, post = self._parts(x)
-            return math.exp(log_p) * -np.sum(special.xlogy(post, post))
-        return self._integrate(f)
+        return self._integrate(lambda x: math.exp(self._parts(x)[1]) * self.posterior_entropy(x))
 
     def kl_to_standard_normal(self):
         def f(x):
@@ -111,14 +108,8 @@ class Quad1D:
 
     def label_entropy_rate(self, s):
         """beta/2 int p_s(x) sum_k p(k|x) (score_k - score)^2 dx, from this (undiffused) mixture diffused to s."""
-        at = self.at(s)
-        beta = SDE.beta_min + (SDE.beta_max - SDE.beta_min) * s / SDE.T
-
-        def f(x):
-            _, log_p, post = at._parts(x)
-            scores = -(x - at.m) / at.v
-            return math.exp(log_p) * np.sum(post * (scores - post @ scores) ** 2)
-        return 0.5 * beta * at._integrate(f)
+        at, f = self.at(s), self.rate_integrand(s)
+        return at._integrate(lambda x: math.exp(at._parts(x)[1]) * f(x))
 
     def rate_integrand(self, s):
         """x -> beta/2 sum_k p(k|x) (score_k - score)^2 at time s: the per-sample integrand of the label rate."""
