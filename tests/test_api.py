@@ -14,6 +14,7 @@ from verify import (
     MINDE,
     EntropyDifference,
     FittedEstimator,
+    LogSNRGrid,
     MarginalGaussianisation,
     NeuralEntropy,
     RobustScaling,
@@ -124,6 +125,23 @@ def test_one_fit_gives_four_numbers_and_save_load_is_identical(data, fitted, tmp
     # The estimator kind chooses the number; the fit is the same.
     diff = EntropyDifference(**TINY).fit(x[:N_TRAIN], y[:N_TRAIN], key=jax.random.key(7))
     assert diff.estimate(x[N_TRAIN:], y[N_TRAIN:], key=jax.random.key(8)).value == four["difference"].value
+
+
+def test_fitted_model_composes_with_the_estimators_on_the_estimation_grid(data, fitted):
+    """`verify.estimation_grid(est)` is the grid a fitted estimator integrates on, and `fitted.model` the protocol
+    model on transformed data: the library's own estimators on them give `estimate_all`'s numbers to the bit, so a
+    user can go on from a fit (a cross-fit of two fits, another integrator) with the same grid."""
+    x, y = data
+    grid = verify.estimation_grid(fitted.estimator)
+    assert grid == LogSNRGrid(n_times=fitted.estimator.n_times, s_min=fitted.estimator.s_min * fitted.estimator.sde.T)
+    four = fitted.estimate_all(x[N_TRAIN:], y[N_TRAIN:], key=jax.random.key(8))
+    xt = np.asarray(fitted.transform_x(x[N_TRAIN:]), np.float32)
+    yt = np.asarray(fitted.transform_y(y[N_TRAIN:]), np.float32)
+    own = mutual_information_minde(fitted.model, xt, yt, times=grid, key=jax.random.key(8))
+    assert (own.value, own.stderr) == (four["minde"].value, four["minde"].stderr)
+    coarse = mutual_information_minde(fitted.model, xt, yt, times=LogSNRGrid(n_times=5, s_min=1e-2),
+                                      key=jax.random.key(8))
+    assert coarse.value != own.value  # another grid gives another number: the test sees which grid is used
 
 
 def test_fit_records_held_out_losses_and_keeps_the_best_step(data, fitted, tmp_path):

@@ -395,8 +395,8 @@ def test_minde_and_difference_recover_mixture_information_with_integer_labels(x6
     mixture e* recover I(X;Y) - I(X_T;Y) from the oracle's own Monte Carlo (exact posteriors) within 4 stderr."""
     mixture = _labelled_mixture()
     truth, at_T = mixture_truth
-    times = ImportanceSampler(PiecewiseConstant.log_uniform(mixture.sde.T, s_min=1e-4), n_per_sample=8)
-    with jax.enable_x64(x64):
+    with jax.enable_x64(x64):  # everything built in the mode it runs in, as a float32 user's objects are
+        times = ImportanceSampler(PiecewiseConstant.log_uniform(mixture.sde.T, s_min=1e-4), n_per_sample=8)
         model = mixture.model()
         x, y = mixture.sample(4_000, key=jax.random.key(22))
         assert jnp.issubdtype(y.dtype, jnp.integer)

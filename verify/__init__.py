@@ -76,5 +76,6 @@ from ._api import (
     MINDE as MINDE,
     NeuralEntropy as NeuralEntropy,
     estimate_mutual_information as estimate_mutual_information,
+    estimation_grid as estimation_grid,
     information_estimates as information_estimates,
 )

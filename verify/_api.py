@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     import learned
 
 __all__ = ["AbstractDiffusionEstimator", "MINDE", "EntropyDifference", "NeuralEntropy", "FittedEstimator",
-           "FitInfo", "NetworkFit", "estimate_mutual_information", "information_estimates"]
+           "FitInfo", "NetworkFit", "estimate_mutual_information", "estimation_grid", "information_estimates"]
 
 FORMAT = "verify.FittedEstimator/1"
 QUANTITIES = ("neural", "conditional_neural", "minde", "difference")
