@@ -266,6 +266,49 @@ def test_n_fits_reports_the_spread_over_fits(data):
     assert single.stderr != a.stderr
 
 
+@pytest.mark.slow
+def test_crossfit_reads_zero_for_independent_pairs_where_the_plugin_reads_its_fit_noise():
+    """X and Y independent (exact I = 0), eight draws of 500 pairs, one short fit each: the plug-in MINDE reads the
+    squared error of its networks, above 0 by more than 5 standard errors of its mean over the draws, while
+    `crossfit=True` (two fits on disjoint halves, E[d_a . d_b]) reads 0 within 3 (the stderr from the spread over
+    draws, which covers the training variance that one fit's Monte Carlo stderr does not)."""
+    config = dict(steps=300, width=32, depth=2, n_times=16, progress=False)
+    plugin, crossfit = [], []
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        x, y = rng.standard_normal((500, 3)).astype(np.float32), rng.standard_normal((500, 2)).astype(np.float32)
+        plugin.append(MINDE(**config)(x, y, key=jax.random.key(seed)).value)
+        crossfit.append(MINDE(**config, crossfit=True)(x, y, key=jax.random.key(seed)).value)
+    se = lambda v: np.std(v, ddof=1) / math.sqrt(len(v))  # noqa: E731
+    assert np.mean(plugin) > 5 * se(plugin), plugin
+    assert abs(np.mean(crossfit)) < 3 * se(crossfit), crossfit
+
+
+def test_crossfit_configuration_labels_and_refusals(data):
+    """`crossfit` survives to_dict/from_dict (files saved before it read False); `fit` refuses it (one set of
+    networks); with labels every class is split between the two fits, and a class with fewer than 2 training pairs
+    is one clear error."""
+    assert MINDE.from_dict(MINDE(**TINY, crossfit=True).to_dict()).crossfit is True
+    meta = MINDE(**TINY).to_dict()
+    del meta["config"]["crossfit"]
+    assert MINDE.from_dict(meta).crossfit is False
+    with pytest.raises(ValueError, match="crossfit must be True or False"):
+        MINDE(crossfit=1)
+    x, y = data
+    with pytest.raises(ValueError, match=r"crossfit=True\).fit would train one set of networks"):
+        MINDE(**TINY, crossfit=True).fit(x, y, key=jax.random.key(0))
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(3), [120, 120, 4])  # class 2: 4 pairs, so 2 or fewer may reach each fit
+    xl = (labels[:, None] + 0.3 * rng.standard_normal((labels.size, 2))).astype(np.float32)
+    est = MINDE(**TINY, crossfit=True, validation_fraction=0.0, eval_fraction=0.1)
+    got = est(xl, labels, key=jax.random.key(4))  # the eval split leaves class 2 at least 2 pairs with this key
+    assert np.isfinite(got.value) and np.isfinite(got.stderr)
+    single = labels.copy()
+    single[-3:] = 1  # class 2 now occurs once in all the pairs
+    with pytest.raises(ValueError, match="each class needs at least 2 training pairs .* class 2 has [01]"):
+        est(xl, single, key=jax.random.key(4))
+
+
 def test_bound_violations_are_flagged():
     est = MINDE(**TINY)
     assert est.flag(Estimate(-0.5, 0.1)).flags

@@ -27,6 +27,11 @@ which on a few thousand pairs is usually the larger one. With `n_fits > 1` the n
 from independent keys on the same training split and the reported value is the mean over fits with stderr
 $\mathrm{std}/\sqrt{n_{fits}}$ of the per-fit values (training variance plus Monte Carlo error; not the bias common to
 every fit, and not the variance from drawing another data set).
+
+**Cross-fit.** The plug-in MINDE squares each fit's error: $\mathbb E\|\hat d\|^2 = \|d\|^2 + \mathbb E\|n\|^2$, a
+bias that is the same sign in every fit, so averaging fits does not remove it (on independent X, Y it reads above 0).
+`MINDE(crossfit=True)` fits two sets of networks on disjoint halves and reports $\mathbb E[\hat d_a\cdot\hat d_b]$,
+whose errors do not square; its one-fit stderr is again the Monte Carlo error given the two fits.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from gaussian_oracle import VPSDE, Estimate, check_key
 
 from ._report import versions
 from ._transforms import TRANSFORMS, AbstractFittedTransform, AbstractTransform, MarginalGaussianisation
-from .estimators import LogSNRGrid, UniformGrid, neural_entropy
+from .estimators import LogSNRGrid, UniformGrid, mutual_information_minde_crossfit, neural_entropy
 from .estimators._information import _check_information, _shared_estimates, plugin_label_entropy
 from .estimators._integrators import _check_finite
 
@@ -377,8 +382,6 @@ class AbstractDiffusionEstimator(abc.ABC):
 
         A `FittedEstimator`.
         """
-        import learned
-
         if self.n_fits != 1:  # one fit is one set of networks; the average over fits is `__call__`'s
             raise ValueError(f"{type(self).__name__}(n_fits={self.n_fits}).fit trains one set of networks, not "
                              f"{self.n_fits}: n_fits is the number of fits that calling the estimator, est(x, y, "
@@ -386,37 +389,20 @@ class AbstractDiffusionEstimator(abc.ABC):
                              "default), or call the estimator.")
         x, y = check_pairs(x, y, need_y=self.needs_y)
         _check_classes_present(y)
-        check_key(key)
-        n = x.shape[0]
-        n_val = int(round(self.validation_fraction * n))
-        if self.validation_fraction > 0 and (n_val < 2 or n - n_val < 4):
-            raise ValueError(f"validation_fraction={self.validation_fraction} of {n} pairs leaves {n_val} to validate "
-                             f"on and {n - n_val} to train on; need at least 2 and 4 (more pairs, or "
-                             "validation_fraction=0).")
-        if n_val:
-            k_split, key = jax.random.split(key)
-            order = np.asarray(jax.random.permutation(k_split, n))
-            train_rows, val_rows = order[n_val:], order[:n_val]
-        else:
-            train_rows, val_rows = np.arange(n), None
-        fx = None if self.transform is None else self.transform.fit(x)
-        fy = None if self.transform is None or y is None or np.issubdtype(y.dtype, np.integer) else self.transform.fit(y)
-        x32 = np.asarray(x if fx is None else fx(x), np.float32)
-        labels = y is not None and np.issubdtype(y.dtype, np.integer)
-        if y is None or labels:
-            y_train = y
-        else:
-            y_train = np.asarray(y if fy is None else fy(y), np.float32)
-        num_classes = int(y.max()) + 1 if labels else None
-        dim_y = y.shape[1] if y is not None and not labels else None
-        rows = lambda a, r: None if a is None or r is None else a[r]  # noqa: E731
-        validation = None if val_rows is None else (x32[val_rows], rows(y_train, val_rows))
-        model, networks = _fit_networks(self, x32[train_rows], rows(y_train, train_rows), validation=validation,
-                                        dim_y=dim_y, num_classes=num_classes, checkpoint_dir=checkpoint_dir,
-                                        resume=resume, key=key, learned=learned)
-        info = FitInfo(len(train_rows), n_val, networks)
-        return FittedEstimator(self, model, fx, fy, x.shape[1], dim_y, num_classes,
-                               plugin_label_entropy(y).value if labels else None, info)
+        return _fit(self, x, y, *self._fitted_transforms(x, y), checkpoint_dir=checkpoint_dir, resume=resume,
+                    key=check_key(key))
+
+    def _fitted_transforms(self, x, y):
+        """The transforms of x and (vector) y fitted on the pairs given (unsupervised, per component), or `None`."""
+        if self.transform is None:
+            return None, None
+        return self.transform.fit(x), None if y is None or np.issubdtype(y.dtype, np.integer) else self.transform.fit(y)
+
+    def _fit_and_estimate(self, x, y, x_eval, y_eval, *, key) -> Estimate:
+        """One of `__call__`'s fits: fit on (x, y), estimate on the held-out (x_eval, y_eval)."""
+        k_fit, k_est = jax.random.split(key)
+        fitted = dataclasses.replace(self, n_fits=1).fit(x, y, key=k_fit)
+        return fitted.estimate(x_eval, y_eval, key=k_est)
 
     # ------------------------------------------------------------------ as a plain estimator
     def __call__(
@@ -427,7 +413,8 @@ class AbstractDiffusionEstimator(abc.ABC):
         key: PRNGKeyArray,
     ) -> Estimate:
         """Shuffle the pairs, fit on `1 - eval_fraction` of them and estimate on the rest; `n_fits` times when
-        asked (the same split, independent training keys) with the mean and its standard error over fits.
+        asked (the same split, independent training keys) with the mean and its standard error over fits. With
+        `MINDE(crossfit=True)` each fit is two fits on disjoint halves of the training pairs, cross-fitted.
 
         **Arguments:**
 
@@ -451,9 +438,8 @@ class AbstractDiffusionEstimator(abc.ABC):
         values = []
         fits = tqdm(jax.random.split(k_fits, self.n_fits), desc="fits", disable=not self.progress or self.n_fits == 1)
         for k in fits:
-            k_fit, k_est = jax.random.split(k)
-            fitted = dataclasses.replace(self, n_fits=1).fit(x[train_rows], pick(y, train_rows), key=k_fit)
-            values.append(fitted.estimate(x[eval_rows], pick(y, eval_rows), key=k_est))
+            values.append(self._fit_and_estimate(x[train_rows], pick(y, train_rows), x[eval_rows], pick(y, eval_rows),
+                                                 key=k))
         if self.n_fits == 1:
             return values[0]
         v = np.array([e.value for e in values])
@@ -500,10 +486,69 @@ def _is_labels(y) -> bool:
 @dataclasses.dataclass(frozen=True)
 class MINDE(AbstractDiffusionEstimator):
     r"""MINDE: $I(X;Y) \approx \int_0^T \tfrac{\beta}{2}\mathbb E\|e_\theta(\tilde x_s, s; y) - e_\theta(\tilde x_s, s)\|^2 ds$
-    (Eq. 13), in nats. The configuration is `AbstractDiffusionEstimator`'s."""
+    (Eq. 13), in nats. The configuration is `AbstractDiffusionEstimator`'s, and:
+
+    - `crossfit`: calling the estimator fits two sets of networks on disjoint halves of the training pairs
+      (stratified by class for labels; one transform fitted on both halves) and reports the cross-fitted MINDE
+      $\int \tfrac{\beta}{2}\mathbb E[\hat d_a\cdot\hat d_b]\,ds$ on the held-out pairs
+      (`verify.mutual_information_minde_crossfit`): each fit's own error no longer adds its variance
+      $\mathbb E\|n\|^2$ to the estimate, as it does to the plug-in $\mathbb E\|\hat d\|^2$, at the price of half
+      the pairs per network. With `n_fits > 1` each fit is one such pair on its own halves. `fit` (one set of
+      networks) refuses it.
+    """
+
+    crossfit: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.crossfit, bool):
+            raise ValueError(f"MINDE.crossfit must be True or False; got {self.crossfit!r}.")
 
     def select(self, estimates):
         return estimates["minde"]
+
+    def fit(self, x, y, *, checkpoint_dir=None, resume="auto", key):
+        if self.crossfit:
+            raise ValueError("MINDE(crossfit=True).fit would train one set of networks; the cross-fit needs two, on "
+                             "disjoint halves of the pairs, and is what calling the estimator, est(x, y, key=...), "
+                             "does. Fit with crossfit=False, or call the estimator.")
+        return super().fit(x, y, checkpoint_dir=checkpoint_dir, resume=resume, key=key)
+
+    fit.__doc__ = AbstractDiffusionEstimator.fit.__doc__
+
+    def _fit_and_estimate(self, x, y, x_eval, y_eval, *, key):
+        if not self.crossfit:
+            return super()._fit_and_estimate(x, y, x_eval, y_eval, key=key)
+        k_halves, k_a, k_b, k_est = jax.random.split(key, 4)
+        one = dataclasses.replace(self, n_fits=1, crossfit=False)
+        fx, fy = one._fitted_transforms(x, y)
+        pick = lambda a, rows: None if a is None else a[rows]  # noqa: E731
+        fit_a, fit_b = (_fit(one, x[rows], pick(y, rows), fx, fy, checkpoint_dir=None, resume="auto", key=k)
+                        for rows, k in zip(_halves(y, y_eval, k_halves), (k_a, k_b)))
+        xt, yt = fit_a._prepare(x_eval, y_eval)
+        return mutual_information_minde_crossfit(fit_a.model, fit_b.model, xt, yt, times=estimation_grid(self),
+                                                 key=k_est)
+
+
+def _halves(y, y_eval, key) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint halves of the training rows (of `y`) in random order; for integer labels, each class split evenly
+    between them (alternating within the class in that order), so that both fits see every class of `y` and
+    `y_eval`."""
+    n = y.shape[0]
+    order = np.asarray(jax.random.permutation(key, n))
+    if not _is_labels(y):
+        return order[: n // 2], order[n // 2:]
+    counts = np.bincount(y, minlength=int(max(y.max(), y_eval.max())) + 1)
+    if counts.min() < 2:
+        raise ValueError(f"the cross-fit splits every class between two fits, so each class needs at least 2 "
+                         f"training pairs (those not held out for the estimate); class {int(counts.argmin())} has "
+                         f"{int(counts.min())}.")
+    labels = y[order]
+    rank = np.empty(n, np.int64)
+    for k in range(counts.size):
+        where = np.flatnonzero(labels == k)
+        rank[where] = np.arange(where.size)
+    return order[rank % 2 == 0], order[rank % 2 == 1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -537,6 +582,40 @@ ESTIMATORS: Mapping[str, type] = MappingProxyType({"MINDE": MINDE, "EntropyDiffe
 
 
 # ---------------------------------------------------------------------------------------------- training
+def _fit(est: AbstractDiffusionEstimator, x, y, fx, fy, *, checkpoint_dir, resume, key) -> "FittedEstimator":
+    """`fit`'s work on checked pairs, with the transforms `fx`, `fy` already fitted (`None`: none): the validation
+    split, the networks, and the `FittedEstimator`."""
+    import learned
+
+    n = x.shape[0]
+    n_val = int(round(est.validation_fraction * n))
+    if est.validation_fraction > 0 and (n_val < 2 or n - n_val < 4):
+        raise ValueError(f"validation_fraction={est.validation_fraction} of {n} pairs leaves {n_val} to validate on "
+                         f"and {n - n_val} to train on; need at least 2 and 4 (more pairs, or validation_fraction=0).")
+    if n_val:
+        k_split, key = jax.random.split(key)
+        order = np.asarray(jax.random.permutation(k_split, n))
+        train_rows, val_rows = order[n_val:], order[:n_val]
+    else:
+        train_rows, val_rows = np.arange(n), None
+    x32 = np.asarray(x if fx is None else fx(x), np.float32)
+    labels = y is not None and np.issubdtype(y.dtype, np.integer)
+    if y is None or labels:
+        y_train = y
+    else:
+        y_train = np.asarray(y if fy is None else fy(y), np.float32)
+    num_classes = int(y.max()) + 1 if labels else None
+    dim_y = y.shape[1] if y is not None and not labels else None
+    rows = lambda a, r: None if a is None or r is None else a[r]  # noqa: E731
+    validation = None if val_rows is None else (x32[val_rows], rows(y_train, val_rows))
+    model, networks = _fit_networks(est, x32[train_rows], rows(y_train, train_rows), validation=validation,
+                                    dim_y=dim_y, num_classes=num_classes, checkpoint_dir=checkpoint_dir,
+                                    resume=resume, key=key, learned=learned)
+    info = FitInfo(len(train_rows), n_val, networks)
+    return FittedEstimator(est, model, fx, fy, x.shape[1], dim_y, num_classes,
+                           plugin_label_entropy(y).value if labels else None, info)
+
+
 def _fit_networks(est: AbstractDiffusionEstimator, x, y, *, validation, dim_y, num_classes, checkpoint_dir, resume, key,
                   learned):
     """The one implementation of fitting: the protocol model of `est` trained on float32 x and conditions y, and a
