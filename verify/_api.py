@@ -12,14 +12,15 @@ of the configuration) and gives all four numbers from one fit: $S_{NN}^X$, $S_{N
 (Eq. 13) and $I_{diff}$ (Eq. 46). The training stack (`learned`, optax) is imported only when a network is built, so
 `import verify` stays light.
 
-**Validation split.** `fit` holds out `validation_fraction` of its pairs from the networks' training (default
-10 %), measures each network's DEM loss on them every few steps (`learned.train`'s `validation`, the same noise at
-every check) and, with `select_on_validation`, keeps the EMA weights of the check with the lowest held-out loss
-where the last weights are significantly worse there (by more than `OVERFIT_Z` standard errors of the paired
-per-pair difference, with fresh noise), else the last weights: an early-stopping selection that guards small data
-sets against overfitting without picking early weights for a flat, noisy curve. The same held-out pairs decide the
-centring (`centre`): the conditional network is centred on its conditional mean only where that mean predicts the
-held-out x better than the data mean does. The losses and the choices are in `FittedEstimator.info`.
+**Validation split.** `fit` holds out `validation_fraction` of its pairs from the networks' training (default 10 %),
+measures each network's DEM loss on them every few steps (`learned.train`'s `validation`, the same noise at every check)
+and, with `select_on_validation`, keeps the EMA weights of the check with the lowest held-out loss where the last
+weights are significantly worse there (by more than `OVERFIT_Z` standard errors of the paired per-pair difference, with
+fresh noise: `HELD_OUT_DRAWS` draws of time and noise over the held-out pairs, at least 8 per pair), else the last
+weights: an early-stopping selection that guards small data sets against overfitting without picking early weights for a
+flat, noisy curve. The same held-out pairs decide the centring (`centre`): the conditional network is centred on its
+conditional mean only where that mean predicts the held-out x better than the data mean does. The losses and the choices
+are in `FittedEstimator.info`.
 
 **What `Estimate.stderr` covers.** For one fit it is the Monte Carlo standard error of the time integral over the
 evaluation pairs and the forward noise, *given the trained network*: it does not include the network's own error,
@@ -715,13 +716,23 @@ def _row_loss_difference(loss, last, best, x, y, keys):
     return jax.vmap(one)(x, y, keys)
 
 
-def _held_out_difference(loss, last, best, x, y, *, key, repeats: int = 8) -> float:
+HELD_OUT_DRAWS = 12_800
+"""About how many draws of time and noise `_held_out_difference` spends over the held-out pairs (at least 8 per pair):
+a DEM loss of one pair and one draw is so noisy that with 8 draws per pair on 100 held-out pairs (1,000 pairs, 10 %
+held out) the z of a conditional network whose held-out loss had risen at every check from step 200 to 4,000 read
+1.4-2.3 over four noise keys (so the last weights, reading MINDE +42 %, were kept); with 32 draws 2.45, with 128
+3.21 (`benchmarks/README.md`, `bench_api_crossfit.py`'s section)."""
+
+
+def _held_out_difference(loss, last, best, x, y, *, key, repeats: int | None = None) -> float:
     r"""$z = \bar d/\mathrm{se}(\bar d)$ of the paired per-pair differences $d_i$ of the DEM loss (the last weights
     minus the best check's) on the held-out pairs, each pair with `repeats` fresh draws of time and noise shared by
-    both models: how significantly the last weights are worse (overfitting) than the selected ones."""
+    both models (default: `HELD_OUT_DRAWS` over all the pairs, at least 8 per pair): how significantly the last
+    weights are worse (overfitting) than the selected ones."""
     if last is best:
         return 0.0
     n = x.shape[0]
+    repeats = max(8, -(-HELD_OUT_DRAWS // n)) if repeats is None else repeats
     rows = np.repeat(np.arange(n), repeats)
     keys = jax.random.split(key, rows.size)
     d = np.asarray(_row_loss_difference(loss, last, best, x[rows], None if y is None else y[rows], keys), np.float64)
