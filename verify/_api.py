@@ -495,7 +495,9 @@ class MINDE(AbstractDiffusionEstimator):
       (`verify.mutual_information_minde_crossfit`): each fit's own error no longer adds its variance
       $\mathbb E\|n\|^2$ to the estimate, as it does to the plug-in $\mathbb E\|\hat d\|^2$, at the price of half
       the pairs per network. With `n_fits > 1` each fit is one such pair on its own halves. `fit` (one set of
-      networks) refuses it.
+      networks) refuses it. Measured (`benchmarks/bench_api_crossfit.py`, 2,000 pairs): on a 5 + 3 Gaussian one fit
+      read +5.2 % on average over eight draws, the cross-fit of two halves -0.2 %; on a 25 + 25 one, +13.5 % and
+      -1.8 % (two draws). On 10,000 pairs and more its cost in halved data is not measured.
     """
 
     crossfit: bool = False
