@@ -397,7 +397,7 @@ class AbstractDiffusionEstimator(abc.ABC):
         """The transforms of x and (vector) y fitted on the pairs given (unsupervised, per component), or `None`."""
         if self.transform is None:
             return None, None
-        return self.transform.fit(x), None if y is None or np.issubdtype(y.dtype, np.integer) else self.transform.fit(y)
+        return self.transform.fit(x), None if y is None or _is_labels(y) else self.transform.fit(y)
 
     def _fit_and_estimate(self, x, y, x_eval, y_eval, *, key) -> Estimate:
         """One of `__call__`'s fits: fit on (x, y), estimate on the held-out (x_eval, y_eval)."""
@@ -435,11 +435,10 @@ class AbstractDiffusionEstimator(abc.ABC):
             raise ValueError(f"{n} pairs leave fewer than 2 for training after holding out {n_eval}.")
         order = np.asarray(jax.random.permutation(k_perm, n))
         train_rows, eval_rows = order[n_eval:], order[:n_eval]
-        pick = lambda a, rows: None if a is None else a[rows]  # noqa: E731
         values = []
         fits = tqdm(jax.random.split(k_fits, self.n_fits), desc="fits", disable=not self.progress or self.n_fits == 1)
         for k in fits:
-            values.append(self._fit_and_estimate(x[train_rows], pick(y, train_rows), x[eval_rows], pick(y, eval_rows),
+            values.append(self._fit_and_estimate(x[train_rows], _rows(y, train_rows), x[eval_rows], _rows(y, eval_rows),
                                                  key=k))
         if self.n_fits == 1:
             return values[0]
@@ -484,6 +483,11 @@ def _is_labels(y) -> bool:
     return y is not None and np.issubdtype(np.asarray(y).dtype, np.integer)
 
 
+def _rows(a, rows):
+    """`a[rows]`, or `None` where `a` (no y) or `rows` (no split) is `None`."""
+    return None if a is None or rows is None else a[rows]
+
+
 @dataclasses.dataclass(frozen=True)
 class MINDE(AbstractDiffusionEstimator):
     r"""MINDE: $I(X;Y) \approx \int_0^T \tfrac{\beta}{2}\mathbb E\|e_\theta(\tilde x_s, s; y) - e_\theta(\tilde x_s, s)\|^2 ds$
@@ -525,8 +529,7 @@ class MINDE(AbstractDiffusionEstimator):
         k_halves, k_a, k_b, k_est = jax.random.split(key, 4)
         one = dataclasses.replace(self, n_fits=1, crossfit=False)
         fx, fy = one._fitted_transforms(x, y)
-        pick = lambda a, rows: None if a is None else a[rows]  # noqa: E731
-        fit_a, fit_b = (_fit(one, x[rows], pick(y, rows), fx, fy, checkpoint_dir=None, resume="auto", key=k)
+        fit_a, fit_b = (_fit(one, x[rows], _rows(y, rows), fx, fy, checkpoint_dir=None, resume="auto", key=k)
                         for rows, k in zip(_halves(y, y_eval, k_halves), (k_a, k_b)))
         xt, yt = fit_a._prepare(x_eval, y_eval)
         return mutual_information_minde_crossfit(fit_a.model, fit_b.model, xt, yt, times=estimation_grid(self),
@@ -602,16 +605,15 @@ def _fit(est: AbstractDiffusionEstimator, x, y, fx, fy, *, checkpoint_dir, resum
     else:
         train_rows, val_rows = np.arange(n), None
     x32 = np.asarray(x if fx is None else fx(x), np.float32)
-    labels = y is not None and np.issubdtype(y.dtype, np.integer)
+    labels = _is_labels(y)
     if y is None or labels:
         y_train = y
     else:
         y_train = np.asarray(y if fy is None else fy(y), np.float32)
     num_classes = int(y.max()) + 1 if labels else None
     dim_y = y.shape[1] if y is not None and not labels else None
-    rows = lambda a, r: None if a is None or r is None else a[r]  # noqa: E731
-    validation = None if val_rows is None else (x32[val_rows], rows(y_train, val_rows))
-    model, networks = _fit_networks(est, x32[train_rows], rows(y_train, train_rows), validation=validation,
+    validation = None if val_rows is None else (x32[val_rows], _rows(y_train, val_rows))
+    model, networks = _fit_networks(est, x32[train_rows], _rows(y_train, train_rows), validation=validation,
                                     dim_y=dim_y, num_classes=num_classes, checkpoint_dir=checkpoint_dir,
                                     resume=resume, key=key, learned=learned)
     info = FitInfo(len(train_rows), n_val, networks)
