@@ -12,6 +12,7 @@ import verify
 from gaussian_oracle import Estimate, JointGaussian
 from verify import (
     MINDE,
+    CrossFittedEstimator,
     EntropyDifference,
     FittedEstimator,
     LogSNRGrid,
@@ -22,7 +23,9 @@ from verify import (
     UniformGrid,
     default_tasks,
     gaussian_plugin_mi,
+    estimation_grid,
     mutual_information_minde,
+    mutual_information_minde_crossfit,
     validate,
 )
 
@@ -285,18 +288,14 @@ def test_crossfit_reads_zero_for_independent_pairs_where_the_plugin_reads_its_fi
 
 
 def test_crossfit_configuration_labels_and_refusals(data):
-    """`crossfit` survives to_dict/from_dict (files saved before it read False); `fit` refuses it (one set of
-    networks); with labels every class is split between the two fits, and a class with fewer than 2 training pairs
-    is one clear error."""
+    """`crossfit` survives to_dict/from_dict (files saved before it read False); with labels every class is split
+    between the two fits, and a class with fewer than 2 training pairs is one clear error."""
     assert MINDE.from_dict(MINDE(**TINY, crossfit=True).to_dict()).crossfit is True
     meta = MINDE(**TINY).to_dict()
     del meta["config"]["crossfit"]
     assert MINDE.from_dict(meta).crossfit is False
     with pytest.raises(ValueError, match="crossfit must be True or False"):
         MINDE(crossfit=1)
-    x, y = data
-    with pytest.raises(ValueError, match=r"crossfit=True\).fit would train one set of networks"):
-        MINDE(**TINY, crossfit=True).fit(x, y, key=jax.random.key(0))
     rng = np.random.default_rng(3)
     labels = np.repeat(np.arange(3), [120, 120, 4])  # class 2: 4 pairs, so 2 or fewer may reach each fit
     xl = (labels[:, None] + 0.3 * rng.standard_normal((labels.size, 2))).astype(np.float32)
@@ -305,8 +304,50 @@ def test_crossfit_configuration_labels_and_refusals(data):
     assert np.isfinite(got.value) and np.isfinite(got.stderr)
     single = labels.copy()
     single[-3:] = 1  # class 2 now occurs once in all the pairs
-    with pytest.raises(ValueError, match="each class needs at least 2 training pairs .* class 2 has [01]"):
+    with pytest.raises(ValueError, match="held out for the estimate .* each class needs at least 2 of them; class 2 "
+                                         "has [01]"):
         est(xl, single, key=jax.random.key(4))
+    with pytest.raises(ValueError, match="splits every class .* at least 2 of them; class 2 has 1"):
+        est.fit(xl, single, key=jax.random.key(4))
+    two = labels.copy()
+    two[-2:] = 1  # class 2: two pairs, which a split blind to the classes would give one half both of in half the keys
+    for seed in range(4):
+        cross = est.fit(xl, two, key=jax.random.key(seed))
+        assert cross.a.num_classes == cross.b.num_classes == 3
+
+
+def test_crossfit_fit_is_two_halves_in_one_transform_saved_and_resumed(data, tmp_path):
+    """`MINDE(crossfit=True).fit` trains two fits on disjoint halves of the pairs, in one fitted transform: its
+    estimate is `mutual_information_minde_crossfit` of the two models on the transformed pairs, to the bit; save/load
+    and a rerun on its finished checkpoints give the same number; each loader refuses the other's folder."""
+    x, y = data
+    est = MINDE(**TINY, crossfit=True)
+    cross = est.fit(x[:N_TRAIN], y[:N_TRAIN], checkpoint_dir=tmp_path / "ckpt", key=jax.random.key(21))
+    assert isinstance(cross, CrossFittedEstimator) and cross.estimator == est
+    assert [i.n_train + i.n_validation for i in cross.info] == [N_TRAIN // 2] * 2
+    for name in ("transform_x", "transform_y"):
+        for u, v in zip(*(jax.tree_util.tree_leaves(getattr(f, name)) for f in (cross.a, cross.b)), strict=True):
+            np.testing.assert_array_equal(u, v)
+    x_eval, y_eval = x[N_TRAIN:], y[N_TRAIN:]
+    got = cross.estimate(x_eval, y_eval, key=jax.random.key(22))
+    xt, yt = (np.asarray(t(a), np.float32) for t, a in ((cross.a.transform_x, x_eval), (cross.a.transform_y, y_eval)))
+    direct = mutual_information_minde_crossfit(cross.a.model, cross.b.model, xt, yt, times=estimation_grid(est),
+                                               key=jax.random.key(22))
+    assert (got.value, got.stderr) == (direct.value, direct.stderr)
+    plugin = cross.a.estimate(x_eval, y_eval, key=jax.random.key(22))
+    assert plugin.value != got.value
+    loaded = CrossFittedEstimator.load(cross.save(tmp_path / "cross"))
+    assert loaded.estimator == est and loaded.info == cross.info
+    assert loaded.estimate(x_eval, y_eval, key=jax.random.key(22)).value == got.value
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == list(CrossFittedEstimator.HALVES)
+    rerun = est.fit(x[:N_TRAIN], y[:N_TRAIN], checkpoint_dir=tmp_path / "ckpt", key=jax.random.key(21))
+    assert rerun.estimate(x_eval, y_eval, key=jax.random.key(22)).value == got.value
+    with pytest.raises(ValueError, match="holds a cross-fit.* CrossFittedEstimator.load"):
+        FittedEstimator.load(tmp_path / "cross")
+    with pytest.raises(ValueError, match="no saved cross-fit .* read it with FittedEstimator.load"):
+        CrossFittedEstimator.load(cross.a.save(tmp_path / "one"))
+    with pytest.raises(ValueError, match="needs y"):
+        cross.estimate(x_eval, None, key=jax.random.key(22))
 
 
 def test_bound_violations_are_flagged():

@@ -70,6 +70,7 @@ from ._transforms import (
 from ._api import (
     AbstractDiffusionEstimator as AbstractDiffusionEstimator,
     EntropyDifference as EntropyDifference,
+    CrossFittedEstimator as CrossFittedEstimator,
     FittedEstimator as FittedEstimator,
     FitInfo as FitInfo,
     NetworkFit as NetworkFit,

@@ -31,8 +31,9 @@ every fit, and not the variance from drawing another data set).
 
 **Cross-fit.** The plug-in MINDE squares each fit's error: $\mathbb E\|\hat d\|^2 = \|d\|^2 + \mathbb E\|n\|^2$, a
 bias that is the same sign in every fit, so averaging fits does not remove it (on independent X, Y it reads above 0).
-`MINDE(crossfit=True)` fits two sets of networks on disjoint halves and reports $\mathbb E[\hat d_a\cdot\hat d_b]$,
-whose errors do not square; its one-fit stderr is again the Monte Carlo error given the two fits.
+`MINDE(crossfit=True)` fits two sets of networks on disjoint halves (`fit` returns them as a `CrossFittedEstimator`)
+and reports $\mathbb E[\hat d_a\cdot\hat d_b]$, whose errors do not square; its one-fit stderr is again the Monte
+Carlo error given the two fits.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ __all__ = ["AbstractDiffusionEstimator", "MINDE", "EntropyDifference", "NeuralEn
            "FitInfo", "NetworkFit", "estimate_mutual_information", "estimation_grid", "information_estimates"]
 
 FORMAT = "verify.FittedEstimator/1"
+CROSSFIT_FORMAT = "verify.CrossFittedEstimator/1"
 QUANTITIES = ("neural", "conditional_neural", "minde", "difference")
 VALIDATION_CHECKS = 20
 """About how many times per run the held-out loss is measured (when `validation_fraction > 0`)."""
@@ -381,7 +383,8 @@ class AbstractDiffusionEstimator(abc.ABC):
 
         **Returns:**
 
-        A `FittedEstimator`.
+        A `FittedEstimator`; for `MINDE(crossfit=True)` a `CrossFittedEstimator` (two of them, one per half of
+        the pairs; each network checkpoints under `checkpoint_dir/a` or `checkpoint_dir/b`).
         """
         if self.n_fits != 1:  # one fit is one set of networks; the average over fits is `__call__`'s
             raise ValueError(f"{type(self).__name__}(n_fits={self.n_fits}).fit trains one set of networks, not "
@@ -390,20 +393,22 @@ class AbstractDiffusionEstimator(abc.ABC):
                              "default), or call the estimator.")
         x, y = check_pairs(x, y, need_y=self.needs_y)
         _check_classes_present(y)
-        return _fit(self, x, y, *self._fitted_transforms(x, y), checkpoint_dir=checkpoint_dir, resume=resume,
-                    key=check_key(key))
+        return self._fit_checked(x, y, checkpoint_dir=checkpoint_dir, resume=resume, key=check_key(key))
+
+    def _fit_checked(self, x, y, *, checkpoint_dir, resume, key):
+        """`fit` on checked pairs."""
+        return _fit(self, x, y, *self._fitted_transforms(x, y), checkpoint_dir=checkpoint_dir, resume=resume, key=key)
+
+    @property
+    def _pairs_per_class(self) -> int:
+        """The fewest training pairs of each class a fit needs."""
+        return 1
 
     def _fitted_transforms(self, x, y):
         """The transforms of x and (vector) y fitted on the pairs given (unsupervised, per component), or `None`."""
         if self.transform is None:
             return None, None
         return self.transform.fit(x), None if y is None or _is_labels(y) else self.transform.fit(y)
-
-    def _fit_and_estimate(self, x, y, x_eval, y_eval, *, key) -> Estimate:
-        """One of `__call__`'s fits: fit on (x, y), estimate on the held-out (x_eval, y_eval)."""
-        k_fit, k_est = jax.random.split(key)
-        fitted = dataclasses.replace(self, n_fits=1).fit(x, y, key=k_fit)
-        return fitted.estimate(x_eval, y_eval, key=k_est)
 
     # ------------------------------------------------------------------ as a plain estimator
     def __call__(
@@ -435,11 +440,18 @@ class AbstractDiffusionEstimator(abc.ABC):
             raise ValueError(f"{n} pairs leave fewer than 2 for training after holding out {n_eval}.")
         order = np.asarray(jax.random.permutation(k_perm, n))
         train_rows, eval_rows = order[n_eval:], order[:n_eval]
+        if _is_labels(y):
+            _check_class_counts(y[train_rows], int(y.max()) + 1, self._pairs_per_class,
+                                f"{n_eval} of the {n} pairs are held out for the estimate and every class must "
+                                "reach the networks through the rest"
+                                + (", split between two fits" if self._pairs_per_class == 2 else ""))
         values = []
+        one = dataclasses.replace(self, n_fits=1)
         fits = tqdm(jax.random.split(k_fits, self.n_fits), desc="fits", disable=not self.progress or self.n_fits == 1)
         for k in fits:
-            values.append(self._fit_and_estimate(x[train_rows], _rows(y, train_rows), x[eval_rows], _rows(y, eval_rows),
-                                                 key=k))
+            k_fit, k_est = jax.random.split(k)
+            fitted = one.fit(x[train_rows], _rows(y, train_rows), key=k_fit)
+            values.append(fitted.estimate(x[eval_rows], _rows(y, eval_rows), key=k_est))
         if self.n_fits == 1:
             return values[0]
         v = np.array([e.value for e in values])
@@ -493,15 +505,16 @@ class MINDE(AbstractDiffusionEstimator):
     r"""MINDE: $I(X;Y) \approx \int_0^T \tfrac{\beta}{2}\mathbb E\|e_\theta(\tilde x_s, s; y) - e_\theta(\tilde x_s, s)\|^2 ds$
     (Eq. 13), in nats. The configuration is `AbstractDiffusionEstimator`'s, and:
 
-    - `crossfit`: calling the estimator fits two sets of networks on disjoint halves of the training pairs
-      (stratified by class for labels; one transform fitted on both halves) and reports the cross-fitted MINDE
+    - `crossfit`: fit two sets of networks on disjoint halves of the training pairs (stratified by class for
+      labels; one transform fitted on both halves) and report the cross-fitted MINDE
       $\int \tfrac{\beta}{2}\mathbb E[\hat d_a\cdot\hat d_b]\,ds$ on the held-out pairs
       (`verify.mutual_information_minde_crossfit`): each fit's own error no longer adds its variance
       $\mathbb E\|n\|^2$ to the estimate, as it does to the plug-in $\mathbb E\|\hat d\|^2$, at the price of half
-      the pairs per network. With `n_fits > 1` each fit is one such pair on its own halves. `fit` (one set of
-      networks) refuses it. Measured (`benchmarks/bench_api_crossfit.py`, 2,000 pairs): on a 5 + 3 Gaussian one fit
-      read +5.2 % on average over eight draws, the cross-fit of two halves -0.2 %; on a 25 + 25 one, +13.5 % and
-      -1.8 % (two draws). On 10,000 pairs and more its cost in halved data is not measured.
+      the pairs per network. `fit` returns the two as a `CrossFittedEstimator`; calling the estimator fits and
+      estimates, and with `n_fits > 1` each fit is one such pair on its own halves. Measured
+      (`benchmarks/bench_api_crossfit.py`, 2,000 pairs): on a 5 + 3 Gaussian one fit read +5.2 % on average over
+      eight draws, the cross-fit of two halves -0.2 %; on a 25 + 25 one, +13.5 % and -1.8 % (two draws). On 10,000
+      pairs and more its cost in halved data is not measured.
     """
 
     crossfit: bool = False
@@ -514,44 +527,42 @@ class MINDE(AbstractDiffusionEstimator):
     def select(self, estimates):
         return estimates["minde"]
 
-    def fit(self, x, y, *, checkpoint_dir=None, resume="auto", key):
-        if self.crossfit:
-            raise ValueError("MINDE(crossfit=True).fit would train one set of networks; the cross-fit needs two, on "
-                             "disjoint halves of the pairs, and is what calling the estimator, est(x, y, key=...), "
-                             "does. Fit with crossfit=False, or call the estimator.")
-        return super().fit(x, y, checkpoint_dir=checkpoint_dir, resume=resume, key=key)
+    @property
+    def _pairs_per_class(self) -> int:
+        return 2 if self.crossfit else 1
 
-    fit.__doc__ = AbstractDiffusionEstimator.fit.__doc__
-
-    def _fit_and_estimate(self, x, y, x_eval, y_eval, *, key):
+    def _fit_checked(self, x, y, *, checkpoint_dir, resume, key):
         if not self.crossfit:
-            return super()._fit_and_estimate(x, y, x_eval, y_eval, key=key)
-        k_halves, k_a, k_b, k_est = jax.random.split(key, 4)
-        one = dataclasses.replace(self, n_fits=1, crossfit=False)
+            return super()._fit_checked(x, y, checkpoint_dir=checkpoint_dir, resume=resume, key=key)
+        k_halves, k_a, k_b = jax.random.split(key, 3)
+        one = dataclasses.replace(self, crossfit=False)
         fx, fy = one._fitted_transforms(x, y)
-        fit_a, fit_b = (_fit(one, x[rows], _rows(y, rows), fx, fy, checkpoint_dir=None, resume="auto", key=k)
-                        for rows, k in zip(_halves(y, y_eval, k_halves), (k_a, k_b)))
-        xt, yt = fit_a._prepare(x_eval, y_eval)
-        return mutual_information_minde_crossfit(fit_a.model, fit_b.model, xt, yt, times=estimation_grid(self),
-                                                 key=k_est)
+        fits = (_fit(one, x[rows], y[rows], fx, fy, resume=resume, key=k,
+                     checkpoint_dir=None if checkpoint_dir is None else pathlib.Path(checkpoint_dir) / half)
+                for rows, half, k in zip(_halves(y, k_halves), CrossFittedEstimator.HALVES, (k_a, k_b)))
+        return CrossFittedEstimator(self, *fits)
 
 
-def _halves(y, y_eval, key) -> tuple[np.ndarray, np.ndarray]:
-    """Two disjoint halves of the training rows (of `y`) in random order; for integer labels, each class split evenly
-    between them (alternating within the class in that order), so that both fits see every class of `y` and
-    `y_eval`."""
+def _check_class_counts(labels, num_classes: int, need: int, why: str) -> None:
+    """Each class 0..num_classes-1 occurs at least `need` times in `labels`, or one error saying `why`."""
+    counts = np.bincount(labels, minlength=num_classes)
+    if counts.min() < need:
+        raise ValueError(f"{why}, so each class needs at least {need} of them; class {int(counts.argmin())} has "
+                         f"{int(counts.min())}.")
+
+
+def _halves(y, key) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint halves of the rows of `y` in random order; for integer labels, each class split evenly between
+    them (alternating within the class in that order), so that both fits see every class."""
     n = y.shape[0]
     order = np.asarray(jax.random.permutation(key, n))
     if not _is_labels(y):
         return order[: n // 2], order[n // 2:]
-    counts = np.bincount(y, minlength=int(max(y.max(), y_eval.max())) + 1)
-    if counts.min() < 2:
-        raise ValueError(f"the cross-fit splits every class between two fits, so each class needs at least 2 "
-                         f"training pairs (those not held out for the estimate); class {int(counts.argmin())} has "
-                         f"{int(counts.min())}.")
+    num_classes = int(y.max()) + 1
+    _check_class_counts(y, num_classes, 2, "the cross-fit splits every class of the training pairs between two fits")
     labels = y[order]
     rank = np.empty(n, np.int64)
-    for k in range(counts.size):
+    for k in range(num_classes):
         where = np.flatnonzero(labels == k)
         rank[where] = np.arange(where.size)
     return order[rank % 2 == 0], order[rank % 2 == 1]
@@ -882,6 +893,9 @@ class FittedEstimator(eqx.Module):
     def load(cls, path: str | pathlib.Path) -> "FittedEstimator":
         """Read a fitted estimator that `save` wrote to the folder `path`."""
         path = pathlib.Path(path)
+        if (path / "crossfit.json").exists():
+            raise ValueError(f"{path} holds a cross-fit, two fitted estimators (MINDE(crossfit=True)); read it with "
+                             "CrossFittedEstimator.load.")
         if not (path / "estimator.json").exists() or not (path / "estimator.eqx").exists():
             raise ValueError(f"{path} holds no saved estimator (expected estimator.json and estimator.eqx).")
         meta = json.loads((path / "estimator.json").read_text())
@@ -897,6 +911,77 @@ class FittedEstimator(eqx.Module):
                    meta["num_classes"], meta["label_entropy"],
                    None if meta.get("info") is None else FitInfo.from_dict(meta["info"]))
         return eqx.tree_deserialise_leaves(path / "estimator.eqx", like)
+
+
+class CrossFittedEstimator(eqx.Module):
+    r"""`MINDE(crossfit=True)` fitted: two `FittedEstimator`s, `a` and `b`, each trained on one of two disjoint halves
+    of the pairs (each class split evenly between them for labels), with independent keys, in the same coordinates
+    (one transform fitted on all the pairs).
+
+    `estimate` gives the cross-fitted MINDE $\int \tfrac{\beta}{2}\mathbb E[\hat d_a\cdot\hat d_b]\,ds$
+    (`verify.mutual_information_minde_crossfit`), in which neither fit's error is squared; `a.estimate_all` and
+    `b.estimate_all` give each half's own (plug-in) numbers, and `info` their training records.
+    """
+
+    HALVES = ("a", "b")
+    """The halves' names: their subfolders in `save` and of `fit`'s `checkpoint_dir`."""
+
+    estimator: MINDE = eqx.field(static=True)
+    a: FittedEstimator
+    b: FittedEstimator
+
+    @property
+    def info(self) -> tuple[FitInfo | None, FitInfo | None]:
+        """Each half's `FitInfo`."""
+        return self.a.info, self.b.info
+
+    def estimate(
+        self,
+        x: Float[ArrayLike, "n dim_x"],
+        y: Float[ArrayLike, "n dim_y"] | Int[ArrayLike, " n"],
+        *,
+        key: PRNGKeyArray,
+    ) -> Estimate:
+        """The cross-fitted MINDE on pairs (x, y) held out from both fits, in nats; its stderr is the Monte Carlo error
+        given the two fits, and it is flagged below 0, and above H(Y) of the labels y when y holds labels, by more than
+        2 stderr."""
+        if y is None:
+            raise ValueError("the cross-fitted MINDE needs y, paired with the rows of x.")
+        x, y = self.a._prepare(x, y)
+        return mutual_information_minde_crossfit(self.a.model, self.b.model, x, y,
+                                                 times=estimation_grid(self.estimator), key=key)
+
+    def save(self, path: str | pathlib.Path) -> pathlib.Path:
+        """Write each half with `FittedEstimator.save` to `path/a` and `path/b` and the configuration and versions to
+        `path/crossfit.json`; returns the folder."""
+        path = pathlib.Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        for half in self.HALVES:
+            getattr(self, half).save(path / half)
+        meta = {"format": CROSSFIT_FORMAT, **self.estimator.to_dict(), "halves": list(self.HALVES),
+                "versions": versions()}
+        (path / "crossfit.json").write_text(json.dumps(meta, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | pathlib.Path) -> "CrossFittedEstimator":
+        """Read a cross-fit that `save` wrote to the folder `path`."""
+        path = pathlib.Path(path)
+        if not (path / "crossfit.json").exists():
+            one = " (it holds one fitted estimator: read it with FittedEstimator.load)" if (
+                path / "estimator.json").exists() else ""
+            raise ValueError(f"{path} holds no saved cross-fit (expected crossfit.json){one}.")
+        meta = json.loads((path / "crossfit.json").read_text())
+        if meta.get("format") != CROSSFIT_FORMAT:
+            raise ValueError(f"{path / 'crossfit.json'} is not a {CROSSFIT_FORMAT} file (format "
+                             f"{meta.get('format')!r}).")
+        est = AbstractDiffusionEstimator.from_dict(meta)
+        a, b = (FittedEstimator.load(path / half) for half in cls.HALVES)
+        single = dataclasses.replace(est, crossfit=False)
+        if a.estimator != single or b.estimator != single:
+            raise ValueError(f"the halves in {path} were fitted with other settings than {path / 'crossfit.json'} "
+                             "records.")
+        return cls(est, a, b)
 
 
 # ---------------------------------------------------------------------------------------------- one call
