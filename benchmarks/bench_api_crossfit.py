@@ -60,12 +60,6 @@ def _same_transform(fa: verify.FittedEstimator, fb: verify.FittedEstimator) -> b
     return len(leaves[0]) == len(leaves[1]) and all(np.array_equal(u, v) for u, v in zip(*leaves))
 
 
-def _prepared(fitted: verify.FittedEstimator, x, y):
-    tx = x if fitted.transform_x is None else fitted.transform_x(x)
-    ty = y if fitted.transform_y is None else fitted.transform_y(y)
-    return np.asarray(tx, np.float32), np.asarray(ty, np.float32)
-
-
 def _seed(joint, seed: int, args) -> dict:
     k_data, k_eval, k_a, k_b, k_h1, k_h2, k_est = jax.random.split(jax.random.key(1000 + seed), 7)
     x, y = (np.asarray(a, np.float32) for a in joint.sample(args.n_train, key=k_data))
@@ -78,7 +72,7 @@ def _seed(joint, seed: int, args) -> dict:
     if not _same_transform(fa, fb):
         raise RuntimeError("the two fits on the same pairs fitted different transforms; their networks cannot be "
                            "cross-fitted")
-    xt, yt = _prepared(fa, x_eval, y_eval)
+    xt, yt = fa.transformed(x_eval, y_eval)
     grid = verify.estimation_grid(est)
     plug = [verify.mutual_information_minde(f.model, xt, yt, times=grid, key=k_est) for f in (fa, fb)]
     row["plugin_a"], row["plugin_b"] = (p.to_dict() for p in plug)

@@ -133,7 +133,8 @@ def test_one_fit_gives_four_numbers_and_save_load_is_identical(data, fitted, tmp
 def test_fitted_model_composes_with_the_estimators_on_the_estimation_grid(data, fitted):
     """`verify.estimation_grid(est)` is the grid a fitted estimator integrates on, and `fitted.model` the protocol
     model on transformed data: the library's own estimators on them give `estimate_all`'s numbers to the bit, so a
-    user can go on from a fit (a cross-fit of two fits, another integrator) with the same grid."""
+    user can go on from a fit (a cross-fit of two fits, another integrator) with the same grid, on the pairs
+    `fitted.transformed` gives."""
     x, y = data
     grid = verify.estimation_grid(fitted.estimator)
     assert grid == LogSNRGrid(n_times=fitted.estimator.n_times, s_min=fitted.estimator.s_min * fitted.estimator.sde.T)
@@ -145,6 +146,12 @@ def test_fitted_model_composes_with_the_estimators_on_the_estimation_grid(data, 
     coarse = mutual_information_minde(fitted.model, xt, yt, times=LogSNRGrid(n_times=5, s_min=1e-2),
                                       key=jax.random.key(8))
     assert coarse.value != own.value  # another grid gives another number: the test sees which grid is used
+    got_x, got_y = fitted.transformed(x[N_TRAIN:], y[N_TRAIN:])  # the public way to those coordinates
+    np.testing.assert_array_equal(got_x, xt)
+    np.testing.assert_array_equal(got_y, yt)
+    assert fitted.transformed(x[N_TRAIN:], None)[1] is None
+    with pytest.raises(ValueError, match="x must have 3 columns"):
+        fitted.transformed(x[N_TRAIN:, :2], y[N_TRAIN:])
 
 
 def test_fit_records_held_out_losses_and_keeps_the_best_step(data, fitted, tmp_path):

@@ -811,7 +811,15 @@ class FittedEstimator(eqx.Module):
     label_entropy: float | None = eqx.field(static=True)
     info: FitInfo | None = eqx.field(static=True, default=None)
 
-    def _prepare(self, x, y):
+    def transformed(
+        self,
+        x: Float[ArrayLike, "n dim_x"],
+        y: Float[ArrayLike, "n dim_y"] | Int[ArrayLike, " n"] | None,
+    ) -> tuple[Float[np.ndarray, "n dim_x"], Float[np.ndarray, "n dim_y"] | Int[np.ndarray, " n"] | None]:
+        """The pairs (x, y) in the coordinates `model` works in: checked against the data it was fitted on (columns,
+        dtypes, classes), `transform_x(x)` and `transform_y(y)` (labels unchanged), as float32. With them any library
+        estimator runs on the fitted model, e.g. `verify.mutual_information_minde(fitted.model, *fitted.transformed(x,
+        y), times=verify.estimation_grid(fitted.estimator), key=key)`."""
         x, y = check_pairs(x, y, need_y=False)
         if x.shape[1] != self.dim_x:
             raise ValueError(f"x must have {self.dim_x} columns, as in training; got {x.shape[1]}.")
@@ -855,7 +863,7 @@ class FittedEstimator(eqx.Module):
 
         A dict of `Estimate`s.
         """
-        x, y = self._prepare(x, y)
+        x, y = self.transformed(x, y)
         return information_estimates(self.model, x, y, times=estimation_grid(self.estimator), key=key)
 
     def estimate(
@@ -947,7 +955,7 @@ class CrossFittedEstimator(eqx.Module):
         2 stderr."""
         if y is None:
             raise ValueError("the cross-fitted MINDE needs y, paired with the rows of x.")
-        x, y = self.a._prepare(x, y)
+        x, y = self.a.transformed(x, y)
         return mutual_information_minde_crossfit(self.a.model, self.b.model, x, y,
                                                  times=estimation_grid(self.estimator), key=key)
 
