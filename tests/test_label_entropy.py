@@ -1,6 +1,8 @@
 """H(Y|X_s) by the I-MMSE identity, with exact models, against exact references (two-class quadrature, the empirical
 oracle's exact posteriors)."""
 
+import re
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -24,7 +26,15 @@ def test_two_class_curve_matches_the_quadrature_at_every_node():
     grid_error = 1e-4
     assert np.all(np.abs(est.cumulative - exact) <= 4 * est.cumulative_stderr + grid_error), (est.cumulative, exact)
     assert exact[0] < 0.2 and exact[-1] > 0.69  # from decided to forgotten: the check spans the whole curve
-    assert est.flags == ()
+    # The one flag says where the grid, not the samples, limits the curve: there the stderr nearly vanishes (the label
+    # is all but forgotten) and the quadrature error above is larger. Every node off the exact curve by more than
+    # 4 stderr lies in the flagged span, and some do (the flag is neither silent nor idle).
+    [flag] = est.flags
+    span = re.search(r"limited by the time grid, not by the samples, at \d+ of 384 nodes \(s from (\S+) to (\S+)\)",
+                     flag)
+    lo, hi = float(span[1]), float(span[2])  # printed to 3 significant digits
+    off = np.abs(est.cumulative - exact) > 4 * est.cumulative_stderr
+    assert off.any() and np.all((est.times[off] > 0.995 * lo) & (est.times[off] < 1.005 * hi)), est.times[off]
     assert np.all(est.rate >= 0)  # the label is only ever forgotten along the forward process
     assert 0 < mixture.prior_entropy() - at_T < 1e-4  # the default start H(Y) is high by I(X_T;Y) only
 

@@ -40,7 +40,7 @@ from gaussian_oracle import VPSDE, Estimate, check_key, marginal_kl_curves, mean
 from .._report import curves_of
 from ._information import _check_data, _check_information, _entropy_integrand, _information_integrand
 from ._integrators import AbstractGrid, GeometricGrid
-from ._label_entropy import FromEnd, tail_quadrature_error
+from ._label_entropy import FromEnd, _flag_grid, _grid_error, _grid_limited
 
 __all__ = ["InformationBudget", "geometric_grid_through", "information_budget", "total_correlation"]
 
@@ -68,52 +68,6 @@ def _marginal_sum(marginal_kl: MarginalKL, times: np.ndarray, sde: VPSDE) -> np.
 
 def _data_marginals(x, sde: VPSDE) -> MarginalKL:
     return lambda times: marginal_kl_curves(np.asarray(x), times, sde)
-
-
-def _grid_error(rows: np.ndarray, times: AbstractGrid, sde: VPSDE) -> tuple[np.ndarray, np.ndarray]:
-    r"""The quadrature error of the `FromEnd` tail curve of `rows` (n, n_times) at each node, and its noise floor.
-
-    **Arguments:**
-
-    - `rows`: the per-sample rates at the grid's nodes.
-    - `times`: the grid.
-    - `sde`: the forward process (its T).
-
-    **Returns:**
-
-    `(grid_error, noise)`: `tail_quadrature_error` of the mean rate, and of a rate with no signal and the mean's
-    sampling noise (the difference of the mean rates of the even and odd rows, scaled to the variance of the mean):
-    what the estimate gives for noise alone. Both NaN (not estimated) on a grid of fewer than 3 nodes.
-    """
-    n_nodes = rows.shape[1]
-    if n_nodes < 3:  # no second differences
-        return np.full(n_nodes, np.nan), np.full(n_nodes, np.nan)
-    even, odd = rows[0::2], rows[1::2]
-    noise = (even.mean(axis=0) - odd.mean(axis=0)) * math.sqrt(len(even) * len(odd)) / len(rows)
-    return tail_quadrature_error(times, sde, rows.mean(axis=0)), tail_quadrature_error(times, sde, noise)
-
-
-def _grid_limited(est: Estimate, grid_error: np.ndarray, noise: np.ndarray) -> np.ndarray:
-    """The nodes where the grid error less its noise floor exceeds the curve's stderr (False where not estimated)."""
-    with np.errstate(invalid="ignore"):
-        return np.asarray(grid_error - noise > est.cumulative_stderr)
-
-
-def _flag_grid(est: Estimate, grid_error: np.ndarray, noise: np.ndarray, name: str) -> Estimate:
-    """`est` with one flag if some node of its curve is limited by the time grid (`_grid_limited`)."""
-    limited = np.flatnonzero(_grid_limited(est, grid_error, noise))
-    if limited.size == 0:
-        return est
-    times = est.times[limited]
-    ratio = grid_error[limited] / est.cumulative_stderr[limited]
-    worst = limited[np.argmax(ratio)]
-    flag = (f"{name} is limited by the time grid, not by the samples, at {limited.size} of {est.times.size} nodes "
-            f"(s from {times.min():.3g} to {times.max():.3g}): there the estimated quadrature error of the tail "
-            f"integral (grid_error), which the stderr does not cover, exceeds the stderr beyond what the rate's "
-            f"sampling noise alone gives, up to {ratio.max():.3g} times ({grid_error[worst]:.2g} nats against "
-            f"{est.cumulative_stderr[worst]:.2g} at s = {est.times[worst]:.3g}); a grid with more cells (n_times) "
-            f"resolves it (the error falls as the square of the cell width)")
-    return dataclasses.replace(est, flags=(*est.flags, flag))
 
 
 def _check_grid(times) -> None:

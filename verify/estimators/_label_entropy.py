@@ -21,7 +21,7 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from gaussian_oracle import VPSDE, Estimate
 
-from ._information import (_check_data, _checked_rows, _crossfit_integrand, _integrate, _minde_integrand,
+from ._information import (_check_data, _checked_rows, _crossfit_integrand, _minde_integrand,
                            plugin_label_entropy)
 from ._integrators import AbstractGrid
 
@@ -213,6 +213,52 @@ def tail_quadrature_error(times: AbstractGrid, sde: VPSDE, rate: Float[ArrayLike
     return np.concatenate([np.cumsum(seg[::-1])[::-1], [0.0]]) + last
 
 
+def _grid_error(rows: np.ndarray, times: AbstractGrid, sde: VPSDE) -> tuple[np.ndarray, np.ndarray]:
+    r"""The quadrature error of the `FromEnd` tail curve of `rows` (n, n_times) at each node, and its noise floor.
+
+    **Arguments:**
+
+    - `rows`: the per-sample rates at the grid's nodes.
+    - `times`: the grid.
+    - `sde`: the forward process (its T).
+
+    **Returns:**
+
+    `(grid_error, noise)`: `tail_quadrature_error` of the mean rate, and of a rate with no signal and the mean's
+    sampling noise (the difference of the mean rates of the even and odd rows, scaled to the variance of the mean):
+    what the estimate gives for noise alone. Both NaN (not estimated) on a grid of fewer than 3 nodes.
+    """
+    n_nodes = rows.shape[1]
+    if n_nodes < 3:  # no second differences
+        return np.full(n_nodes, np.nan), np.full(n_nodes, np.nan)
+    even, odd = rows[0::2], rows[1::2]
+    noise = (even.mean(axis=0) - odd.mean(axis=0)) * math.sqrt(len(even) * len(odd)) / len(rows)
+    return tail_quadrature_error(times, sde, rows.mean(axis=0)), tail_quadrature_error(times, sde, noise)
+
+
+def _grid_limited(est: Estimate, grid_error: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """The nodes where the grid error less its noise floor exceeds the curve's stderr (False where not estimated)."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(grid_error - noise > est.cumulative_stderr)
+
+
+def _flag_grid(est: Estimate, grid_error: np.ndarray, noise: np.ndarray, name: str) -> Estimate:
+    """`est` with one flag if some node of its curve is limited by the time grid (`_grid_limited`)."""
+    limited = np.flatnonzero(_grid_limited(est, grid_error, noise))
+    if limited.size == 0:
+        return est
+    times = est.times[limited]
+    ratio = grid_error[limited] / est.cumulative_stderr[limited]
+    worst = limited[np.argmax(ratio)]
+    flag = (f"{name} is limited by the time grid, not by the samples, at {limited.size} of {est.times.size} nodes "
+            f"(s from {times.min():.3g} to {times.max():.3g}): there the estimated quadrature error of the tail "
+            f"integral (grid_error), which the stderr does not cover, exceeds the stderr beyond what the rate's "
+            f"sampling noise alone gives, up to {ratio.max():.3g} times ({grid_error[worst]:.2g} nats against "
+            f"{est.cumulative_stderr[worst]:.2g} at s = {est.times[worst]:.3g}); a grid with more cells (n_times) "
+            f"resolves it (the error falls as the square of the cell width)")
+    return dataclasses.replace(est, flags=(*est.flags, flag))
+
+
 def label_entropy(model, x: Float[Array, "batch *shape"], y, *, prior_entropy: float,
                   entropy_at_T: float | None = None, times: AbstractGrid = LogSNRGrid(n_times=64, s_min=1e-4),
                   model_b=None, chunk_size: int = 1024, key: PRNGKeyArray) -> Estimate:
@@ -247,7 +293,10 @@ def label_entropy(model, x: Float[Array, "batch *shape"], y, *, prior_entropy: f
     An `Estimate` with `times` the grid's nodes, $H(Y|X_s)$ in `cumulative`/`cumulative_stderr`, its derivative (the
     MINDE integrand) in `rate`/`rate_stderr`, and `value`/`stderr` at the first node: the label entropy left at the
     smallest time, $\approx H(Y) - I(X;Y)$. Values below 0 or above $H(Y)$ by more than 2 stderr are flagged, and
-    so is a `prior_entropy` that integer labels `y` are unlikely to have been drawn with (by their frequencies).
+    so is a `prior_entropy` that integer labels `y` are unlikely to have been drawn with (by their frequencies), and
+    a curve that the grid limits: where the estimated quadrature error of its tail integral, which the stderr does
+    not cover, less that estimate's noise floor, exceeds the stderr (as `information_budget`'s curves; module note of
+    `verify.estimators._budget`).
     """
     _check_grid(times, model.sde)
     h_y = float(prior_entropy)
@@ -261,13 +310,16 @@ def label_entropy(model, x: Float[Array, "batch *shape"], y, *, prior_entropy: f
                          f"H(Y|X_T) is at most H(Y)); got {entropy_at_T!r}.")
     x, y = _check_data(x, y)  # before the model is called on a row
     integrand, models, evals, calls = _label_models(model, model_b, x[0], y, "label_entropy")
-    tail = _integrate(integrand, models, x, y, FromEnd(times), evals, chunk_size, key, calls=calls)
+    grid = FromEnd(times)
+    rows = _checked_rows(integrand, models, x, y, grid, chunk_size, key, calls=calls)
+    tail = grid.estimate(rows, sde=model.sde, evals_per_call=evals)
     curve = start - tail.cumulative
     est = Estimate(value=curve[0], stderr=tail.cumulative_stderr[0], times=tail.times, rate=tail.rate,
                    rate_stderr=tail.rate_stderr, cumulative=curve, cumulative_stderr=tail.cumulative_stderr,
                    n_evals=tail.n_evals)
-    est = est.check_bounds(lower=0.0, upper=h_y, name="H(Y|X_s) at the first time"
-                           + ("" if model_b is None else " (cross-fit)"))
+    name = "H(Y|X_s)" + ("" if model_b is None else " (cross-fit)")
+    est = est.check_bounds(lower=0.0, upper=h_y, name=f"{name} at the first time")
+    est = _flag_grid(est, *_grid_error(rows, times, model.sde), name)
     mismatch = _prior_entropy_mismatch(h_y, y)
     return est if mismatch is None else dataclasses.replace(est, flags=(*est.flags, mismatch))
 
@@ -336,7 +388,8 @@ def label_entropy_per_class(model, x: Float[Array, "batch *shape"], y: Int[Array
     **Returns:**
 
     `{c: Estimate}` with $H_c$ on the grid in `cumulative`/`cumulative_stderr`, its derivative in
-    `rate`/`rate_stderr`, and `value`/`stderr` at the first node (flagged when below 0 by more than 2 stderr).
+    `rate`/`rate_stderr`, and `value`/`stderr` at the first node (flagged when below 0 by more than 2 stderr, and
+    where the grid limits the curve, as `label_entropy`).
     """
     _check_grid(times, model.sde)
     prior = _check_prior(prior)
@@ -366,8 +419,9 @@ def label_entropy_per_class(model, x: Float[Array, "batch *shape"], y: Int[Array
         est = Estimate(value=curve[0], stderr=tail.cumulative_stderr[0], times=tail.times, rate=tail.rate,
                        rate_stderr=tail.rate_stderr, cumulative=curve, cumulative_stderr=tail.cumulative_stderr,
                        n_evals=tail.n_evals)
-        out[c] = est.check_bounds(lower=0.0, name=f"H_{c}(s) at the first time"
-                                  + ("" if model_b is None else " (cross-fit)"))
+        name = f"H_{c}(s)" + ("" if model_b is None else " (cross-fit)")
+        out[c] = _flag_grid(est.check_bounds(lower=0.0, name=f"{name} at the first time"),
+                            *_grid_error(rows[labels == c], times, model.sde), name)
     return out
 
 
