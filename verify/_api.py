@@ -513,8 +513,10 @@ class MINDE(AbstractDiffusionEstimator):
       the pairs per network. `fit` returns the two as a `CrossFittedEstimator`; calling the estimator fits and
       estimates, and with `n_fits > 1` each fit is one such pair on its own halves. Measured
       (`benchmarks/bench_api_crossfit.py`, 2,000 pairs): on a 5 + 3 Gaussian one fit read +5.2 % on average over
-      eight draws, the cross-fit of two halves -0.2 %; on a 25 + 25 one, +13.5 % and -1.8 % (two draws). On 10,000
-      pairs and more its cost in halved data is not measured.
+      eight draws, the cross-fit of two halves -0.2 %; on a 25 + 25 one, +13.3 % and -1.6 % (four draws). On that
+      25 + 25 task (`bench_sample_size.py`, four draws each) one fit read +12.7, +6.3, +2.0, +0.7 % at 2,000, 5,000,
+      10,000, 50,000 pairs, the cross-fit -2.3, -2.1, -2.7, -0.8 % (RMS 3.0, 2.7, 3.0, 0.9 % against 12.8, 6.4, 2.7,
+      0.9 %): better below 10,000 pairs, alike above, low where one fit is high, at twice the training.
     """
 
     crossfit: bool = False
@@ -1009,7 +1011,10 @@ def estimate_mutual_information(
     Holds out `estimator.eval_fraction` of the pairs, Gaussianises each component on the rest (exact for MI),
     trains a conditional and an unconditional covariance-preconditioned MLP and returns MINDE (Eq. 13) on the
     held-out pairs. The stderr is the Monte Carlo error given the networks; pass
-    `estimator=MINDE(n_fits=5)` for the spread over independent fits.
+    `estimator=MINDE(n_fits=5)` for the spread over independent fits. On fewer than about 10,000 pairs one fit reads
+    high by its networks' squared error (+13 % on 2,000 pairs of a 25 + 25 Gaussian, +6 % on 5,000); there
+    `estimator=MINDE(crossfit=True)` (two fits on halves, cross-fitted: -2 %, at twice the training) is the better
+    estimate (`MINDE`'s docstring).
 
     The defaults are the measured ones: covariance preconditioning and log-SNR training times (`DESIGN.md`), and
     marginal Gaussianisation, which on `benchmarks/bench_robustness.py` cost nothing on Gaussian tasks and turned
