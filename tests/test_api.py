@@ -355,6 +355,13 @@ def test_crossfit_fit_is_two_halves_in_one_transform_saved_and_resumed(data, tmp
         CrossFittedEstimator.load(cross.a.save(tmp_path / "one"))
     with pytest.raises(ValueError, match="needs y"):
         cross.estimate(x_eval, None, key=jax.random.key(22))
+    meta = json.loads((tmp_path / "cross" / "crossfit.json").read_text())
+    (tmp_path / "cross" / "crossfit.json").write_text(json.dumps({**meta, "format": "other/1"}))
+    with pytest.raises(ValueError, match="is not a verify.CrossFittedEstimator/1 file"):
+        CrossFittedEstimator.load(tmp_path / "cross")
+    (tmp_path / "cross" / "crossfit.json").write_text(json.dumps({**meta, "config": {**meta["config"], "steps": 21}}))
+    with pytest.raises(ValueError, match="halves .* were fitted with other settings"):
+        CrossFittedEstimator.load(tmp_path / "cross")
 
 
 def test_bound_violations_are_flagged():

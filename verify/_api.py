@@ -65,7 +65,8 @@ if TYPE_CHECKING:
     import learned
 
 __all__ = ["AbstractDiffusionEstimator", "MINDE", "EntropyDifference", "NeuralEntropy", "FittedEstimator",
-           "FitInfo", "NetworkFit", "estimate_mutual_information", "estimation_grid", "information_estimates"]
+           "CrossFittedEstimator", "FitInfo", "NetworkFit", "estimate_mutual_information", "estimation_grid",
+           "information_estimates"]
 
 FORMAT = "verify.FittedEstimator/1"
 CROSSFIT_FORMAT = "verify.CrossFittedEstimator/1"
