@@ -414,14 +414,15 @@ def label_entropy_per_class(model, x: Float[Array, "batch *shape"], y: Int[Array
     rows = _checked_rows(integrand, models, x, jnp.asarray(labels), grid, chunk_size, key, calls=calls)
     out = {}
     for c in range(prior.size):
-        tail = grid.estimate(rows[labels == c], sde=model.sde, evals_per_call=evals)
+        own = rows[labels == c]
+        tail = grid.estimate(own, sde=model.sde, evals_per_call=evals)
         curve = -math.log(prior[c]) - tail.cumulative
         est = Estimate(value=curve[0], stderr=tail.cumulative_stderr[0], times=tail.times, rate=tail.rate,
                        rate_stderr=tail.rate_stderr, cumulative=curve, cumulative_stderr=tail.cumulative_stderr,
                        n_evals=tail.n_evals)
         name = f"H_{c}(s)" + ("" if model_b is None else " (cross-fit)")
         out[c] = _flag_grid(est.check_bounds(lower=0.0, name=f"{name} at the first time"),
-                            *_grid_error(rows[labels == c], times, model.sde), name)
+                            *_grid_error(own, times, model.sde), name)
     return out
 
 
