@@ -518,8 +518,9 @@ class MINDE(AbstractDiffusionEstimator):
       25 + 25 task (`bench_sample_size.py`, four draws each) one fit read +12.7, +6.3, +2.0, +0.7 % at 2,000, 5,000,
       10,000, 50,000 pairs, the cross-fit -2.3, -2.1, -2.7, -0.8 % (RMS 3.0, 2.7, 3.0, 0.9 % against 12.8, 6.4, 2.7,
       0.9 %): better below 10,000 pairs there, alike above, low where one fit is high, at twice the training.
-      Beyond Gaussians (`bench_crossfit_tasks.py`, 2,000 pairs, two draws each) it read further from the truth than
-      one fit in all six draws: -6.5 to -46 % against -1.3 to +36 % (Student-t, bounded copula, mixture).
+      Beyond Gaussians (`bench_crossfit_tasks.py`, two draws each of a Student-t, a bounded-copula and a mixture
+      task) it read further from the truth than one fit in all six draws on 2,000 pairs, -6.5 to -46 % against -1.3
+      to +36 %, and alike on 10,000: -4.2 to +1.7 % against -3.1 to +2.2 %.
     """
 
     crossfit: bool = False
@@ -1017,8 +1018,9 @@ def estimate_mutual_information(
     `estimator=MINDE(n_fits=5)` for the spread over independent fits. On fewer than about 10,000 pairs one fit reads
     high by its networks' squared error (+13 % on 2,000 pairs of a 25 + 25 Gaussian, +6 % on 5,000);
     `estimator=MINDE(crossfit=True)` (two fits on halves, cross-fitted, at twice the training) reads low instead
-    (-2 % there, but -6.5 % to -46 % on non-Gaussian tasks where one fit read -1.3 % to +36 %): the two bracketed
-    the truth in most draws measured (`MINDE`'s docstring, `benchmarks/README.md`).
+    (-2 % there, but -6.5 % to -46 % on 2,000 pairs of non-Gaussian tasks where one fit read -1.3 % to +36 %; on
+    10,000 pairs of those the two read alike): on 2,000 pairs the two bracketed the truth in most draws measured
+    (`MINDE`'s docstring, `benchmarks/README.md`).
 
     The defaults are the measured ones: covariance preconditioning and log-SNR training times (`DESIGN.md`), and
     marginal Gaussianisation, which on `benchmarks/bench_robustness.py` cost nothing on Gaussian tasks and turned
