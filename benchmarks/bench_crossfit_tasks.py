@@ -5,7 +5,8 @@
 quadrature) and per seed, n training pairs go to `verify.MINDE(**config).fit` once with `crossfit=False` (one fit,
 the plug-in, what `estimate_mutual_information` returns) and once with `crossfit=True` (two fits on the halves, one
 transform, `verify.CrossFittedEstimator`); both are read on the same fresh evaluation pairs with the same key, and
-so is each half's own plug-in (`fitted.a`, `fitted.b`: one fit's reading on half the data, at no training cost).
+so is each half's own plug-in (`fitted.a`, `fitted.b`: one fit's reading on half the data, at no training cost);
+each fit's `FitInfo` (held-out losses, selected steps) is recorded beside its reading.
 Defaults: `MINDE()`'s (4,000 steps, width 256, Gaussianisation, validation selection).
 
     python benchmarks/bench_crossfit_tasks.py [--tasks student-t-dof2-5x3 bounded-5x3 mixture-3x3] [--seeds 0 1]
@@ -41,8 +42,12 @@ def _cell(task: verify.Task, seed: int, args) -> dict:
                      "fit_wall_time_s": time.perf_counter() - t0}
         if crossfit:  # each half's own plug-in on the same pairs: the one fit's reading at half the data
             for half in verify.CrossFittedEstimator.HALVES:
-                est = getattr(fitted, half).estimate(x_eval, y_eval, key=k_est)
-                row[f"half_{half}"] = {**est.to_dict(), "relative_error": est.value / task.mutual_information - 1}
+                one = getattr(fitted, half)
+                est = one.estimate(x_eval, y_eval, key=k_est)
+                row[f"half_{half}"] = {**est.to_dict(), "relative_error": est.value / task.mutual_information - 1,
+                                       "fit_info": one.info.to_dict()}
+        else:
+            row[name]["fit_info"] = fitted.info.to_dict()
     return row
 
 
@@ -74,7 +79,11 @@ def main() -> None:
                   + "  ".join(f"{v} {row[v]['value']:.4f} ± {row[v]['stderr']:.4f} ({row[v]['relative_error']:+.1%}, "
                               f"{row[v]['fit_wall_time_s']:.0f} s)" for v in ("plugin", "crossfit"))
                   + "  halves " + ", ".join(f"{row[h]['value']:.4f} ({row[h]['relative_error']:+.1%})"
-                                            for h in ("half_a", "half_b")), flush=True)
+                                            for h in ("half_a", "half_b"))
+                  + "  selected steps " + "; ".join(
+                      f"{v} " + ", ".join(f"{net['name']} {net['selected_step']}"
+                                          for net in row[v]["fit_info"]["networks"])
+                      for v in ("plugin", "half_a", "half_b")), flush=True)
             verify.write_json(out, {**settings, "units": "nats", "rows": rows, **verify.provenance(start)})
     print(f"wrote {out}")
 
