@@ -29,7 +29,6 @@ its row).
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import time
 
@@ -39,6 +38,7 @@ import numpy as np
 
 import verify
 from gaussian_oracle import JointGaussian
+from _results_file import kept_rows
 
 
 class _Mean(eqx.Module):
@@ -127,13 +127,8 @@ def main() -> None:
     tag = f"_{args.tag}" if args.tag else ""
     out = pathlib.Path(__file__).parent / "results" / f"api_crossfit_{dx}x{dy}{tag}_{jax.devices()[0].platform}.json"
     settings = {"task": task, "n_train": args.n_train, "n_eval": args.n_eval, "tag": args.tag}
-    estimator = verify.MINDE(steps=args.steps, progress=False).to_dict()
-    rows = []
-    if out.exists():
-        before = json.loads(out.read_text())
-        if ({k: before[k] for k in settings}, before["estimator"]) != (settings, estimator):
-            raise SystemExit(f"{out} holds a run with other settings; move it away or run with its settings.")
-        rows = [r for r in before["rows"] if r["seed"] not in args.seeds]
+    estimator = verify.MINDE(steps=args.steps, progress=False)
+    rows = kept_rows(out, {**settings, "estimator": estimator}, lambda r: r["seed"] in args.seeds)
     for seed in args.seeds:
         rows.append(_seed(joint, seed, args))
         rows.sort(key=lambda r: r["seed"])

@@ -19,7 +19,6 @@ cells; a later run with the same n, n-eval and steps adds its cells, replacing a
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import time
 
@@ -27,6 +26,7 @@ import jax
 import numpy as np
 
 import verify
+from _results_file import kept_rows
 
 
 def _cell(task: verify.Task, seed: int, args) -> dict:
@@ -64,13 +64,8 @@ def main() -> None:
     args = parser.parse_args()
     out = pathlib.Path(__file__).parent / "results" / f"crossfit_tasks_n{args.n}_{jax.devices()[0].platform}.json"
     settings = {"benchmark": "bench_crossfit_tasks", "n": args.n, "n_eval": args.n_eval, "steps": args.steps,
-                "estimator": verify.MINDE(steps=args.steps, progress=False).to_dict()}
-    rows = []
-    if out.exists():
-        before = json.loads(out.read_text())
-        if {k: before.get(k) for k in settings} != settings:
-            raise SystemExit(f"{out} holds a run with other settings; move it away or run with its settings.")
-        rows = [r for r in before["rows"] if not (r["task"] in args.tasks and r["seed"] in args.seeds)]
+                "estimator": verify.MINDE(steps=args.steps, progress=False)}
+    rows = kept_rows(out, settings, lambda r: r["task"] in args.tasks and r["seed"] in args.seeds)
     for name in args.tasks:
         for seed in args.seeds:
             row = _cell(tasks[name], seed, args)

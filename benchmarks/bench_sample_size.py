@@ -23,7 +23,6 @@ steps, width, n-eval and estimator keeps the cells (seed, n, variant) of the fil
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import time
 
@@ -32,6 +31,7 @@ import numpy as np
 
 import verify
 from gaussian_oracle import JointGaussian
+from _results_file import kept_rows
 
 
 VARIANTS = {"none": dict(validation_fraction=0.0), "report": dict(validation_fraction=0.1, select_on_validation=False),
@@ -82,17 +82,9 @@ def main() -> None:
     settings = {"benchmark": "bench_sample_size",
                 "task": f"JointGaussian.determinism(25, 25, {args.sigma_eps}, key(0))",
                 "steps": args.steps, "width": args.width, "n_eval": args.n_eval,
-                "estimator": verify.MINDE(steps=args.steps, width=args.width, progress=False).to_dict()}
-    rows = []
-    if out.exists():
-        before = json.loads(out.read_text())
-        same = verify.AbstractDiffusionEstimator.from_dict(before["estimator"]) == verify.MINDE(
-            steps=args.steps, width=args.width, progress=False)  # files before `crossfit` existed lack the key
-        if same and all(before.get(k) == v for k, v in settings.items() if k != "estimator"):
-            rows = [r for r in before["rows"] if not (r.get("seed", 0) == args.seed and r["n"] in args.ns
-                                                      and r["variant"] in args.variants)]
-        else:
-            raise SystemExit(f"{out} holds a run with other settings; move it away or run with its settings.")
+                "estimator": verify.MINDE(steps=args.steps, width=args.width, progress=False)}
+    rows = kept_rows(out, settings, lambda r: r.get("seed", 0) == args.seed and r["n"] in args.ns
+                     and r["variant"] in args.variants)  # rows before `--seed` existed are seed 0's
     for n in args.ns:
         x, y = x_all[:n], y_all[:n]  # nested: each larger data set contains the smaller ones
         for name in args.variants:
